@@ -1,0 +1,117 @@
+"""The one exception tree of ptm_p2p.
+
+Every error the package raises on purpose is a ``PtmError``. Messages say what happened,
+where, and what to do next, because they end up in front of site operators and auditors.
+Parsers never leak ``ValueError`` or msgpack exceptions: they wrap them in one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PtmError(Exception):
+    """Root of every domain error in ptm_p2p."""
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+class LedgerError(PtmError):
+    """Something about the ledger's bytes, signatures, proofs or rules is wrong."""
+
+
+class DecodeError(LedgerError):
+    """Bytes that do not parse as a canonical, well-formed, size-limited ledger object."""
+
+
+class SignatureError(LedgerError):
+    """A signature does not verify under the key it claims."""
+
+
+class ChainError(LedgerError):
+    """A per-author chain is broken: wrong sequence number or previous-entry link."""
+
+
+class ProofError(LedgerError):
+    """A Merkle inclusion or consistency proof is malformed or does not verify."""
+
+
+class CheckpointError(LedgerError):
+    """A checkpoint or cosignature note is malformed or its signature fails."""
+
+
+class RuleError(LedgerError):
+    """An entry breaks a replay rule (membership, roles, targets, revocation...)."""
+
+
+class EquivocationError(LedgerError):
+    """One author signed two different entries with the same sequence number.
+
+    Both entries are kept as evidence: ``first`` and ``second`` are their encoded bytes.
+    """
+
+    def __init__(self, message: str, first: bytes, second: bytes) -> None:
+        super().__init__(message)
+        self.first = first
+        self.second = second
+
+
+class SplitViewError(LedgerError):
+    """Two validly signed checkpoints of the same log that are not consistent.
+
+    ``first`` and ``second`` are the two checkpoint notes (text), kept as evidence.
+    """
+
+    def __init__(self, message: str, first: str, second: str) -> None:
+        super().__init__(message)
+        self.first = first
+        self.second = second
+
+
+class ReplayError(LedgerError):
+    """The first rule broken while folding a log; names the entry index and author."""
+
+    def __init__(self, message: str, index: int | None = None, author: str | None = None,
+                 cause: LedgerError | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.author = author
+        self.cause = cause
+
+
+# --- storage, configuration -----------------------------------------------------------------
+
+
+class StoreError(PtmError):
+    """The durable store cannot be opened, read or written."""
+
+
+class ConfigError(PtmError):
+    """A home folder, key file or config.toml is missing or invalid."""
+
+
+# --- network --------------------------------------------------------------------------------
+
+
+class NetworkError(PtmError):
+    """A peer could not be reached or answered badly."""
+
+
+class ProtocolError(NetworkError):
+    """A sync-protocol message is malformed, oversized or not allowed."""
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+# --- execution ------------------------------------------------------------------------------
+
+
+class PolicyError(PtmError):
+    """The site's policy refuses a task (image, publisher, data label or limits)."""
+
+
+class ExecutorError(PtmError):
+    """The container engine or registry failed while running a task."""

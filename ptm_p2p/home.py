@@ -1,0 +1,121 @@
+"""One home folder per identity: its private key, its config.toml and its ledger copy.
+
+Layout of a home (made by ``ptm init``)::
+
+    HOME/identity.key   32-byte Ed25519 seed, hex, mode 0600, never printed
+    HOME/config.toml    name and role-specific settings (site policy, network)
+    HOME/ledger.db      this identity's verified copy of the ledger (SQLite)
+
+The home is chosen by ``--home`` or, when that is absent, ``PTM_HOME``; the environment is
+read by the CLI at call time, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.ledger.crypto import Signer
+
+KEY_FILE = "identity.key"
+CONFIG_FILE = "config.toml"
+LEDGER_FILE = "ledger.db"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Home:
+    """An identity's folder; ``load`` checks that it is complete and sane."""
+
+    path: Path
+    name: str
+    signer: Signer = field(repr=False)
+    config: dict[str, Any] = field(repr=False)
+
+    @property
+    def public_key(self) -> bytes:
+        return self.signer.public_key
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.path / LEDGER_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @classmethod
+    def init(cls, path: Path, name: str, extra_config: str = "") -> Home:
+        """Create a new identity in ``path`` (which must not hold one already)."""
+        if not NAME_PATTERN.match(name):
+            raise ConfigError(
+                f"name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        path = Path(path)
+        if (path / KEY_FILE).exists():
+            raise ConfigError(
+                f"{path / KEY_FILE} already exists: this home already holds an identity; "
+                "choose another --home or delete the folder if you really mean to replace it"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        signer = Signer.generate()
+        key_path = path / KEY_FILE
+        # Create with 0600 from the start: a chmod after writing would leave a window.
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(signer.seed.hex() + "\n")
+        config_text = (
+            "# ptm_p2p identity configuration (see README: 'Configuration')\n"
+            f'name = "{name}"\n' + extra_config
+        )
+        (path / CONFIG_FILE).write_text(config_text)
+        from ptm_p2p.ledger.store import SqliteStore  # local: the store is the one I/O module
+
+        SqliteStore(path / LEDGER_FILE).close()
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Home:
+        path = Path(path)
+        key_path = path / KEY_FILE
+        if not key_path.exists():
+            raise ConfigError(
+                f"no identity in {path}: {KEY_FILE} is missing; run `ptm init --home {path} "
+                "--name NAME` first"
+            )
+        mode = key_path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                f"{key_path} is readable by others (mode {mode:o}); run `chmod 600 {key_path}`"
+            )
+        try:
+            seed = bytes.fromhex(key_path.read_text().strip())
+            signer = Signer(seed)
+        except (ValueError, PtmError) as exc:
+            raise ConfigError(f"{key_path} does not hold a 32-byte hex Ed25519 seed") from exc
+        try:
+            config = tomllib.loads((path / CONFIG_FILE).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path / CONFIG_FILE} is missing") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path / CONFIG_FILE} is not valid TOML: {exc}") from exc
+        name = config.get("name")
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ConfigError(f"{path / CONFIG_FILE}: 'name' is missing or invalid")
+        return cls(path=path, name=name, signer=signer, config=config)
+
+
+def resolve_home(home: str | Path | None) -> Path:
+    """The home folder from ``--home`` or, failing that, ``PTM_HOME``."""
+    if home:
+        return Path(home)
+    env = os.environ.get("PTM_HOME")
+    if env:
+        return Path(env)
+    raise ConfigError("no home folder given: pass --home DIR or set PTM_HOME")
