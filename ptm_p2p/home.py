@@ -52,7 +52,7 @@ class Home:
     @classmethod
     def init(cls, path: Path, name: str, extra_config: str = "") -> Home:
         """Create a new identity in ``path`` (which must not hold one already)."""
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise ConfigError(
                 f"name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit"
@@ -106,7 +106,7 @@ class Home:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path / CONFIG_FILE} is not valid TOML: {exc}") from exc
         name = config.get("name")
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             raise ConfigError(f"{path / CONFIG_FILE}: 'name' is missing or invalid")
         return cls(path=path, name=name, signer=signer, config=config)
 

@@ -1,7 +1,211 @@
-"""CLI commands: executor (placeholder until its issue lands)."""
+"""CLI commands of the executor area: ``ptm run-local`` and ``ptm dev …`` (infrastructure)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
 
 import click
+
+from ptm_p2p.errors import PolicyError
+
+
+def _parse_data(values: tuple[str, ...]) -> dict[str, Path]:
+    data: dict[str, Path] = {}
+    for value in values:
+        label, sep, path = value.partition("=")
+        if not sep or not label or not path:
+            raise click.BadParameter(f"{value!r}: expected LABEL=PATH", param_hint="--data")
+        data[label] = Path(path)
+    return data
+
+
+@click.command("run-local")
+@click.argument("image")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="LABEL=PATH",
+    help="Mount PATH (file or folder) read-only at /ptm/data/LABEL. Repeatable.",
+)
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Task input file (JSON), mounted at /ptm/input.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to copy the output files into.",
+)
+@click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Wall-clock limit in seconds."
+)
+@click.option("--memory", default="512m", show_default=True, help="Memory limit.")
+@click.option(
+    "--min-group-size",
+    type=int,
+    default=5,
+    show_default=True,
+    help="PTM_MIN_GROUP_SIZE given to the algorithm.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+def run_local_cmd(
+    image: str,
+    data: tuple[str, ...],
+    input_file: Path | None,
+    out_dir: Path,
+    timeout: float,
+    memory: str,
+    min_group_size: int,
+    as_json: bool,
+) -> None:
+    """Run algorithm IMAGE locally in exactly the sandbox a site uses.
+
+    IMAGE is a local tag or id (no policy, no registry). The container gets no network,
+    a read-only root, user 65534, memory/CPU/pid limits, your data read-only and the input
+    file; the files it writes to /ptm/output are copied to --out.
+
+    \b
+    Example:
+      ptm run-local 127.0.0.1:5000/ptm/summary:latest \\
+          --data table=tests/data/patients.csv --input params.json --out result/
+    """
+    import docker
+
+    from ptm_p2p.errors import ExecutorError
+    from ptm_p2p.executor import Limits, run_local
+    from ptm_p2p.executor.limits import parse_size
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise ExecutorError(f"no Docker engine answers ({exc}); run `ptm dev up`") from exc
+    try:
+        limits = Limits(timeout_s=timeout, memory_bytes=parse_size(memory, "--memory"))
+        limits.validate("--memory")
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    input_bytes = input_file.read_bytes() if input_file else b""
+    result = run_local(client, image, _parse_data(data), input_bytes, limits, min_group_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for rel, content in result.files.items():
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    record = result.to_dict()
+    record["out_dir"] = str(out_dir)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        click.echo(f"status     {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        click.echo(f"exit code  {result.exit_code}")
+        click.echo(f"image      {result.digest or result.image_id}")
+        click.echo(
+            f"output     {len(result.files)} file(s), {result.output_bytes} bytes in {out_dir}"
+        )
+        click.echo(
+            f"logs       {result.log_bytes} bytes"
+            + (" (truncated)" if result.logs_truncated else "")
+        )
+        t = result.timings
+        click.echo(f"timings    total {t.total_s:.2f} s (run {t.run_s:.2f} s)")
+        if result.logs:
+            sys.stderr.write(result.logs.decode("utf-8", "replace"))
+    if not result.ok:
+        sys.exit(1)
+
+
+@click.group("dev")
+def dev() -> None:
+    """Development infrastructure: Docker engine, local registry, base and algorithm images.
+
+    \b
+    Example:
+      ptm dev up        # idempotent: start/prepare what is missing, print image digests
+      ptm dev status
+    """
+
+
+@dev.command("up")
+@click.option("--no-images", is_flag=True, help="Skip building and pushing algorithm images.")
+@click.option("--json", "as_json", is_flag=True, help="Print the image digests as JSON.")
+def dev_up(no_images: bool, as_json: bool) -> None:
+    """Start the engine and registry, build the base image and the algorithm images.
+
+    \b
+    Example:
+      ptm dev up --json > images.json
+    """
+    from ptm_p2p.dev.stack import ensure_stack
+
+    stack = ensure_stack(build_images=not no_images)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "registry": stack.registry,
+                    "base_image": stack.base_image,
+                    "images": stack.images,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"engine         docker {stack.client.version().get('Version')}")
+    click.echo(f"registry       {stack.registry}")
+    click.echo(f"base image     {stack.base_image}")
+    for name, ref in stack.images.items():
+        click.echo(f"{name:<14} {ref}")
+
+
+@dev.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def dev_status(as_json: bool) -> None:
+    """Show what is running and built (starts nothing). Example: ptm dev status --json"""
+    from ptm_p2p.dev.stack import status
+
+    info = status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:<22} {value}")
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop the registry and dockerd that `ptm dev up` started (by their pid files).
+
+    An engine that was already running before is left alone. Example: ptm dev down
+    """
+    from ptm_p2p.dev.engine import stop_engine
+    from ptm_p2p.dev.registry import stop_registry
+    from ptm_p2p.dev.settings import DevSettings
+
+    settings = DevSettings.from_env()
+    click.echo(f"registry {'stopped' if stop_registry(settings) else 'not started by us'}")
+    click.echo(f"dockerd  {'stopped' if stop_engine(settings) else 'not started by us'}")
+
+
+@dev.command("clear-cache")
+def dev_clear_cache() -> None:
+    """Delete the cached base-image tarball (the next `ptm dev up` debootstraps again)."""
+    from ptm_p2p.dev.settings import DevSettings
+
+    cache = DevSettings.from_env().cache_dir
+    shutil.rmtree(cache, ignore_errors=True)
+    click.echo(f"removed {cache}")
 
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the `ptm` group."""
+    main.add_command(run_local_cmd)
+    main.add_command(dev)

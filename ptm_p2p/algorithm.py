@@ -1,0 +1,124 @@
+"""Helpers for algorithm images: read the input, find data by label, write the output.
+
+Standard library only: this file is copied into algorithm images (as
+``/opt/ptm/ptm_p2p/algorithm.py``), where the rest of ptm_p2p is not installed. It follows
+the algorithm contract of docs/executor.md:
+
+* ``/ptm/input`` (``$PTM_INPUT``): the task's input, JSON, read-only;
+* ``/ptm/data/<label>`` (``$PTM_DATA_DIR``): each data source the task asked for, read-only,
+  a file or a folder;
+* ``/ptm/output/`` (``$PTM_OUTPUT``): the only writable folder besides a small ``/tmp``; the
+  result is ``output.json`` in it (``$PTM_OUTPUT_FILE``);
+* ``$PTM_MIN_GROUP_SIZE``: the smallest group the site allows an aggregate to report.
+
+Example ``main.py`` of an image::
+
+    from ptm_p2p import algorithm
+
+    params = algorithm.read_input()
+    path = algorithm.data_file(params.get("data", "table"), suffix=".csv")
+    algorithm.write_output({"rows": sum(1 for _ in open(path)) - 1})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MIN_GROUP_SIZE = 5
+
+
+class AlgorithmError(Exception):
+    """The task cannot be computed (bad input, missing data, too few rows)."""
+
+
+def input_path() -> Path:
+    return Path(os.environ.get("PTM_INPUT", "/ptm/input"))
+
+
+def read_input() -> Any:
+    """The task input parsed as JSON; an empty input is ``{}``."""
+    raw = input_path().read_bytes()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise AlgorithmError(f"the task input is not JSON: {exc}") from exc
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("PTM_DATA_DIR", "/ptm/data"))
+
+
+def data_labels() -> list[str]:
+    """Labels of the data sources mounted for this task."""
+    listed = os.environ.get("PTM_DATA_LABELS")
+    if listed is not None:
+        return [label for label in listed.split(",") if label]
+    folder = data_dir()
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def data_path(label: str) -> Path:
+    """Where the data source ``label`` is mounted (a file or a folder)."""
+    path = data_dir() / label
+    if "/" in label or label in ("", ".", "..") or not path.exists():
+        raise AlgorithmError(
+            f"no data source {label!r} in this task (available: {', '.join(data_labels())})"
+        )
+    return path
+
+
+def data_file(label: str, suffix: str = "") -> Path:
+    """The file of data source ``label``; for a folder, its only file ending in ``suffix``."""
+    path = data_path(label)
+    if path.is_file():
+        return path
+    matches = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(suffix))
+    if len(matches) != 1:
+        raise AlgorithmError(
+            f"data source {label!r} is a folder with {len(matches)} files ending in "
+            f"{suffix!r}; name the file in the task input"
+        )
+    return matches[0]
+
+
+def min_group_size() -> int:
+    try:
+        return max(1, int(os.environ.get("PTM_MIN_GROUP_SIZE", DEFAULT_MIN_GROUP_SIZE)))
+    except ValueError:
+        return DEFAULT_MIN_GROUP_SIZE
+
+
+def output_dir() -> Path:
+    return Path(os.environ.get("PTM_OUTPUT", "/ptm/output"))
+
+
+def output_file() -> Path:
+    return Path(os.environ.get("PTM_OUTPUT_FILE", str(output_dir() / "output.json")))
+
+
+def write_output(value: Any) -> Path:
+    """Write the result as JSON to the output file (compact, sorted keys)."""
+    path = output_file()
+    path.write_text(json.dumps(value, sort_keys=True, separators=(",", ":")))
+    return path
+
+
+def main(compute: Any) -> None:
+    """Run ``compute(params) -> result`` with the contract's input and output.
+
+    An ``AlgorithmError`` becomes ``{"error": message}`` in the output and exit code 2, so
+    the researcher sees why a site could not compute; anything else is a crash (exit 1).
+    """
+    try:
+        result = compute(read_input())
+    except AlgorithmError as exc:
+        write_output({"error": str(exc)})
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    write_output(result)

@@ -1,0 +1,93 @@
+"""The site-side executor: policy first, then the pinned image, then the sandbox.
+
+Order matters: the policy (image, publisher, data labels) is checked *before* anything is
+pulled, so a refused task never makes the site contact a registry it did not choose.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import docker
+
+from ptm_p2p.errors import PolicyError
+from ptm_p2p.executor.imageref import ImageRef
+from ptm_p2p.executor.limits import Limits
+from ptm_p2p.executor.policy import SitePolicy
+from ptm_p2p.executor.pull import Puller
+from ptm_p2p.executor.result import RunResult, Timings
+from ptm_p2p.executor.sandbox import SandboxRun, run_in_sandbox
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a site is asked to run (decoded from a task entry, input already decrypted)."""
+
+    image: str  # REPOSITORY@sha256:…
+    input: bytes = b""
+    data: Sequence[str] = ()  # data labels
+    publisher_key: str | None = None  # hex Ed25519 public key of the publisher
+    publisher_name: str | None = None  # its organisation name
+    task_id: str = ""
+    timeout_s: float | None = None  # the task may ask for less than the site's maximum
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Executor:
+    """Runs tasks under one site's policy on one Docker engine."""
+
+    def __init__(self, client: docker.DockerClient, policy: SitePolicy) -> None:
+        self.client = client
+        self.policy = policy
+        self.puller = Puller(client)
+
+    def check(self, task: Task) -> tuple[ImageRef, dict[str, Path], Limits]:
+        """Everything the policy says about ``task``; PolicyError on the first refusal."""
+        ref = self.policy.check_image(task.image)
+        self.policy.check_publisher(task.publisher_key, task.publisher_name)
+        data = self.policy.check_data(task.data)
+        limits = self.policy.limits.narrowed(task.timeout_s)
+        return ref, data, limits
+
+    def run(self, task: Task) -> RunResult:
+        """Run ``task``: a result with status ok/failed/timeout/refused.
+
+        Policy refusals and unobtainable images come back as ``refused`` results (the site
+        records them on the ledger); engine failures raise ExecutorError.
+        """
+        t0 = time.monotonic()
+        try:
+            ref, data, limits = self.check(task)
+            image_id = self.puller.obtain(ref)
+        except PolicyError as exc:
+            return RunResult.refused(task.image, str(exc), Timings(total_s=time.monotonic() - t0))
+        t_ready = time.monotonic()
+        result = run_in_sandbox(
+            self.client,
+            SandboxRun(
+                image=image_id,
+                input=task.input,
+                data=data,
+                limits=limits,
+                task_id=task.task_id,
+                min_group_size=self.policy.min_group_size,
+                labels={"ptm_p2p.task": task.task_id, **task.labels},
+            ),
+        )
+        t = result.timings
+        return replace(
+            result,
+            image=task.image,
+            digest=ref.by_digest,
+            image_id=image_id,
+            timings=Timings(
+                prepare_s=(t_ready - t0) + t.prepare_s,
+                create_s=t.create_s,
+                run_s=t.run_s,
+                collect_s=t.collect_s,
+                total_s=time.monotonic() - t0,
+            ),
+        )

@@ -1,0 +1,1 @@
+"""The hub daemon (`ptm hub`): sequencer, checkpoint signer and bootstrap peer."""

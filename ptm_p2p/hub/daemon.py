@@ -1,0 +1,93 @@
+"""``ptm hub``: the bootstrap peer, sequencer and checkpoint signer of one collaboration.
+
+On first start the hub's store is empty: it takes the genesis entry the admin made
+(``ptm collab create`` writes it to ``HUB/genesis.entry`` or ``--genesis FILE``), checks that
+it names this home's key as the hub, appends it and signs checkpoint 1. On later starts it
+replays its own store and carries on. It writes an invitation file with its address.
+
+Sites follow it with long-poll ``wait`` requests (a pending request per site, answered the
+moment a new checkpoint is signed): no gossip needed, no polling interval to tune.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ptm_p2p.errors import ConfigError
+from ptm_p2p.home import Home
+from ptm_p2p.ledger.checkpoint import parse_checkpoint
+from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network.daemon import run_daemon
+from ptm_p2p.network.invitation import Invitation
+from ptm_p2p.network.replica import Replica
+
+from .sequencer import Sequencer
+
+log = logging.getLogger(__name__)
+
+GENESIS_FILE = "genesis.entry"
+
+
+class Hub:
+    def __init__(self, home: Home, genesis: Path | None = None) -> None:
+        self.home = home
+        self.store = SqliteStore(home.ledger_path)
+        self.replica = Replica(self.store, home.name)
+        if self.replica.size == 0:
+            path = genesis or home.path / GENESIS_FILE
+            if not path.exists():
+                self.store.close()
+                raise ConfigError(
+                    f"the hub's ledger is empty and there is no genesis entry at {path}; run "
+                    "`ptm collab create --hub-home HUB ...` (or pass --genesis FILE) first"
+                )
+            entry = self.replica.append_genesis(path.read_bytes())
+            log.info("started log %s from genesis %s", self.replica.origin, entry.hash.hex()[:16])
+        self.sequencer = Sequencer(self.replica, home.signer)
+        if self.replica.latest_note is None or parse_checkpoint(
+            self.replica.latest_note
+        ).checkpoint.size != self.replica.size:
+            self.sequencer.sign_head()
+
+    def invitation(self, address: str) -> Invitation:
+        assert self.replica.origin is not None
+        return Invitation(address, self.home.public_key, self.replica.origin)
+
+    async def handle(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
+        if op == "submit":
+            return await self.sequencer.submit(fields["entries"])
+        return await self.replica.serve(op, fields, peer)
+
+    def status(self, host: Any) -> dict[str, Any]:
+        self.replica.flush_notes()
+        data = self.replica.status()
+        data["sequenced"] = self.sequencer.sequenced
+        data["lag"] = 0
+        data["known_peers"] = {pid: rec.name for pid, rec in self.replica.peers.items()}
+        return data
+
+
+def run_hub(home: Home, host_ip: str, port: int, genesis: Path | None = None,
+            invitation_path: Path | None = None) -> None:
+    hub = Hub(home, genesis)
+
+    async def write_invitation(host: Any, me: str) -> None:
+        if invitation_path is not None:
+            hub.invitation(me).save(invitation_path)
+            log.info("invitation written to %s", invitation_path)
+
+    async def sequencer(host: Any, me: str) -> None:
+        await hub.sequencer.run()
+
+    try:
+        trio.run(lambda: run_daemon(
+            home=home.path, seed=home.signer.seed, host_ip=host_ip, port=port,
+            handler=hub.handle, tasks=[write_invitation, sequencer], status=hub.status,
+            role="hub"))
+    finally:
+        hub.replica.flush_notes()
+        hub.store.close()

@@ -1,0 +1,180 @@
+"""The hub's sequencer: accept entries, check them with the replay rules, append, sign.
+
+Submissions queue up while a batch is being written; the sequencer takes everything queued
+at once, so under load one append transaction and one signed checkpoint cover many entries
+(the batch grows with the load instead of the hub falling behind). When idle, a single
+entry is sequenced and signed at once, which keeps submit-to-replicated latency low.
+
+An entry whose (author, seq) is already in the log with other bytes is equivocation: both
+entries are kept as evidence and the author's further submissions are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ptm_p2p.errors import EquivocationError, LedgerError, ProtocolError, RuleError
+from ptm_p2p.ledger import checkpoint as cp
+from ptm_p2p.ledger.crypto import Signer, short
+from ptm_p2p.ledger.entry import Entry
+from ptm_p2p.network import protocol
+from ptm_p2p.network.replica import Replica
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 5_000
+
+
+@dataclass
+class Submission:
+    entries: list[Entry]
+    done: trio.Event = field(default_factory=trio.Event)
+    indexes: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+class Sequencer:
+    """Owns the hub's write path: only the sequencer task appends to the hub's store."""
+
+    def __init__(self, replica: Replica, signer: Signer) -> None:
+        if replica.hub_key is not None and replica.hub_key != signer.public_key:
+            raise RuleError(
+                f"this home's key {short(signer.public_key)} is not the hub key "
+                f"{short(replica.hub_key)} named by the genesis entry; start the hub with "
+                "the home whose key the admin put in `ptm collab create --hub-key`"
+            )
+        self.replica = replica
+        self.signer = signer
+        self.queue: list[Submission] = []
+        self._wakeup = trio.Event()
+        # (author, seq) -> entry hash and hash -> index: duplicate and equivocation checks
+        # without a store query per submitted entry.
+        self.by_author_seq: dict[tuple[bytes, int], bytes] = {}
+        self.index_of: dict[bytes, int] = {}
+        self.equivocators: set[bytes] = set()
+        self.sequenced = 0
+        self._index_store()
+
+    def _index_store(self) -> None:
+        size = self.replica.size
+        for begin in range(0, size, 5000):
+            raws = self.replica.store.raw_range(begin, min(size, begin + 5000))
+            for offset, raw in enumerate(raws):
+                entry = Entry.from_bytes(raw)
+                self.by_author_seq[(entry.author, entry.seq)] = entry.hash
+                self.index_of[entry.hash] = begin + offset
+        for item in self.replica.store.evidence():
+            if item.kind == "equivocation":
+                try:
+                    self.equivocators.add(Entry.from_bytes(bytes(item.first)).author)
+                except LedgerError:
+                    pass
+
+    def sign_head(self) -> cp.SignedCheckpoint:
+        checkpoint = cp.Checkpoint(self.replica.log_verifier().name, self.replica.size,
+                                   self.replica.frontier.root())
+        signed = cp.sign_checkpoint(checkpoint, self.signer)
+        self.replica.record_checkpoint(signed)
+        return signed
+
+    async def submit(self, raws: list[Any]) -> dict[str, Any]:
+        """Handle a ``submit`` request: decode, queue, wait for the sequencer's verdict."""
+        entries: list[Entry] = []
+        for i, raw in enumerate(raws):
+            if not isinstance(raw, bytes):
+                raise ProtocolError(f"submit: entry {i} is not bytes")
+            entries.append(Entry.from_bytes(raw))  # DecodeError/SignatureError: refused
+        if not entries:
+            return protocol.ok(indexes=[], size=self.replica.size)
+        submission = Submission(entries)
+        self.queue.append(submission)
+        self._wakeup.set()
+        await submission.done.wait()
+        if submission.error is not None:
+            return protocol.error(protocol.REFUSED, submission.error) | {
+                "indexes": submission.indexes
+            }
+        return protocol.ok(indexes=submission.indexes, size=self.replica.size)
+
+    async def run(self) -> None:
+        """The sequencer task: drain the queue in batches until cancelled."""
+        while True:
+            if not self.queue:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            batch: list[Submission] = []
+            count = 0
+            while self.queue and count < MAX_BATCH:
+                sub = self.queue.pop(0)
+                batch.append(sub)
+                count += len(sub.entries)
+            try:
+                self._sequence(batch)
+            except Exception as exc:  # a bug or a full disk: refuse this batch, keep serving
+                log.exception("sequencing a batch failed; rebuilding state from the store")
+                for sub in batch:
+                    sub.error = sub.error or f"the hub could not sequence this batch: {exc}"
+                    sub.done.set()
+                self._recover()
+            # Let the handlers answer and new submissions arrive before the next batch.
+            await trio.sleep(0)
+
+    def _recover(self) -> None:
+        self.replica._rebuild_state()
+        self.by_author_seq.clear()
+        self.index_of.clear()
+        self._index_store()
+
+    def _sequence(self, batch: list[Submission]) -> None:
+        state = self.replica.state
+        accepted: list[Entry] = []
+        start = self.replica.size
+        for sub in batch:
+            for entry in sub.entries:
+                existing = self.by_author_seq.get((entry.author, entry.seq))
+                if existing == entry.hash:
+                    sub.indexes.append(self.index_of[entry.hash])  # resubmission: idempotent
+                    continue
+                if existing is not None:
+                    sub.error = self._equivocation(entry, existing, start, accepted)
+                    break
+                if entry.author in self.equivocators:
+                    sub.error = (f"author {short(entry.author)} equivocated earlier; its entries "
+                                 "are refused until the admin revokes or re-admits it")
+                    break
+                index = start + len(accepted)
+                try:
+                    state.apply(entry, index)  # unchanged on error, so no rollback needed
+                except LedgerError as exc:
+                    sub.error = str(exc)
+                    break
+                accepted.append(entry)
+                self.by_author_seq[(entry.author, entry.seq)] = entry.hash
+                self.index_of[entry.hash] = index
+                sub.indexes.append(index)
+        if accepted:
+            t0 = time.perf_counter()
+            self.replica.append_local(accepted)
+            self.sign_head()
+            self.sequenced += len(accepted)
+            log.debug("sequenced %d entries (size %d) in %.1f ms", len(accepted),
+                      self.replica.size, (time.perf_counter() - t0) * 1000)
+        for sub in batch:
+            sub.done.set()
+
+    def _equivocation(self, entry: Entry, existing_hash: bytes, start: int,
+                      accepted: list[Entry]) -> str:
+        index = self.index_of[existing_hash]
+        # The first twin may be in this very batch, not yet in the store.
+        first = accepted[index - start].raw if index >= start else self.replica.store.raw(index)
+        detail = (f"equivocation: author {self.replica.member_name(entry.author)} signed two "
+                  f"entries with seq {entry.seq} (the first is log entry {index})")
+        self.replica.record_evidence("equivocation", first, entry.raw, detail)
+        self.equivocators.add(entry.author)
+        self.replica.trust.distrust(f"author {short(entry.author)}", detail)
+        return str(EquivocationError(detail + "; both are kept as evidence", first, entry.raw))

@@ -1,0 +1,425 @@
+"""Audit a ledger copy: replay every entry, recompute the tree, check every checkpoint.
+
+``audit(store)`` never stops at the first problem: an auditor wants the whole picture. It
+reports every entry that fails to decode, verify or obey a replay rule (the entry is then
+left out of the state, exactly as the hub would have refused it), every stored checkpoint
+whose root, signature or consistency with its predecessor fails, entries missing from the
+copy, and any equivocation or split-view evidence kept in the store.
+
+Checkpoints are checked two ways: against the root recomputed from the entries themselves
+(so a rewritten entry cannot hide behind stored tree nodes), and pairwise with a consistency
+proof (RFC 9162 §2.1.4.2) between the roots the hub signed, so the hub's own claims are
+checked against each other without trusting this copy.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptm_p2p.errors import LedgerError, ReplayError, StoreError
+from ptm_p2p.ledger import crypto, merkle
+from ptm_p2p.ledger.checkpoint import (
+    SignedCheckpoint,
+    Verifier,
+    check_consistent,
+    parse_checkpoint,
+    verify_checkpoint,
+    verify_cosignatures,
+)
+from ptm_p2p.ledger.encoding import unpack_canonical
+from ptm_p2p.ledger.entry import SIGNING_PREFIX, Entry, split_raw
+from ptm_p2p.ledger.replay import State, decode_at
+from ptm_p2p.ledger.store import LogStore
+
+BATCH = 2048
+# Below this size a worker pool costs more to start than it saves.
+PARALLEL_THRESHOLD = 20_000
+# Beyond this many problems the report says "and N more": a file with every entry forged
+# would otherwise print a million lines.
+MAX_PROBLEMS = 200
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing found wrong, located as precisely as the evidence allows."""
+
+    message: str
+    index: int | None = None
+    author: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "author": self.author, "message": self.message}
+
+
+@dataclass
+class CheckpointReport:
+    size: int
+    root: str
+    signed_by_hub: bool = False
+    matches_entries: bool = False
+    consistent_with_previous: bool | None = None  # None for the first checkpoint
+    cosigners: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.signed_by_hub
+            and self.matches_entries
+            and self.consistent_with_previous is not False
+        )
+
+
+@dataclass
+class AuditReport:
+    """Everything ``ptm audit`` prints; ``ok`` decides the exit code."""
+
+    size: int
+    state: State
+    checkpoints: list[CheckpointReport]
+    problems: list[Problem]
+    problems_omitted: int
+    evidence: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.evidence
+
+    @property
+    def kind_counts(self) -> dict[str, int]:
+        return dict(self.state.kind_counts)
+
+    def author_counts(self) -> dict[str, int]:
+        return {
+            self.state.describe(author): count
+            for author, count in sorted(self.state.author_counts.items(), key=lambda item: -item[1])
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "origin": state.origin,
+            "entries_by_kind": self.kind_counts,
+            "entries_by_author": self.author_counts(),
+            "members": [
+                {
+                    "key": m.key.hex(),
+                    "org": m.org,
+                    "role": m.role,
+                    "admitted_at": m.admitted_at,
+                    "revoked_at": m.revoked_at,
+                }
+                for m in state.members.values()
+            ],
+            "tasks": [
+                {
+                    "task": task.hash.hex(),
+                    "index": task.index,
+                    "publisher": state.describe(task.publisher),
+                    "image": task.image,
+                    "image_digest": task.image_digest,
+                    "targets": [state.describe(t) for t in task.targets],
+                    "results": {
+                        state.describe(site): {
+                            "status": r.status,
+                            "index": r.index,
+                            "image_digest": r.image_digest,
+                        }
+                        for site, r in task.results.items()
+                    },
+                    "pending": [state.describe(t) for t in task.pending],
+                }
+                for task in state.tasks.values()
+            ],
+            "checkpoints": [
+                {
+                    "size": c.size,
+                    "root": c.root,
+                    "ok": c.ok,
+                    "signed_by_hub": c.signed_by_hub,
+                    "matches_entries": c.matches_entries,
+                    "consistent_with_previous": c.consistent_with_previous,
+                    "cosigners": c.cosigners,
+                }
+                for c in self.checkpoints
+            ],
+            "problems": [p.to_json() for p in self.problems],
+            "problems_omitted": self.problems_omitted,
+            "evidence": self.evidence,
+        }
+
+
+class _Findings:
+    """Collects problems, keeping the first MAX_PROBLEMS and counting the rest."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.omitted = 0
+
+    def add(self, message: str, index: int | None = None, author: str | None = None) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(message, index, author))
+        else:
+            self.omitted += 1
+
+
+class _CompactRange:
+    """The perfect subtrees of the leaves seen so far: any prefix root in O(log n)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []  # (level, hash), largest subtree first
+
+    def append(self, leaf: bytes) -> None:
+        level, acc = 0, leaf
+        while self._stack and self._stack[-1][0] == level:
+            acc = merkle.node_hash(self._stack.pop()[1], acc)
+            level += 1
+        self._stack.append((level, acc))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return merkle.empty_root()
+        acc = self._stack[-1][1]
+        for _, h in reversed(self._stack[:-1]):
+            acc = merkle.node_hash(h, acc)
+        return acc
+
+
+def _read_batch(store: LogStore, start: int, end: int, findings: _Findings) -> list[bytes | None]:
+    """Entries ``start..end-1``; ``None`` (and a problem) where the copy has a hole."""
+    try:
+        return list(store.raw_range(start, end))
+    except StoreError:
+        pass
+    out: list[bytes | None] = []
+    for index in range(start, end):
+        try:
+            out.append(store.raw(index))
+        except StoreError:
+            findings.add(
+                f"entry {index} is missing from this copy (deleted or never stored); "
+                "fetch the log again from the hub or another site",
+                index=index,
+            )
+            out.append(None)
+    return out
+
+
+def _check_checkpoints_at(
+    size: int,
+    pending: list[tuple[int, str]],
+    tree: _CompactRange,
+    state: State,
+    reports: list[CheckpointReport],
+    previous: list[SignedCheckpoint],
+    store: LogStore,
+    findings: _Findings,
+) -> None:
+    """Check every stored checkpoint for tree size ``size`` (the tree is at that size now)."""
+    while pending and pending[0][0] == size:
+        _, note = pending.pop(0)
+        _check_one_checkpoint(note, tree, state, reports, previous, store, findings)
+
+
+def _check_one_checkpoint(
+    note: str,
+    tree: _CompactRange,
+    state: State,
+    reports: list[CheckpointReport],
+    previous: list[SignedCheckpoint],
+    store: LogStore,
+    findings: _Findings,
+) -> None:
+    where = f"checkpoint at size {tree.size}"
+    try:
+        signed = parse_checkpoint(note)
+    except LedgerError as exc:
+        findings.add(f"{where}: not a valid checkpoint note: {exc}")
+        return
+    cp = signed.checkpoint
+    report = CheckpointReport(size=cp.size, root=cp.root.hex())
+    reports.append(report)
+    if state.hub is None or state.origin is None:
+        findings.add(f"{where}: no genesis entry to take the hub key from; cannot verify it")
+        return
+    hub = Verifier.log(state.origin, state.hub)
+    witnesses = [Verifier.witness(m.org, m.key) for m in state.members.values() if m.role == "site"]
+    try:
+        verify_checkpoint(signed, hub, witnesses)
+        report.signed_by_hub = True
+        report.cosigners = [c.name for c in verify_cosignatures(signed, witnesses)]
+    except LedgerError as exc:
+        findings.add(f"{where}: {exc}")
+    if cp.origin != state.origin:
+        findings.add(f"{where}: origin {cp.origin!r} is not this log's {state.origin!r}")
+    recomputed = tree.root()
+    report.matches_entries = cp.root == recomputed
+    if not report.matches_entries:
+        findings.add(
+            f"{where}: the hub signed root {cp.root.hex()[:16]}… but the entries in this copy "
+            f"give {recomputed.hex()[:16]}…: entries before index {cp.size} were altered, "
+            "removed or reordered" + _changed_leaves_hint(store, previous, tree.size)
+        )
+    if previous and report.signed_by_hub:
+        try:
+            proof = store.consistency_proof(previous[-1].checkpoint.size, cp.size)
+            check_consistent(previous[-1], signed, proof, hub)
+            report.consistent_with_previous = True
+        except LedgerError as exc:
+            report.consistent_with_previous = False
+            findings.add(f"{where}: not consistent with the checkpoint before it: {exc}")
+        except StoreError as exc:
+            report.consistent_with_previous = False
+            findings.add(f"{where}: cannot prove consistency with its predecessor: {exc}")
+    if report.signed_by_hub:
+        previous.append(signed)
+
+
+def _changed_leaves_hint(store: LogStore, previous: list[SignedCheckpoint], size: int) -> str:
+    """Name the entries whose bytes no longer match the leaf hash stored at append time.
+
+    Only a hint: someone who rewrote entries could rewrite the stored nodes too. The
+    checkpoint mismatch itself is the proof.
+    """
+    start = previous[-1].checkpoint.size if previous else 0
+    changed: list[int] = []
+    for index in range(start, size):
+        try:
+            if store.leaf_hash(index) != merkle.leaf_hash(store.raw(index)):
+                changed.append(index)
+        except StoreError:
+            changed.append(index)
+        if len(changed) >= 10:
+            break
+    if not changed:
+        return ""
+    return f" (entries whose bytes changed since they were appended: {changed})"
+
+
+def audit(
+    store: LogStore, progress: Progress | None = None, workers: int | None = None
+) -> AuditReport:
+    """Replay and check a whole ledger copy; report every problem found.
+
+    ``workers`` processes verify signatures in parallel with the replay (default: one per
+    CPU for logs of PARALLEL_THRESHOLD entries or more, none below); ``0`` keeps all the
+    work in this process.
+    """
+    size = store.size()
+    if workers is None:
+        workers = (os.cpu_count() or 1) if size >= PARALLEL_THRESHOLD else 0
+    findings = _Findings()
+    state = State()
+    tree = _CompactRange()
+    reports: list[CheckpointReport] = []
+    previous: list[SignedCheckpoint] = []
+    pending = sorted(store.checkpoints(), key=lambda item: item[0])
+    _check_checkpoints_at(0, pending, tree, state, reports, previous, store, findings)
+    for start, raws, bad in _batches(store, size, findings, workers):
+        for index, raw in enumerate(raws, start):
+            # A hole still occupies its position: the tree over this copy has no leaf there,
+            # so later checkpoints fail, as they must.
+            if raw is not None:
+                tree.append(merkle.leaf_hash(raw))
+                verified = bad is not None and (index - start) not in bad
+                _apply(raw, index, state, findings, verified)
+            else:
+                state.size = index + 1
+            _check_checkpoints_at(
+                tree.size, pending, tree, state, reports, previous, store, findings
+            )
+        if progress is not None:
+            progress(start + len(raws), size)
+    for cp_size, _ in pending:
+        findings.add(
+            f"checkpoint at size {cp_size}: the hub signed a log of {cp_size} entries but this "
+            f"copy has only {tree.size}; entries were removed from the end or never synced"
+        )
+    evidence = [f"{e.kind}: {e.detail}" for e in store.evidence()]
+    return AuditReport(
+        size=size,
+        state=state,
+        checkpoints=reports,
+        problems=findings.problems,
+        problems_omitted=findings.omitted,
+        evidence=evidence,
+    )
+
+
+def _batches(
+    store: LogStore, size: int, findings: _Findings, workers: int
+) -> Iterator[tuple[int, list[bytes | None], set[int] | None]]:
+    """(start, entries, offsets whose signature failed or None if not checked yet).
+
+    With workers, signature checks of the next batches run in other processes while this
+    one replays the current batch: Ed25519 verification is most of an audit's cost, and it
+    needs nothing of the replay state.
+    """
+    starts = range(0, size, BATCH)
+    if workers < 1:
+        for start in starts:
+            yield start, _read_batch(store, start, min(size, start + BATCH), findings), None
+        return
+    # fork: workers only run the pure function below, so nothing is re-imported per worker.
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        window: list[tuple[int, list[bytes | None], Any]] = []
+        for start in starts:
+            raws = _read_batch(store, start, min(size, start + BATCH), findings)
+            window.append((start, raws, pool.apply_async(_signature_failures, (raws,))))
+            if len(window) > 2 * workers:
+                first, first_raws, result = window.pop(0)
+                yield first, first_raws, set(result.get())
+        for start, raws, result in window:
+            yield start, raws, set(result.get())
+
+
+def _signature_failures(raws: list[bytes | None]) -> list[int]:
+    """Offsets in ``raws`` whose signature does not verify (or that cannot be parsed far
+    enough to tell); the replay then decodes those fully to say exactly what is wrong."""
+    failed = []
+    for offset, raw in enumerate(raws):
+        if raw is None:
+            continue
+        try:
+            body, signature = split_raw(raw)
+            author = unpack_canonical(body, len(body), max_depth=3)[2]
+            ok = crypto.verify(author, SIGNING_PREFIX + body, signature)
+        except (LedgerError, IndexError, TypeError, KeyError):
+            ok = False
+        if not ok:
+            failed.append(offset)
+    return failed
+
+
+def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: bool) -> None:
+    try:
+        if verified:
+            # A worker verified this exact byte string's signature; the decode still
+            # checks everything else (canonical form, schema, limits).
+            entry: Entry = Entry._decode(raw, check_signature=False)
+        else:
+            entry = decode_at(raw, index, state)
+        state.apply(entry, index)
+    except ReplayError as exc:
+        findings.add(str(exc), index=index, author=exc.author)
+    except LedgerError as exc:  # a rule error not wrapped by replay: still name the entry
+        findings.add(f"entry {index}: {exc}", index=index)
+    else:
+        return
+    # ``state.apply`` leaves the state unchanged on a refusal, so the audit goes on as the
+    # hub would have: without that entry's effects. It still occupies its log position, so
+    # the next entry is checked as entry ``index + 1``.
+    state.size = index + 1
+
+
+__all__ = ["AuditReport", "CheckpointReport", "Problem", "audit"]

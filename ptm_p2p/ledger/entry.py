@@ -1,0 +1,509 @@
+"""Signed ledger entries: the wire format, the four kinds and their payload schemas.
+
+An entry is bytes first (``docs/entries-format.md`` has the exact layout)::
+
+    body      = canonical msgpack [1, kind, author(bin32), seq, prev(bin32), timestamp_ms, payload]
+    signature = Ed25519(author, b"ptm/entry/v1\\n" + body)
+    raw       = canonical msgpack [body(bin), signature(bin64)]
+    hash      = SHA-256(raw)            (the entry's id: task ids and ``prev`` links use it)
+
+``Entry.from_bytes`` is the only way bytes become an ``Entry``: size limit, canonical form,
+field types, payload schema for the kind, then the signature. ``Entry.create`` signs and then
+goes through the same checks, so an entry that can be created can always be read back.
+
+What this module does *not* know is the log's state: whether the author is a member, whether
+a task exists, whether ``seq``/``prev`` continue the author's chain. That is ``replay``'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptm_p2p.errors import DecodeError, SignatureError
+from ptm_p2p.ledger import crypto
+from ptm_p2p.ledger.encoding import pack, unpack_canonical
+
+# --- format constants -------------------------------------------------------------------------
+
+VERSION = 1
+SIGNING_PREFIX = b"ptm/entry/v1\n"
+"""Domain separation: an entry signature can never be replayed as a checkpoint's or a note's."""
+
+HASH_SIZE = 32
+ZERO_HASH = bytes(HASH_SIZE)
+"""``prev`` of an author's first entry (seq 1)."""
+
+GENESIS, MEMBERSHIP, TASK, RESULT = "genesis", "membership", "task", "result"
+KINDS = (GENESIS, MEMBERSHIP, TASK, RESULT)
+
+ROLES = ("hub", "site", "researcher", "auditor")
+"""Roles a membership entry can give. The admin's role ("admin") comes only from genesis."""
+ACTIONS = ("admit", "revoke")
+STATUSES = ("ok", "failed", "timeout", "refused")
+
+# --- limits -----------------------------------------------------------------------------------
+
+MAX_ENTRY_SIZE = 1024 * 1024
+"""Largest ``raw`` accepted (1 MiB): bounds memory per entry and sync message size."""
+MAX_BODY_SIZE = MAX_ENTRY_SIZE - 64 - 8
+"""raw = array header (1) + bin header (<= 5) + body + bin8 header (2) + 64-byte signature."""
+MAX_DEPTH = 3
+"""body array -> payload map -> inputs/limits map or targets array: three levels, no more."""
+MAX_SEQ = 2**63 - 1
+MAX_TIMESTAMP_MS = 2**63 - 1
+MAX_TARGETS = 256
+MAX_ORIGIN_LEN = 255
+MAX_TEXT_LEN = 4096
+"""description / reason strings, in bytes of UTF-8."""
+MAX_ALGORITHM_LEN = 128
+SEAL_OVERHEAD = 48
+"""A sealed box adds a 32-byte ephemeral key and a 16-byte tag: anything shorter is not one."""
+
+LIMIT_RANGES: dict[str, tuple[int, int]] = {
+    "timeout_s": (1, 7 * 24 * 3600),
+    "memory_mb": (16, 1024 * 1024),
+    # CPUs in thousandths, so no floats are needed: 1500 = one and a half CPUs.
+    "cpu_millis": (10, 1024 * 1000),
+}
+"""Every task states all three limits explicitly: what a site agreed to run is auditable."""
+
+ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:/-]*$")
+"""A C2SP log origin such as ``ptm.example/collab-1``: no spaces or '+', so it can be a
+signed-note key name."""
+ORG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""Organisation names double as witness key names in cosignatures (same rule as ``ptm init``)."""
+ALGORITHM_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+IMAGE_PATTERN = re.compile(
+    rf"^(?P<repo>(?:{_DOMAIN}(?::[0-9]{{1,5}})?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"@(?P<digest>sha256:[0-9a-f]{64})$"
+)
+"""Docker's reference grammar (distribution/reference), restricted to ``name@sha256:digest``:
+a task never names an image by tag, so what runs is fixed by the signed entry."""
+MAX_IMAGE_LEN = 255 + len("@sha256:") + 64
+
+
+# --- the entry --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Entry:
+    """One signed ledger entry. Every field is derived from ``raw``; equality is on ``raw``."""
+
+    version: int
+    kind: str
+    author: bytes
+    seq: int
+    prev: bytes
+    timestamp_ms: int
+    payload: dict[str, Any] = field(repr=False)
+    signature: bytes = field(repr=False)
+    raw: bytes = field(repr=False)
+    hash: bytes
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    @property
+    def body(self) -> bytes:
+        """The signed body (the first element of ``raw``)."""
+        return split_raw(self.raw)[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"Entry({self.kind} #{self.seq} by {crypto.short(self.author)}, "
+            f"t={self.timestamp_ms}, hash={self.hash.hex()[:16]}…, {len(self.raw)} bytes)"
+        )
+
+    def describe(self) -> str:
+        """``task #3 by 3f2a1b9c`` for human messages."""
+        return f"{self.kind} #{self.seq} by {crypto.short(self.author)}"
+
+    @classmethod
+    def create(
+        cls,
+        signer: crypto.Signer,
+        kind: str,
+        seq: int,
+        prev: bytes,
+        timestamp_ms: int,
+        payload: Mapping[str, Any],
+    ) -> Entry:
+        """Sign a new entry; the result is checked exactly as ``from_bytes`` checks bytes."""
+        body = pack([VERSION, kind, signer.public_key, seq, prev, timestamp_ms, dict(payload)])
+        if len(body) > MAX_BODY_SIZE:
+            raise DecodeError(
+                f"{kind} entry body is {len(body)} bytes, over the {MAX_BODY_SIZE}-byte limit; "
+                "make the payload smaller (e.g. fewer targets or smaller inputs)"
+            )
+        signature = signer.sign(SIGNING_PREFIX + body)
+        # No need to verify a signature we have just made; everything else is checked.
+        return cls._decode(pack([body, signature]), check_signature=False)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Entry:
+        """Parse and verify ``raw``; DecodeError (format, schema) or SignatureError."""
+        return cls._decode(raw, check_signature=True)
+
+    @classmethod
+    def _decode(cls, raw: bytes, check_signature: bool) -> Entry:
+        if type(raw) is not bytes:
+            if not isinstance(raw, (bytearray, memoryview)):
+                raise DecodeError(f"an entry is bytes, got {type(raw).__name__}")
+            raw = bytes(raw)
+        if len(raw) > MAX_ENTRY_SIZE:
+            raise DecodeError(f"entry is {len(raw)} bytes, over the {MAX_ENTRY_SIZE}-byte limit")
+        body_bytes, signature = split_raw(raw)
+        body = unpack_canonical(body_bytes, MAX_BODY_SIZE, max_depth=MAX_DEPTH)
+        if type(body) is not list or len(body) != 7:
+            raise DecodeError(
+                "entry body is a 7-element array "
+                "[version, kind, author, seq, prev, timestamp_ms, payload]"
+            )
+        version, kind, author, seq, prev, timestamp_ms, payload = body
+        if version != VERSION or type(version) is not int:
+            raise DecodeError(f"entry version {version!r} is not supported (this code reads 1)")
+        validate = _VALIDATORS.get(kind) if type(kind) is str else None
+        if validate is None:
+            raise DecodeError(f"unknown entry kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        if type(author) is not bytes or len(author) != crypto.PUBLIC_KEY_SIZE:
+            raise DecodeError(f"{kind} entry: author must be a 32-byte public key")
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+            raise DecodeError(f"{kind} entry by {crypto.short(author)}: seq {seq!r} is not >= 1")
+        if type(prev) is not bytes or len(prev) != HASH_SIZE:
+            raise DecodeError(f"{kind} entry by {crypto.short(author)}: prev must be 32 bytes")
+        if seq == 1 and prev != ZERO_HASH:
+            raise DecodeError(
+                f"{kind} entry by {crypto.short(author)}: seq 1 must have an all-zero prev"
+            )
+        if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
+            raise DecodeError(
+                f"{kind} entry by {crypto.short(author)}: timestamp_ms {timestamp_ms!r} "
+                "is not a non-negative integer"
+            )
+        if type(payload) is not dict:
+            raise DecodeError(f"{kind} entry by {crypto.short(author)}: payload must be a map")
+        validate(payload, author, seq)
+        if check_signature and not crypto.verify(author, SIGNING_PREFIX + body_bytes, signature):
+            raise SignatureError(
+                f"{kind} #{seq} by {crypto.short(author)}: signature does not verify "
+                f"(key {author.hex()}); the copy is corrupt or forged"
+            )
+        return cls(
+            version,
+            kind,
+            author,
+            seq,
+            prev,
+            timestamp_ms,
+            payload,
+            signature,
+            raw,
+            crypto.sha256(raw),
+        )
+
+
+def split_raw(raw: bytes) -> tuple[bytes, bytes]:
+    """``raw`` -> (body, signature), accepting only the canonical encoding of
+    ``[body (bin), signature (bin, 64 bytes)]``.
+
+    Equivalent to ``unpack_canonical`` for this one shape, done by hand because it runs for
+    every entry an auditor replays and the generic path would decode and re-encode the whole
+    entry once more: 0x92, a minimal bin header (bin8 < 256 <= bin16 < 65536 <= bin32) and
+    the body, then 0xc4 0x40 and the 64 signature bytes, then nothing.
+    """
+    size = len(raw)
+    if size < 3 or raw[0] != 0x92:
+        raise DecodeError("an entry is a msgpack array [body (bin), signature (bin)]")
+    marker = raw[1]
+    if marker == 0xC4:
+        start, length = 3, raw[2]
+    elif marker == 0xC5:
+        start, length = 4, int.from_bytes(raw[2:4], "big")
+    elif marker == 0xC6:
+        start, length = 6, int.from_bytes(raw[2:6], "big")
+    else:
+        raise DecodeError("an entry's first element (the body) must be a msgpack bin")
+    minimal = 0xC4 if length < 256 else 0xC5 if length < 65536 else 0xC6
+    if marker != minimal:
+        raise DecodeError("not canonical msgpack: the body's bin length is not minimal")
+    end = start + length
+    if size != end + 2 + crypto.SIGNATURE_SIZE or raw[end : end + 2] != b"\xc4\x40":
+        raise DecodeError(
+            "an entry ends with its 64-byte signature (bin8) and nothing after it; "
+            f"this one is {size} bytes where its body length says {end + 66}"
+        )
+    return raw[start:end], raw[end + 2 :]
+
+
+# --- payload schemas: one validator per kind ---------------------------------------------------
+
+
+def _fields(
+    kind: str,
+    payload: dict[str, Any],
+    required: frozenset[str],
+    optional: frozenset[str] = frozenset(),
+) -> None:
+    keys = payload.keys()
+    if keys == required:
+        return
+    missing = required - keys
+    if missing:
+        raise DecodeError(f"{kind} payload: missing {', '.join(sorted(missing))}")
+    extra = keys - required - optional
+    if extra:
+        raise DecodeError(
+            f"{kind} payload: unknown field {', '.join(sorted(map(repr, extra)))}; "
+            f"allowed: {', '.join(sorted(required | optional))}"
+        )
+
+
+def _key(kind: str, name: str, value: Any) -> bytes:
+    if type(value) is not bytes or len(value) != crypto.PUBLIC_KEY_SIZE:
+        raise DecodeError(f"{kind} payload: {name} must be a 32-byte key (bin)")
+    return value
+
+
+def _text(
+    kind: str, name: str, value: Any, max_len: int, pattern: re.Pattern[str] | None = None
+) -> str:
+    if type(value) is not str or not value:
+        raise DecodeError(f"{kind} payload: {name} must be a non-empty string")
+    # isascii() is O(1) in CPython: skip encoding the common ASCII case to count bytes.
+    if (len(value) if value.isascii() else len(value.encode("utf-8"))) > max_len:
+        raise DecodeError(f"{kind} payload: {name} is over {max_len} bytes")
+    # fullmatch, not match: "$" would let a trailing newline through.
+    if pattern is not None and not pattern.fullmatch(value):
+        raise DecodeError(f"{kind} payload: {name} {value!r} is not allowed ({pattern.pattern})")
+    return value
+
+
+def _choice(kind: str, name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if type(value) is not str or value not in allowed:
+        raise DecodeError(f"{kind} payload: {name} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _sealed(kind: str, name: str, value: Any) -> bytes:
+    if type(value) is not bytes or len(value) < SEAL_OVERHEAD:
+        raise DecodeError(
+            f"{kind} payload: {name} must be a sealed box (bin of at least {SEAL_OVERHEAD} bytes)"
+        )
+    return value
+
+
+_GENESIS_FIELDS = frozenset({"origin", "admin", "admin_org", "hub", "hub_org"})
+_GENESIS_OPTIONAL = frozenset({"description"})
+
+
+def _validate_genesis(payload: dict[str, Any], author: bytes, seq: int) -> None:
+    _fields(GENESIS, payload, _GENESIS_FIELDS, _GENESIS_OPTIONAL)
+    _text(GENESIS, "origin", payload["origin"], MAX_ORIGIN_LEN, ORIGIN_PATTERN)
+    admin = _key(GENESIS, "admin", payload["admin"])
+    hub = _key(GENESIS, "hub", payload["hub"])
+    _text(GENESIS, "admin_org", payload["admin_org"], 64, ORG_PATTERN)
+    _text(GENESIS, "hub_org", payload["hub_org"], 64, ORG_PATTERN)
+    if "description" in payload:
+        _text(GENESIS, "description", payload["description"], MAX_TEXT_LEN)
+    if admin == hub:
+        raise DecodeError("genesis payload: admin and hub must be different keys")
+    if author != admin:
+        raise DecodeError(
+            f"genesis payload: signed by {crypto.short(author)} but names admin "
+            f"{crypto.short(admin)}; the admin signs the genesis entry"
+        )
+    if seq != 1:
+        raise DecodeError(f"genesis entry has seq {seq}: it is the admin's first entry (seq 1)")
+
+
+_MEMBERSHIP_FIELDS = frozenset({"action", "key", "org", "role"})
+_MEMBERSHIP_OPTIONAL = frozenset({"reason"})
+
+
+def _validate_membership(payload: dict[str, Any], author: bytes, seq: int) -> None:
+    _fields(MEMBERSHIP, payload, _MEMBERSHIP_FIELDS, _MEMBERSHIP_OPTIONAL)
+    _choice(MEMBERSHIP, "action", payload["action"], ACTIONS)
+    _key(MEMBERSHIP, "key", payload["key"])
+    _text(MEMBERSHIP, "org", payload["org"], 64, ORG_PATTERN)
+    _choice(MEMBERSHIP, "role", payload["role"], ROLES)
+    if "reason" in payload:
+        _text(MEMBERSHIP, "reason", payload["reason"], MAX_TEXT_LEN)
+
+
+_TASK_FIELDS = frozenset({"image", "targets", "inputs", "limits"})
+_TASK_OPTIONAL = frozenset({"algorithm", "description"})
+_LIMIT_FIELDS = frozenset(LIMIT_RANGES)
+
+
+def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
+    _fields(TASK, payload, _TASK_FIELDS, _TASK_OPTIONAL)
+    _text(TASK, "image", payload["image"], MAX_IMAGE_LEN, IMAGE_PATTERN)
+    targets = payload["targets"]
+    if type(targets) is not list or not 1 <= len(targets) <= MAX_TARGETS:
+        raise DecodeError(f"task payload: targets must be a list of 1..{MAX_TARGETS} site keys")
+    for target in targets:
+        _key(TASK, "each target", target)
+    if len(set(targets)) != len(targets):
+        raise DecodeError("task payload: targets lists a site twice")
+    inputs = payload["inputs"]
+    if type(inputs) is not dict:
+        raise DecodeError("task payload: inputs must be a map site key -> sealed input")
+    if inputs.keys() != set(targets):
+        raise DecodeError(
+            "task payload: inputs must have exactly one sealed input per target "
+            f"({len(inputs)} inputs for {len(targets)} targets, or different keys)"
+        )
+    for value in inputs.values():
+        _sealed(TASK, "each input", value)
+    limits = payload["limits"]
+    if type(limits) is not dict:
+        raise DecodeError("task payload: limits must be a map")
+    _fields("task limits", limits, _LIMIT_FIELDS)
+    for name, (low, high) in LIMIT_RANGES.items():
+        value = limits[name]
+        if type(value) is not int or not low <= value <= high:
+            raise DecodeError(f"task payload: limits.{name} {value!r} is not in {low}..{high}")
+    if "algorithm" in payload:
+        _text(TASK, "algorithm", payload["algorithm"], MAX_ALGORITHM_LEN, ALGORITHM_PATTERN)
+    if "description" in payload:
+        _text(TASK, "description", payload["description"], MAX_TEXT_LEN)
+
+
+_RESULT_FIELDS = frozenset({"task", "status", "output", "image_digest", "log_digest"})
+_RESULT_OPTIONAL = frozenset({"reason"})
+
+
+def _validate_result(payload: dict[str, Any], author: bytes, seq: int) -> None:
+    _fields(RESULT, payload, _RESULT_FIELDS, _RESULT_OPTIONAL)
+    task = payload["task"]
+    if type(task) is not bytes or len(task) != HASH_SIZE:
+        raise DecodeError("result payload: task must be the 32-byte hash of the task entry")
+    _choice(RESULT, "status", payload["status"], STATUSES)
+    _sealed(RESULT, "output", payload["output"])
+    _text(RESULT, "image_digest", payload["image_digest"], 71, DIGEST_PATTERN)
+    log_digest = payload["log_digest"]
+    if type(log_digest) is not bytes or len(log_digest) != HASH_SIZE:
+        raise DecodeError("result payload: log_digest must be a 32-byte SHA-256")
+    if "reason" in payload:
+        _text(RESULT, "reason", payload["reason"], MAX_TEXT_LEN)
+
+
+_VALIDATORS: dict[str, Callable[[dict[str, Any], bytes, int], None]] = {
+    GENESIS: _validate_genesis,
+    MEMBERSHIP: _validate_membership,
+    TASK: _validate_task,
+    RESULT: _validate_result,
+}
+
+
+def digest_of_image(image: str) -> str:
+    """``sha256:…`` of a ``repo@sha256:…`` reference (DecodeError if it is not one)."""
+    match = IMAGE_PATTERN.fullmatch(image) if len(image) <= MAX_IMAGE_LEN else None
+    if match is None:
+        raise DecodeError(f"image {image!r} is not a 'repository@sha256:<64 hex>' reference")
+    return match["digest"]
+
+
+# --- payload builders ------------------------------------------------------------------------
+
+
+def genesis_payload(
+    origin: str,
+    admin: bytes,
+    admin_org: str,
+    hub: bytes,
+    hub_org: str,
+    description: str | None = None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "origin": origin,
+        "admin": admin,
+        "admin_org": admin_org,
+        "hub": hub,
+        "hub_org": hub_org,
+    }
+    if description is not None:
+        payload["description"] = description
+    return payload
+
+
+def membership_payload(
+    action: str, key: bytes, org: str, role: str, reason: str | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"action": action, "key": key, "org": org, "role": role}
+    if reason is not None:
+        payload["reason"] = reason
+    return payload
+
+
+def task_payload(
+    image: str,
+    inputs: Mapping[bytes, bytes],
+    limits: Mapping[str, int],
+    algorithm: str | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """A task payload; ``inputs`` maps each target site key to its *plaintext* input, which
+    is sealed here to that site (targets keep the mapping's order)."""
+    payload: dict[str, Any] = {
+        "image": image,
+        "targets": list(inputs),
+        "inputs": {site: crypto.seal(site, data) for site, data in inputs.items()},
+        "limits": dict(limits),
+    }
+    if algorithm is not None:
+        payload["algorithm"] = algorithm
+    if description is not None:
+        payload["description"] = description
+    return payload
+
+
+def result_payload(
+    task: Entry,
+    status: str,
+    output: bytes,
+    image_digest: str,
+    log_digest: bytes,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """A result payload for ``task``; the plaintext ``output`` is sealed to the task's author."""
+    payload: dict[str, Any] = {
+        "task": task.hash,
+        "status": status,
+        "output": crypto.seal(task.author, output),
+        "image_digest": image_digest,
+        "log_digest": log_digest,
+    }
+    if reason is not None:
+        payload["reason"] = reason
+    return payload
+
+
+class AuthorChain:
+    """Numbers and links one author's entries: seq 1, 2, 3… each pointing at the last.
+
+    Start from an author's current head (``seq``, ``prev``) when resuming an identity.
+    """
+
+    def __init__(self, signer: crypto.Signer, seq: int = 0, prev: bytes = ZERO_HASH) -> None:
+        self.signer = signer
+        self.seq = seq
+        self.prev = prev
+
+    def append(self, kind: str, payload: Mapping[str, Any], timestamp_ms: int) -> Entry:
+        entry = Entry.create(self.signer, kind, self.seq + 1, self.prev, timestamp_ms, payload)
+        self.seq, self.prev = entry.seq, entry.hash
+        return entry

@@ -1,0 +1,420 @@
+"""Replay: fold a log of entries into the collaboration's state, enforcing every rule.
+
+The hub, every site and every auditor run this same code, so they agree on what the log means.
+The rules (each broken rule raises ``ReplayError`` naming the entry index, kind and author):
+
+1. Entry 0 is the genesis entry, signed by the admin it names; there is no second genesis.
+2. Every later author is a member: the admin and hub from genesis, or a key the admin
+   admitted. A revoked key signs nothing after the entry that revoked it, and revocation is
+   final (a key is never re-admitted: issue a new key instead).
+3. Per-author chains: an author's entries have seq 1, 2, 3… and each ``prev`` is the hash of
+   the author's previous entry; timestamps never go backwards within a chain.
+4. Only the admin admits or revokes; the admin itself cannot be revoked.
+5. Only researchers publish tasks, and every target is an admitted, unrevoked site.
+6. Only a site a task targets reports a result on it, once; an ``ok`` result names the image
+   digest the task named (a site that ran anything else must not claim success).
+
+``State.check`` tests an entry without touching the state and ``State.apply`` checks then
+commits, so a rejected entry always leaves the state as it was; the hub calls ``check`` before
+sequencing. The commit step cannot fail. Replay is the auditor's hot loop (millions of
+entries): each entry is decoded once (``Entry.from_bytes``) and checked with dictionary
+lookups only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from ptm_p2p.errors import (
+    ChainError,
+    DecodeError,
+    LedgerError,
+    ReplayError,
+    RuleError,
+    SignatureError,
+)
+from ptm_p2p.ledger.crypto import short
+from ptm_p2p.ledger.entry import (
+    GENESIS,
+    MEMBERSHIP,
+    RESULT,
+    TASK,
+    ZERO_HASH,
+    Entry,
+    digest_of_image,
+)
+
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A key's membership: its organisation, role, and the log indexes that changed it."""
+
+    key: bytes
+    org: str
+    role: str  # "admin" | "hub" | "site" | "researcher" | "auditor"
+    admitted_at: int
+    revoked_at: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One site's signed answer to a task."""
+
+    task: bytes
+    site: bytes
+    status: str
+    image_digest: str
+    log_digest: bytes
+    index: int
+    hash: bytes
+
+
+@dataclass(slots=True)
+class Task:
+    """A published task and the results that have come in so far (site key -> Result)."""
+
+    hash: bytes
+    publisher: bytes
+    image: str
+    targets: tuple[bytes, ...]
+    limits: dict[str, int]
+    index: int
+    algorithm: str | None
+    results: dict[bytes, Result] = field(default_factory=dict)
+
+    @property
+    def image_digest(self) -> str:
+        return digest_of_image(self.image)
+
+    @property
+    def done(self) -> bool:
+        """Every targeted site has reported (with any status)."""
+        return len(self.results) == len(self.targets)
+
+    @property
+    def pending(self) -> list[bytes]:
+        return [site for site in self.targets if site not in self.results]
+
+
+class State:
+    """What a log means so far. Start empty; entry 0 must be the genesis entry."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.origin: str | None = None
+        self.admin: bytes | None = None
+        self.hub: bytes | None = None
+        self.members: dict[bytes, Member] = {}
+        self.tasks: dict[bytes, Task] = {}
+        self.results: dict[bytes, Result] = {}  # result entry hash -> Result
+        self.heads: dict[bytes, tuple[int, bytes]] = {}  # author -> (last seq, last hash)
+        self.kind_counts: dict[str, int] = {GENESIS: 0, MEMBERSHIP: 0, TASK: 0, RESULT: 0}
+        self._last_timestamp: dict[bytes, int] = {}
+
+    # --- reading --------------------------------------------------------------------------
+
+    def describe(self, key: bytes) -> str:
+        """``3f2a1b9c (site-b)``: a key's short hex and, when known, its organisation."""
+        member = self.members.get(key)
+        return f"{short(key)} ({member.org})" if member else short(key)
+
+    @property
+    def author_counts(self) -> dict[bytes, int]:
+        """Entries per author (an author's last seq is its entry count)."""
+        return {author: seq for author, (seq, _) in self.heads.items()}
+
+    def active_members(self, role: str | None = None) -> list[Member]:
+        return [m for m in self.members.values() if m.active and (role is None or m.role == role)]
+
+    # --- checking and applying ------------------------------------------------------------
+
+    def check(self, entry: Entry, index: int | None = None) -> None:
+        """Raise ReplayError if ``entry`` may not come next in the log; never changes state."""
+        self._check(entry, self.size if index is None else index)
+
+    def apply(self, entry: Entry, index: int | None = None) -> None:
+        """Check ``entry`` as the log's next entry (at ``index``, default ``size``) and fold
+        it in. On ReplayError the state is unchanged."""
+        index = self.size if index is None else index
+        self._check(entry, index)
+        self._commit(entry, index)
+
+    def _fail(self, entry: Entry, index: int, cause: LedgerError, hint: str = "") -> ReplayError:
+        who = self.describe(entry.author)
+        message = f"entry {index} ({entry.kind} #{entry.seq}) by {who}: {cause}"
+        if hint:
+            message += f"; {hint}"
+        error = ReplayError(message, index=index, author=who, cause=cause)
+        error.__cause__ = cause  # as if raised "from cause": tracebacks show the rule's error
+        return error
+
+    def _check(self, entry: Entry, index: int) -> None:
+        if index != self.size:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"out of order: the state holds {self.size} entries, so the next is "
+                    f"entry {self.size}"
+                ),
+            )
+        kind = entry.kind
+        author = entry.author
+        if self.admin is None:
+            if kind != GENESIS:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError("the first entry of a log must be the genesis entry"),
+                    "this is not the start of a ledger (or its first entry is missing)",
+                )
+            return  # genesis is self-contained: Entry.from_bytes checked its payload.
+        if kind == GENESIS:
+            raise self._fail(
+                entry, index, RuleError("a second genesis entry: a log has exactly one, at index 0")
+            )
+
+        member = self.members.get(author)
+        if member is None:
+            raise self._fail(
+                entry,
+                index,
+                RuleError("the author is not a member of this collaboration"),
+                "the admin must admit its key first",
+            )
+        if member.revoked_at is not None:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"the author's key was revoked at entry {member.revoked_at} and may sign "
+                    "nothing after that"
+                ),
+            )
+
+        head = self.heads.get(author)
+        last_seq, last_hash = head if head is not None else (0, ZERO_HASH)
+        if entry.seq != last_seq + 1:
+            raise self._fail(
+                entry,
+                index,
+                ChainError(
+                    f"seq {entry.seq} does not follow the author's last seq {last_seq} "
+                    f"(expected {last_seq + 1})"
+                ),
+                "an already used seq: if the two entries differ, the author equivocated; "
+                "keep both as evidence"
+                if entry.seq <= last_seq
+                else "entries of this author are missing before this one",
+            )
+        if entry.prev != last_hash:
+            raise self._fail(
+                entry,
+                index,
+                ChainError(
+                    f"prev {entry.prev.hex()[:16]}… is not the hash of the author's previous "
+                    f"entry ({last_hash.hex()[:16]}…)"
+                ),
+            )
+        last_ts = self._last_timestamp.get(author)
+        if last_ts is not None and entry.timestamp_ms < last_ts:
+            raise self._fail(
+                entry,
+                index,
+                ChainError(
+                    f"timestamp {entry.timestamp_ms} ms is before the author's previous entry "
+                    f"({last_ts} ms)"
+                ),
+            )
+
+        payload = entry.payload
+        if kind == MEMBERSHIP:
+            self._check_membership(entry, index, payload)
+        elif kind == TASK:
+            if member.role != "researcher":
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"only researchers publish tasks; the author's role is {member.role}"
+                    ),
+                )
+            for target in payload["targets"]:
+                site = self.members.get(target)
+                if site is None or site.role != "site" or site.revoked_at is not None:
+                    what = (
+                        "not a member"
+                        if site is None
+                        else f"revoked at entry {site.revoked_at}"
+                        if site.revoked_at is not None
+                        else f"a {site.role}, not a site"
+                    )
+                    raise self._fail(
+                        entry,
+                        index,
+                        RuleError(f"target {self.describe(target)} is {what}"),
+                        "tasks may only target admitted sites",
+                    )
+        elif kind == RESULT:
+            task = self.tasks.get(payload["task"])
+            if task is None:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"reports on task {payload['task'].hex()[:16]}…, which is not an earlier "
+                        "task entry of this log"
+                    ),
+                )
+            if author not in task.targets:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"reports on task at entry {task.index}, which does not target this site"
+                    ),
+                )
+            if author in task.results:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"a second result on task at entry {task.index} (the first is entry "
+                        f"{task.results[author].index})"
+                    ),
+                )
+            if payload["status"] == "ok" and payload["image_digest"] != task.image_digest:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"status ok with image {payload['image_digest']}, but the task (entry "
+                        f"{task.index}) named {task.image_digest}"
+                    ),
+                )
+
+    def _check_membership(self, entry: Entry, index: int, payload: dict[str, object]) -> None:
+        if entry.author != self.admin:
+            raise self._fail(
+                entry, index, RuleError("only the admin named in genesis admits or revokes members")
+            )
+        key = payload["key"]
+        assert isinstance(key, bytes)
+        current = self.members.get(key)
+        if payload["action"] == "admit":
+            if current is not None:
+                state = (
+                    f"was revoked at entry {current.revoked_at}; revocation is final, "
+                    "admit a new key"
+                    if current.revoked_at is not None
+                    else f"is already a member ({current.role} of {current.org}, "
+                    f"since entry {current.admitted_at})"
+                )
+                raise self._fail(entry, index, RuleError(f"key {short(key)} {state}"))
+            return
+        # revoke
+        if current is None or current.revoked_at is not None:
+            raise self._fail(
+                entry, index, RuleError(f"revokes {short(key)}, which is not an active member")
+            )
+        if current.role == ADMIN_ROLE:
+            raise self._fail(entry, index, RuleError("the admin's own key cannot be revoked"))
+        if current.org != payload["org"] or current.role != payload["role"]:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"revokes {short(key)} as {payload['role']} of {payload['org']}, but it was "
+                    f"admitted as {current.role} of {current.org}"
+                ),
+            )
+
+    def _commit(self, entry: Entry, index: int) -> None:
+        # Only assignments from here on: every rule was checked in _check.
+        author = entry.author
+        payload = entry.payload
+        kind = entry.kind
+        if kind == GENESIS:
+            self.origin = payload["origin"]
+            self.admin = payload["admin"]
+            self.hub = payload["hub"]
+            self.members[payload["admin"]] = Member(
+                payload["admin"], payload["admin_org"], ADMIN_ROLE, index
+            )
+            self.members[payload["hub"]] = Member(payload["hub"], payload["hub_org"], "hub", index)
+        elif kind == MEMBERSHIP:
+            key = payload["key"]
+            if payload["action"] == "admit":
+                self.members[key] = Member(key, payload["org"], payload["role"], index)
+            else:
+                self.members[key] = replace(self.members[key], revoked_at=index)
+        elif kind == TASK:
+            self.tasks[entry.hash] = Task(
+                entry.hash,
+                author,
+                payload["image"],
+                tuple(payload["targets"]),
+                payload["limits"],
+                index,
+                payload.get("algorithm"),
+            )
+        else:
+            result = Result(
+                payload["task"],
+                author,
+                payload["status"],
+                payload["image_digest"],
+                payload["log_digest"],
+                index,
+                entry.hash,
+            )
+            self.tasks[payload["task"]].results[author] = result
+            self.results[entry.hash] = result
+        self.heads[author] = (entry.seq, entry.hash)
+        self._last_timestamp[author] = entry.timestamp_ms
+        self.kind_counts[kind] += 1
+        self.size = index + 1
+
+
+def decode_at(raw: bytes, index: int, state: State | None = None) -> Entry:
+    """``Entry.from_bytes`` with a decode or signature failure reported as entry ``index``."""
+    try:
+        return Entry.from_bytes(raw)
+    except SignatureError as exc:
+        # Failure path only: decode again without the signature to name the claimed author.
+        author = Entry._decode(raw, check_signature=False).author
+        who = state.describe(author) if state is not None else short(author)
+        raise ReplayError(
+            f"entry {index} by {who}: {exc}; fetch the entry again from another peer and run "
+            "`ptm audit` on the hub's copy",
+            index=index,
+            author=who,
+            cause=exc,
+        ) from exc
+    except DecodeError as exc:
+        raise ReplayError(
+            f"entry {index}: {exc}; this copy of the log is corrupt or forged: fetch the entry "
+            "again from another peer and run `ptm audit` on the hub's copy",
+            index=index,
+            author=None,
+            cause=exc,
+        ) from exc
+
+
+def replay(entries: Iterable[Entry | bytes], state: State | None = None) -> State:
+    """Fold ``entries`` (Entry objects or raw bytes, in log order) into ``state`` (default:
+    a new, empty State) and return it; ReplayError on the first broken rule."""
+    state = State() if state is None else state
+    apply = state.apply
+    index = state.size
+    for item in entries:
+        apply(item if isinstance(item, Entry) else decode_at(item, index, state), index)
+        index += 1
+    return state

@@ -1,0 +1,99 @@
+"""What every daemon shares: logging to stderr, a libp2p host, signals, a status file.
+
+``run_daemon`` starts the host on the listen address, installs the sync protocol handler,
+runs the role's tasks, writes ``HOME/status.json`` about once a second (so ``ptm status``
+can show connected peers and lag without talking to the daemon), and on SIGTERM or Ctrl-C
+cancels everything and returns; the store is closed by the caller's ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ptm_p2p.network.host import full_addr, listen_addr, make_host
+from ptm_p2p.network.rpc import Handler, RpcServer
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+ADDR_FILE = "listen.addr"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Readable one-line logs on stderr; libp2p's own chatter only at WARNING."""
+    level = logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                                           "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ptm_p2p").setLevel(level)
+    # py-libp2p logs every failed dial of a restarting peer at ERROR; our own reconnect
+    # logic reports what matters, so keep libp2p quiet unless debugging.
+    logging.getLogger("libp2p").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+async def run_daemon(
+    *,
+    home: Path,
+    seed: bytes,
+    host_ip: str,
+    port: int,
+    handler: Handler,
+    tasks: list[Callable[[Any, str], Awaitable[None]]],
+    status: Callable[[Any], dict[str, Any]],
+    role: str,
+) -> None:
+    """Run until SIGTERM/SIGINT. Each task is called as ``task(host, my_full_address)``."""
+    host = make_host(seed)
+    addr = listen_addr(host_ip, port)
+    async with host.run([addr]):
+        RpcServer(host, handler).install()
+        me = full_addr(host, addr)
+        (home / ADDR_FILE).write_text(me + "\n")
+        log.info("%s listening on %s", role, me)
+        async with trio.open_nursery() as nursery:
+            for task in tasks:
+                nursery.start_soon(task, host, me)
+            nursery.start_soon(_status_writer, home, host, me, status, role)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("%s: got %s, stopping", role, signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    try:
+        (home / ADDR_FILE).unlink()
+    except OSError:
+        pass
+    log.info("%s stopped cleanly", role)
+
+
+async def _status_writer(home: Path, host: Any, me: str,
+                         status: Callable[[Any], dict[str, Any]], role: str) -> None:
+    path = home / STATUS_FILE
+    while True:
+        try:
+            data = status(host)
+            data.update(role=role, address=me, pid=os.getpid(), updated=time.time(),
+                        connected=[str(p) for p in host.get_connected_peers()])
+            write_json_atomic(path, data)
+        except Exception:  # status is advisory; never let it take the daemon down
+            log.exception("could not write %s", path)
+        await trio.sleep(1.0)

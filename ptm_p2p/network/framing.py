@@ -1,0 +1,94 @@
+"""Length-prefixed msgpack frames: the byte layer of the sync protocol, independent of libp2p.
+
+A frame is a 4-byte big-endian length followed by that many bytes of msgpack. Works over any
+object with ``async read(n) -> bytes`` (may return fewer bytes; ``b""`` at end of stream) and
+``async write(data)``: a libp2p stream today, a TCP socket or a test pipe tomorrow.
+
+Limits are checked *before* anything is allocated or decoded, so a hostile peer announcing a
+4 GiB frame costs us four bytes of reading, not four gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Protocol
+
+import msgpack
+
+from ptm_p2p.errors import ProtocolError
+
+HEADER = struct.Struct(">I")
+# 8 MiB: large enough for a few thousand entries per response, small enough that a peer
+# cannot make us buffer much. Entries responses are built to stay under RESPONSE_BUDGET.
+MAX_FRAME = 8 * 1024 * 1024
+RESPONSE_BUDGET = 4 * 1024 * 1024
+
+
+class ByteStream(Protocol):
+    async def read(self, n: int | None = None) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class FrameTooLarge(ProtocolError):
+    """The peer announced a frame over the limit; the stream cannot be resynchronised."""
+
+
+class StreamClosed(ProtocolError):
+    """The stream ended (cleanly between frames, or in the middle of one)."""
+
+
+async def read_exactly(stream: ByteStream, n: int) -> bytes:
+    """Read exactly ``n`` bytes or raise ``StreamClosed``."""
+    chunks: list[bytes] = []
+    remaining = n
+    while remaining:
+        try:
+            chunk = await stream.read(remaining)
+        except Exception as exc:  # libp2p raises StreamEOF/StreamReset/StreamError
+            raise StreamClosed(f"stream closed while reading: {type(exc).__name__}") from exc
+        if not chunk:
+            raise StreamClosed("stream ended in the middle of a frame" if chunks else "stream ended")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+async def read_frame(stream: ByteStream, max_size: int = MAX_FRAME) -> bytes:
+    """One frame's payload bytes."""
+    header = await read_exactly(stream, HEADER.size)
+    (length,) = HEADER.unpack(header)
+    if length > max_size:
+        raise FrameTooLarge(f"frame of {length} bytes announced, limit is {max_size}")
+    if length == 0:
+        return b""
+    return await read_exactly(stream, length)
+
+
+async def write_frame(stream: ByteStream, payload: bytes, max_size: int = MAX_FRAME) -> None:
+    if len(payload) > max_size:
+        raise FrameTooLarge(f"refusing to send a {len(payload)}-byte frame (limit {max_size})")
+    await stream.write(HEADER.pack(len(payload)) + payload)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """Decode one message: a msgpack map with string keys, else ``ProtocolError``."""
+    try:
+        # strict_map_key keeps keys to str/bytes; the limits stop a tiny frame from
+        # declaring a billion-element array (msgpack's default limits follow buffer size).
+        value = msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=True,
+            max_array_len=100_000,
+            max_map_len=1_000,
+        )
+    except Exception as exc:  # msgpack raises many unrelated types (ValueError, ExtraData...)
+        raise ProtocolError(f"message is not valid msgpack: {type(exc).__name__}") from exc
+    if not isinstance(value, dict):
+        raise ProtocolError(f"message must be a msgpack map, got {type(value).__name__}")
+    return value

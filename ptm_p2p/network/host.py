@@ -1,0 +1,84 @@
+"""libp2p hosts for ptm: Noise only, Yamux, identity = the home's Ed25519 seed.
+
+py-libp2p 0.8.1's default security table also offers TLS, secio and *plaintext*; a peer that
+proposes plaintext first would get an unauthenticated, unencrypted connection. We pass our
+own table with Noise alone, so a downgrade is impossible: the handshake fails instead.
+
+Because the libp2p key pair is built from the same 32-byte seed as the ledger Signer, a
+peer id names exactly one ledger key: ``peer_id_of(public_key)`` lets a site check that the
+peer it talks to is the hub (or site) the ledger says it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import multiaddr
+from libp2p import new_host
+from libp2p.crypto.ed25519 import Ed25519PublicKey
+from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+
+from ptm_p2p.errors import NetworkError
+
+log = logging.getLogger(__name__)
+
+
+def make_host(seed: bytes) -> Any:
+    """A libp2p host whose peer id is derived from ``seed`` and which speaks Noise only."""
+    key_pair = ed25519_key_pair(seed)
+    # The Noise static key is a fresh X25519 key per process (as libp2p does by default);
+    # the handshake payload binds it to our Ed25519 identity key.
+    noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_preference="YAMUX",
+    )
+
+
+def peer_id_of(public_key: bytes) -> ID:
+    """The libp2p peer id of a 32-byte Ed25519 ledger public key."""
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
+
+
+def public_key_of(peer_id: ID) -> bytes | None:
+    """The Ed25519 key inlined in an identity-multihash peer id, or None."""
+    try:
+        key = peer_id.extract_public_key()
+    except Exception:  # malformed ids come from the wire; never let them crash us
+        return None
+    if key is None or not isinstance(key, Ed25519PublicKey):
+        return None
+    return bytes(key.to_bytes())
+
+
+def listen_addr(host: str = "127.0.0.1", port: int = 0) -> multiaddr.Multiaddr:
+    return multiaddr.Multiaddr(f"/ip4/{host}/tcp/{port}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (py-libp2p does not report port 0's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def full_addr(host: Any, listen: multiaddr.Multiaddr) -> str:
+    """``/ip4/…/tcp/…/p2p/PEERID``: what an invitation or ``--peer`` carries."""
+    return f"{listen}/p2p/{host.get_id()}"
+
+
+def parse_peer_addr(addr: str) -> PeerInfo:
+    try:
+        return info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception as exc:
+        raise NetworkError(
+            f"{addr!r} is not a peer address; expected /ip4/HOST/tcp/PORT/p2p/PEERID"
+        ) from exc

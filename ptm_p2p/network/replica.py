@@ -1,0 +1,495 @@
+"""A verified copy of the log, and the read side of the sync protocol served from it.
+
+Both daemons hold one ``Replica``: the hub appends what it sequences, a site appends what it
+has verified. The replica is the only place that turns bytes from the network into stored
+entries, and it does so in one order, the same for every source:
+
+1. every entry decodes canonically and its signature verifies (``Entry.from_bytes``);
+2. the batch, appended to our verified frontier, gives exactly the root of a checkpoint the
+   hub signed (so the range is neither forged, altered, truncated nor reordered) and the
+   served consistency proof checks (RFC 9162 §2.1.4.2);
+3. every entry passes the replay rules (``State.apply``);
+4. only then: one atomic ``store.append`` and the checkpoint is recorded.
+
+Any hub-signed checkpoint seen anywhere goes through ``observe``: one whose size we already
+hold must have our root at that size, or the hub has shown two views of the log (a split
+view): the evidence is stored and the hub is no longer trusted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ptm_p2p.errors import (
+    CheckpointError,
+    EquivocationError,
+    LedgerError,
+    ProofError,
+    ProtocolError,
+    PtmError,
+    ReplayError,
+    SplitViewError,
+)
+from ptm_p2p.ledger import checkpoint as cp
+from ptm_p2p.ledger import merkle
+from ptm_p2p.ledger.crypto import short
+from ptm_p2p.ledger.entry import GENESIS, Entry
+from ptm_p2p.ledger.replay import State
+from ptm_p2p.network import protocol
+from ptm_p2p.network.framing import RESPONSE_BUDGET
+from ptm_p2p.network.frontier import Frontier
+
+log = logging.getLogger(__name__)
+
+
+class BadRange(ProtocolError):
+    """A peer served entries that do not verify; names the peer and what was wrong."""
+
+
+class RootMismatch(BadRange):
+    """Well-signed entries that, appended to our log, do not give the signed root.
+
+    Either the peer altered, dropped or reordered entries, or the hub signed a checkpoint
+    that does not extend ours (a split view): ``Site`` tells the two apart by rehashing the
+    peer's whole log.
+    """
+
+
+@dataclass
+class PeerRecord:
+    addrs: list[str]
+    name: str = ""
+    last_seen: float = 0.0
+
+
+@dataclass
+class Trust:
+    """Peers and keys this replica no longer believes, with the reason (shown by status)."""
+
+    distrusted: dict[str, str] = field(default_factory=dict)
+
+    def distrust(self, who: str, reason: str) -> None:
+        if who not in self.distrusted:
+            log.error("no longer trusting %s: %s", who, reason)
+        self.distrusted[who] = reason
+
+    def trusted(self, who: str) -> bool:
+        return who not in self.distrusted
+
+
+class Replica:
+    """A store plus the in-memory state needed to verify and serve it quickly."""
+
+    def __init__(self, store: Any, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.state = State()
+        self.frontier = Frontier()
+        self.trust = Trust()
+        self.peers: dict[str, PeerRecord] = {}
+        # size -> latest note text we hold for that size (cosignatures merged in)
+        self.notes: dict[int, str] = {}
+        self.sizes: list[int] = []
+        self._changed = trio.Event()
+        self.split_view = False
+        self._dirty: set[int] = set()
+        self.expected: tuple[str, bytes] | None = None
+        self._load()
+
+    # --- loading ------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Replay our own store: it was verified before it was written, but replaying it
+        keeps state and frontier exact, and a tampered file fails loudly here."""
+        size = self.store.size()
+        start = time.perf_counter()
+        step = 5000
+        for begin in range(0, size, step):
+            raws = self.store.raw_range(begin, min(size, begin + step))
+            entries = [Entry.from_bytes(raw) for raw in raws]
+            for offset, entry in enumerate(entries):
+                self.state.apply(entry, begin + offset)
+            self.frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
+        for note_size, note in self.store.checkpoints():
+            if note_size <= size:
+                self._remember_note(note_size, note)
+        for item in self.store.evidence():
+            if getattr(item, "kind", "") == "split-view":
+                self.split_view = True
+        if size:
+            log.info("loaded %d entries in %.2f s", size, time.perf_counter() - start)
+
+    # --- identity of the log ------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    @property
+    def origin(self) -> str | None:
+        return self.state.origin
+
+    @property
+    def hub_key(self) -> bytes | None:
+        return self.state.hub
+
+    def expect(self, origin: str, hub_key: bytes) -> None:
+        """Pin the log we follow (from the invitation) before its genesis entry arrives."""
+        if self.state.origin is not None and (self.state.origin, self.state.hub) != (
+            origin, hub_key
+        ):
+            raise CheckpointError(
+                f"this home follows log {self.state.origin} (hub {short(self.state.hub or b'')})"
+                f" but the invitation is for {origin} (hub {short(hub_key)}); use another --home"
+            )
+        self.expected = (origin, hub_key)
+
+    def log_verifier(self) -> cp.Verifier:
+        if self.state.origin is not None and self.state.hub is not None:
+            return cp.Verifier.log(self.state.origin, self.state.hub)
+        if self.expected is not None:
+            return cp.Verifier.log(*self.expected)
+        raise CheckpointError("no genesis entry yet: the log's origin and hub key are unknown")
+
+    def witness_verifiers(self) -> list[cp.Verifier]:
+        return [cp.Verifier.witness(m.org, m.key) for m in self.state.active_members("site")]
+
+    def member_name(self, key: bytes) -> str:
+        return self.state.describe(key)
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    @property
+    def latest_note(self) -> str | None:
+        return self.notes[self.sizes[-1]] if self.sizes else None
+
+    def note_at_least(self, size: int) -> str | None:
+        """The first checkpoint we hold of size >= ``size``; the latest if there is none."""
+        i = bisect.bisect_left(self.sizes, size)
+        if i < len(self.sizes):
+            return self.notes[self.sizes[i]]
+        return self.latest_note
+
+    def _remember_note(self, size: int, note: str) -> None:
+        if size not in self.notes:
+            bisect.insort(self.sizes, size)
+        self.notes[size] = note
+
+    def record_checkpoint(self, signed: cp.SignedCheckpoint) -> None:
+        size = signed.checkpoint.size
+        self._remember_note(size, signed.text)
+        self.store.add_checkpoint(signed.text, size)
+        self._notify()
+
+    def merge_cosignatures(self, incoming: cp.SignedCheckpoint) -> int:
+        """Add the valid witness cosignatures of ``incoming`` to our note of the same tree.
+
+        Returns how many new cosignatures were added. Unknown signers are dropped (C2SP
+        signed-note: ignore unknown keys); a known witness's bad cosignature is an error.
+        """
+        size = incoming.checkpoint.size
+        ours_text = self.notes.get(size)
+        if ours_text is None:
+            return 0
+        ours = cp.parse_checkpoint(ours_text)
+        if ours.checkpoint != incoming.checkpoint:
+            return 0  # observe() handles disagreeing checkpoints
+        witnesses = self.witness_verifiers()
+        cp.verify_cosignatures(incoming, witnesses)  # raises on a forged cosignature
+        have = {(s.name, s.key_id) for s in ours.signatures}
+        wanted = {(w.name, w.key_id) for w in witnesses}
+        new = [
+            s
+            for s in incoming.signatures
+            if (s.name, s.key_id) in wanted and (s.name, s.key_id) not in have
+        ]
+        if not new:
+            return 0
+        merged = cp.SignedCheckpoint(ours.checkpoint, (*ours.signatures, *new))
+        self._remember_note(size, merged.text)
+        # Persisted by flush_notes about once a second: every cosignature arriving would
+        # otherwise cost an fsync'd transaction on the hub's hot path.
+        self._dirty.add(size)
+        self._notify()
+        return len(new)
+
+    def flush_notes(self) -> None:
+        for size in sorted(self._dirty):
+            self.store.add_checkpoint(self.notes[size], size)
+        self._dirty.clear()
+
+    def cosigners(self, note: str | None = None) -> list[str]:
+        note = note or self.latest_note
+        if note is None:
+            return []
+        try:
+            return [c.name for c in cp.verify_cosignatures(cp.parse_checkpoint(note),
+                                                           self.witness_verifiers())]
+        except LedgerError:
+            return []
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for_change(self, after: int, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            while not self.sizes or self.sizes[-1] <= after:
+                await self._changed.wait()
+
+    # --- verifying and appending -----------------------------------------------------------
+
+    def parse_signed(self, note: str) -> cp.SignedCheckpoint:
+        """Parse and check the hub's signature (raises CheckpointError)."""
+        signed = cp.parse_checkpoint(note)
+        cp.verify_checkpoint(signed, self.log_verifier())
+        return signed
+
+    def verify_batch(
+        self, start: int, raws: Sequence[bytes], signed: cp.SignedCheckpoint, source: str
+    ) -> tuple[list[Entry], Frontier]:
+        """Steps 1-2 of the module docstring; returns the entries and the new frontier."""
+        target = signed.checkpoint
+        if start != self.size:
+            raise BadRange(f"{source} sent entries from {start}, we hold {self.size}")
+        if start + len(raws) != target.size:
+            raise BadRange(
+                f"{source} sent {len(raws)} entries from {start} for a checkpoint of size "
+                f"{target.size}: the range is truncated or padded"
+            )
+        entries: list[Entry] = []
+        for offset, raw in enumerate(raws):
+            try:
+                entries.append(Entry.from_bytes(raw))
+            except LedgerError as exc:
+                raise BadRange(f"{source} served entry {start + offset}: {exc}") from exc
+        frontier = self.frontier.copy()
+        frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
+        if frontier.root() != target.root:
+            raise RootMismatch(
+                f"{source} served entries {start}..{target.size - 1} that do not hash to the "
+                f"root the hub signed for size {target.size}: forged, altered or reordered"
+            )
+        return entries, frontier
+
+    def commit(self, entries: list[Entry], frontier: Frontier, signed: cp.SignedCheckpoint,
+               source: str) -> None:
+        """Steps 3-4: replay rules, then the durable append."""
+        start = self.size
+        if start == 0 and entries and self.expected is not None:
+            genesis = entries[0].payload
+            if entries[0].kind != GENESIS or (genesis.get("origin"), genesis.get("hub")) != \
+                    self.expected:
+                raise BadRange(f"{source} served a log whose first entry is not the genesis "
+                               "of the invited collaboration")
+        applied = 0
+        try:
+            for offset, entry in enumerate(entries):
+                self.state.apply(entry, start + offset)
+                applied += 1
+        except ReplayError as exc:
+            # The entries are exactly what the hub signed, so the hub sequenced an entry
+            # that breaks the rules: the hub is at fault, not the peer that relayed it.
+            self._rebuild_state()
+            bad = entries[applied]
+            self.record_evidence("invalid-entry", bad.raw, signed.text.encode(), str(exc))
+            self.trust.distrust("hub", f"signed a checkpoint over a rule-breaking entry: {exc}")
+            raise
+        try:
+            self.store.append(entries)
+        except EquivocationError as exc:
+            self._rebuild_state()
+            self.trust.distrust(f"author {short(entries[0].author)}", str(exc))
+            raise
+        except BaseException:
+            self._rebuild_state()
+            raise
+        self.frontier = frontier
+        self.record_checkpoint(signed)
+        log.debug("appended %d entries from %s, size now %d", len(entries), source, self.size)
+
+    def _rebuild_state(self) -> None:
+        state = State()
+        size = self.store.size()
+        for begin in range(0, size, 5000):
+            for offset, raw in enumerate(self.store.raw_range(begin, min(size, begin + 5000))):
+                state.apply(Entry.from_bytes(raw), begin + offset)
+        self.state = state
+
+    def append_genesis(self, raw: bytes) -> Entry:
+        """Start a log: its first entry must be a genesis entry (used by the hub)."""
+        entry = Entry.from_bytes(raw)
+        if entry.kind != GENESIS:
+            raise ReplayError(f"the first entry must be a genesis entry, got {entry.kind}")
+        self.state.apply(entry, 0)
+        self.store.append([entry])
+        self.frontier.extend([merkle.leaf_hash(raw)])
+        return entry
+
+    def append_local(self, entries: list[Entry]) -> None:
+        """The hub's append: entries already checked with ``State.apply`` in order."""
+        self.store.append(entries)
+        self.frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
+
+    # --- consistency of what others show us --------------------------------------------
+
+    def check_against_ours(self, signed: cp.SignedCheckpoint, source: str) -> bool:
+        """For a hub-signed checkpoint no larger than our log: True if it matches our tree.
+
+        A mismatch is a split view: evidence is stored, the hub distrusted, and
+        ``SplitViewError`` raised.
+        """
+        theirs = signed.checkpoint
+        if theirs.size > self.size:
+            return False
+        our_root = self.frontier.root() if theirs.size == self.size else self.store.root(
+            theirs.size)
+        if our_root == theirs.root:
+            return True
+        ours_text = self.note_at_least(theirs.size) or ""
+        ours_size = cp.parse_checkpoint(ours_text).checkpoint.size if ours_text else self.size
+        proof = self.store.consistency_proof(theirs.size, ours_size) if ours_size > theirs.size \
+            else []
+        detail = (
+            f"hub {short(self.hub_key or b'')} signed size {theirs.size} with root "
+            f"{theirs.root.hex()[:16]}… (seen via {source}) but our verified log, under the hub's "
+            f"checkpoint of size {ours_size}, has root {our_root.hex()[:16]}… at that size; "
+            f"consistency proof {theirs.size}->{ours_size}: "
+            + ",".join(p.hex() for p in proof)
+        )
+        self.record_evidence("split-view", ours_text.encode(), signed.text.encode(), detail)
+        self.split_view = True
+        self.trust.distrust("hub", "split view: signed two inconsistent checkpoints")
+        raise SplitViewError(f"split view detected: {detail}", ours_text, signed.text)
+
+    def record_evidence(self, kind: str, first: bytes, second: bytes, detail: str) -> bool:
+        """Store evidence once (the same pair reported twice is stored once)."""
+        for item in self.store.evidence():
+            if item.kind == kind and {bytes(item.first), bytes(item.second)} == {first, second}:
+                return False
+        self.store.add_evidence(kind, first, second, detail)
+        log.error("evidence recorded (%s): %s", kind, detail[:300])
+        return True
+
+    # --- serving -----------------------------------------------------------------------------
+
+    async def serve(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
+        """Answer the read-side requests every peer serves (hub and sites alike)."""
+        if op == "checkpoint":
+            at_least = fields.get("at_least")
+            note = self.latest_note if at_least is None else self.note_at_least(at_least)
+            return protocol.ok(note=note, size=self.size)
+        if op == "wait":
+            timeout = min(fields["timeout_ms"], protocol.MAX_WAIT_MS) / 1000
+            await self.wait_for_change(fields["after"], timeout)
+            return protocol.ok(note=self.latest_note, size=self.size)
+        if op == "entries":
+            return self._serve_entries(fields["start"], fields["end"], fields["old_size"])
+        if op == "peers":
+            return protocol.ok(peers=[{"id": pid, "addrs": rec.addrs, "name": rec.name}
+                                      for pid, rec in list(self.peers.items())[:64]])
+        if op == "hello":
+            addrs = [a for a in fields["addrs"] if isinstance(a, str) and len(a) < 256]
+            if peer is not None:
+                self.peers[str(peer)] = PeerRecord(addrs, fields.get("name", ""), time.time())
+            return protocol.ok(origin=self.origin, size=self.size)
+        if op == "head":
+            seq, last = self.state.heads.get(fields["author"], (0, bytes(32)))
+            return protocol.ok(seq=seq, hash=last)
+        if op == "cosign":
+            return self._receive_note(fields["note"], str(peer))
+        if op == "evidence":
+            return self._receive_evidence(fields, str(peer))
+        raise ProtocolError(f"operation {op!r} is not served by this peer",
+                            detail=protocol.UNKNOWN_OP)
+
+    def _serve_entries(self, start: int, end: int, old_size: int) -> dict[str, Any]:
+        if not start < end:
+            raise ProtocolError(f"entries: empty or reversed range {start}..{end}")
+        if end > self.size:
+            return protocol.error(protocol.NOT_FOUND, f"we hold {self.size} entries, not {end}")
+        note = self.note_at_least(end)
+        if note is None:
+            return protocol.error(protocol.NOT_FOUND, "no checkpoint yet")
+        note_size = cp.parse_checkpoint(note).checkpoint.size
+        if old_size > note_size:
+            raise ProtocolError(f"entries: old_size {old_size} beyond checkpoint {note_size}")
+        stop = min(end, start + protocol.MAX_ENTRIES_PER_REQUEST)
+        raws = self.store.raw_range(start, stop)
+        # Keep the response under the frame budget: cut the range, the client continues.
+        total, kept = 0, 0
+        for raw in raws:
+            total += len(raw) + 5
+            if total > RESPONSE_BUDGET and kept:
+                break
+            kept += 1
+        proof = self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size \
+            else []
+        return protocol.ok(entries=raws[:kept], note=note, proof=proof)
+
+    def _receive_note(self, note: str, source: str) -> dict[str, Any]:
+        signed = self.parse_signed(note)
+        if signed.checkpoint.size <= self.size:
+            self.check_against_ours(signed, source)
+            added = self.merge_cosignatures(signed)
+            return protocol.ok(added=added)
+        return protocol.ok(added=0)
+
+    def _receive_evidence(self, fields: dict[str, Any], source: str) -> dict[str, Any]:
+        kind = fields["kind"]
+        if kind == "split-view":
+            # Check it ourselves: both notes must carry valid hub signatures and disagree.
+            try:
+                a = self.parse_signed(fields["first"].decode())
+                b = self.parse_signed(fields["second"].decode())
+            except (LedgerError, UnicodeDecodeError) as exc:
+                raise ProtocolError(f"split-view evidence does not verify: {exc}") from exc
+            for signed in (a, b):
+                try:
+                    self.check_against_ours(signed, source)
+                except SplitViewError:
+                    return protocol.ok(confirmed=True)
+            same_size = a.checkpoint.size == b.checkpoint.size
+            if same_size and a.checkpoint.root != b.checkpoint.root:
+                self.record_evidence(kind, fields["first"], fields["second"],
+                                     f"reported by {source}: {fields['detail']}")
+                self.split_view = True
+                self.trust.distrust("hub", "split view reported and checked")
+                return protocol.ok(confirmed=True)
+            return protocol.ok(confirmed=False)
+        self.record_evidence(f"reported:{kind}", fields["first"], fields["second"],
+                             f"reported by {source}: {fields['detail']}")
+        return protocol.ok(confirmed=False)
+
+    # --- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        note = self.latest_note
+        checkpoint_size = cp.parse_checkpoint(note).checkpoint.size if note else 0
+        return {
+            "name": self.name,
+            "origin": self.origin,
+            "size": self.size,
+            "checkpoint_size": checkpoint_size,
+            "checkpoint": note,
+            "cosigners": self.cosigners(note),
+            "split_view": self.split_view,
+            "distrusted": dict(self.trust.distrusted),
+            "evidence": [
+                {"kind": e.kind, "detail": e.detail} for e in self.store.evidence()
+            ],
+        }
+
+
+def describe_error(exc: PtmError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+__all__ = ["BadRange", "Replica", "ProofError"]

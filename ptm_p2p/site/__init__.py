@@ -1,0 +1,1 @@
+"""The site daemon (`ptm node`): replication and witnessing (task execution comes later)."""

@@ -1,0 +1,433 @@
+"""``ptm node``, replication side: follow the hub, verify, cosign, and talk to other sites.
+
+Three tasks run side by side:
+
+* ``follow_hub``: a long-poll ``wait`` to the hub (answered as soon as the hub signs a new
+  checkpoint: the announcement path, with no gossip), then catch-up over ``entries``.
+* ``anti_entropy``: every half second ask one other site for its checkpoint and hand it ours
+  (``cosign``). This is how checkpoints are exchanged between witnesses (split views are seen
+  here), how a site catches up from another site when the hub is down, and how cosignatures
+  spread.
+* ``push_cosignatures``: after each verified catch-up the site cosigns the newest checkpoint
+  (C2SP tlog-cosignature) once it has checked consistency with the last one it cosigned, and
+  hands it to the hub.
+
+A peer that serves a range that does not verify is named in the log and no longer used; a hub
+that shows two inconsistent checkpoints is no longer followed, the evidence is stored and
+sent to every known peer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ptm_p2p.errors import LedgerError, NetworkError, ProofError, PtmError, SplitViewError
+from ptm_p2p.home import Home
+from ptm_p2p.ledger import checkpoint as cp
+from ptm_p2p.ledger import merkle
+from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network.daemon import write_json_atomic
+from ptm_p2p.network.host import parse_peer_addr
+from ptm_p2p.network.invitation import Invitation
+from ptm_p2p.network.frontier import Frontier
+from ptm_p2p.network.replica import BadRange, PeerRecord, Replica, RootMismatch
+from ptm_p2p.network.rpc import PeerClient
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5_000  # entries verified and committed per step of a catch-up
+PEERS_FILE = "peers.json"
+WITNESS_FILE = "witness.json"
+EXCHANGE_INTERVAL = 0.5
+
+
+class Site:
+    def __init__(self, home: Home, invitation: Invitation, extra_peers: list[str]) -> None:
+        self.home = home
+        self.invitation = invitation
+        self.store = SqliteStore(home.ledger_path)
+        self.replica = Replica(self.store, home.name)
+        self.replica.expect(invitation.origin, invitation.hub_key)
+        hub = parse_peer_addr(invitation.hub_addr)
+        self.hub_id = hub.peer_id
+        self.hub_addrs = hub.addrs
+        self.me = ""
+        self.clients: dict[str, PeerClient] = {}
+        self.sync_lock = trio.Lock()
+        self.hub_up = False
+        self.hub_size = 0
+        self.last_synced = 0.0
+        self._cosigned = trio.Event()
+        self._load_peers(extra_peers)
+        self.witness_size, self.witness_root = self._load_witness()
+
+    # --- persistence of small things -----------------------------------------------------
+
+    def _load_peers(self, extra: list[str]) -> None:
+        path = self.home.path / PEERS_FILE
+        if path.exists():
+            try:
+                for pid, rec in json.loads(path.read_text()).items():
+                    self.replica.peers[pid] = PeerRecord(list(rec["addrs"]), rec.get("name", ""))
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s is unreadable; starting with no known peers", path)
+        for addr in extra:
+            info = parse_peer_addr(addr)
+            base = addr.split("/p2p/")[0]
+            self.replica.peers[str(info.peer_id)] = PeerRecord([base], "")
+
+    def _save_peers(self) -> None:
+        data = {pid: {"addrs": rec.addrs, "name": rec.name}
+                for pid, rec in self.replica.peers.items()}
+        write_json_atomic(self.home.path / PEERS_FILE, data)
+
+    def _load_witness(self) -> tuple[int, bytes]:
+        path = self.home.path / WITNESS_FILE
+        if path.exists():
+            data = json.loads(path.read_text())
+            return int(data["size"]), bytes.fromhex(data["root"])
+        return 0, merkle.empty_root()
+
+    def _save_witness(self) -> None:
+        write_json_atomic(self.home.path / WITNESS_FILE,
+                          {"size": self.witness_size, "root": self.witness_root.hex()})
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def client(self, host: Any, peer_id: str) -> PeerClient:
+        existing = self.clients.get(peer_id)
+        if existing is not None:
+            return existing
+        if peer_id == str(self.hub_id):
+            client = PeerClient(host, self.hub_id, self.hub_addrs)
+        else:
+            rec = self.replica.peers[peer_id]
+            info = parse_peer_addr(f"{rec.addrs[0]}/p2p/{peer_id}")
+            client = PeerClient(host, info.peer_id, [a for r in rec.addrs
+                                                     for a in parse_peer_addr(
+                                                         f"{r}/p2p/{peer_id}").addrs])
+        self.clients[peer_id] = client
+        return client
+
+    # --- the hub -----------------------------------------------------------------------------
+
+    async def follow_hub(self, host: Any, me: str) -> None:
+        self.me = me
+        backoff = 0.2
+        hub = self.client(host, str(self.hub_id))
+        while True:
+            if not self.replica.trust.trusted("hub"):
+                self.hub_up = False
+                await trio.sleep(1.0)
+                continue
+            try:
+                await hub.call("hello", addrs=[me.split("/p2p/")[0]], name=self.home.name,
+                               timeout=10)
+                if not self.hub_up:
+                    log.info("connected to hub %s", str(self.hub_id)[-8:])
+                self.hub_up = True
+                await self._refresh_peers(hub)
+                while self.replica.trust.trusted("hub"):
+                    after = self._checkpoint_size()
+                    resp = await hub.call("wait", channel="wait", after=after, timeout_ms=5000,
+                                          timeout=15)
+                    self.hub_size = int(resp.get("size") or 0)
+                    if resp.get("note"):
+                        await self.on_note(resp["note"], hub, "hub")
+                    backoff = 0.2
+            except NetworkError as exc:
+                if self.hub_up:
+                    log.warning("lost the hub: %s; retrying, and syncing from other sites", exc)
+                self.hub_up = False
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _checkpoint_size(self) -> int:
+        note = self.replica.latest_note
+        return cp.parse_checkpoint(note).checkpoint.size if note else 0
+
+    async def _refresh_peers(self, hub: PeerClient) -> None:
+        resp = await hub.call("peers", timeout=10)
+        changed = False
+        for item in resp.get("peers", []):
+            if not isinstance(item, dict):
+                continue
+            pid, addrs = item.get("id"), item.get("addrs")
+            if not isinstance(pid, str) or not isinstance(addrs, list) or not addrs:
+                continue
+            if self.me.endswith(pid):
+                continue
+            clean = [a for a in addrs if isinstance(a, str)]
+            try:
+                parse_peer_addr(f"{clean[0]}/p2p/{pid}")
+            except PtmError:
+                continue
+            rec = self.replica.peers.get(pid)
+            if rec is None or rec.addrs != clean:
+                self.replica.peers[pid] = PeerRecord(clean, str(item.get("name", "")))
+                self.clients.pop(pid, None)
+                changed = True
+        if changed:
+            self._save_peers()
+
+    # --- checkpoints from anyone ---------------------------------------------------------
+
+    async def on_note(self, note: str, client: PeerClient, source: str) -> None:
+        """A hub-signed checkpoint from ``source``: compare it with ours, or catch up."""
+        try:
+            signed = self.replica.parse_signed(note)
+        except LedgerError as exc:
+            self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
+            return
+        try:
+            if signed.checkpoint.size <= self.replica.size:
+                self.replica.check_against_ours(signed, source)
+                self.replica.merge_cosignatures(signed)
+            else:
+                try:
+                    await self.sync_from(client, signed, source)
+                except RootMismatch:
+                    await self._diagnose(client, signed, source)
+                    raise
+        except SplitViewError as exc:
+            await self.broadcast_evidence("split-view", exc.first.encode(), exc.second.encode(),
+                                          str(exc))
+        except BadRange as exc:
+            self._refuse(source, str(exc))
+        except LedgerError as exc:
+            self._refuse(source, f"{type(exc).__name__}: {exc}")
+
+    async def _diagnose(self, client: PeerClient, target: cp.SignedCheckpoint,
+                        source: str) -> None:
+        """After a root mismatch: is the peer lying, or did the hub fork the log?
+
+        Rehash the peer's whole log up to the target (leaf hashes only). If it gives the
+        hub-signed target root but differs from our verified root at our size, the hub
+        signed two inconsistent trees: a split view (raised as ``SplitViewError``). If it
+        does not give the target root, the peer serves entries the hub never signed.
+        """
+        n, ours = self.replica.size, self.replica.frontier.root()
+        frontier, ours_there = Frontier(), None
+        while frontier.size < target.checkpoint.size:
+            resp = await client.call("entries", start=frontier.size,
+                                     end=target.checkpoint.size, old_size=0, timeout=60)
+            got = resp.get("entries")
+            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
+                return
+            for raw in got[: target.checkpoint.size - frontier.size]:
+                frontier.extend([merkle.leaf_hash(raw)])
+                if frontier.size == n:
+                    ours_there = frontier.root()
+        if frontier.root() == target.checkpoint.root and ours_there not in (None, ours):
+            note = self.replica.note_at_least(n) or ""
+            detail = (f"the hub signed size {target.checkpoint.size} over a log (served by "
+                      f"{source}) whose first {n} entries hash to {ours_there.hex()[:16]}…, but "
+                      f"it signed size {n} with root {ours.hex()[:16]}… for us: split view")
+            self.replica.record_evidence("split-view", note.encode(), target.text.encode(),
+                                         detail)
+            self.replica.split_view = True
+            self.replica.trust.distrust("hub", "split view: signed two inconsistent checkpoints")
+            raise SplitViewError(detail, note, target.text)
+
+    def _refuse(self, source: str, reason: str) -> None:
+        if source == "hub":
+            log.error("hub: %s", reason)
+            return
+        self.replica.trust.distrust(f"peer {source}", reason)
+        self.clients.pop(source, None)
+
+    async def sync_from(self, client: PeerClient, target: cp.SignedCheckpoint,
+                        source: str) -> None:
+        async with self.sync_lock:
+            started, begin = time.perf_counter(), self.replica.size
+            while self.replica.size < target.checkpoint.size:
+                await self._sync_step(client, target, source)
+            if self.replica.size > begin:
+                self.last_synced = time.time()
+                took = time.perf_counter() - started
+                log.info("verified %d entries from %s in %.3f s (size %d)",
+                         self.replica.size - begin, source, took, self.replica.size)
+        self.cosign()
+
+    async def _sync_step(self, client: PeerClient, target: cp.SignedCheckpoint,
+                         source: str) -> None:
+        n = self.replica.size
+        step = target
+        if target.checkpoint.size - n > CHUNK:
+            # Walk the log checkpoint by checkpoint so memory stays bounded: each step is
+            # verified against a signed root before it is stored.
+            resp = await client.call("checkpoint", at_least=n + CHUNK, timeout=30)
+            if resp.get("note"):
+                candidate = self.replica.parse_signed(resp["note"])
+                if n < candidate.checkpoint.size < target.checkpoint.size:
+                    step = candidate
+        raws: list[bytes] = []
+        proof: list[bytes] | None = None
+        want = step.checkpoint.size - n
+        while len(raws) < want:
+            resp = await client.call("entries", start=n + len(raws), end=step.checkpoint.size,
+                                     old_size=n, timeout=60)
+            got = resp.get("entries")
+            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
+                raise BadRange(f"{source} answered entries {n + len(raws)}.. with no entries")
+            if len(raws) + len(got) > want:
+                raise BadRange(f"{source} sent more entries than the checkpoint covers")
+            if proof is None:
+                served = self.replica.parse_signed(str(resp.get("note", "")))
+                if served.checkpoint != step.checkpoint:
+                    if served.checkpoint.size == step.checkpoint.size:
+                        # Two hub-signed roots for one size: let check_against_ours decide
+                        # once we hold that size; for now the peer is not serving our target.
+                        raise BadRange(f"{source} served a different checkpoint of size "
+                                       f"{step.checkpoint.size}")
+                    raise BadRange(f"{source} served entries under checkpoint "
+                                   f"{served.checkpoint.size}, asked for {step.checkpoint.size}")
+                proof = [p for p in resp.get("proof", []) if isinstance(p, bytes)]
+            raws.extend(got)
+        entries, frontier = self.replica.verify_batch(n, raws, step, source)
+        if n > 0:
+            try:
+                merkle.verify_consistency(n, step.checkpoint.size, proof or [],
+                                          self.replica.frontier.root(), step.checkpoint.root)
+            except ProofError as exc:
+                raise BadRange(f"{source} sent a consistency proof that does not verify: {exc}")
+        self.replica.commit(entries, frontier, step, source)
+
+    # --- witnessing ------------------------------------------------------------------------
+
+    def witness_name(self) -> str | None:
+        member = self.replica.state.members.get(self.home.public_key)
+        if member is None or not member.active or member.role != "site":
+            return None
+        return member.org
+
+    def cosign(self) -> None:
+        """Cosign our newest checkpoint (C2SP tlog-cosignature) if it extends the last one."""
+        name = self.witness_name()
+        note = self.replica.latest_note
+        if name is None or note is None or not self.replica.trust.trusted("hub"):
+            return
+        signed = cp.parse_checkpoint(note)
+        size = signed.checkpoint.size
+        if size <= self.witness_size or size > self.replica.size:
+            return
+        if self.witness_size:
+            proof = self.store.consistency_proof(self.witness_size, size)
+            try:
+                merkle.verify_consistency(self.witness_size, size, proof, self.witness_root,
+                                          signed.checkpoint.root)
+            except ProofError as exc:
+                log.error("refusing to cosign size %d: not consistent with the checkpoint of "
+                          "size %d we cosigned: %s", size, self.witness_size, exc)
+                return
+        mine = cp.cosign(signed, self.home.signer, name, int(time.time()))
+        self.replica.merge_cosignatures(mine)
+        self.witness_size, self.witness_root = size, signed.checkpoint.root
+        self._save_witness()
+        self._cosigned.set()
+
+    async def push_cosignatures(self, host: Any, me: str) -> None:
+        hub = self.client(host, str(self.hub_id))
+        while True:
+            await self._cosigned.wait()
+            self._cosigned = trio.Event()
+            note = self.replica.notes.get(self.witness_size)
+            if note is None or not self.hub_up or not self.replica.trust.trusted("hub"):
+                continue
+            try:
+                await hub.call("cosign", channel="cosign", note=note, timeout=10)
+            except NetworkError as exc:
+                log.debug("could not hand our cosignature to the hub: %s", exc)
+
+    # --- other sites -------------------------------------------------------------------------
+
+    def _candidates(self) -> list[str]:
+        hub = str(self.hub_id)
+        return [pid for pid in self.replica.peers
+                if pid != hub and not self.me.endswith(pid)
+                and self.replica.trust.trusted(f"peer {pid}")]
+
+    async def anti_entropy(self, host: Any, me: str) -> None:
+        self.me = me
+        turn = 0
+        last_refresh = 0.0
+        while True:
+            # Faster while the hub is unreachable: other sites are then the only source.
+            await trio.sleep(EXCHANGE_INTERVAL if self.hub_up else EXCHANGE_INTERVAL / 2)
+            if self.hub_up and time.monotonic() - last_refresh > 5:
+                last_refresh = time.monotonic()
+                try:
+                    await self._refresh_peers(self.client(host, str(self.hub_id)))
+                except NetworkError:
+                    pass
+            candidates = self._candidates()
+            if not candidates:
+                continue
+            pid = candidates[turn % len(candidates)]
+            turn += 1
+            client = self.client(host, pid)
+            try:
+                with trio.fail_after(30):
+                    resp = await client.call("checkpoint", timeout=5)
+                    if resp.get("note"):
+                        await self.on_note(resp["note"], client, pid)
+                    ours = self.replica.latest_note
+                    if ours and self.replica.trust.trusted(f"peer {pid}"):
+                        await client.call("cosign", note=ours, timeout=5)
+            except (NetworkError, trio.TooSlowError) as exc:
+                log.debug("exchange with %s failed: %s", pid[-8:], exc)
+
+    async def broadcast_evidence(self, kind: str, first: bytes, second: bytes,
+                                 detail: str) -> None:
+        """Tell every known peer (and the hub) what we found; they check it themselves."""
+        targets = [str(self.hub_id), *self._candidates()]
+        random.shuffle(targets)
+        for pid in targets:
+            try:
+                client = self.clients.get(pid)
+                if client is None:
+                    continue
+                await client.call("evidence", kind=kind, first=first, second=second,
+                                  detail=detail[:4000], timeout=5)
+            except (NetworkError, KeyError) as exc:
+                log.debug("could not report evidence to %s: %s", pid[-8:], exc)
+
+    # --- status --------------------------------------------------------------------------
+
+    def status(self, host: Any) -> dict[str, Any]:
+        self.replica.flush_notes()
+        data = self.replica.status()
+        data.update(
+            hub_up=self.hub_up,
+            hub_size=self.hub_size,
+            lag=max(0, self.hub_size - self.replica.size) if self.hub_up else None,
+            witness_size=self.witness_size,
+            known_peers={pid: rec.name for pid, rec in self.replica.peers.items()},
+        )
+        return data
+
+
+def run_node(home: Home, invitation: Invitation, host_ip: str, port: int,
+             peers: list[str]) -> None:
+    from ptm_p2p.network.daemon import run_daemon
+
+    site = Site(home, invitation, peers)
+    try:
+        trio.run(lambda: run_daemon(
+            home=home.path, seed=home.signer.seed, host_ip=host_ip, port=port,
+            handler=site.replica.serve,
+            tasks=[site.follow_hub, site.anti_entropy, site.push_cosignatures],
+            status=site.status, role="node"))
+    finally:
+        site.replica.flush_notes()
+        site.store.close()
+
+
+__all__ = ["Site", "run_node", "Path"]

@@ -1,0 +1,168 @@
+"""`ptm ledger simulate` and `ptm audit` through the real CLI on real SQLite files.
+
+The tampering cases edit the ledger file with plain SQL, as an attacker with the file would:
+flip one byte of a stored entry, delete an entry, swap two entries. The audit must exit 1
+and name the entry each time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ptm_p2p.cli import main
+
+ENTRIES = 1200
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "ledger.db"
+    result = CliRunner().invoke(
+        main,
+        [
+            "ledger",
+            "simulate",
+            str(path),
+            "--entries",
+            str(ENTRIES),
+            "--sites",
+            "3",
+            "--seed",
+            "5",
+            "--checkpoint-every",
+            "250",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1200 entries" in result.output
+    return path
+
+
+def copy_of(simulated: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy.db"
+    source = sqlite3.connect(simulated)
+    dest = sqlite3.connect(target)
+    source.backup(dest)
+    source.close()
+    dest.close()
+    return target
+
+
+def run_audit(path: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["audit", str(path), *extra])
+    return result.exit_code, result.output
+
+
+def test_simulated_ledger_audits_clean(simulated: Path) -> None:
+    code, output = run_audit(simulated)
+    assert code == 0, output
+    assert "result: ok" in output
+    assert "checkpoints (5, 5 verified)" in output
+    assert "hospital-1" in output and "researcher" in output
+
+
+def test_audit_json_reports_tasks_members_and_checkpoints(simulated: Path) -> None:
+    code, output = run_audit(simulated, "--json")
+    assert code == 0
+    report = json.loads(output)
+    assert report["ok"] is True
+    assert report["size"] == ENTRIES
+    assert sum(report["entries_by_kind"].values()) == ENTRIES
+    roles = {m["role"] for m in report["members"]}
+    assert roles == {"admin", "hub", "site", "researcher", "auditor"}
+    revoked = [m for m in report["members"] if m["revoked_at"] is not None]
+    assert len(revoked) == 1  # the simulated researcher who left
+    task = report["tasks"][0]
+    assert task["image"].endswith(task["image_digest"])
+    assert task["results"] and all(
+        r["status"] in {"ok", "failed", "timeout", "refused"} for r in task["results"].values()
+    )
+    assert [c["size"] for c in report["checkpoints"]] == [250, 500, 750, 1000, 1200]
+    assert all(len(c["cosigners"]) == 3 for c in report["checkpoints"])
+
+
+def test_flipped_byte_is_named(simulated: Path, tmp_path: Path) -> None:
+    path = copy_of(simulated, tmp_path)
+    with sqlite3.connect(path) as db:
+        raw = bytearray(db.execute("SELECT raw FROM entries WHERE idx = 700").fetchone()[0])
+        raw[len(raw) // 2] ^= 0x01
+        db.execute("UPDATE entries SET raw = ? WHERE idx = 700", (bytes(raw),))
+    code, output = run_audit(path, "--json")
+    assert code == 1
+    first = json.loads(output)["problems"][0]
+    assert first["index"] == 700
+    assert first["message"].startswith("entry 700")
+
+
+def test_deleted_entry_is_named(simulated: Path, tmp_path: Path) -> None:
+    path = copy_of(simulated, tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM entries WHERE idx = 333")
+    code, output = run_audit(path)
+    assert code == 1
+    assert "entry 333 is missing" in output
+    assert "checkpoint at size 500" in output  # the signed tree no longer matches
+
+
+def test_deleted_tail_is_reported(simulated: Path, tmp_path: Path) -> None:
+    path = copy_of(simulated, tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM entries WHERE idx >= 1100")
+    code, output = run_audit(path)
+    assert code == 1
+    assert "signed a log of 1200 entries but this copy has only 1100" in output
+
+
+@pytest.mark.parametrize(("a", "b"), [(600, 601), (420, 950)])
+def test_swapped_entries_are_named(simulated: Path, tmp_path: Path, a: int, b: int) -> None:
+    path = copy_of(simulated, tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE entries SET idx = -1 WHERE idx = ?", (a,))
+        db.execute("UPDATE entries SET idx = ? WHERE idx = ?", (a, b))
+        db.execute("UPDATE entries SET idx = ? WHERE idx = -1", (b,))
+    code, output = run_audit(path, "--json")
+    assert code == 1
+    report = json.loads(output)
+    named = {p["index"] for p in report["problems"]} | {
+        i for p in report["problems"] for i in (a, b) if str(i) in p["message"]
+    }
+    assert named & {a, b}, report["problems"][:5]
+    assert not all(c["matches_entries"] for c in report["checkpoints"])
+
+
+def test_audit_of_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    code, output = run_audit(tmp_path / "nope.db")
+    assert code == 1
+    assert "no such ledger file" in output
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_simulate_refuses_to_overwrite(simulated: Path) -> None:
+    result = CliRunner().invoke(main, ["ledger", "simulate", str(simulated), "--entries", "50"])
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+
+
+def test_parallel_and_serial_audit_agree(simulated: Path, tmp_path: Path) -> None:
+    from ptm_p2p.ledger.audit import audit
+    from ptm_p2p.ledger.store import SqliteStore
+
+    path = copy_of(simulated, tmp_path)
+    with sqlite3.connect(path) as db:
+        raw = bytearray(db.execute("SELECT raw FROM entries WHERE idx = 900").fetchone()[0])
+        raw[-1] ^= 0x80  # inside the signature
+        db.execute("UPDATE entries SET raw = ? WHERE idx = 900", (bytes(raw),))
+    store = SqliteStore(path)
+    try:
+        serial = audit(store, workers=0)
+        parallel = audit(store, workers=2)
+    finally:
+        store.close()
+    assert serial.to_json() == parallel.to_json()
+    assert serial.problems[0].index == 900
+    assert "signature does not verify" in serial.problems[0].message
