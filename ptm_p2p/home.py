@@ -64,12 +64,6 @@ class Home:
                 "choose another --home or delete the folder if you really mean to replace it"
             )
         path.mkdir(parents=True, exist_ok=True)
-        signer = Signer.generate()
-        key_path = path / KEY_FILE
-        # Create with 0600 from the start: a chmod after writing would leave a window.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(signer.seed.hex() + "\n")
         config_text = (
             "# ptm_p2p identity configuration (see README: 'Configuration')\n"
             f'name = "{name}"\n' + extra_config
@@ -78,6 +72,14 @@ class Home:
         from ptm_p2p.ledger.store import SqliteStore  # local: the store is the one I/O module
 
         SqliteStore(path / LEDGER_FILE).close()
+        # The key comes last: it marks the home as complete, so a failure above leaves a
+        # folder that ``init`` can simply be run on again.
+        signer = Signer.generate()
+        key_path = path / KEY_FILE
+        # Create with 0600 from the start: a chmod after writing would leave a window.
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(signer.seed.hex() + "\n")
         return cls.load(path)
 
     @classmethod

@@ -23,6 +23,7 @@ from ptm_p2p.ledger.store import SqliteStore
 
 # Replays shorter than this finish before a bar would be readable.
 PROGRESS_THRESHOLD = 20_000
+SHOWN_PROBLEMS = 20
 
 
 @contextmanager
@@ -122,7 +123,10 @@ def render_report(path: Path, report: AuditReport) -> str:
     lines.append("")
     good = sum(1 for c in report.checkpoints if c.ok)
     lines.append(f"checkpoints ({len(report.checkpoints)}, {good} verified):")
-    for c in report.checkpoints[-5:]:
+    # Every bad checkpoint, and the last few good ones for context.
+    recent = report.checkpoints[-5:]
+    shown = [c for c in report.checkpoints if not c.ok and c not in recent] + recent
+    for c in shown:
         mark = "ok " if c.ok else "BAD"
         lines.append(
             f"  {mark} size {c.size:<8} root {c.root[:16]}…  cosigned by "
@@ -136,9 +140,12 @@ def render_report(path: Path, report: AuditReport) -> str:
         lines.extend(f"  {e}" for e in report.evidence)
     if report.problems:
         lines.append(f"PROBLEMS ({len(report.problems) + report.problems_omitted}):")
-        lines.extend(f"  {p.message}" for p in report.problems)
-        if report.problems_omitted:
-            lines.append(f"  … and {report.problems_omitted} more")
+        # The first problems are the causes; later ones are mostly their consequences
+        # (an author's chain broken by one forged entry), so the terminal shows a screenful.
+        lines.extend(f"  {p.message}" for p in report.problems[:SHOWN_PROBLEMS])
+        hidden = len(report.problems) - SHOWN_PROBLEMS + report.problems_omitted
+        if hidden > 0:
+            lines.append(f"  … and {hidden} more (use --json to list them)")
         lines.append("result: FAILED — this copy cannot be trusted as it is")
     elif report.evidence:
         lines.append("result: FAILED — the log is intact but holds evidence of misbehaviour")

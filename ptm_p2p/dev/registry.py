@@ -102,7 +102,8 @@ def manifest_digest(addr: str, repository: str, reference: str) -> str | None:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.headers.get("Docker-Content-Digest")
+            digest = response.headers.get("Docker-Content-Digest")
+            return str(digest) if digest else None
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None

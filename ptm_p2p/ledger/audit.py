@@ -406,7 +406,7 @@ def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: 
         if verified:
             # A worker verified this exact byte string's signature; the decode still
             # checks everything else (canonical form, schema, limits).
-            entry: Entry = Entry._decode(raw, check_signature=False)
+            entry: Entry = Entry.from_bytes_signature_checked_elsewhere(raw)
         else:
             entry = decode_at(raw, index, state)
         state.apply(entry, index)

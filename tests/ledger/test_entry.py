@@ -443,16 +443,17 @@ def test_author_chain_numbers_and_links_entries() -> None:
     assert "task #2 by" in second.describe()
 
 
-# --- the worked example in docs/entries-format.md ---------------------------------------------
+# --- the worked example in docs/ledger.md (Entries) ---------------------------------------------
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "entries-format.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ledger.md"
 
 
 def _doc_values() -> list[tuple[str, str]]:
     """``name = hex`` assignments in the doc's code blocks, hex continued over indented lines."""
     values: list[tuple[str, str]] = []
     open_value = False  # is the last assignment still being continued?
-    for line in DOC.read_text().splitlines():
+    section = DOC.read_text().split("## Entries\n", 1)[1].split("\n## Merkle tree", 1)[0]
+    for line in section.splitlines():
         start = re.match(r"^(\w+)\s*=\s*([0-9a-f]+)\s*$", line)
         more = re.match(r"^\s+([0-9a-f]+)\s*$", line)
         if start:
