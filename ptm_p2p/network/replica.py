@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import multiaddr
 import trio
 
 from ptm_p2p.errors import (
@@ -45,6 +46,7 @@ from ptm_p2p.ledger.replay import State
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import RESPONSE_BUDGET
 from ptm_p2p.network.frontier import Frontier
+from ptm_p2p.network.host import public_key_of
 
 log = logging.getLogger(__name__)
 
@@ -396,9 +398,14 @@ class Replica:
             return protocol.ok(peers=[{"id": pid, "addrs": rec.addrs, "name": rec.name}
                                       for pid, rec in list(self.peers.items())[:64]])
         if op == "hello":
-            addrs = [a for a in fields["addrs"] if isinstance(a, str) and len(a) < 256]
-            if peer is not None:
-                self.peers[str(peer)] = PeerRecord(addrs, fields.get("name", ""), time.time())
+            addrs = [a for a in fields["addrs"] if isinstance(a, str) and _is_tcp_addr(a)]
+            # Only members' addresses are passed on to others: anyone may connect, but a
+            # stranger must not fill every site's address book with places to dial.
+            key = public_key_of(peer) if peer is not None else None
+            member = self.state.members.get(key) if key is not None else None
+            if addrs and member is not None and member.active:
+                self.peers[str(peer)] = PeerRecord(addrs[:4], fields.get("name", ""),
+                                                   time.time())
             return protocol.ok(origin=self.origin, size=self.size)
         if op == "head":
             seq, last = self.state.heads.get(fields["author"], (0, bytes(32)))
@@ -486,6 +493,16 @@ class Replica:
                 {"kind": e.kind, "detail": e.detail} for e in self.store.evidence()
             ],
         }
+
+
+def _is_tcp_addr(text: str) -> bool:
+    if len(text) > 200:
+        return False
+    try:
+        addr = multiaddr.Multiaddr(text)
+        return addr.value_for_protocol("tcp") is not None and "/p2p/" not in text
+    except Exception:  # multiaddr raises assorted errors on junk
+        return False
 
 
 def describe_error(exc: PtmError) -> str:

@@ -19,6 +19,7 @@ sent to every known peer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -142,9 +143,14 @@ class Site:
                     if resp.get("note"):
                         await self.on_note(resp["note"], hub, "hub")
                     backoff = 0.2
-            except NetworkError as exc:
+            except (NetworkError, trio.TooSlowError) as exc:
                 if self.hub_up:
                     log.warning("lost the hub: %s; retrying, and syncing from other sites", exc)
+                self.hub_up = False
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:  # never let one bad answer stop us following the hub
+                log.exception("following the hub failed unexpectedly; retrying")
                 self.hub_up = False
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -164,7 +170,9 @@ class Site:
                 continue
             if self.me.endswith(pid):
                 continue
-            clean = [a for a in addrs if isinstance(a, str)]
+            clean = [a for a in addrs if isinstance(a, str)][:4]
+            if not clean:
+                continue
             try:
                 parse_peer_addr(f"{clean[0]}/p2p/{pid}")
             except PtmError:
@@ -350,8 +358,8 @@ class Site:
 
     def _candidates(self) -> list[str]:
         hub = str(self.hub_id)
-        return [pid for pid in self.replica.peers
-                if pid != hub and not self.me.endswith(pid)
+        return [pid for pid, rec in self.replica.peers.items()
+                if pid != hub and rec.addrs and not self.me.endswith(pid)
                 and self.replica.trust.trusted(f"peer {pid}")]
 
     async def anti_entropy(self, host: Any, me: str) -> None:
@@ -363,10 +371,13 @@ class Site:
             await trio.sleep(EXCHANGE_INTERVAL if self.hub_up else EXCHANGE_INTERVAL / 2)
             if self.hub_up and time.monotonic() - last_refresh > 5:
                 last_refresh = time.monotonic()
-                try:
-                    await self._refresh_peers(self.client(host, str(self.hub_id)))
-                except NetworkError:
-                    pass
+                # Say hello again: the hub lists only members, and we may have been
+                # admitted since we connected.
+                with contextlib.suppress(NetworkError):
+                    hub = self.client(host, str(self.hub_id))
+                    await hub.call("hello", addrs=[me.split("/p2p/")[0]], name=self.home.name,
+                                   timeout=10)
+                    await self._refresh_peers(hub)
             candidates = self._candidates()
             if not candidates:
                 continue
@@ -383,6 +394,11 @@ class Site:
                         await client.call("cosign", note=ours, timeout=5)
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("exchange with %s failed: %s", pid[-8:], exc)
+            except PtmError as exc:
+                log.warning("exchange with %s: %s", pid[-8:], exc)
+            except Exception:  # a bug must cost one exchange, not the daemon
+                log.exception("exchange with %s failed unexpectedly", pid[-8:])
+                self.clients.pop(pid, None)
 
     async def broadcast_evidence(self, kind: str, first: bytes, second: bytes,
                                  detail: str) -> None:

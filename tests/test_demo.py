@@ -1,0 +1,27 @@
+"""The main job, `ptm demo`, run as a user runs it: a subprocess, real Docker and registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+
+def test_demo_study_matches_central_figures_and_audits(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ptm_p2p.cli", "demo", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "federated == central: yes; study ledger audit: ok" in out
+    assert "audit caught it" in out
+    assert out.rstrip().endswith("demo: ok")
+    assert (tmp_path / "study" / "hospital-a" / "gbsg2.csv").exists()
