@@ -50,3 +50,14 @@ def test_every_module_has_a_docstring() -> None:
         if path.stat().st_size and ast.get_docstring(ast.parse(path.read_text())) is None
     ]
     assert not missing, "modules without a docstring: " + ", ".join(missing)
+
+
+def test_readme_site_config_example_is_a_valid_policy() -> None:
+    import tomllib
+
+    from ptm_p2p.executor import SitePolicy
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("A site's `config.toml`:\n\n```toml\n", 1)[1].split("```", 1)[0]
+    policy = SitePolicy.from_config(tomllib.loads(block))
+    assert policy.data and policy.publishers and policy.repositories

@@ -27,6 +27,7 @@ from typing import Any
 
 import multiaddr
 import trio
+from libp2p.peer.id import ID
 
 from ptm_p2p.errors import (
     CheckpointError,
@@ -395,15 +396,10 @@ class Replica:
         if op == "entries":
             return self._serve_entries(fields["start"], fields["end"], fields["old_size"])
         if op == "peers":
-            return protocol.ok(peers=[{"id": pid, "addrs": rec.addrs, "name": rec.name}
-                                      for pid, rec in list(self.peers.items())[:64]])
+            return protocol.ok(peers=self.member_peers()[:64])
         if op == "hello":
             addrs = [a for a in fields["addrs"] if isinstance(a, str) and _is_tcp_addr(a)]
-            # Only members' addresses are passed on to others: anyone may connect, but a
-            # stranger must not fill every site's address book with places to dial.
-            key = public_key_of(peer) if peer is not None else None
-            member = self.state.members.get(key) if key is not None else None
-            if addrs and member is not None and member.active:
+            if addrs and peer is not None and len(self.peers) < 10_000:
                 self.peers[str(peer)] = PeerRecord(addrs[:4], fields.get("name", ""),
                                                    time.time())
             return protocol.ok(origin=self.origin, size=self.size)
@@ -416,6 +412,20 @@ class Replica:
             return self._receive_evidence(fields, str(peer))
         raise ProtocolError(f"operation {op!r} is not served by this peer",
                             detail=protocol.UNKNOWN_OP)
+
+    def member_peers(self) -> list[dict[str, Any]]:
+        """Known addresses of active members only: anyone may connect and say hello, but a
+        stranger must not fill every site's address book with places to dial."""
+        out = []
+        for pid, rec in self.peers.items():
+            try:
+                key = public_key_of(ID.from_base58(pid))
+            except Exception:  # ids in the book came from the wire or a file
+                continue
+            member = self.state.members.get(key) if key is not None else None
+            if member is not None and member.active and rec.addrs:
+                out.append({"id": pid, "addrs": rec.addrs, "name": rec.name})
+        return out
 
     def _serve_entries(self, start: int, end: int, old_size: int) -> dict[str, Any]:
         if not start < end:

@@ -47,6 +47,7 @@ CHUNK = 5_000  # entries verified and committed per step of a catch-up
 PEERS_FILE = "peers.json"
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
+PEERS_REFRESH = 2.0
 
 
 class Site:
@@ -369,7 +370,7 @@ class Site:
         while True:
             # Faster while the hub is unreachable: other sites are then the only source.
             await trio.sleep(EXCHANGE_INTERVAL if self.hub_up else EXCHANGE_INTERVAL / 2)
-            if self.hub_up and time.monotonic() - last_refresh > 5:
+            if self.hub_up and time.monotonic() - last_refresh > PEERS_REFRESH:
                 last_refresh = time.monotonic()
                 # Say hello again: the hub lists only members, and we may have been
                 # admitted since we connected.

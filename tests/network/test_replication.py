@@ -70,6 +70,8 @@ def test_killed_site_catches_up_after_restart(cluster: Cluster) -> None:
 def test_without_the_hub_sites_catch_up_from_each_other(cluster: Cluster) -> None:
     _start(cluster)
     cluster.wait_synced(SITES, 4)
+    wait_for("site-c to learn the other sites' addresses from the hub",
+             lambda: len(cluster.status("site-c").get("known_peers") or {}) >= 2)
     cluster.stop("site-c")
     last = cluster.add_entries(25)[-1] + 1
     cluster.wait_synced(["site-a", "site-b"], last)
