@@ -90,7 +90,7 @@ def run_local_cmd(
         raise ExecutorError(f"no Docker engine answers ({exc}); run `ptm dev up`") from exc
     try:
         limits = Limits(timeout_s=timeout, memory_bytes=parse_size(memory, "--memory"))
-        limits.validate("--memory")
+        limits.validate("--timeout/--memory")
     except PolicyError as exc:
         raise click.BadParameter(str(exc)) from exc
     input_bytes = input_file.read_bytes() if input_file else b""

@@ -16,8 +16,13 @@ import click
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.home import Home, resolve_home
 
-home_option = click.option("--home", "home", type=click.Path(file_okay=False), default=None,
-                           help="Identity folder (default: $PTM_HOME).")
+home_option = click.option(
+    "--home",
+    "home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Identity folder (default: $PTM_HOME).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -54,13 +59,27 @@ def register(main: click.Group) -> None:
 @home_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="IP address to listen on.")
 @click.option("--port", default=4001, show_default=True, type=int, help="TCP port to listen on.")
-@click.option("--genesis", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Genesis entry file for a new log (default: HOME/genesis.entry).")
-@click.option("--invitation", type=click.Path(dir_okay=False), default=None,
-              help="Write the invitation file (hub address, key, origin) here.")
+@click.option(
+    "--genesis",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Genesis entry file for a new log (default: HOME/genesis.entry).",
+)
+@click.option(
+    "--invitation",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the invitation file (hub address, key, origin) here.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def hub(home: str | None, host: str, port: int, genesis: str | None, invitation: str | None,
-        verbose: bool) -> None:
+def hub(
+    home: str | None,
+    host: str,
+    port: int,
+    genesis: str | None,
+    invitation: str | None,
+    verbose: bool,
+) -> None:
     """Run the hub: sequencer, checkpoint signer and bootstrap peer.
 
     \b
@@ -71,22 +90,36 @@ def hub(home: str | None, host: str, port: int, genesis: str | None, invitation:
     from ptm_p2p.network.daemon import setup_logging
 
     setup_logging(verbose)
-    run_hub(_home(home), host, port, Path(genesis) if genesis else None,
-            Path(invitation) if invitation else None)
+    run_hub(
+        _home(home),
+        host,
+        port,
+        Path(genesis) if genesis else None,
+        Path(invitation) if invitation else None,
+    )
 
 
 @click.command()
 @home_option
-@click.option("--join", "join", type=click.Path(dir_okay=False, exists=True), required=True,
-              help="Invitation file from the hub operator.")
+@click.option(
+    "--join",
+    "join",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="Invitation file from the hub operator.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="IP address to listen on.")
-@click.option("--port", default=0, type=int,
-              help="TCP port to listen on (default: a free port).")
-@click.option("--peer", "peers", multiple=True,
-              help="Another site's address /ip4/…/tcp/…/p2p/ID to sync from (repeatable).")
+@click.option("--port", default=0, type=int, help="TCP port to listen on (default: a free port).")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    help="Another site's address /ip4/…/tcp/…/p2p/ID to sync from (repeatable).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def node(home: str | None, join: str, host: str, port: int, peers: tuple[str, ...],
-         verbose: bool) -> None:
+def node(
+    home: str | None, join: str, host: str, port: int, peers: tuple[str, ...], verbose: bool
+) -> None:
     """Run a site daemon: replicate, verify and witness the ledger.
 
     \b
@@ -120,18 +153,33 @@ def collab() -> None:
 @home_option
 @click.option("--origin", required=True, help="The log's name, e.g. example.org/breast-study.")
 @click.option("--org", "admin_org", required=True, help="The admin's organisation name.")
-@click.option("--hub-home", type=click.Path(file_okay=False, exists=True), default=None,
-              help="The hub's home on this machine: its key is read and the genesis entry "
-                   "is written there.")
+@click.option(
+    "--hub-home",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="The hub's home on this machine: its key is read and the genesis entry is written there.",
+)
 @click.option("--hub-key", default=None, help="The hub's public key (hex), if not --hub-home.")
 @click.option("--hub-org", default="hub", show_default=True, help="The hub's organisation.")
 @click.option("--description", default=None, help="A line describing the study.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the genesis entry to this file.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the genesis entry to this file.",
+)
 @json_option
-def collab_create(home: str | None, origin: str, admin_org: str, hub_home: str | None,
-                  hub_key: str | None, hub_org: str, description: str | None, out: str | None,
-                  as_json: bool) -> None:
+def collab_create(
+    home: str | None,
+    origin: str,
+    admin_org: str,
+    hub_home: str | None,
+    hub_key: str | None,
+    hub_org: str,
+    description: str | None,
+    out: str | None,
+    as_json: bool,
+) -> None:
     """Make the genesis entry: the admin (this home) and the hub, two separate identities.
 
     \b
@@ -162,14 +210,30 @@ def collab_create(home: str | None, origin: str, admin_org: str, hub_home: str |
     for path in targets:
         path.write_bytes(entry.raw)
         written.append(str(path))
-    data = {"origin": origin, "genesis": entry.hash.hex(), "admin": admin.public_key.hex(),
-            "hub": hub_pk.hex(), "written": written}
-    _emit(data, as_json, f"genesis {entry.hash.hex()[:16]}… for {origin} written to "
-          + ", ".join(written))
+    data = {
+        "origin": origin,
+        "genesis": entry.hash.hex(),
+        "admin": admin.public_key.hex(),
+        "hub": hub_pk.hex(),
+        "written": written,
+    }
+    _emit(
+        data,
+        as_json,
+        f"genesis {entry.hash.hex()[:16]}… for {origin} written to " + ", ".join(written),
+    )
 
 
-def _membership(home: str | None, join: str, action: str, role: str, org: str, pubkey: str,
-                reason: str | None, as_json: bool) -> None:
+def _membership(
+    home: str | None,
+    join: str,
+    action: str,
+    role: str,
+    org: str,
+    pubkey: str,
+    reason: str | None,
+    as_json: bool,
+) -> None:
     from ptm_p2p.ledger.entry import membership_payload
     from ptm_p2p.network.client import submit_one
     from ptm_p2p.network.invitation import Invitation
@@ -181,23 +245,32 @@ def _membership(home: str | None, join: str, action: str, role: str, org: str, p
         answer = submit_one(admin.signer, Invitation.load(Path(join)), "membership", payload)
     except PtmError as exc:
         raise PtmError(f"the hub refused the {action}: {exc}") from exc
-    data = {"action": action, "key": key.hex(), "org": org, "role": role,
-            "index": answer["indexes"][0] if answer.get("indexes") else None,
-            "size": answer.get("size")}
-    _emit(data, as_json, f"{action}: {org} ({role}) {key.hex()[:16]}… at log index "
-          f"{data['index']}")
+    data = {
+        "action": action,
+        "key": key.hex(),
+        "org": org,
+        "role": role,
+        "index": answer["indexes"][0] if answer.get("indexes") else None,
+        "size": answer.get("size"),
+    }
+    _emit(data, as_json, f"{action}: {org} ({role}) {key.hex()[:16]}… at log index {data['index']}")
 
 
 @collab.command("admit")
 @home_option
-@click.option("--join", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="Invitation file (the hub's address).")
+@click.option(
+    "--join",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Invitation file (the hub's address).",
+)
 @click.option("--role", required=True, type=click.Choice(["site", "researcher", "auditor"]))
 @click.option("--org", required=True, help="The member's organisation name.")
 @click.argument("pubkey")
 @json_option
-def collab_admit(home: str | None, join: str, role: str, org: str, pubkey: str,
-                 as_json: bool) -> None:
+def collab_admit(
+    home: str | None, join: str, role: str, org: str, pubkey: str, as_json: bool
+) -> None:
     """Admit a member's key with a role (the admin signs a membership entry).
 
     \b
@@ -209,15 +282,20 @@ def collab_admit(home: str | None, join: str, role: str, org: str, pubkey: str,
 
 @collab.command("revoke")
 @home_option
-@click.option("--join", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="Invitation file (the hub's address).")
+@click.option(
+    "--join",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Invitation file (the hub's address).",
+)
 @click.option("--role", required=True, type=click.Choice(["site", "researcher", "auditor"]))
 @click.option("--org", required=True, help="The member's organisation name.")
 @click.option("--reason", default=None, help="Why (kept in the log).")
 @click.argument("pubkey")
 @json_option
-def collab_revoke(home: str | None, join: str, role: str, org: str, reason: str | None,
-                  pubkey: str, as_json: bool) -> None:
+def collab_revoke(
+    home: str | None, join: str, role: str, org: str, reason: str | None, pubkey: str, as_json: bool
+) -> None:
     """Revoke a member's key: it may sign nothing after this entry.
 
     \b

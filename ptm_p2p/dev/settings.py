@@ -37,13 +37,15 @@ class DevSettings:
         state = Path(os.environ.get("PTM_DEV_STATE") or home / ".local/state/ptm_p2p")
         cache = Path(os.environ.get("PTM_CACHE_DIR") or home / ".cache/ptm_p2p")
         registry = os.environ.get("PTM_REGISTRY") or "127.0.0.1:5000"
-        host = registry.rsplit(":", 1)[0]
-        if host not in LOOPBACK_HOSTS:
+        host, _, port = registry.rpartition(":")
+        # a port is required: registry_port reads it, and "127.0.0.1" alone has none
+        port_ok = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+        if host not in LOOPBACK_HOSTS or not port_ok:
             # Docker trusts plain-HTTP registries on loopback only; and the test machines
             # must never send traffic anywhere else.
             raise ExecutorError(
                 f"PTM_REGISTRY={registry!r}: the development registry must listen on "
-                "127.0.0.1 (e.g. 127.0.0.1:5000)"
+                "127.0.0.1 with a port (e.g. 127.0.0.1:5000)"
             )
         return cls(state_dir=state, cache_dir=cache, registry=registry)
 

@@ -51,6 +51,15 @@ class ImageRef:
         return ref
 
     @property
+    def registry(self) -> str:
+        """The registry host the engine would pull from (Docker's rule: the first path
+        component is a host if it has a '.' or ':' or is ``localhost``; else Docker Hub)."""
+        first, sep, _ = self.repository.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            return first.lower()
+        return "docker.io"
+
+    @property
     def by_digest(self) -> str:
         """``repository@sha256:…`` (the tag, if any, is dropped: the digest decides)."""
         if self.digest is None:

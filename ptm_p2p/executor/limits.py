@@ -15,6 +15,9 @@ from ptm_p2p.errors import PolicyError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MAX_SIZE = 1024**4
+MIN_CPUS = 0.01  # the engine refuses a smaller CPU quota at container creation
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # the ledger's own bound on a task's timeout_s
 
 
 def parse_size(value: Any, where: str) -> int:
@@ -22,19 +25,28 @@ def parse_size(value: Any, where: str) -> int:
     if isinstance(value, bool):
         raise PolicyError(f"{where}: expected a size such as 512m, got {value!r}")
     if isinstance(value, int):
-        number = float(value)
-    else:
-        match = _SIZE.match(str(value))
+        number: float = value
+    elif isinstance(value, str):
+        match = _SIZE.match(value)
         if not match:
             raise PolicyError(f"{where}: {value!r} is not a size; write e.g. 512m, 2g or 1048576")
         number = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    if number <= 0 or not math.isfinite(number):
-        raise PolicyError(f"{where}: a size must be positive, got {value!r}")
+    else:
+        raise PolicyError(f"{where}: expected a size such as 512m, got {value!r}")
+    # Bounded so that no engine call can overflow (a TOML integer may be huge, a float inf).
+    if not 0 < number <= MAX_SIZE:
+        raise PolicyError(f"{where}: a size must be positive and at most 1t, got {value!r}")
     return int(number)
 
 
 def _positive(value: Any, where: str, kind: type = float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # TOML has inf and nan: both would reach the engine (or a socket timeout) and crash there.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise PolicyError(f"{where}: expected a positive number, got {value!r}")
     if kind is int and not isinstance(value, int):
         raise PolicyError(f"{where}: expected a whole number, got {value!r}")
@@ -85,14 +97,38 @@ class Limits:
             raise PolicyError(f"{where}: memory must be at least 16m, got {self.memory_bytes}")
         if self.pids < 4:
             raise PolicyError(f"{where}: pids must be at least 4, got {self.pids}")
+        if not MIN_CPUS <= self.cpus <= 1024:
+            raise PolicyError(f"{where}: cpus must be between {MIN_CPUS} and 1024, got {self.cpus}")
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise PolicyError(
+                f"{where}: timeout must be > 0 and at most {MAX_TIMEOUT_S:g} s, "
+                f"got {self.timeout_s}"
+            )
 
-    def narrowed(self, timeout_s: float | None = None) -> Limits:
-        """These limits, with the task's own (smaller) timeout when it asks for one."""
-        if timeout_s is None:
-            return self
-        if timeout_s <= 0 or not math.isfinite(timeout_s):
-            raise PolicyError(f"the task asks for a timeout of {timeout_s!r} s; must be > 0")
-        return replace(self, timeout_s=min(self.timeout_s, float(timeout_s)))
+    def narrowed(
+        self,
+        timeout_s: float | None = None,
+        memory_bytes: int | None = None,
+        cpus: float | None = None,
+    ) -> Limits:
+        """These limits, with the task's own smaller timeout, memory or CPUs where it asks.
+
+        A task may only narrow: a larger request is capped at the site's maximum. The
+        values come from a signed task entry, so they are type-checked here (a string or
+        a NaN must not reach the engine or a socket timeout).
+        """
+        narrowed = self
+        if timeout_s is not None:
+            value = _positive(timeout_s, "the task's timeout_s")
+            narrowed = replace(narrowed, timeout_s=min(narrowed.timeout_s, value))
+        if memory_bytes is not None:
+            value = _positive(memory_bytes, "the task's memory", int)
+            narrowed = replace(narrowed, memory_bytes=min(narrowed.memory_bytes, value))
+        if cpus is not None:
+            value = _positive(cpus, "the task's cpus")
+            narrowed = replace(narrowed, cpus=min(narrowed.cpus, value))
+        narrowed.validate("the task's limits")
+        return narrowed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from ptm_p2p.errors import ExecutorError, PolicyError
 from ptm_p2p.executor.imageref import ImageRef
@@ -44,6 +45,13 @@ def run_local(
         raise ExecutorError(
             f"image {image!r} is not in the local engine; build it (`docker build`) or pull it"
         ) from exc
+    except docker.errors.APIError as exc:  # e.g. "invalid reference format"
+        raise ExecutorError(
+            f"image {image!r} cannot be looked up: {exc.explanation or exc}; "
+            "give a local tag (REPOSITORY:TAG) or an image id"
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        raise ExecutorError(f"the Docker engine did not answer ({exc}); run `ptm dev up`") from exc
     digests = list(found.attrs.get("RepoDigests") or [])
     # An image can be known under several repositories: report the one that was asked for.
     with contextlib.suppress(PolicyError):  # an image id is not a reference: keep the order

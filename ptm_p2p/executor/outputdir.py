@@ -75,9 +75,21 @@ class OutputDir:
                 if len(files) >= MAX_FILES:
                     problem = f"output has more than {MAX_FILES} files"
                     continue
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
-                with os.fdopen(fd, "rb") as handle:
-                    data = handle.read(self.cap + 1)
+                try:
+                    # O_NONBLOCK: should the file turn into a fifo after lstat, open must
+                    # not hang the site; fstat re-checks that what was opened is regular.
+                    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                    with os.fdopen(fd, "rb") as handle:
+                        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                            continue
+                        data = handle.read(self.cap + 1)
+                except OSError as exc:
+                    # e.g. a file the task made unreadable (mode 000) when we are not root
+                    problem = f"output file {rel!r} cannot be read ({exc.strerror})"
+                    continue
+                if len(data) > info.st_size:
+                    problem = f"output file {rel!r} grew while it was read"
+                    continue
                 files[rel] = data
             dirs.sort()
         if problem:
@@ -88,8 +100,15 @@ class OutputDir:
         if self.kernel_capped:
             proc = subprocess.run(["umount", str(self.path)], capture_output=True, check=False)
             if proc.returncode != 0:
-                raise ExecutorError(
-                    f"cannot unmount the task output tmpfs {self.path}: "
-                    f"{proc.stderr.decode(errors='replace').strip()}"
+                # Busy (a straggling reader): detach it now, the kernel frees it when idle.
+                lazy = subprocess.run(
+                    ["umount", "-l", str(self.path)], capture_output=True, check=False
                 )
+                if lazy.returncode != 0:
+                    raise ExecutorError(
+                        f"cannot unmount the task output tmpfs {self.path}: "
+                        f"{proc.stderr.decode(errors='replace').strip()}; unmount it by hand "
+                        f"(`umount -l {self.path}`)"
+                    )
+            self.kernel_capped = False
         shutil.rmtree(self.path, ignore_errors=True)

@@ -138,6 +138,25 @@ class SitePolicy:
             f'"{ref.repository}" or "{ref.by_digest}" to [policy] images in config.toml'
         )
 
+    @property
+    def registries(self) -> frozenset[str]:
+        """Registry hosts this policy names (through its repositories and pinned images)."""
+        refs = [ImageRef.parse(r) for r in (*self.repositories, *self.pinned)]
+        return frozenset(ref.registry for ref in refs)
+
+    def may_pull(self, ref: ImageRef) -> bool:
+        """Whether the site may contact ``ref``'s registry to fetch it.
+
+        An image allowed through a repository or a pinned reference comes from a registry
+        the site chose. One allowed only by a bare ``sha256:…`` digest names whatever
+        registry the publisher wrote: the content is fixed by the digest, but contacting
+        an arbitrary host is not, so such an image is pulled only from a registry the
+        policy names elsewhere, or must already be in the engine.
+        """
+        if ref.repository in self.repositories or ref.by_digest in self.pinned:
+            return True
+        return ref.registry in self.registries
+
     def check_publisher(self, key_hex: str | None, name: str | None = None) -> None:
         if "*" in self.publishers:
             return

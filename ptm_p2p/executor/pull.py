@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from ptm_p2p.errors import ExecutorError, PolicyError
 from ptm_p2p.executor.imageref import ImageRef
@@ -24,14 +25,22 @@ class Puller:
     client: docker.DockerClient
     pulls: int = 0
 
-    def obtain(self, ref: ImageRef) -> str:
-        """The local image id of ``ref`` (pulled if missing), verified against its digest."""
+    def obtain(self, ref: ImageRef, may_pull: bool = True) -> str:
+        """The local image id of ``ref`` (pulled if missing and ``may_pull``), verified
+        against its digest; PolicyError if it is missing and may not be pulled."""
         wanted = ref.by_digest
         try:
             image = self.client.images.get(wanted)
         except docker.errors.ImageNotFound:
+            if not may_pull:
+                raise PolicyError(
+                    f"image {wanted} is allowed by its digest only and is not in the engine; "
+                    f"this site pulls only from the registries its policy names, not from "
+                    f'{ref.registry}: pull it by hand or allow "{ref.repository}" in '
+                    "[policy] images"
+                ) from None
             image = self._pull(ref)
-        except docker.errors.APIError as exc:
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise ExecutorError(f"the engine cannot look up {wanted}: {exc}") from exc
         verify_repo_digest(image, ref)
         return str(image.id)
@@ -57,6 +66,12 @@ class Puller:
             raise ExecutorError(
                 f"pulling {ref.by_digest} failed: {text}; check that the registry is up "
                 "and reachable from the engine"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            # After APIError on purpose: docker's APIError is itself a RequestException.
+            raise ExecutorError(
+                f"pulling {ref.by_digest} failed: the engine did not answer "
+                f"({exc}); check that dockerd is running"
             ) from exc
 
 

@@ -32,6 +32,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from ptm_p2p.errors import ExecutorError
 from ptm_p2p.executor.limits import Limits
 from ptm_p2p.executor.outputdir import TASK_UID, OutputDir
+from ptm_p2p.executor.policy import check_label
 from ptm_p2p.executor.result import RunResult, Timings
 
 CONTAINER_LABEL = "ptm_p2p"
@@ -103,6 +104,7 @@ def container_options(run: SandboxRun, staging: Path, output: OutputDir) -> dict
         Mount(OUTPUT_DIR, str(output.path), type="bind", read_only=False),
     ]
     for label, path in sorted(run.data.items()):
+        check_label(label)
         mounts.append(Mount(f"{DATA_DIR}/{label}", str(path), type="bind", read_only=True))
     return {
         "user": f"{TASK_UID}:{TASK_UID}",
@@ -121,7 +123,8 @@ def container_options(run: SandboxRun, staging: Path, output: OutputDir) -> dict
         "tmpfs": {"/tmp": f"size={limits.tmp_bytes},mode=1777,nosuid,nodev,noexec"},
         "mounts": mounts,
         "environment": environment(run),
-        "labels": {CONTAINER_LABEL: "1", **run.labels},
+        # the generic label last: a caller's labels cannot hide a container from clean-up
+        "labels": {**run.labels, CONTAINER_LABEL: "1"},
         "log_config": LogConfig(type="none"),
         "ipc_mode": "private",
         "hostname": "ptm-task",
@@ -130,11 +133,28 @@ def container_options(run: SandboxRun, staging: Path, output: OutputDir) -> dict
 
 
 def run_in_sandbox(client: docker.DockerClient, run: SandboxRun) -> RunResult:
-    """Run ``run.image`` to completion (or timeout) and return its result record."""
+    """Run ``run.image`` to completion (or timeout) and return its result record.
+
+    Engine failures (including a dockerd that stops answering) are ``ExecutorError``; the
+    container, the output tmpfs and the staging folder are removed on every path.
+    """
+    for label in run.data:
+        check_label(label)  # the mount target is built from it: no '/', no '..'
+    try:
+        return _run(client, run)
+    except requests.exceptions.RequestException as exc:  # docker's APIError is one too
+        raise ExecutorError(
+            f"the Docker engine failed while running {run.image}: {exc}; check `ptm dev status`"
+        ) from exc
+
+
+def _run(client: docker.DockerClient, run: SandboxRun) -> RunResult:
     t0 = time.monotonic()
     container = None
     output: OutputDir | None = None
-    with tempfile.TemporaryDirectory(prefix="ptm-task-") as tmp:
+    # ignore_cleanup_errors: whatever the container left must not turn a result (or the
+    # real error) into an OSError from the clean-up; OutputDir.remove reports its own.
+    with tempfile.TemporaryDirectory(prefix="ptm-task-", ignore_cleanup_errors=True) as tmp:
         staging = Path(tmp)
         try:
             input_file = staging / "input"
@@ -187,10 +207,14 @@ def run_in_sandbox(client: docker.DockerClient, run: SandboxRun) -> RunResult:
                 ),
             )
         finally:
-            if container is not None:
-                _remove(container)
-            if output is not None:
-                output.remove()
+            # Nested, so that a container that cannot be removed still lets the output
+            # tmpfs be unmounted (a leaked mount would outlive the process).
+            try:
+                if container is not None:
+                    _remove(container)
+            finally:
+                if output is not None:
+                    output.remove()
 
 
 def _start_and_wait(container: Any, timeout_s: float) -> tuple[int | None, bool]:
@@ -204,6 +228,11 @@ def _start_and_wait(container: Any, timeout_s: float) -> tuple[int | None, bool]
     try:
         status = container.wait(timeout=timeout_s)
         return int(status.get("StatusCode", -1)), False
+    except docker.errors.APIError as exc:  # an answer, not a timeout: it must not pass as one
+        raise ExecutorError(
+            f"the engine failed while waiting for task container {container.short_id}: "
+            f"{exc.explanation or exc}"
+        ) from exc
     except requests.exceptions.RequestException:
         pass  # the read timed out: the container is still running past its limit
     with contextlib.suppress(docker.errors.APIError):  # it may have exited meanwhile

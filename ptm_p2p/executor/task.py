@@ -32,7 +32,11 @@ class Task:
     publisher_key: str | None = None  # hex Ed25519 public key of the publisher
     publisher_name: str | None = None  # its organisation name
     task_id: str = ""
-    timeout_s: float | None = None  # the task may ask for less than the site's maximum
+    # The task may ask for less than the site's maximum (the ledger's signed limits:
+    # timeout_s, memory_mb * 2**20, cpu_millis / 1000), never for more.
+    timeout_s: float | None = None
+    memory_bytes: int | None = None
+    cpus: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -49,7 +53,7 @@ class Executor:
         ref = self.policy.check_image(task.image)
         self.policy.check_publisher(task.publisher_key, task.publisher_name)
         data = self.policy.check_data(task.data)
-        limits = self.policy.limits.narrowed(task.timeout_s)
+        limits = self.policy.limits.narrowed(task.timeout_s, task.memory_bytes, task.cpus)
         return ref, data, limits
 
     def run(self, task: Task) -> RunResult:
@@ -61,7 +65,9 @@ class Executor:
         t0 = time.monotonic()
         try:
             ref, data, limits = self.check(task)
-            image_id = self.puller.obtain(ref)
+            # A digest allowed on its own says nothing about where to fetch it from: only a
+            # registry the policy names is ever contacted (else the publisher picks the host).
+            image_id = self.puller.obtain(ref, may_pull=self.policy.may_pull(ref))
         except PolicyError as exc:
             return RunResult.refused(task.image, str(exc), Timings(total_s=time.monotonic() - t0))
         t_ready = time.monotonic()
@@ -74,7 +80,7 @@ class Executor:
                 limits=limits,
                 task_id=task.task_id,
                 min_group_size=self.policy.min_group_size,
-                labels={"ptm_p2p.task": task.task_id, **task.labels},
+                labels={**task.labels, "ptm_p2p.task": task.task_id},
             ),
         )
         t = result.timings

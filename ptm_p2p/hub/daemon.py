@@ -48,9 +48,10 @@ class Hub:
             entry = self.replica.append_genesis(path.read_bytes())
             log.info("started log %s from genesis %s", self.replica.origin, entry.hash.hex()[:16])
         self.sequencer = Sequencer(self.replica, home.signer)
-        if self.replica.latest_note is None or parse_checkpoint(
-            self.replica.latest_note
-        ).checkpoint.size != self.replica.size:
+        if (
+            self.replica.latest_note is None
+            or parse_checkpoint(self.replica.latest_note).checkpoint.size != self.replica.size
+        ):
             self.sequencer.sign_head()
 
     def invitation(self, address: str) -> Invitation:
@@ -71,8 +72,13 @@ class Hub:
         return data
 
 
-def run_hub(home: Home, host_ip: str, port: int, genesis: Path | None = None,
-            invitation_path: Path | None = None) -> None:
+def run_hub(
+    home: Home,
+    host_ip: str,
+    port: int,
+    genesis: Path | None = None,
+    invitation_path: Path | None = None,
+) -> None:
     hub = Hub(home, genesis)
 
     async def write_invitation(host: Any, me: str) -> None:
@@ -84,10 +90,18 @@ def run_hub(home: Home, host_ip: str, port: int, genesis: Path | None = None,
         await hub.sequencer.run()
 
     try:
-        trio.run(lambda: run_daemon(
-            home=home.path, seed=home.signer.seed, host_ip=host_ip, port=port,
-            handler=hub.handle, tasks=[write_invitation, sequencer], status=hub.status,
-            role="hub"))
+        trio.run(
+            lambda: run_daemon(
+                home=home.path,
+                seed=home.signer.seed,
+                host_ip=host_ip,
+                port=port,
+                handler=hub.handle,
+                tasks=[write_invitation, sequencer],
+                status=hub.status,
+                role="hub",
+            )
+        )
     finally:
         hub.replica.flush_notes()
         hub.store.close()

@@ -11,6 +11,7 @@ entries are kept as evidence and the author's further submissions are refused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -70,14 +71,13 @@ class Sequencer:
                 self.index_of[entry.hash] = begin + offset
         for item in self.replica.store.evidence():
             if item.kind == "equivocation":
-                try:
+                with contextlib.suppress(LedgerError):
                     self.equivocators.add(Entry.from_bytes(bytes(item.first)).author)
-                except LedgerError:
-                    pass
 
     def sign_head(self) -> cp.SignedCheckpoint:
-        checkpoint = cp.Checkpoint(self.replica.log_verifier().name, self.replica.size,
-                                   self.replica.frontier.root())
+        checkpoint = cp.Checkpoint(
+            self.replica.log_verifier().name, self.replica.size, self.replica.frontier.root()
+        )
         signed = cp.sign_checkpoint(checkpoint, self.signer)
         self.replica.record_checkpoint(signed)
         return signed
@@ -144,8 +144,10 @@ class Sequencer:
                     sub.error = self._equivocation(entry, existing, start, accepted)
                     break
                 if entry.author in self.equivocators:
-                    sub.error = (f"author {short(entry.author)} equivocated earlier; its entries "
-                                 "are refused until the admin revokes or re-admits it")
+                    sub.error = (
+                        f"author {short(entry.author)} equivocated earlier; its entries "
+                        "are refused until the admin revokes or re-admits it"
+                    )
                     break
                 index = start + len(accepted)
                 try:
@@ -162,18 +164,25 @@ class Sequencer:
             self.replica.append_local(accepted)
             self.sign_head()
             self.sequenced += len(accepted)
-            log.debug("sequenced %d entries (size %d) in %.1f ms", len(accepted),
-                      self.replica.size, (time.perf_counter() - t0) * 1000)
+            log.debug(
+                "sequenced %d entries (size %d) in %.1f ms",
+                len(accepted),
+                self.replica.size,
+                (time.perf_counter() - t0) * 1000,
+            )
         for sub in batch:
             sub.done.set()
 
-    def _equivocation(self, entry: Entry, existing_hash: bytes, start: int,
-                      accepted: list[Entry]) -> str:
+    def _equivocation(
+        self, entry: Entry, existing_hash: bytes, start: int, accepted: list[Entry]
+    ) -> str:
         index = self.index_of[existing_hash]
         # The first twin may be in this very batch, not yet in the store.
         first = accepted[index - start].raw if index >= start else self.replica.store.raw(index)
-        detail = (f"equivocation: author {self.replica.member_name(entry.author)} signed two "
-                  f"entries with seq {entry.seq} (the first is log entry {index})")
+        detail = (
+            f"equivocation: author {self.replica.member_name(entry.author)} signed two "
+            f"entries with seq {entry.seq} (the first is log entry {index})"
+        )
         self.replica.record_evidence("equivocation", first, entry.raw, detail)
         self.equivocators.add(entry.author)
         self.replica.trust.distrust(f"author {short(entry.author)}", detail)

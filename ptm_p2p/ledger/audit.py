@@ -214,95 +214,110 @@ def _read_batch(store: LogStore, start: int, end: int, findings: _Findings) -> l
     return out
 
 
-def _check_checkpoints_at(
-    size: int,
-    pending: list[tuple[int, str]],
-    tree: _CompactRange,
-    state: State,
-    reports: list[CheckpointReport],
-    previous: list[SignedCheckpoint],
-    store: LogStore,
-    findings: _Findings,
-) -> None:
-    """Check every stored checkpoint for tree size ``size`` (the tree is at that size now)."""
-    while pending and pending[0][0] == size:
-        _, note = pending.pop(0)
-        _check_one_checkpoint(note, tree, state, reports, previous, store, findings)
+class _CheckpointChecker:
+    """Checks each stored checkpoint when the replay reaches its tree size."""
 
+    def __init__(self, store: LogStore, state: State, findings: _Findings) -> None:
+        self.store = store
+        self.state = state
+        self.findings = findings
+        self.tree = _CompactRange()
+        self.pending = sorted(store.checkpoints(), key=lambda item: item[0])
+        self.reports: list[CheckpointReport] = []
+        self.previous: list[SignedCheckpoint] = []  # hub-signed, in order
+        self.matched: set[int] = set()  # sizes whose signed root matched the entries
 
-def _check_one_checkpoint(
-    note: str,
-    tree: _CompactRange,
-    state: State,
-    reports: list[CheckpointReport],
-    previous: list[SignedCheckpoint],
-    store: LogStore,
-    findings: _Findings,
-) -> None:
-    where = f"checkpoint at size {tree.size}"
-    try:
-        signed = parse_checkpoint(note)
-    except LedgerError as exc:
-        findings.add(f"{where}: not a valid checkpoint note: {exc}")
-        return
-    cp = signed.checkpoint
-    report = CheckpointReport(size=cp.size, root=cp.root.hex())
-    reports.append(report)
-    if state.hub is None or state.origin is None:
-        findings.add(f"{where}: no genesis entry to take the hub key from; cannot verify it")
-        return
-    hub = Verifier.log(state.origin, state.hub)
-    witnesses = [Verifier.witness(m.org, m.key) for m in state.members.values() if m.role == "site"]
-    try:
-        verify_checkpoint(signed, hub, witnesses)
-        report.signed_by_hub = True
-        report.cosigners = [c.name for c in verify_cosignatures(signed, witnesses)]
-    except LedgerError as exc:
-        findings.add(f"{where}: {exc}")
-    if cp.origin != state.origin:
-        findings.add(f"{where}: origin {cp.origin!r} is not this log's {state.origin!r}")
-    recomputed = tree.root()
-    report.matches_entries = cp.root == recomputed
-    if not report.matches_entries:
-        findings.add(
-            f"{where}: the hub signed root {cp.root.hex()[:16]}… but the entries in this copy "
-            f"give {recomputed.hex()[:16]}…: entries before index {cp.size} were altered, "
-            "removed or reordered" + _changed_leaves_hint(store, previous, tree.size)
-        )
-    if previous and report.signed_by_hub:
+    def at_current_size(self) -> None:
+        """Check every stored checkpoint for the tree's current size."""
+        while self.pending and self.pending[0][0] == self.tree.size:
+            self._check(self.pending.pop(0)[1])
+
+    def _check(self, note: str) -> None:
+        state, findings, tree = self.state, self.findings, self.tree
+        where = f"checkpoint at size {tree.size}"
         try:
-            proof = store.consistency_proof(previous[-1].checkpoint.size, cp.size)
-            check_consistent(previous[-1], signed, proof, hub)
-            report.consistent_with_previous = True
+            signed = parse_checkpoint(note)
         except LedgerError as exc:
-            report.consistent_with_previous = False
-            findings.add(f"{where}: not consistent with the checkpoint before it: {exc}")
-        except StoreError as exc:
-            report.consistent_with_previous = False
-            findings.add(f"{where}: cannot prove consistency with its predecessor: {exc}")
-    if report.signed_by_hub:
-        previous.append(signed)
-
-
-def _changed_leaves_hint(store: LogStore, previous: list[SignedCheckpoint], size: int) -> str:
-    """Name the entries whose bytes no longer match the leaf hash stored at append time.
-
-    Only a hint: someone who rewrote entries could rewrite the stored nodes too. The
-    checkpoint mismatch itself is the proof.
-    """
-    start = previous[-1].checkpoint.size if previous else 0
-    changed: list[int] = []
-    for index in range(start, size):
+            findings.add(f"{where}: not a valid checkpoint note: {exc}")
+            return
+        cp = signed.checkpoint
+        report = CheckpointReport(size=cp.size, root=cp.root.hex())
+        self.reports.append(report)
+        if state.hub is None or state.origin is None:
+            findings.add(f"{where}: no genesis entry to take the hub key from; cannot verify it")
+            return
+        hub = Verifier.log(state.origin, state.hub)
+        witnesses = [
+            Verifier.witness(m.org, m.key) for m in state.members.values() if m.role == "site"
+        ]
         try:
-            if store.leaf_hash(index) != merkle.leaf_hash(store.raw(index)):
+            verify_checkpoint(signed, hub, witnesses)
+            report.signed_by_hub = True
+            report.cosigners = [c.name for c in verify_cosignatures(signed, witnesses)]
+        except LedgerError as exc:
+            findings.add(f"{where}: {exc}")
+        if cp.origin != state.origin:
+            findings.add(f"{where}: origin {cp.origin!r} is not this log's {state.origin!r}")
+        recomputed = tree.root()
+        report.matches_entries = cp.root == recomputed
+        if not report.matches_entries:
+            findings.add(
+                f"{where}: the hub signed root {cp.root.hex()[:16]}… but the entries in this "
+                f"copy give {recomputed.hex()[:16]}…: entries before index {cp.size} were "
+                "altered, removed or reordered" + self._changed_leaves_hint()
+            )
+        if self.previous and report.signed_by_hub:
+            self._check_consistency(self.previous[-1], signed, report, hub, where)
+        if report.signed_by_hub:
+            self.previous.append(signed)
+            if report.matches_entries:
+                self.matched.add(cp.size)
+
+    def _check_consistency(
+        self,
+        before: SignedCheckpoint,
+        signed: SignedCheckpoint,
+        report: CheckpointReport,
+        hub: Verifier,
+        where: str,
+    ) -> None:
+        # The proof comes from this copy's stored tree nodes. When both checkpoints match
+        # the entries themselves they are consistent by construction, so a failing proof
+        # then means damaged nodes in this file, not a hub that showed two histories.
+        both_match = report.matches_entries and before.checkpoint.size in self.matched
+        try:
+            proof = self.store.consistency_proof(before.checkpoint.size, signed.checkpoint.size)
+            check_consistent(before, signed, proof, hub)
+            report.consistent_with_previous = True
+        except (LedgerError, StoreError) as exc:
+            report.consistent_with_previous = both_match
+            if both_match:
+                self.findings.add(
+                    f"{where}: this copy's stored tree nodes give a bad consistency proof "
+                    f"although the entries match both checkpoints; the file is damaged: {exc}"
+                )
+            else:
+                self.findings.add(f"{where}: not consistent with the checkpoint before it: {exc}")
+
+    def _changed_leaves_hint(self) -> str:
+        """Name the entries whose bytes no longer match the leaf hash stored at append time.
+
+        Only a hint: someone who rewrote entries could rewrite the stored nodes too. The
+        checkpoint mismatch itself is the proof.
+        """
+        start = self.previous[-1].checkpoint.size if self.previous else 0
+        changed: list[int] = []
+        for index in range(start, self.tree.size):
+            try:
+                if self.store.leaf_hash(index) != merkle.leaf_hash(self.store.raw(index)):
+                    changed.append(index)
+            except StoreError:
                 changed.append(index)
-        except StoreError:
-            changed.append(index)
-        if len(changed) >= 10:
-            break
-    if not changed:
-        return ""
-    return f" (entries whose bytes changed since they were appended: {changed})"
+            if len(changed) >= 10:
+                break
+        if not changed:
+            return ""
+        return f" (entries whose bytes changed since they were appended: {changed})"
 
 
 def audit(
@@ -319,11 +334,9 @@ def audit(
         workers = (os.cpu_count() or 1) if size >= PARALLEL_THRESHOLD else 0
     findings = _Findings()
     state = State()
-    tree = _CompactRange()
-    reports: list[CheckpointReport] = []
-    previous: list[SignedCheckpoint] = []
-    pending = sorted(store.checkpoints(), key=lambda item: item[0])
-    _check_checkpoints_at(0, pending, tree, state, reports, previous, store, findings)
+    checkpoints = _CheckpointChecker(store, state, findings)
+    tree = checkpoints.tree
+    checkpoints.at_current_size()
     for start, raws, bad in _batches(store, size, findings, workers):
         for index, raw in enumerate(raws, start):
             # A hole still occupies its position: the tree over this copy has no leaf there,
@@ -334,12 +347,10 @@ def audit(
                 _apply(raw, index, state, findings, verified)
             else:
                 state.size = index + 1
-            _check_checkpoints_at(
-                tree.size, pending, tree, state, reports, previous, store, findings
-            )
+            checkpoints.at_current_size()
         if progress is not None:
             progress(start + len(raws), size)
-    for cp_size, _ in pending:
+    for cp_size, _ in checkpoints.pending:
         findings.add(
             f"checkpoint at size {cp_size}: the hub signed a log of {cp_size} entries but this "
             f"copy has only {tree.size}; entries were removed from the end or never synced"
@@ -348,7 +359,7 @@ def audit(
     return AuditReport(
         size=size,
         state=state,
-        checkpoints=reports,
+        checkpoints=checkpoints.reports,
         problems=findings.problems,
         problems_omitted=findings.omitted,
         evidence=evidence,

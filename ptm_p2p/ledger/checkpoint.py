@@ -125,8 +125,13 @@ class Checkpoint:
     extensions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.origin:
-            raise CheckpointError("checkpoint origin line must not be empty")
+        if type(self.origin) is not str or not self.origin:
+            raise CheckpointError("checkpoint origin line must be a non-empty string")
+        if self.origin != self.origin.strip() or "\ufeff" in self.origin:
+            # One origin, one spelling: " log" or a BOM-prefixed "log" must not pass as "log".
+            raise CheckpointError(
+                f"checkpoint origin {self.origin!r} has surrounding white space or a BOM"
+            )
         for what, line in [("origin", self.origin), *(("extension", e) for e in self.extensions)]:
             if not line:
                 raise CheckpointError(f"checkpoint {what} line must not be empty")
@@ -136,7 +141,7 @@ class Checkpoint:
             raise CheckpointError(
                 f"checkpoint has {len(self.extensions)} extension lines, at most {MAX_EXTENSIONS}"
             )
-        if not 0 <= self.size <= _MAX_TREE_SIZE:
+        if type(self.size) is not int or not 0 <= self.size <= _MAX_TREE_SIZE:
             raise CheckpointError(f"checkpoint tree size {self.size} is out of range")
         if len(self.root) != merkle.HASH_SIZE:
             raise CheckpointError(

@@ -167,12 +167,23 @@ def _consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     return out
 
 
+def _check_int(what: str, value: object) -> None:
+    # bool is an int subclass and floats compare fine: both would slip through the range
+    # checks below and fail later with a raw TypeError, or (True) be taken as 1.
+    if type(value) is not int:
+        raise ProofError(f"{what} must be an integer, got {type(value).__name__}")
+
+
 def _check_index(index: int, size: int) -> None:
+    _check_int("leaf index", index)
+    _check_int("tree size", size)
     if not 0 <= index < size:
         raise ProofError(f"leaf index {index} is outside a tree of size {size}")
 
 
 def _check_sizes(old_size: int, new_size: int) -> None:
+    _check_int("old tree size", old_size)
+    _check_int("new tree size", new_size)
     if not 0 <= old_size <= new_size:
         raise ProofError(
             f"consistency needs 0 <= old size <= new size, got {old_size} and {new_size}"
@@ -283,6 +294,8 @@ def extend_nodes(
 
 
 def _check_hash(what: str, h: bytes) -> None:
+    if type(h) is not bytes:
+        raise ProofError(f"{what} must be bytes, got {type(h).__name__}")
     if len(h) != HASH_SIZE:
         raise ProofError(f"{what} is {len(h)} bytes, expected a {HASH_SIZE}-byte SHA-256 hash")
 

@@ -516,9 +516,14 @@ class SqliteStore(LogStore):
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    # disk full, busy, constraint: nothing of the write was kept
+                    raise StoreError(
+                        f"ledger {self.path}: write failed and was rolled back: {exc}"
+                    ) from exc
                 raise
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:

@@ -24,8 +24,9 @@ from ptm_p2p.network.rpc import PeerClient
 Build = Callable[[AuthorChain], list[Entry]]
 
 
-async def _with_hub(signer: Signer, invitation: Invitation,
-                    work: Callable[[PeerClient], Any]) -> Any:
+async def _with_hub(
+    signer: Signer, invitation: Invitation, work: Callable[[PeerClient], Any]
+) -> Any:
     host = make_host(signer.seed)
     info = parse_peer_addr(invitation.hub_addr)
     async with host.run([listen_addr("127.0.0.1", free_port())]):
@@ -63,10 +64,12 @@ def submit(signer: Signer, invitation: Invitation, build: Build) -> dict[str, An
     return _run(signer, invitation, work)
 
 
-def submit_one(signer: Signer, invitation: Invitation, kind: str,
-               payload: Mapping[str, Any]) -> dict[str, Any]:
-    return submit(signer, invitation,
-                  lambda chain: [chain.append(kind, payload, int(time.time() * 1000))])
+def submit_one(
+    signer: Signer, invitation: Invitation, kind: str, payload: Mapping[str, Any]
+) -> dict[str, Any]:
+    return submit(
+        signer, invitation, lambda chain: [chain.append(kind, payload, int(time.time() * 1000))]
+    )
 
 
 def fetch_status(signer: Signer, invitation: Invitation) -> dict[str, Any]:

@@ -8,6 +8,7 @@ cancels everything and returns; the store is closed by the caller's ``finally``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,8 +34,9 @@ def setup_logging(verbose: bool = False) -> None:
     """Readable one-line logs on stderr; libp2p's own chatter only at WARNING."""
     level = logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                                           "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -78,21 +80,25 @@ async def run_daemon(
                     log.info("%s: got %s, stopping", role, signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
-    try:
+    with contextlib.suppress(OSError):
         (home / ADDR_FILE).unlink()
-    except OSError:
-        pass
     log.info("%s stopped cleanly", role)
 
 
-async def _status_writer(home: Path, host: Any, me: str,
-                         status: Callable[[Any], dict[str, Any]], role: str) -> None:
+async def _status_writer(
+    home: Path, host: Any, me: str, status: Callable[[Any], dict[str, Any]], role: str
+) -> None:
     path = home / STATUS_FILE
     while True:
         try:
             data = status(host)
-            data.update(role=role, address=me, pid=os.getpid(), updated=time.time(),
-                        connected=[str(p) for p in host.get_connected_peers()])
+            data.update(
+                role=role,
+                address=me,
+                pid=os.getpid(),
+                updated=time.time(),
+                connected=[str(p) for p in host.get_connected_peers()],
+            )
             write_json_atomic(path, data)
         except Exception:  # status is advisory; never let it take the daemon down
             log.exception("could not write %s", path)

@@ -48,7 +48,8 @@ async def read_exactly(stream: ByteStream, n: int) -> bytes:
         except Exception as exc:  # libp2p raises StreamEOF/StreamReset/StreamError
             raise StreamClosed(f"stream closed while reading: {type(exc).__name__}") from exc
         if not chunk:
-            raise StreamClosed("stream ended in the middle of a frame" if chunks else "stream ended")
+            where = "in the middle of a frame" if chunks else "between frames"
+            raise StreamClosed(f"stream ended {where}")
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)

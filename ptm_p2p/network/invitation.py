@@ -36,8 +36,13 @@ class Invitation:
             )
 
     def to_json(self) -> str:
-        return json.dumps({"hub_addr": self.hub_addr, "hub_key": self.hub_key.hex(),
-                           "origin": self.origin}, indent=2) + "\n"
+        return (
+            json.dumps(
+                {"hub_addr": self.hub_addr, "hub_key": self.hub_key.hex(), "origin": self.origin},
+                indent=2,
+            )
+            + "\n"
+        )
 
     def save(self, path: Path) -> None:
         Path(path).write_text(self.to_json())
@@ -46,8 +51,7 @@ class Invitation:
     def load(cls, path: Path) -> Invitation:
         try:
             data = json.loads(Path(path).read_text())
-            return cls(str(data["hub_addr"]), bytes.fromhex(data["hub_key"]),
-                       str(data["origin"]))
+            return cls(str(data["hub_addr"]), bytes.fromhex(data["hub_key"]), str(data["origin"]))
         except FileNotFoundError as exc:
             raise ConfigError(f"invitation file {path} does not exist") from exc
         except (ValueError, KeyError, TypeError) as exc:

@@ -146,7 +146,8 @@ class Replica:
     def expect(self, origin: str, hub_key: bytes) -> None:
         """Pin the log we follow (from the invitation) before its genesis entry arrives."""
         if self.state.origin is not None and (self.state.origin, self.state.hub) != (
-            origin, hub_key
+            origin,
+            hub_key,
         ):
             raise CheckpointError(
                 f"this home follows log {self.state.origin} (hub {short(self.state.hub or b'')})"
@@ -233,8 +234,10 @@ class Replica:
         if note is None:
             return []
         try:
-            return [c.name for c in cp.verify_cosignatures(cp.parse_checkpoint(note),
-                                                           self.witness_verifiers())]
+            return [
+                c.name
+                for c in cp.verify_cosignatures(cp.parse_checkpoint(note), self.witness_verifiers())
+            ]
         except LedgerError:
             return []
 
@@ -267,12 +270,40 @@ class Replica:
                 f"{source} sent {len(raws)} entries from {start} for a checkpoint of size "
                 f"{target.size}: the range is truncated or padded"
             )
-        entries: list[Entry] = []
-        for offset, raw in enumerate(raws):
-            try:
-                entries.append(Entry.from_bytes(raw))
-            except LedgerError as exc:
-                raise BadRange(f"{source} served entry {start + offset}: {exc}") from exc
+        entries = decode_entries(raws, start, source)
+        return entries, self.check_root(start, entries, signed, source)
+
+    async def verify_batch_async(
+        self, start: int, raws: Sequence[bytes], signed: cp.SignedCheckpoint, source: str
+    ) -> tuple[list[Entry], Frontier]:
+        """``verify_batch`` with signature checks spread over worker threads.
+
+        PyNaCl's C calls release the GIL, so on two cores two threads verify nearly twice as
+        fast, and the trio thread keeps serving peers meanwhile.
+        """
+        target = signed.checkpoint
+        if start != self.size or start + len(raws) != target.size:
+            return self.verify_batch(start, raws, signed, source)  # raises the precise error
+        if len(raws) < 256:
+            return self.verify_batch(start, raws, signed, source)
+        half = len(raws) // 2
+        parts: list[list[Entry]] = [[], []]
+
+        async def run(i: int, lo: int, hi: int) -> None:
+            parts[i] = await trio.to_thread.run_sync(
+                decode_entries, raws[lo:hi], start + lo, source
+            )
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, 0, 0, half)
+            nursery.start_soon(run, 1, half, len(raws))
+        entries = parts[0] + parts[1]
+        return entries, self.check_root(start, entries, signed, source)
+
+    def check_root(
+        self, start: int, entries: list[Entry], signed: cp.SignedCheckpoint, source: str
+    ) -> Frontier:
+        target = signed.checkpoint
         frontier = self.frontier.copy()
         frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
         if frontier.root() != target.root:
@@ -280,18 +311,23 @@ class Replica:
                 f"{source} served entries {start}..{target.size - 1} that do not hash to the "
                 f"root the hub signed for size {target.size}: forged, altered or reordered"
             )
-        return entries, frontier
+        return frontier
 
-    def commit(self, entries: list[Entry], frontier: Frontier, signed: cp.SignedCheckpoint,
-               source: str) -> None:
+    def commit(
+        self, entries: list[Entry], frontier: Frontier, signed: cp.SignedCheckpoint, source: str
+    ) -> None:
         """Steps 3-4: replay rules, then the durable append."""
         start = self.size
         if start == 0 and entries and self.expected is not None:
             genesis = entries[0].payload
-            if entries[0].kind != GENESIS or (genesis.get("origin"), genesis.get("hub")) != \
-                    self.expected:
-                raise BadRange(f"{source} served a log whose first entry is not the genesis "
-                               "of the invited collaboration")
+            if (
+                entries[0].kind != GENESIS
+                or (genesis.get("origin"), genesis.get("hub")) != self.expected
+            ):
+                raise BadRange(
+                    f"{source} served a log whose first entry is not the genesis "
+                    "of the invited collaboration"
+                )
         applied = 0
         try:
             for offset, entry in enumerate(entries):
@@ -352,20 +388,21 @@ class Replica:
         theirs = signed.checkpoint
         if theirs.size > self.size:
             return False
-        our_root = self.frontier.root() if theirs.size == self.size else self.store.root(
-            theirs.size)
+        our_root = (
+            self.frontier.root() if theirs.size == self.size else self.store.root(theirs.size)
+        )
         if our_root == theirs.root:
             return True
         ours_text = self.note_at_least(theirs.size) or ""
         ours_size = cp.parse_checkpoint(ours_text).checkpoint.size if ours_text else self.size
-        proof = self.store.consistency_proof(theirs.size, ours_size) if ours_size > theirs.size \
-            else []
+        proof = (
+            self.store.consistency_proof(theirs.size, ours_size) if ours_size > theirs.size else []
+        )
         detail = (
             f"hub {short(self.hub_key or b'')} signed size {theirs.size} with root "
             f"{theirs.root.hex()[:16]}… (seen via {source}) but our verified log, under the hub's "
             f"checkpoint of size {ours_size}, has root {our_root.hex()[:16]}… at that size; "
-            f"consistency proof {theirs.size}->{ours_size}: "
-            + ",".join(p.hex() for p in proof)
+            f"consistency proof {theirs.size}->{ours_size}: " + ",".join(p.hex() for p in proof)
         )
         self.record_evidence("split-view", ours_text.encode(), signed.text.encode(), detail)
         self.split_view = True
@@ -400,8 +437,7 @@ class Replica:
         if op == "hello":
             addrs = [a for a in fields["addrs"] if isinstance(a, str) and _is_tcp_addr(a)]
             if addrs and peer is not None and len(self.peers) < 10_000:
-                self.peers[str(peer)] = PeerRecord(addrs[:4], fields.get("name", ""),
-                                                   time.time())
+                self.peers[str(peer)] = PeerRecord(addrs[:4], fields.get("name", ""), time.time())
             return protocol.ok(origin=self.origin, size=self.size)
         if op == "head":
             seq, last = self.state.heads.get(fields["author"], (0, bytes(32)))
@@ -410,8 +446,9 @@ class Replica:
             return self._receive_note(fields["note"], str(peer))
         if op == "evidence":
             return self._receive_evidence(fields, str(peer))
-        raise ProtocolError(f"operation {op!r} is not served by this peer",
-                            detail=protocol.UNKNOWN_OP)
+        raise ProtocolError(
+            f"operation {op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
+        )
 
     def member_peers(self) -> list[dict[str, Any]]:
         """Known addresses of active members only: anyone may connect and say hello, but a
@@ -447,8 +484,9 @@ class Replica:
             if total > RESPONSE_BUDGET and kept:
                 break
             kept += 1
-        proof = self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size \
-            else []
+        proof = (
+            self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size else []
+        )
         return protocol.ok(entries=raws[:kept], note=note, proof=proof)
 
     def _receive_note(self, note: str, source: str) -> dict[str, Any]:
@@ -475,14 +513,22 @@ class Replica:
                     return protocol.ok(confirmed=True)
             same_size = a.checkpoint.size == b.checkpoint.size
             if same_size and a.checkpoint.root != b.checkpoint.root:
-                self.record_evidence(kind, fields["first"], fields["second"],
-                                     f"reported by {source}: {fields['detail']}")
+                self.record_evidence(
+                    kind,
+                    fields["first"],
+                    fields["second"],
+                    f"reported by {source}: {fields['detail']}",
+                )
                 self.split_view = True
                 self.trust.distrust("hub", "split view reported and checked")
                 return protocol.ok(confirmed=True)
             return protocol.ok(confirmed=False)
-        self.record_evidence(f"reported:{kind}", fields["first"], fields["second"],
-                             f"reported by {source}: {fields['detail']}")
+        self.record_evidence(
+            f"reported:{kind}",
+            fields["first"],
+            fields["second"],
+            f"reported by {source}: {fields['detail']}",
+        )
         return protocol.ok(confirmed=False)
 
     # --- status ---------------------------------------------------------------------------
@@ -499,10 +545,19 @@ class Replica:
             "cosigners": self.cosigners(note),
             "split_view": self.split_view,
             "distrusted": dict(self.trust.distrusted),
-            "evidence": [
-                {"kind": e.kind, "detail": e.detail} for e in self.store.evidence()
-            ],
+            "evidence": [{"kind": e.kind, "detail": e.detail} for e in self.store.evidence()],
         }
+
+
+def decode_entries(raws: Sequence[bytes], start: int, source: str) -> list[Entry]:
+    """Decode and signature-check entries; the first failure names the peer and index."""
+    entries: list[Entry] = []
+    for offset, raw in enumerate(raws):
+        try:
+            entries.append(Entry.from_bytes(raw))
+        except LedgerError as exc:
+            raise BadRange(f"{source} served entry {start + offset}: {exc}") from exc
+    return entries
 
 
 def _is_tcp_addr(text: str) -> bool:

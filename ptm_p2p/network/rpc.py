@@ -14,6 +14,7 @@ libp2p's 60-second dial blacklist before each dial so a restarted peer is reacha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -147,10 +148,8 @@ class PeerClient:
             return
         # libp2p remembers a failed dial for 60 s and refuses to retry; our retries are
         # deliberate (the peer restarts), so clear that memory first.
-        try:
+        with contextlib.suppress(Exception):
             network.unblock_peer(self.peer_id)
-        except Exception:
-            pass
         try:
             with trio.fail_after(timeout):
                 await self.host.connect(PeerInfo(self.peer_id, self.addrs))

@@ -38,8 +38,11 @@ def collect(home: Path) -> dict[str, Any]:
     if note:
         try:
             signed = cp.parse_checkpoint(note)
-            checkpoint = {"size": signed.checkpoint.size, "origin": signed.checkpoint.origin,
-                          "root": signed.checkpoint.root.hex()}
+            checkpoint = {
+                "size": signed.checkpoint.size,
+                "origin": signed.checkpoint.origin,
+                "root": signed.checkpoint.root.hex(),
+            }
             signers = [s.name for s in signed.signatures if s.name != signed.checkpoint.origin]
         except LedgerError as exc:
             checkpoint = {"error": str(exc)}
@@ -61,8 +64,18 @@ def collect(home: Path) -> dict[str, Any]:
         data["running"] = fresh
         if fresh:
             data["cosigners"] = daemon.get("cosigners", signers)
-        for key in ("role", "address", "connected", "lag", "hub_up", "distrusted",
-                    "known_peers", "witness_size", "split_view", "sequenced"):
+        for key in (
+            "role",
+            "address",
+            "connected",
+            "lag",
+            "hub_up",
+            "distrusted",
+            "known_peers",
+            "witness_size",
+            "split_view",
+            "sequenced",
+        ):
             if key in daemon:
                 data[key] = daemon[key]
     return data

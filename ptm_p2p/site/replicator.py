@@ -35,9 +35,9 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import write_json_atomic
+from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.replica import BadRange, PeerRecord, Replica, RootMismatch
 from ptm_p2p.network.rpc import PeerClient
 
@@ -86,8 +86,9 @@ class Site:
             self.replica.peers[str(info.peer_id)] = PeerRecord([base], "")
 
     def _save_peers(self) -> None:
-        data = {pid: {"addrs": rec.addrs, "name": rec.name}
-                for pid, rec in self.replica.peers.items()}
+        data = {
+            pid: {"addrs": rec.addrs, "name": rec.name} for pid, rec in self.replica.peers.items()
+        }
         write_json_atomic(self.home.path / PEERS_FILE, data)
 
     def _load_witness(self) -> tuple[int, bytes]:
@@ -98,8 +99,10 @@ class Site:
         return 0, merkle.empty_root()
 
     def _save_witness(self) -> None:
-        write_json_atomic(self.home.path / WITNESS_FILE,
-                          {"size": self.witness_size, "root": self.witness_root.hex()})
+        write_json_atomic(
+            self.home.path / WITNESS_FILE,
+            {"size": self.witness_size, "root": self.witness_root.hex()},
+        )
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -112,9 +115,11 @@ class Site:
         else:
             rec = self.replica.peers[peer_id]
             info = parse_peer_addr(f"{rec.addrs[0]}/p2p/{peer_id}")
-            client = PeerClient(host, info.peer_id, [a for r in rec.addrs
-                                                     for a in parse_peer_addr(
-                                                         f"{r}/p2p/{peer_id}").addrs])
+            client = PeerClient(
+                host,
+                info.peer_id,
+                [a for r in rec.addrs for a in parse_peer_addr(f"{r}/p2p/{peer_id}").addrs],
+            )
         self.clients[peer_id] = client
         return client
 
@@ -130,16 +135,18 @@ class Site:
                 await trio.sleep(1.0)
                 continue
             try:
-                await hub.call("hello", addrs=[me.split("/p2p/")[0]], name=self.home.name,
-                               timeout=10)
+                await hub.call(
+                    "hello", addrs=[me.split("/p2p/")[0]], name=self.home.name, timeout=10
+                )
                 if not self.hub_up:
                     log.info("connected to hub %s", str(self.hub_id)[-8:])
                 self.hub_up = True
                 await self._refresh_peers(hub)
                 while self.replica.trust.trusted("hub"):
                     after = self._checkpoint_size()
-                    resp = await hub.call("wait", channel="wait", after=after, timeout_ms=5000,
-                                          timeout=15)
+                    resp = await hub.call(
+                        "wait", channel="wait", after=after, timeout_ms=5000, timeout=15
+                    )
                     self.hub_size = int(resp.get("size") or 0)
                     if resp.get("note"):
                         await self.on_note(resp["note"], hub, "hub")
@@ -206,15 +213,15 @@ class Site:
                     await self._diagnose(client, signed, source)
                     raise
         except SplitViewError as exc:
-            await self.broadcast_evidence("split-view", exc.first.encode(), exc.second.encode(),
-                                          str(exc))
+            await self.broadcast_evidence(
+                "split-view", exc.first.encode(), exc.second.encode(), str(exc)
+            )
         except BadRange as exc:
             self._refuse(source, str(exc))
         except LedgerError as exc:
             self._refuse(source, f"{type(exc).__name__}: {exc}")
 
-    async def _diagnose(self, client: PeerClient, target: cp.SignedCheckpoint,
-                        source: str) -> None:
+    async def _diagnose(self, client: PeerClient, target: cp.SignedCheckpoint, source: str) -> None:
         """After a root mismatch: is the peer lying, or did the hub fork the log?
 
         Rehash the peer's whole log up to the target (leaf hashes only). If it gives the
@@ -225,8 +232,9 @@ class Site:
         n, ours = self.replica.size, self.replica.frontier.root()
         frontier, ours_there = Frontier(), None
         while frontier.size < target.checkpoint.size:
-            resp = await client.call("entries", start=frontier.size,
-                                     end=target.checkpoint.size, old_size=0, timeout=60)
+            resp = await client.call(
+                "entries", start=frontier.size, end=target.checkpoint.size, old_size=0, timeout=60
+            )
             got = resp.get("entries")
             if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
                 return
@@ -236,11 +244,12 @@ class Site:
                     ours_there = frontier.root()
         if frontier.root() == target.checkpoint.root and ours_there not in (None, ours):
             note = self.replica.note_at_least(n) or ""
-            detail = (f"the hub signed size {target.checkpoint.size} over a log (served by "
-                      f"{source}) whose first {n} entries hash to {ours_there.hex()[:16]}…, but "
-                      f"it signed size {n} with root {ours.hex()[:16]}… for us: split view")
-            self.replica.record_evidence("split-view", note.encode(), target.text.encode(),
-                                         detail)
+            detail = (
+                f"the hub signed size {target.checkpoint.size} over a log (served by "
+                f"{source}) whose first {n} entries hash to {ours_there.hex()[:16]}…, but "
+                f"it signed size {n} with root {ours.hex()[:16]}… for us: split view"
+            )
+            self.replica.record_evidence("split-view", note.encode(), target.text.encode(), detail)
             self.replica.split_view = True
             self.replica.trust.distrust("hub", "split view: signed two inconsistent checkpoints")
             raise SplitViewError(detail, note, target.text)
@@ -252,8 +261,7 @@ class Site:
         self.replica.trust.distrust(f"peer {source}", reason)
         self.clients.pop(source, None)
 
-    async def sync_from(self, client: PeerClient, target: cp.SignedCheckpoint,
-                        source: str) -> None:
+    async def sync_from(self, client: PeerClient, target: cp.SignedCheckpoint, source: str) -> None:
         async with self.sync_lock:
             started, begin = time.perf_counter(), self.replica.size
             while self.replica.size < target.checkpoint.size:
@@ -261,12 +269,18 @@ class Site:
             if self.replica.size > begin:
                 self.last_synced = time.time()
                 took = time.perf_counter() - started
-                log.info("verified %d entries from %s in %.3f s (size %d)",
-                         self.replica.size - begin, source, took, self.replica.size)
+                log.info(
+                    "verified %d entries from %s in %.3f s (size %d)",
+                    self.replica.size - begin,
+                    source,
+                    took,
+                    self.replica.size,
+                )
         self.cosign()
 
-    async def _sync_step(self, client: PeerClient, target: cp.SignedCheckpoint,
-                         source: str) -> None:
+    async def _sync_step(
+        self, client: PeerClient, target: cp.SignedCheckpoint, source: str
+    ) -> None:
         n = self.replica.size
         step = target
         if target.checkpoint.size - n > CHUNK:
@@ -281,8 +295,9 @@ class Site:
         proof: list[bytes] | None = None
         want = step.checkpoint.size - n
         while len(raws) < want:
-            resp = await client.call("entries", start=n + len(raws), end=step.checkpoint.size,
-                                     old_size=n, timeout=60)
+            resp = await client.call(
+                "entries", start=n + len(raws), end=step.checkpoint.size, old_size=n, timeout=60
+            )
             got = resp.get("entries")
             if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
                 raise BadRange(f"{source} answered entries {n + len(raws)}.. with no entries")
@@ -294,19 +309,29 @@ class Site:
                     if served.checkpoint.size == step.checkpoint.size:
                         # Two hub-signed roots for one size: let check_against_ours decide
                         # once we hold that size; for now the peer is not serving our target.
-                        raise BadRange(f"{source} served a different checkpoint of size "
-                                       f"{step.checkpoint.size}")
-                    raise BadRange(f"{source} served entries under checkpoint "
-                                   f"{served.checkpoint.size}, asked for {step.checkpoint.size}")
+                        raise BadRange(
+                            f"{source} served a different checkpoint of size {step.checkpoint.size}"
+                        )
+                    raise BadRange(
+                        f"{source} served entries under checkpoint "
+                        f"{served.checkpoint.size}, asked for {step.checkpoint.size}"
+                    )
                 proof = [p for p in resp.get("proof", []) if isinstance(p, bytes)]
             raws.extend(got)
-        entries, frontier = self.replica.verify_batch(n, raws, step, source)
+        entries, frontier = await self.replica.verify_batch_async(n, raws, step, source)
         if n > 0:
             try:
-                merkle.verify_consistency(n, step.checkpoint.size, proof or [],
-                                          self.replica.frontier.root(), step.checkpoint.root)
+                merkle.verify_consistency(
+                    n,
+                    step.checkpoint.size,
+                    proof or [],
+                    self.replica.frontier.root(),
+                    step.checkpoint.root,
+                )
             except ProofError as exc:
-                raise BadRange(f"{source} sent a consistency proof that does not verify: {exc}")
+                raise BadRange(
+                    f"{source} sent a consistency proof that does not verify: {exc}"
+                ) from exc
         self.replica.commit(entries, frontier, step, source)
 
     # --- witnessing ------------------------------------------------------------------------
@@ -330,11 +355,17 @@ class Site:
         if self.witness_size:
             proof = self.store.consistency_proof(self.witness_size, size)
             try:
-                merkle.verify_consistency(self.witness_size, size, proof, self.witness_root,
-                                          signed.checkpoint.root)
+                merkle.verify_consistency(
+                    self.witness_size, size, proof, self.witness_root, signed.checkpoint.root
+                )
             except ProofError as exc:
-                log.error("refusing to cosign size %d: not consistent with the checkpoint of "
-                          "size %d we cosigned: %s", size, self.witness_size, exc)
+                log.error(
+                    "refusing to cosign size %d: not consistent with the checkpoint of "
+                    "size %d we cosigned: %s",
+                    size,
+                    self.witness_size,
+                    exc,
+                )
                 return
         mine = cp.cosign(signed, self.home.signer, name, int(time.time()))
         self.replica.merge_cosignatures(mine)
@@ -359,9 +390,14 @@ class Site:
 
     def _candidates(self) -> list[str]:
         hub = str(self.hub_id)
-        return [pid for pid, rec in self.replica.peers.items()
-                if pid != hub and rec.addrs and not self.me.endswith(pid)
-                and self.replica.trust.trusted(f"peer {pid}")]
+        return [
+            pid
+            for pid, rec in self.replica.peers.items()
+            if pid != hub
+            and rec.addrs
+            and not self.me.endswith(pid)
+            and self.replica.trust.trusted(f"peer {pid}")
+        ]
 
     async def anti_entropy(self, host: Any, me: str) -> None:
         self.me = me
@@ -376,8 +412,9 @@ class Site:
                 # admitted since we connected.
                 with contextlib.suppress(NetworkError):
                     hub = self.client(host, str(self.hub_id))
-                    await hub.call("hello", addrs=[me.split("/p2p/")[0]], name=self.home.name,
-                                   timeout=10)
+                    await hub.call(
+                        "hello", addrs=[me.split("/p2p/")[0]], name=self.home.name, timeout=10
+                    )
                     await self._refresh_peers(hub)
             candidates = self._candidates()
             if not candidates:
@@ -401,8 +438,7 @@ class Site:
                 log.exception("exchange with %s failed unexpectedly", pid[-8:])
                 self.clients.pop(pid, None)
 
-    async def broadcast_evidence(self, kind: str, first: bytes, second: bytes,
-                                 detail: str) -> None:
+    async def broadcast_evidence(self, kind: str, first: bytes, second: bytes, detail: str) -> None:
         """Tell every known peer (and the hub) what we found; they check it themselves."""
         targets = [str(self.hub_id), *self._candidates()]
         random.shuffle(targets)
@@ -411,8 +447,14 @@ class Site:
                 client = self.clients.get(pid)
                 if client is None:
                     continue
-                await client.call("evidence", kind=kind, first=first, second=second,
-                                  detail=detail[:4000], timeout=5)
+                await client.call(
+                    "evidence",
+                    kind=kind,
+                    first=first,
+                    second=second,
+                    detail=detail[:4000],
+                    timeout=5,
+                )
             except (NetworkError, KeyError) as exc:
                 log.debug("could not report evidence to %s: %s", pid[-8:], exc)
 
@@ -431,17 +473,23 @@ class Site:
         return data
 
 
-def run_node(home: Home, invitation: Invitation, host_ip: str, port: int,
-             peers: list[str]) -> None:
+def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:
     from ptm_p2p.network.daemon import run_daemon
 
     site = Site(home, invitation, peers)
     try:
-        trio.run(lambda: run_daemon(
-            home=home.path, seed=home.signer.seed, host_ip=host_ip, port=port,
-            handler=site.replica.serve,
-            tasks=[site.follow_hub, site.anti_entropy, site.push_cosignatures],
-            status=site.status, role="node"))
+        trio.run(
+            lambda: run_daemon(
+                home=home.path,
+                seed=home.signer.seed,
+                host_ip=host_ip,
+                port=port,
+                handler=site.replica.serve,
+                tasks=[site.follow_hub, site.anti_entropy, site.push_cosignatures],
+                status=site.status,
+                role="node",
+            )
+        )
     finally:
         site.replica.flush_notes()
         site.store.close()

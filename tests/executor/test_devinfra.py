@@ -7,7 +7,9 @@ import time
 import pytest
 
 from ptm_p2p.dev.baseimage import debian_mirror
+from ptm_p2p.dev.settings import DevSettings
 from ptm_p2p.dev.stack import ensure_stack
+from ptm_p2p.errors import ExecutorError
 
 pytestmark = pytest.mark.docker
 
@@ -19,6 +21,15 @@ def test_debian_mirror_from_deb822(tmp_path):
         "Suites: bookworm-security\n"
     )
     assert debian_mirror(tmp_path) == "http://mirror.example/debian"
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "10.0.0.1:5000", "127.0.0.1:\uff15"]
+)
+def test_registry_must_be_loopback_with_a_port(monkeypatch, value):
+    monkeypatch.setenv("PTM_REGISTRY", value)
+    with pytest.raises(ExecutorError, match="must listen on"):
+        DevSettings.from_env()
 
 
 def test_second_set_up_is_fast_and_identical(stack):

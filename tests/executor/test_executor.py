@@ -154,6 +154,18 @@ def test_digest_the_registry_never_held_is_refused(client, stack, make_executor,
     assert executor.puller.pulls == 1
 
 
+def test_bare_digest_is_not_pulled_from_the_publishers_registry(
+    client, stack, probe_ref, make_executor, task
+):
+    digest = probe_ref.split("@", 1)[1]
+    executor = make_executor({"images": [digest], **ALL})
+    # Same content, but on a host the site never chose (nothing listens there: loopback).
+    result = executor.run(task(f"127.0.0.1:5999/ptm/testing/probe@{digest}"))
+    assert result.status == "refused"
+    assert "pulls only from the registries its policy names" in result.reason
+    assert executor.puller.pulls == 0
+
+
 def build_variant(client, base: str, variant: str, tag: str) -> None:
     dockerfile = f"FROM {base}\nENV PROBE_VARIANT={variant}\n"
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)

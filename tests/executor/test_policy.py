@@ -105,6 +105,14 @@ def test_empty_policy_allows_nothing():
         ({"limits": {"pids": 2.5}}, "whole number"),
         ({"limits": {"timeout": -1}}, "positive"),
         ({"limits": {"disk": "1g"}}, "unknown key"),
+        # TOML has inf and nan: neither may reach the engine or a socket timeout
+        ({"limits": {"timeout": float("inf")}}, "positive"),
+        ({"limits": {"timeout": float("nan")}}, "positive"),
+        ({"limits": {"cpus": float("nan")}}, "positive"),
+        ({"limits": {"cpus": 0.001}}, "cpus must be between"),
+        ({"limits": {"timeout": 10**9}}, "at most"),
+        ({"limits": {"memory": 10**400}}, "at most 1t"),
+        ({"limits": {"memory": ["1g"]}}, "expected a size"),
     ],
 )
 def test_bad_policies_are_rejected_clearly(table, message):
@@ -119,6 +127,67 @@ def test_sizes_and_narrowing():
     assert limits.narrowed(10).timeout_s == 10
     assert limits.narrowed(1000).timeout_s == 60
     assert limits.narrowed(None) is limits
+    smaller = limits.narrowed(memory_bytes=64 * 2**20, cpus=0.25)
+    assert (smaller.memory_bytes, smaller.cpus, smaller.timeout_s) == (64 * 2**20, 0.25, 60)
+    bigger = limits.narrowed(memory_bytes=2**40, cpus=64)
+    assert (bigger.memory_bytes, bigger.cpus) == (limits.memory_bytes, limits.cpus)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"timeout_s": "10"},
+        {"timeout_s": float("nan")},
+        {"timeout_s": True},
+        {"timeout_s": 0},
+        {"memory_bytes": 1.5},
+        {"memory_bytes": 1024},  # below the 16m floor: the runtime could not even start
+        {"cpus": -1},
+    ],
+)
+def test_a_task_cannot_ask_for_malformed_limits(kwargs):
+    with pytest.raises(PolicyError):
+        Limits().narrowed(**kwargs)
+
+
+def test_bare_digest_never_lets_the_publisher_pick_the_registry():
+    p = policy()  # repository 127.0.0.1:5000/ptm/summary, pinned cox, bare digest cd…
+    bare = "sha256:" + "cd" * 32
+    assert p.registries == {"127.0.0.1:5000"}
+    assert p.may_pull(p.check_image(f"{REPO}@{D}"))
+    assert p.may_pull(p.check_image(f"127.0.0.1:5000/ptm/cox@{D}"))
+    assert p.may_pull(p.check_image(f"127.0.0.1:5000/other@{bare}"))
+    # allowed content, but the host is the publisher's choice: no pull from there
+    for host in ("127.0.0.1:5999", "evil.example", "localhost"):
+        assert not p.may_pull(p.check_image(f"{host}/x@{bare}"))
+    assert not p.may_pull(p.check_image(f"x@{bare}"))  # docker.io
+
+
+@pytest.mark.parametrize(
+    ("text", "registry"),
+    [
+        ("ubuntu", "docker.io"),
+        ("library/ubuntu", "docker.io"),
+        ("localhost/a", "localhost"),
+        ("localhost:5000/a", "localhost:5000"),
+        ("Registry.Example/a/b", "registry.example"),
+        ("127.0.0.1:5000/ptm/summary", "127.0.0.1:5000"),
+    ],
+)
+def test_registry_host_follows_dockers_rule(text, registry):
+    assert ImageRef.parse(text).registry == registry
+
+
+def test_container_options_keep_their_own_label_and_refuse_bad_labels(tmp_path):
+    from ptm_p2p.executor.outputdir import OutputDir
+    from ptm_p2p.executor.sandbox import CONTAINER_LABEL, SandboxRun, container_options
+
+    out = OutputDir(path=tmp_path, cap=1)
+    run = SandboxRun(image="x", labels={CONTAINER_LABEL: "0", "other": "y"})
+    assert container_options(run, tmp_path, out)["labels"] == {CONTAINER_LABEL: "1", "other": "y"}
+    for label in ("..", "a/../../etc", "", "/abs"):
+        with pytest.raises(PolicyError):
+            container_options(SandboxRun(image="x", data={label: tmp_path}), tmp_path, out)
 
 
 def test_image_ref_round_trip():

@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from ptm_p2p.errors import ExecutorError
+from ptm_p2p.executor import run_local
+
 pytestmark = pytest.mark.docker
 
 
@@ -108,3 +111,22 @@ def test_echo_output_and_logs_kept(probe, probe_ref):
     assert json.loads(result.output)["echo"] == {"action": "echo", "n": 7}
     assert result.logs == b"probe: echo\n" and not result.logs_truncated
     assert result.digest == probe_ref
+
+
+def test_planted_links_and_fifos_are_never_followed(probe, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    started = time.monotonic()
+    result = probe({"action": "plant", "target": str(secret)})
+    assert time.monotonic() - started < 20  # the fifo did not block the reader
+    assert result.status == "ok", result.reason
+    assert b"probe: planted" in result.logs
+    assert "output.json" not in result.files and result.output == b""
+    assert not any(name.startswith(("root", "fifo", "sub/link")) for name in result.files)
+    assert all(b"host secret" not in content for content in result.files.values())
+    assert secret.read_text() == "host secret"
+
+
+def test_a_malformed_image_name_is_an_executor_error(client):
+    with pytest.raises(ExecutorError, match="cannot be looked up"):
+        run_local(client, "Not A Valid Name!", {})

@@ -240,3 +240,15 @@ def test_consistency_check_needs_valid_signatures() -> None:
     )
     with pytest.raises(CheckpointError, match="different logs"):
         cp.check_consistent(a, other_log, [], LOG)
+
+
+@pytest.mark.parametrize("origin", [" log.example", "log.example ", "\ufefflog.example"])
+def test_origin_has_one_spelling(origin: str) -> None:
+    with pytest.raises(CheckpointError):
+        cp.Checkpoint(origin, 1, bytes(32))
+
+
+@pytest.mark.parametrize("size", [True, "5", 1.0])
+def test_size_must_be_an_int(size: object) -> None:
+    with pytest.raises(CheckpointError):
+        cp.Checkpoint("log.example", size, bytes(32))  # type: ignore[arg-type]

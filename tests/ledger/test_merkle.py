@@ -307,3 +307,19 @@ def test_published_rfc6962_vectors() -> None:
         "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
         "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
     ]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda h, r: merkle.verify_inclusion(h, True, 1, [], r),  # bool is not an index
+        lambda h, r: merkle.verify_inclusion(h, 0.0, 1, [], r),  # nor is a float
+        lambda h, r: merkle.verify_inclusion(h, 0, 2, ["x" * 32], r),  # str proof element
+        lambda h, r: merkle.verify_inclusion(h.hex(), 0, 1, [], r),  # str leaf hash
+        lambda h, r: merkle.verify_consistency(1, 2.0, [h], r, r),
+    ],
+)
+def test_verifiers_reject_wrong_types_with_a_proof_error(call) -> None:  # type: ignore[no-untyped-def]
+    leaf = merkle.leaf_hash(b"a")
+    with pytest.raises(ProofError):
+        call(leaf, leaf)

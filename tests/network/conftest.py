@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Cluster
+
+# The harness and the helper scripts live next to this file; make them importable however
+# pytest is invoked (from the repository root or from this folder).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Cluster  # noqa: E402
 
 
 @pytest.fixture

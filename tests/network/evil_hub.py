@@ -29,19 +29,28 @@ from ptm_p2p.network.replica import Replica
 ORIGIN = "evil.example/study"
 
 
-def build_view(path: Path, hub: Home, admin: Home, sites: list[tuple[bytes, str]],
-               researchers: int) -> Replica:
+def build_view(
+    path: Path, hub: Home, admin: Home, sites: list[tuple[bytes, str]], researchers: int
+) -> Replica:
     replica = Replica(SqliteStore(path), f"view-{path.stem}")
     chain = AuthorChain(admin.signer)
     now = int(time.time() * 1000)
-    genesis = chain.append("genesis", genesis_payload(ORIGIN, admin.public_key, "uni",
-                                                      hub.public_key, "hub"), now)
+    genesis = chain.append(
+        "genesis", genesis_payload(ORIGIN, admin.public_key, "uni", hub.public_key, "hub"), now
+    )
     replica.append_genesis(genesis.raw)
-    entries = [chain.append("membership", membership_payload("admit", key, org, "site"), now)
-               for key, org in sites]
-    entries += [chain.append("membership", membership_payload(
-        "admit", Signer.generate().public_key, f"lab-{i}", "researcher"), now)
-        for i in range(researchers)]
+    entries = [
+        chain.append("membership", membership_payload("admit", key, org, "site"), now)
+        for key, org in sites
+    ]
+    entries += [
+        chain.append(
+            "membership",
+            membership_payload("admit", Signer.generate().public_key, f"lab-{i}", "researcher"),
+            now,
+        )
+        for i in range(researchers)
+    ]
     for i, entry in enumerate(entries, start=1):
         replica.state.apply(entry, i)
     replica.append_local(entries)
@@ -66,9 +75,18 @@ def main() -> None:
     async def invite(host: Any, me: str) -> None:
         Invitation(me, hub.public_key, ORIGIN).save(invitation_path)
 
-    trio.run(lambda: run_daemon(home=hub.path, seed=hub.signer.seed, host_ip="127.0.0.1",
-                                port=port, handler=handle, tasks=[invite],
-                                status=lambda host: x.status(), role="evil-hub"))
+    trio.run(
+        lambda: run_daemon(
+            home=hub.path,
+            seed=hub.signer.seed,
+            host_ip="127.0.0.1",
+            port=port,
+            handler=handle,
+            tasks=[invite],
+            status=lambda host: x.status(),
+            role="evil-hub",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,19 +30,16 @@ from ptm_p2p.network.replica import Replica
 
 def tamper(mode: str, raws: list[bytes], forger: Signer) -> list[bytes]:
     raws = list(raws)
-    if len(raws) < 2:
-        mid = 0
-    else:
-        mid = len(raws) // 2
+    mid = len(raws) // 2
     if mode == "forge":
         raw = bytearray(raws[mid])
         raw[-1] ^= 0x01  # last byte of the signature
         raws[mid] = bytes(raw)
     elif mode == "alter":
-        payload = membership_payload("admit", Signer.generate().public_key, "intruder",
-                                     "researcher")
-        raws[mid] = AuthorChain(forger).append("membership", payload,
-                                               int(time.time() * 1000)).raw
+        payload = membership_payload(
+            "admit", Signer.generate().public_key, "intruder", "researcher"
+        )
+        raws[mid] = AuthorChain(forger).append("membership", payload, int(time.time() * 1000)).raw
     elif mode == "truncate" and len(raws) >= 2:
         del raws[mid]
     elif mode == "reorder" and len(raws) >= 2:
@@ -65,9 +62,18 @@ def main() -> None:
         return answer
 
     try:
-        trio.run(lambda: run_daemon(home=home.path, seed=home.signer.seed, host_ip="127.0.0.1",
-                                    port=port, handler=handle, tasks=[],
-                                    status=lambda host: replica.status(), role=f"evil-{mode}"))
+        trio.run(
+            lambda: run_daemon(
+                home=home.path,
+                seed=home.signer.seed,
+                host_ip="127.0.0.1",
+                port=port,
+                handler=handle,
+                tasks=[],
+                status=lambda host: replica.status(),
+                role=f"evil-{mode}",
+            )
+        )
     finally:
         store.close()
 

@@ -30,8 +30,9 @@ HERE = Path(__file__).resolve().parent
 PTM = [sys.executable, "-c", "from ptm_p2p.cli import main; main()"]
 
 
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 20.0,
-             interval: float = 0.05) -> Any:
+def wait_for(
+    what: str, predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -86,15 +87,40 @@ class Cluster:
         return proc
 
     def create(self) -> None:
-        subprocess.run([*PTM, "collab", "create", "--home", str(self.path("admin")),
-                        "--hub-home", str(self.path("hub")), "--origin", "test.example/study",
-                        "--org", "uni"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *PTM,
+                "collab",
+                "create",
+                "--home",
+                str(self.path("admin")),
+                "--hub-home",
+                str(self.path("hub")),
+                "--origin",
+                "test.example/study",
+                "--org",
+                "uni",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def start_hub(self) -> None:
         if self.invitation_path.exists():
             self.invitation_path.unlink()
-        self.spawn("hub", [*PTM, "hub", "--home", str(self.path("hub")), "--port",
-                           str(self.hub_port), "--invitation", str(self.invitation_path)])
+        self.spawn(
+            "hub",
+            [
+                *PTM,
+                "hub",
+                "--home",
+                str(self.path("hub")),
+                "--port",
+                str(self.hub_port),
+                "--invitation",
+                str(self.invitation_path),
+            ],
+        )
         wait_for("the hub's invitation", self.invitation_path.exists)
         wait_for("the hub's status", lambda: self.status("hub")["running"])
 
@@ -104,8 +130,7 @@ class Cluster:
 
     def start_site(self, name: str, peers: list[str] = (), wait: bool = True) -> None:
         self.home(name)
-        args = [*PTM, "node", "--home", str(self.path(name)), "--join",
-                str(self.invitation_path)]
+        args = [*PTM, "node", "--home", str(self.path(name)), "--join", str(self.invitation_path)]
         for peer in peers:
             args += ["--peer", peer]
         self.spawn(name, args)
@@ -148,9 +173,24 @@ class Cluster:
 
     def admit(self, name: str, role: str = "site") -> None:
         key = self.home(name).public_key.hex()
-        subprocess.run([*PTM, "collab", "admit", "--home", str(self.path("admin")), "--join",
-                        str(self.invitation_path), "--role", role, "--org", name, key],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                *PTM,
+                "collab",
+                "admit",
+                "--home",
+                str(self.path("admin")),
+                "--join",
+                str(self.invitation_path),
+                "--role",
+                role,
+                "--org",
+                name,
+                key,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def add_entries(self, count: int) -> list[int]:
         """Admit ``count`` new researcher keys in one submission (valid, signed entries)."""
@@ -160,8 +200,9 @@ class Cluster:
             out = []
             for _ in range(count):
                 self.counter += 1
-                payload = membership_payload("admit", Signer.generate().public_key,
-                                             f"lab-{self.counter}", "researcher")
+                payload = membership_payload(
+                    "admit", Signer.generate().public_key, f"lab-{self.counter}", "researcher"
+                )
                 out.append(chain.append("membership", payload, int(time.time() * 1000)))
             return out
 
@@ -178,8 +219,7 @@ class Cluster:
 
     def wait_synced(self, names: list[str], size: int, timeout: float = 20.0) -> None:
         for name in names:
-            wait_for(f"{name} to reach size {size}",
-                     lambda n=name: self.size(n) >= size, timeout)
+            wait_for(f"{name} to reach size {size}", lambda n=name: self.size(n) >= size, timeout)
 
 
 def run_json(args: list[str]) -> dict[str, Any]:

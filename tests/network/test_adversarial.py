@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from harness import HERE, Cluster, audit, run_json, wait_for
 
-from ptm_p2p.ledger.entry import AuthorChain, membership_payload
 from ptm_p2p.ledger.crypto import Signer
+from ptm_p2p.ledger.entry import AuthorChain, membership_payload
 from ptm_p2p.network.client import submit
 from ptm_p2p.network.host import free_port, peer_id_of
 from ptm_p2p.network.protocol import RemoteError
@@ -38,16 +38,19 @@ def test_peers_serving_bad_ranges_are_refused_and_named(cluster: Cluster) -> Non
         name = f"evil-{mode}"
         home = cluster.home(name)
         _copy_ledger(cluster.path("hub") / "ledger.db", home.ledger_path)
-        cluster.spawn(name, [sys.executable, str(HERE / "evil_peer.py"), str(home.path),
-                             str(free_port()), mode])
+        cluster.spawn(
+            name,
+            [sys.executable, str(HERE / "evil_peer.py"), str(home.path), str(free_port()), mode],
+        )
         evil[mode] = cluster.address(name)
 
     cluster.start_site("site-new", peers=list(evil.values()))
 
     def every_evil_peer_named() -> bool:
         distrusted = cluster.status("site-new").get("distrusted") or {}
-        return all(any(addr.split("/p2p/")[1] in who for who in distrusted)
-                   for addr in evil.values())
+        return all(
+            any(addr.split("/p2p/")[1] in who for who in distrusted) for addr in evil.values()
+        )
 
     wait_for("site-new to refuse and name all four tampering peers", every_evil_peer_named)
     assert cluster.size("site-new") == 0  # nothing unverified was stored
@@ -63,8 +66,10 @@ def test_peers_serving_bad_ranges_are_refused_and_named(cluster: Cluster) -> Non
     cluster.start_site("site-new", peers=[*evil.values(), cluster.address("site-a")])
     cluster.wait_synced(["site-new"], last)
     assert audit(cluster.path("site-new")) == last
-    assert cluster.status("site-new")["checkpoint"]["root"] == \
-        cluster.status("site-a")["checkpoint"]["root"]
+    assert (
+        cluster.status("site-new")["checkpoint"]["root"]
+        == cluster.status("site-a")["checkpoint"]["root"]
+    )
 
 
 @pytest.mark.parametrize("extra", [0, 2], ids=["same-size", "different-size"])
@@ -72,17 +77,29 @@ def test_split_view_is_detected_with_evidence(cluster: Cluster, extra: int) -> N
     sites = ["site-a", "site-b", "site-c"]
     keys = [f"{cluster.home(n).public_key.hex()}={n}" for n in sites]
     victim = str(peer_id_of(cluster.home("site-a").public_key))
-    cluster.spawn("hub", [sys.executable, str(HERE / "evil_hub.py"), str(cluster.path("hub")),
-                          str(cluster.path("admin")), str(free_port()),
-                          str(cluster.invitation_path), victim, str(extra), *keys])
+    cluster.spawn(
+        "hub",
+        [
+            sys.executable,
+            str(HERE / "evil_hub.py"),
+            str(cluster.path("hub")),
+            str(cluster.path("admin")),
+            str(free_port()),
+            str(cluster.invitation_path),
+            victim,
+            str(extra),
+            *keys,
+        ],
+    )
     wait_for("the evil hub's invitation", cluster.invitation_path.exists)
     for name in sites:
         cluster.start_site(name)
 
     def detected(name: str) -> bool:
         status = cluster.status(name)
-        return any(e["kind"] == "split-view" for e in status["evidence"]) and \
-            "hub" in (status.get("distrusted") or {})
+        return any(e["kind"] == "split-view" for e in status["evidence"]) and "hub" in (
+            status.get("distrusted") or {}
+        )
 
     for name in sites:
         wait_for(f"{name} to detect the split view", lambda n=name: detected(n), timeout=30)
@@ -100,8 +117,12 @@ def _status_text(cluster: Cluster, name: str) -> str:
 
     from harness import PTM
 
-    return subprocess.run([*PTM, "status", "--home", str(cluster.path(name))], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [*PTM, "status", "--home", str(cluster.path(name))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def test_equivocating_author_is_refused_and_evidence_kept(cluster: Cluster) -> None:
@@ -116,20 +137,29 @@ def test_equivocating_author_is_refused_and_evidence_kept(cluster: Cluster) -> N
         forks.append(chain.seq)
         twin = AuthorChain(signer, chain.seq, chain.prev)
         now = int(time.time() * 1000)
-        first = chain.append("membership", membership_payload(
-            "admit", Signer.generate().public_key, "lab-one", "researcher"), now)
-        second = twin.append("membership", membership_payload(
-            "admit", Signer.generate().public_key, "lab-two", "researcher"), now)
+        first = chain.append(
+            "membership",
+            membership_payload("admit", Signer.generate().public_key, "lab-one", "researcher"),
+            now,
+        )
+        second = twin.append(
+            "membership",
+            membership_payload("admit", Signer.generate().public_key, "lab-two", "researcher"),
+            now,
+        )
         assert (first.author, first.seq) == (second.author, second.seq)
         return [first, second]
 
     with pytest.raises(RemoteError, match="equivocation"):
         submit(signer, cluster.invitation, fork)
     hub = run_json(["status", "--home", str(cluster.path("hub"))])
-    wait_for("the hub to keep the evidence",
-             lambda: any(e["kind"] == "equivocation"
-                         for e in run_json(["status", "--home",
-                                            str(cluster.path("hub"))])["evidence"]))
+    wait_for(
+        "the hub to keep the evidence",
+        lambda: any(
+            e["kind"] == "equivocation"
+            for e in run_json(["status", "--home", str(cluster.path("hub"))])["evidence"]
+        ),
+    )
     assert hub["size"] == 3  # genesis, site-a, and the first of the two twins
     # The author is no longer accepted.
     with pytest.raises(RemoteError, match="equivocated"):

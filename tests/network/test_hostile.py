@@ -48,23 +48,50 @@ def _hostile_payloads() -> list[bytes]:
     frames.append(frame(msgpack.packb([1, 2, 3])))  # not a map
     frames.append(frame(msgpack.packb({"v": 99, "op": "checkpoint"})))  # wrong version
     frames.append(frame(msgpack.packb({"v": 1, "op": "rm -rf"})))  # unknown op
-    frames.append(frame(msgpack.packb({"v": 1, "op": "entries", "start": -1, "end": 2**62,
-                                       "old_size": True})))
-    frames.append(frame(msgpack.packb({"v": 1, "op": "wait", "after": 0,
-                                       "timeout_ms": "soon"})))
+    frames.append(
+        frame(msgpack.packb({"v": 1, "op": "entries", "start": -1, "end": 2**62, "old_size": True}))
+    )
+    frames.append(frame(msgpack.packb({"v": 1, "op": "wait", "after": 0, "timeout_ms": "soon"})))
     frames.append(frame(msgpack.packb({"v": 1, "op": "submit", "entries": [b"\x00" * 10, 5]})))
     frames.append(frame(msgpack.packb({"v": 1, "op": "cosign", "note": "not a note\n\n— x y\n"})))
-    frames.append(frame(msgpack.packb({"v": 1, "op": "evidence", "kind": "split-view",
-                                       "first": b"a", "second": b"b", "detail": "lies"})))
+    frames.append(
+        frame(
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "op": "evidence",
+                    "kind": "split-view",
+                    "first": b"a",
+                    "second": b"b",
+                    "detail": "lies",
+                }
+            )
+        )
+    )
     deep: Any = []
     for _ in range(500):
         deep = [deep]
     frames.append(frame(msgpack.packb({"v": 1, "op": "hello", "addrs": deep})))
     for op in sorted(OPS):  # every op with random field values
-        fields = {k: rng.choice([None, -5, 2**63, "x" * 300, b"\xff" * 40, [1], {"a": 1}])
-                  for k in ("start", "end", "old_size", "after", "timeout_ms", "note", "kind",
-                            "first", "second", "detail", "entries", "addrs", "author",
-                            "at_least")}
+        fields = {
+            k: rng.choice([None, -5, 2**63, "x" * 300, b"\xff" * 40, [1], {"a": 1}])
+            for k in (
+                "start",
+                "end",
+                "old_size",
+                "after",
+                "timeout_ms",
+                "note",
+                "kind",
+                "first",
+                "second",
+                "detail",
+                "entries",
+                "addrs",
+                "author",
+                "at_least",
+            )
+        }
         frames.append(frame(msgpack.packb({"v": 1, "op": op, **fields}, use_bin_type=True)))
     return frames
 
@@ -121,5 +148,7 @@ def test_garbage_to_every_protocol_leaves_daemons_running(cluster: Cluster) -> N
     after = cluster.add_entries(2)[-1] + 1
     cluster.wait_synced(["site-a"], after)
     assert "Traceback" not in cluster.logs("hub") + cluster.logs("site-a")
-    wait_for("status files to stay fresh",
-             lambda: cluster.status("hub")["running"] and cluster.status("site-a")["running"])
+    wait_for(
+        "status files to stay fresh",
+        lambda: cluster.status("hub")["running"] and cluster.status("site-a")["running"],
+    )

@@ -39,8 +39,9 @@ def test_entries_reach_every_site_verified_and_cosigned(cluster: Cluster) -> Non
     assert note["evidence"] == []
     hub_note = _latest_note(cluster, "hub")
     witnesses = [cp.Verifier.witness(n, cluster.home(n).public_key) for n in SITES]
-    assert {c.name for c in cp.verify_cosignatures(cp.parse_checkpoint(hub_note), witnesses)} \
-        == set(SITES)
+    assert {
+        c.name for c in cp.verify_cosignatures(cp.parse_checkpoint(hub_note), witnesses)
+    } == set(SITES)
 
 
 def _latest_note(cluster: Cluster, name: str) -> str:
@@ -70,8 +71,10 @@ def test_killed_site_catches_up_after_restart(cluster: Cluster) -> None:
 def test_without_the_hub_sites_catch_up_from_each_other(cluster: Cluster) -> None:
     _start(cluster)
     cluster.wait_synced(SITES, 4)
-    wait_for("site-c to learn the other sites' addresses from the hub",
-             lambda: len(cluster.status("site-c").get("known_peers") or {}) >= 2)
+    wait_for(
+        "site-c to learn the other sites' addresses from the hub",
+        lambda: len(cluster.status("site-c").get("known_peers") or {}) >= 2,
+    )
     cluster.stop("site-c")
     last = cluster.add_entries(25)[-1] + 1
     cluster.wait_synced(["site-a", "site-b"], last)
@@ -84,5 +87,7 @@ def test_without_the_hub_sites_catch_up_from_each_other(cluster: Cluster) -> Non
     cluster.start_site("site-new", peers=[cluster.address("site-a")])
     cluster.wait_synced(["site-new"], last)
     assert audit(cluster.path("site-new")) == last
-    assert cluster.status("site-new")["checkpoint"]["root"] == \
-        cluster.status("site-a")["checkpoint"]["root"]
+    assert (
+        cluster.status("site-new")["checkpoint"]["root"]
+        == cluster.status("site-a")["checkpoint"]["root"]
+    )

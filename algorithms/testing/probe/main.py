@@ -4,7 +4,9 @@ Input: ``{"action": NAME, ...}``. Each action reports what happened in the outpu
 still can). Actions: ``echo`` (copy input to output), ``network`` (try TCP connections and
 list /proc/net/dev), ``write`` (try to write outside /ptm/output), ``sleep`` (``seconds``),
 ``memory`` (allocate ``mb`` megabytes), ``fork`` (try ``count`` processes), ``output``
-(write ``mb`` megabytes of output), ``logs`` (print ``mb`` megabytes), ``whoami``.
+(write ``mb`` megabytes of output), ``logs`` (print ``mb`` megabytes), ``whoami``,
+``plant`` (leave symlinks to ``target``, a fifo and an unreadable file in the output, then
+exit 0 without writing output.json itself).
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ def fork(params: dict[str, Any]) -> dict[str, Any]:
     return {"forked": len(children), "error": error}
 
 
+def plant(params: dict[str, Any]) -> None:
+    out = algorithm.output_dir()
+    target = str(params.get("target", "/etc/passwd"))
+    os.symlink(target, out / "output.json")  # a host that followed it would read target
+    os.symlink("/", out / "root")
+    os.mkfifo(out / "fifo")  # a host that opened it would block forever
+    (out / "sub").mkdir()
+    os.symlink(target, out / "sub" / "link")
+    secret = out / "sub" / "unreadable"
+    secret.write_text("x")
+    secret.chmod(0)
+    print("probe: planted", flush=True)
+    os._exit(0)  # main() would write output.json through the planted link
+
+
 def compute(params: dict[str, Any]) -> Any:
     action = params.get("action", "echo")
     if action == "echo":
@@ -91,6 +108,8 @@ def compute(params: dict[str, Any]) -> Any:
         return memory(params)
     if action == "fork":
         return fork(params)
+    if action == "plant":
+        plant(params)
     if action == "output":
         chunk = b"x" * (1024 * 1024)
         try:
