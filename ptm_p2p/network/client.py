@@ -61,7 +61,8 @@ def submit(signer: Signer, invitation: Invitation, build: Build) -> dict[str, An
         entries = build(chain)
         return await hub.call("submit", entries=[e.raw for e in entries], timeout=30)
 
-    return _run(signer, invitation, work)
+    result: dict[str, Any] = _run(signer, invitation, work)
+    return result
 
 
 def submit_one(
@@ -72,13 +73,4 @@ def submit_one(
     )
 
 
-def fetch_status(signer: Signer, invitation: Invitation) -> dict[str, Any]:
-    """The hub's latest checkpoint as seen over the network (for ``ptm status --remote``)."""
-
-    async def work(hub: PeerClient) -> dict[str, Any]:
-        return await hub.call("checkpoint", timeout=15)
-
-    return _run(signer, invitation, work)
-
-
-__all__ = ["submit", "submit_one", "fetch_status", "RemoteError"]
+__all__ = ["submit", "submit_one", "RemoteError"]

@@ -73,7 +73,8 @@ async def write_frame(stream: ByteStream, payload: bytes, max_size: int = MAX_FR
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
+    data: bytes = msgpack.packb(message, use_bin_type=True)
+    return data
 
 
 def decode(payload: bytes) -> dict[str, Any]:

@@ -20,8 +20,9 @@ Requests (see docs/network.md for the full table):
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ptm_p2p.errors import ProtocolError
 
@@ -91,14 +92,15 @@ def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             if spec.required:
                 raise ProtocolError(f"{op}: field {name!r} is missing")
             continue
-        value = message[name]
+        value: Any = message[name]
         # bool is an int in Python; never accept it where a number is expected.
         if not isinstance(value, spec.kind) or isinstance(value, bool):
             raise ProtocolError(f"{op}: field {name!r} must be {spec.kind}, got {type(value)}")
         if isinstance(value, int) and not 0 <= value <= MAX_INT:
             raise ProtocolError(f"{op}: field {name!r} out of range: {value}")
-        if spec.max_len is not None and len(value) > spec.max_len:
-            raise ProtocolError(f"{op}: field {name!r} too long ({len(value)} > {spec.max_len})")
+        if spec.max_len is not None and len(cast(Sized, value)) > spec.max_len:
+            size = len(cast(Sized, value))
+            raise ProtocolError(f"{op}: field {name!r} too long ({size} > {spec.max_len})")
         fields[name] = value
     extra = set(message) - set(schema) - {"v", "op"}
     if extra:
