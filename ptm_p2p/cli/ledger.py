@@ -125,8 +125,8 @@ def render_report(path: Path, report: AuditReport) -> str:
     lines.append(f"checkpoints ({len(report.checkpoints)}, {good} verified):")
     # Every bad checkpoint, and the last few good ones for context.
     recent = report.checkpoints[-5:]
-    shown = [c for c in report.checkpoints if not c.ok and c not in recent] + recent
-    for c in shown:
+    listed = [c for c in report.checkpoints if not c.ok and c not in recent] + recent
+    for c in listed:
         mark = "ok " if c.ok else "BAD"
         lines.append(
             f"  {mark} size {c.size:<8} root {c.root[:16]}…  cosigned by "
