@@ -4,27 +4,30 @@ What it does, for real (no mocks, no canned numbers):
 
 1. Three "hospitals" each get a share of a real breast-cancer survival study (GBSG2, shipped
    with lifelines) as a CSV that stays in the hospital's own folder.
-2. A collaboration ledger is created: admin genesis, the hub named, three sites and a
-   researcher admitted (all real Ed25519 identities, real SQLite ledger file).
-3. The researcher publishes a signed task: the ``summary`` image **by digest** from the local
-   registry, its input sealed to each site.
-4. Each site opens its sealed input, checks its own deny-by-default policy, pulls the image
-   by digest, runs it in the locked-down sandbox next to its data, and appends a signed
-   result whose output is sealed to the researcher.
-5. The hub signs a checkpoint; every site cosigns it as a witness.
-6. The researcher opens the three sealed outputs and combines them: the federated means and
-   counts are compared with the same figures computed centrally on the pooled data.
-7. ``ptm audit`` replays the study's ledger, and a 20,000-entry simulated ledger; then one
-   byte of one stored entry is flipped and the audit names the forged entry.
+2. An admin creates the collaboration (``ptm collab create``: genesis naming the hub); a hub
+   and three site daemons start as separate processes on 127.0.0.1 (``ptm hub``,
+   ``ptm node``: libp2p with Noise); the admin admits the sites and a researcher.
+3. The researcher publishes a signed task through the hub: the ``summary`` image **by
+   digest** from the local registry, its input sealed to each site.
+4. Each site reads the task from its *own verified replica*, opens its sealed input, checks
+   its deny-by-default policy, pulls the image by digest, runs it in the locked-down sandbox
+   next to its data, and submits a signed result whose output is sealed to the researcher.
+5. The hub sequences and checkpoints; every site replicates, verifies and cosigns.
+6. The researcher opens the sealed outputs from a replica and pools them: the federated
+   means and counts are compared with the same figures computed centrally.
+7. ``ptm audit`` replays the hub's and every site's copy (one root for all), and a
+   20,000-entry simulated ledger; then one byte of one stored entry is flipped and the audit
+   names the forged entry.
 
-The live network (hub and site daemons over libp2p) is exercised by its own tests; driving
-this study through it end to end is the workflow issue's job.
+In step 4 the demo plays the site's part by calling the executor itself; a site daemon that
+picks up tasks from its replica on its own is the workflow issue's job.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -34,27 +37,23 @@ from typing import Any
 
 from ptm_p2p.errors import PtmError
 from ptm_p2p.executor import Executor, SitePolicy, Task
-from ptm_p2p.ledger.audit import audit
-from ptm_p2p.ledger.checkpoint import Checkpoint, cosign, sign_checkpoint
-from ptm_p2p.ledger.crypto import Signer, sha256
+from ptm_p2p.ledger.audit import AuditReport, audit
+from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import (
-    GENESIS,
-    MEMBERSHIP,
     RESULT,
     TASK,
-    AuthorChain,
     Entry,
     digest_of_image,
-    genesis_payload,
-    membership_payload,
     result_payload,
     task_payload,
 )
-from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.simulate import simulate
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.local_cluster import LocalCluster
+from ptm_p2p.network.client import submit_one
 
 SITES = ("hospital-a", "hospital-b", "hospital-c")
+RESEARCHER = "researcher-1"
 NUMERIC = ("age", "tsize", "pnodes", "time")
 CATEGORICAL = ("horTh", "menostat", "tgrade")
 DATA_LABEL = "gbsg2"
@@ -70,10 +69,6 @@ class DemoOutcome:
     workdir: Path
     federated: dict[str, float]
     central: dict[str, float]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def split_study(workdir: Path) -> tuple[dict[str, Path], Any]:
@@ -122,119 +117,97 @@ def central_figures(pooled: Any) -> dict[str, float]:
 
 
 def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -> DemoOutcome:
-    """Steps 1-6: a real study recorded on a real ledger; returns both sets of figures."""
+    """Steps 1-6: a real study over a live hub and site daemons; returns both figure sets."""
     data_paths, pooled = split_study(workdir)
     say(f"  data: GBSG2 ({len(pooled)} patients) split over {', '.join(SITES)} in {workdir}")
-
-    ledger_path = workdir / "study-ledger.db"
-    for suffix in ("", "-wal", "-shm"):  # a rerun starts a new study
-        Path(f"{ledger_path}{suffix}").unlink(missing_ok=True)
-    admin, hub = Signer.generate(), Signer.generate()
-    researcher = AuthorChain(Signer.generate())
-    sites = {name: AuthorChain(Signer.generate()) for name in SITES}
-    store = SqliteStore(ledger_path)
-    state = State()
-
-    def append(entry: Entry) -> Entry:
-        state.apply(entry)  # the hub's check: every entry obeys the replay rules
-        store.append([entry])
-        return entry
-
-    try:
-        admin_chain = AuthorChain(admin)
-        append(
-            admin_chain.append(
-                GENESIS,
-                genesis_payload(ORIGIN, admin.public_key, "consortium", hub.public_key, "ptm-hub"),
-                _now_ms(),
-            )
+    peers = workdir / "peers"
+    if (peers / "admin" / "identity.key").exists():
+        shutil.rmtree(peers)  # an earlier demo's collaboration: a rerun starts a new one
+    with LocalCluster(peers) as cluster:
+        cluster.create(ORIGIN, "consortium")
+        cluster.start_hub()
+        for name in SITES:
+            cluster.start_site(name)
+        for name in SITES:
+            cluster.admit(name, "site")
+        cluster.admit(RESEARCHER, "researcher")
+        say(
+            f"  network: hub + {len(SITES)} site daemons on 127.0.0.1 (libp2p, Noise); "
+            f"genesis, {len(SITES)} sites and a researcher admitted"
         )
-        for name, chain in sites.items():
-            append(
-                admin_chain.append(
-                    MEMBERSHIP,
-                    membership_payload("admit", chain.signer.public_key, name, "site"),
-                    _now_ms(),
-                )
-            )
-        append(
-            admin_chain.append(
-                MEMBERSHIP,
-                membership_payload(
-                    "admit", researcher.signer.public_key, "researcher-1", "researcher"
-                ),
-                _now_ms(),
-            )
-        )
-        say(f"  ledger: genesis + {len(SITES)} sites + 1 researcher admitted")
 
+        researcher = cluster.home(RESEARCHER)
         params = {
             "data": DATA_LABEL,
             "columns": [*NUMERIC, *CATEGORICAL],
             "categorical": list(CATEGORICAL),
         }
-        inputs = {chain.signer.public_key: json.dumps(params).encode() for chain in sites.values()}
+        inputs = {cluster.home(name).public_key: json.dumps(params).encode() for name in SITES}
         limits = {"timeout_s": 120, "memory_mb": 256, "cpu_millis": 1000}
-        task = append(
-            researcher.append(
-                TASK, task_payload(summary_image, inputs, limits, algorithm="summary"), _now_ms()
-            )
-        )
-        say(f"  task {task.hash.hex()[:12]}… published: {summary_image}")
+        payload = task_payload(summary_image, inputs, limits, algorithm="summary")
+        task_index = submit_one(researcher.signer, cluster.invitation, TASK, payload)["indexes"][0]
+        say(f"  researcher published task #{task_index}: {summary_image}")
 
-        for name, chain in sites.items():
-            sealed = task.payload["inputs"][chain.signer.public_key]
-            site_input = chain.signer.open_sealed(sealed)
+        for name in SITES:
+            site = cluster.home(name)
+            # The site acts on its own verified replica, never on what the researcher sent.
+            cluster.wait_replicated([name], task_index + 1)
+            task = _entry_at(cluster.root / name, task_index)
+            site_input = site.signer.open_sealed(task.payload["inputs"][site.public_key])
             policy = SitePolicy.from_table(
                 {
                     "images": [summary_image.split("@", 1)[0]],
-                    "publishers": [researcher.signer.public_key.hex()],
+                    "publishers": [researcher.public_key.hex()],
                     "data": {DATA_LABEL: str(data_paths[name])},
                     "min_group_size": 5,
                 }
             )
             result = Executor(docker_client, policy).run(
                 Task(
-                    image=summary_image,
+                    image=task.payload["image"],
                     input=site_input,
                     data=[DATA_LABEL],
-                    publisher_key=researcher.signer.public_key.hex(),
+                    publisher_key=task.author.hex(),
                     task_id=task.hash.hex(),
-                    timeout_s=limits["timeout_s"],
+                    timeout_s=task.payload["limits"]["timeout_s"],
+                    memory_bytes=task.payload["limits"]["memory_mb"] * 1024 * 1024,
+                    cpus=task.payload["limits"]["cpu_millis"] / 1000,
                 )
             )
             if result.status != "ok":
                 raise PtmError(f"{name}: the summary task ended {result.status}: {result.reason}")
             ran = digest_of_image(result.digest or "")  # what really ran, from the engine
-            append(
-                chain.append(
-                    RESULT,
-                    result_payload(task, result.status, result.output, ran, sha256(result.logs)),
-                    _now_ms(),
-                )
+            submit_one(
+                site.signer,
+                cluster.invitation,
+                RESULT,
+                result_payload(task, result.status, result.output, ran, sha256(result.logs)),
             )
             say(
                 f"  {name}: ran {ran[:19]}… in {result.timings.total_s:.2f} s; "
-                f"result sealed to the researcher"
+                "signed result (output sealed to the researcher) submitted"
             )
 
-        size = store.size()
-        signed = sign_checkpoint(Checkpoint(ORIGIN, size, store.root(size)), hub)
-        for name, chain in sites.items():
-            signed = cosign(signed, chain.signer, name, int(time.time()))
-        store.add_checkpoint(signed.text, size)
-        say(f"  checkpoint: size {size}, signed by the hub, cosigned by {len(SITES)} sites")
+        size = task_index + 1 + len(SITES)
+        cluster.wait_replicated(["hub", *SITES], size, cosigners=len(SITES))
+        say(
+            f"  replicated: every site holds {size} entries under a hub checkpoint cosigned "
+            f"by {len(SITES)} witnesses"
+        )
 
+        # The researcher reads the sealed results from any replica: here hospital-c's copy.
         outputs = []
-        for result_state in state.tasks[task.hash].results.values():
-            raw = store.raw(result_state.index)
-            sealed_output = Entry.from_bytes(raw).payload["output"]
-            outputs.append(json.loads(researcher.signer.open_sealed(sealed_output)))
+        for index in range(task_index + 1, size):
+            entry = _entry_at(cluster.root / SITES[-1], index)
+            outputs.append(json.loads(researcher.signer.open_sealed(entry.payload["output"])))
         federated = combine(outputs)
         central = central_figures(pooled)
-        report = audit(store)
-    finally:
-        store.close()
+
+        audits = {name: _audit_home(cluster.root / name) for name in ["hub", *SITES]}
+        roots = {report.checkpoints[-1].root for report in audits.values() if report.checkpoints}
+        exits = {name: cluster.stop(name) for name in ["hub", *SITES]}
+    replicas_ok = all(r.ok for r in audits.values()) and len(roots) == 1
+    clean_stop = all(code == 0 for code in exits.values())
     matches = federated.keys() == central.keys() and all(
         math.isclose(federated[k], central[k], rel_tol=1e-9) for k in central
     )
@@ -244,9 +217,27 @@ def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -
         say(f"  {key:<22}{federated.get(key, float('nan')):>14.3f}{central[key]:>14.3f}")
     say(
         f"  federated == central: {'yes' if matches else 'NO'}; "
-        f"study ledger audit: {'ok' if report.ok else 'FAILED'}"
+        f"audit of the hub's and every site's copy: {'ok, one root' if replicas_ok else 'FAILED'}; "
+        f"daemons stopped cleanly: {'yes' if clean_stop else 'NO'}"
     )
-    return DemoOutcome(matches and report.ok, workdir, federated, central)
+    return DemoOutcome(matches and replicas_ok and clean_stop, workdir, federated, central)
+
+
+def _entry_at(home: Path, index: int) -> Entry:
+    """Entry ``index`` of a home's verified ledger copy, read without writing to it."""
+    store = SqliteStore(home / "ledger.db", read_only=True)
+    try:
+        return Entry.from_bytes(store.raw(index))
+    finally:
+        store.close()
+
+
+def _audit_home(home: Path) -> AuditReport:
+    store = SqliteStore(home / "ledger.db", read_only=True)
+    try:
+        return audit(store)
+    finally:
+        store.close()
 
 
 def audit_simulated(workdir: Path, say: Say) -> bool:
@@ -301,7 +292,7 @@ def run_demo(workdir: Path, say: Say) -> bool:
     stack = ensure_stack()
     summary = stack.images["summary"]
     say(f"  summary image: {summary}")
-    say("[2/3] a federated study on real survival data, recorded on a signed ledger")
+    say("[2/3] a federated study on real survival data over a live hub and site daemons")
     study = run_study(workdir / "study", summary, stack.client, say)
     say("[3/3] the auditor's view")
     audited = audit_simulated(workdir, say)

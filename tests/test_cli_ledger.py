@@ -166,3 +166,35 @@ def test_parallel_and_serial_audit_agree(simulated: Path, tmp_path: Path) -> Non
     assert serial.to_json() == parallel.to_json()
     assert serial.problems[0].index == 900
     assert "signature does not verify" in serial.problems[0].message
+
+
+def test_audit_never_changes_the_file_it_judges(simulated: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    path = copy_of(simulated, tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    code, _ = run_audit(path)
+    assert code == 0
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_read_only_store_refuses_writes(simulated: Path) -> None:
+    from ptm_p2p.errors import StoreError
+    from ptm_p2p.ledger.store import SqliteStore
+
+    store = SqliteStore(simulated, read_only=True)
+    try:
+        assert store.size() == ENTRIES
+        with pytest.raises(StoreError, match="read-only"):
+            store.add_evidence("test", b"a", b"b", "must not be written")
+    finally:
+        store.close()
+
+
+def test_audit_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE patients (id INTEGER)")
+    code, output = run_audit(other)
+    assert code == 1
+    assert "not a ptm ledger" in output

@@ -51,7 +51,8 @@ def _open_existing(path: Path) -> SqliteStore:
             f"{path}: no such ledger file; give the path of a ledger copy, e.g. "
             "HOME/ledger.db, or make one with `ptm ledger simulate`"
         )
-    return SqliteStore(path)
+    # Read-only: an audit must never change the file it is judging.
+    return SqliteStore(path, read_only=True)
 
 
 @click.command("audit")

@@ -413,22 +413,40 @@ class SqliteStore(LogStore):
     writes with two or more fsyncs, and readers (sync requests, proofs) never block the writer.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """Open (or create) the ledger at ``path``.
+
+        ``read_only`` is for auditors and status readers: the file must already be a ptm
+        ledger, nothing is ever written to it (not even the journal mode), and a running
+        daemon's writes are not blocked by schema checks.
+        """
         self.path = Path(path)
+        self.read_only = read_only
         self._lock = threading.RLock()
         try:
-            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a batch
-            # is exactly one transaction and the write lock is taken before any read.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if read_only:
+                if not self.path.is_file():
+                    raise StoreError(f"no ledger at {self.path}")
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a
+                # batch is exactly one transaction and the write lock is taken before any read.
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
         self._conn = conn
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"ledger {self.path}: cannot switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
+            if not read_only:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"ledger {self.path}: cannot switch to WAL mode (got {mode})")
+                conn.execute("PRAGMA synchronous = FULL")
             self._db = sqlite_utils.Database(conn, execute_plugins=False)
             self._open_schema()
         except sqlite3.DatabaseError as exc:
@@ -444,6 +462,12 @@ class SqliteStore(LogStore):
     # --- schema ------------------------------------------------------------------------------
 
     def _open_schema(self) -> None:
+        if self.read_only:
+            tables = set(self._db.table_names())
+            if "ptm_schema" not in tables:
+                raise StoreError(f"{self.path} is not a ptm ledger (no ptm_schema table)")
+            self._check_schema_version()
+            return
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -459,6 +483,9 @@ class SqliteStore(LogStore):
                 f"{self.path} is a SQLite database but not a ptm ledger "
                 f"(tables: {', '.join(sorted(tables))}); use another path"
             )
+        self._check_schema_version()
+
+    def _check_schema_version(self) -> None:
         rows = self._conn.execute("SELECT application, version FROM ptm_schema").fetchall()
         if len(rows) != 1 or rows[0][0] != SCHEMA_APPLICATION:
             raise StoreError(f"{self.path} is not a ptm ledger (schema table says {rows!r})")
@@ -508,6 +535,8 @@ class SqliteStore(LogStore):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(f"ledger {self.path} was opened read-only; nothing was written")
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

@@ -22,7 +22,7 @@ STALE_SECONDS = 5.0
 
 
 def collect(home: Path) -> dict[str, Any]:
-    store = SqliteStore(Path(home) / "ledger.db")
+    store = SqliteStore(Path(home) / "ledger.db", read_only=True)
     try:
         size = store.size()
         notes = store.checkpoints()

@@ -1,0 +1,185 @@
+"""A collaboration on one machine: real homes, a real hub and real site daemons on 127.0.0.1.
+
+Used by ``ptm demo``. Every peer is its own OS process started through the ``ptm`` command
+line (``ptm collab create``, ``ptm hub``, ``ptm node``, ``ptm collab admit``) with its own
+home folder, exactly as operators would start them; the cluster waits on what they write
+(``status.json``, the ledger) and always stops what it started, by pid, on exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ptm_p2p.errors import NetworkError
+from ptm_p2p.home import Home
+from ptm_p2p.network.host import free_port
+from ptm_p2p.network.invitation import Invitation
+from ptm_p2p.network.status import collect
+
+PTM = [sys.executable, "-m", "ptm_p2p.cli"]
+STOP_TIMEOUT = 15.0
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``predicate`` until it returns something true; NetworkError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - a status file may be half-written; retry
+            last = exc
+        time.sleep(0.05)
+    raise NetworkError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+
+
+class LocalCluster:
+    """Homes under ``root``; processes started on demand and stopped on ``close``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.homes: dict[str, Home] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.invitation_path = root / "invite.json"
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def home(self, name: str) -> Home:
+        if name not in self.homes:
+            path = self.root / name
+            self.homes[name] = (
+                Home.load(path) if (path / "identity.key").exists() else Home.init(path, name)
+            )
+        return self.homes[name]
+
+    def _ptm(self, *args: str) -> str:
+        proc = subprocess.run([*PTM, *args], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise NetworkError(f"`ptm {' '.join(args[:2])}` failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        with open(self.root / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen([*PTM, *args], stdout=log, stderr=log)
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def create(self, origin: str, admin_org: str) -> None:
+        """``ptm collab create``: the admin's genesis entry, naming the hub."""
+        self.home("admin")
+        self.home("hub")
+        self._ptm(
+            "collab",
+            "create",
+            "--home",
+            str(self.root / "admin"),
+            "--hub-home",
+            str(self.root / "hub"),
+            "--origin",
+            origin,
+            "--org",
+            admin_org,
+        )
+
+    def start_hub(self) -> None:
+        self.invitation_path.unlink(missing_ok=True)
+        self._spawn(
+            "hub",
+            [
+                "hub",
+                "--home",
+                str(self.root / "hub"),
+                "--port",
+                str(free_port()),
+                "--invitation",
+                str(self.invitation_path),
+            ],
+        )
+        wait_for("the hub's invitation file", self.invitation_path.exists)
+        wait_for("the hub to run", lambda: self.status("hub")["running"])
+
+    @property
+    def invitation(self) -> Invitation:
+        return Invitation.load(self.invitation_path)
+
+    def start_site(self, name: str) -> None:
+        self.home(name)
+        self._spawn(
+            name, ["node", "--home", str(self.root / name), "--join", str(self.invitation_path)]
+        )
+        wait_for(f"{name} to run", lambda: self.status(name)["running"])
+
+    def admit(self, name: str, role: str) -> None:
+        """``ptm collab admit``: the admin signs a membership entry; the hub sequences it."""
+        key = self.home(name).public_key.hex()
+        self._ptm(
+            "collab",
+            "admit",
+            "--home",
+            str(self.root / "admin"),
+            "--join",
+            str(self.invitation_path),
+            "--role",
+            role,
+            "--org",
+            name,
+            key,
+        )
+
+    # --- observation ------------------------------------------------------------------------
+
+    def status(self, name: str) -> dict[str, Any]:
+        return collect(self.root / name)
+
+    def wait_replicated(self, names: list[str], size: int, cosigners: int = 0) -> None:
+        """Every named peer holds ``size`` entries under a checkpoint with enough cosigners."""
+
+        def done(name: str) -> bool:
+            status = self.status(name)
+            checkpoint = status.get("checkpoint") or {}
+            return (
+                status["size"] >= size
+                and checkpoint.get("size", 0) >= size
+                and len(status.get("cosigners") or []) >= cosigners
+            )
+
+        for name in names:
+            wait_for(f"{name} to hold {size} entries", functools.partial(done, name))
+
+    def log_of(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def stop(self, name: str) -> int:
+        """SIGTERM, then wait; a daemon that stops cleanly exits 0."""
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
