@@ -159,12 +159,17 @@ class Cluster:
         return name in self.procs and self.procs[name].poll() is None
 
     def close(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
+        procs = list(self.procs.values())
+        self.procs.clear()
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in list(self.procs.values()):
-            proc.wait(timeout=10)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def logs(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
