@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ptm_p2p.errors import NetworkError
 from ptm_p2p.home import Home
+from ptm_p2p.network.daemon import STATUS_FILE
 from ptm_p2p.network.host import free_port
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.status import collect
@@ -52,6 +53,8 @@ class LocalCluster:
         self.homes: dict[str, Home] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.invitation_path = root / "invite.json"
+        # One port for the hub's whole life: a restarted hub keeps the invitation valid.
+        self.hub_port = free_port()
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -60,6 +63,9 @@ class LocalCluster:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def path(self, name: str) -> Path:
+        return self.root / name
 
     def home(self, name: str) -> Home:
         if name not in self.homes:
@@ -75,9 +81,17 @@ class LocalCluster:
             raise NetworkError(f"`ptm {' '.join(args[:2])}` failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` as peer ``name``, its output appended to ``ROOT/NAME.log``."""
+        if name in self.procs and self.procs[name].poll() is None:
+            raise NetworkError(f"{name} is already running (pid {self.procs[name].pid})")
         with open(self.root / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen([*PTM, *args], stdout=log, stderr=log)
+            proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root)
+        self.procs[name] = proc
+        return proc
+
+    def alive(self, name: str) -> bool:
+        return name in self.procs and self.procs[name].poll() is None
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -100,17 +114,11 @@ class LocalCluster:
 
     def start_hub(self) -> None:
         self.invitation_path.unlink(missing_ok=True)
-        self._spawn(
+        hub = str(self.root / "hub")
+        port = str(self.hub_port)
+        self.spawn(
             "hub",
-            [
-                "hub",
-                "--home",
-                str(self.root / "hub"),
-                "--port",
-                str(free_port()),
-                "--invitation",
-                str(self.invitation_path),
-            ],
+            [*PTM, "hub", "--home", hub, "--port", port, "--invitation", str(self.invitation_path)],
         )
         wait_for("the hub's invitation file", self.invitation_path.exists)
         wait_for("the hub to run", lambda: self.status("hub")["running"])
@@ -119,14 +127,17 @@ class LocalCluster:
     def invitation(self) -> Invitation:
         return Invitation.load(self.invitation_path)
 
-    def start_site(self, name: str) -> None:
+    def start_site(self, name: str, peers: Sequence[str] = (), wait: bool = True) -> None:
+        """``ptm node``; ``peers`` are other sites' addresses to sync from (``--peer``)."""
         self.home(name)
-        self._spawn(
-            name, ["node", "--home", str(self.root / name), "--join", str(self.invitation_path)]
-        )
-        wait_for(f"{name} to run", lambda: self.status(name)["running"])
+        argv = [*PTM, "node", "--home", str(self.root / name), "--join", str(self.invitation_path)]
+        for peer in peers:
+            argv += ["--peer", peer]
+        self.spawn(name, argv)
+        if wait:
+            wait_for(f"{name} to run", lambda: self.status(name)["running"])
 
-    def admit(self, name: str, role: str) -> None:
+    def admit(self, name: str, role: str = "site") -> None:
         """``ptm collab admit``: the admin signs a membership entry; the hub sequences it."""
         key = self.home(name).public_key.hex()
         self._ptm(
@@ -163,23 +174,30 @@ class LocalCluster:
         for name in names:
             wait_for(f"{name} to hold {size} entries", functools.partial(done, name))
 
-    def log_of(self, name: str) -> str:
+    def logs(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
 
     # --- shutdown ---------------------------------------------------------------------------
 
-    def stop(self, name: str) -> int:
-        """SIGTERM, then wait; a daemon that stops cleanly exits 0."""
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` (default SIGTERM) and wait; a daemon that stops cleanly exits 0.
+
+        A peer that does not stop within STOP_TIMEOUT is killed and reported as -9.
+        """
         proc = self.procs.pop(name)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
         try:
             return proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             return -9
+        finally:
+            # A restarted daemon must not look "running" from its predecessor's status file.
+            (self.root / name / STATUS_FILE).unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Stop every peer still running; never raises, so nothing is left behind."""
         for name in list(self.procs):
-            self.stop(name)
+            LocalCluster.stop(self, name)

@@ -17,14 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ptm_p2p.home import Home
 from ptm_p2p.ledger.entry import Entry, membership_payload
 from ptm_p2p.ledger.replay import replay
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.local_cluster import LocalCluster
 from ptm_p2p.network.client import submit
-from ptm_p2p.network.host import free_port
-from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.status import collect
 
 HERE = Path(__file__).resolve().parent
 PTM = [sys.executable, "-c", "from ptm_p2p.cli import main; main()"]
@@ -57,145 +54,28 @@ def audit(home: Path) -> int:
         store.close()
 
 
-class Cluster:
+class Cluster(LocalCluster):
+    """The demo's LocalCluster plus what tests need: a fixed origin, bulk entries, sizes."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.homes: dict[str, Home] = {}
+        super().__init__(root)
         self.admin = self.home("admin")
         self.hub_home = self.home("hub")
-        self.invitation_path = root / "invite.json"
-        self.hub_port = free_port()
         self.counter = 0
 
-    def home(self, name: str) -> Home:
-        if name not in self.homes:
-            self.homes[name] = Home.init(self.root / name, name)
-        return self.homes[name]
-
-    def path(self, name: str) -> Path:
-        return self.root / name
-
-    # --- processes ------------------------------------------------------------------------
-
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        assert name not in self.procs or self.procs[name].poll() is not None, name
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.root)
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def create(self) -> None:
-        subprocess.run(
-            [
-                *PTM,
-                "collab",
-                "create",
-                "--home",
-                str(self.path("admin")),
-                "--hub-home",
-                str(self.path("hub")),
-                "--origin",
-                "test.example/study",
-                "--org",
-                "uni",
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-    def start_hub(self) -> None:
-        if self.invitation_path.exists():
-            self.invitation_path.unlink()
-        self.spawn(
-            "hub",
-            [
-                *PTM,
-                "hub",
-                "--home",
-                str(self.path("hub")),
-                "--port",
-                str(self.hub_port),
-                "--invitation",
-                str(self.invitation_path),
-            ],
-        )
-        wait_for("the hub's invitation", self.invitation_path.exists)
-        wait_for("the hub's status", lambda: self.status("hub")["running"])
-
-    @property
-    def invitation(self) -> Invitation:
-        return Invitation.load(self.invitation_path)
-
-    def start_site(self, name: str, peers: list[str] = (), wait: bool = True) -> None:
-        self.home(name)
-        args = [*PTM, "node", "--home", str(self.path(name)), "--join", str(self.invitation_path)]
-        for peer in peers:
-            args += ["--peer", peer]
-        self.spawn(name, args)
-        if wait:
-            wait_for(f"{name} to run", lambda: self.status(name)["running"])
+    def create(self) -> None:  # type: ignore[override]
+        super().create("test.example/study", "uni")
 
     def address(self, name: str) -> str:
         return wait_for(f"{name}'s address", lambda: self.status(name).get("address"))
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            return proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"{name} did not stop within 15 s of signal {sig}") from None
-        finally:
-            status = self.path(name) / "status.json"
-            if status.exists():
-                status.unlink()
-
-    def alive(self, name: str) -> bool:
-        return name in self.procs and self.procs[name].poll() is None
-
-    def close(self) -> None:
-        procs = list(self.procs.values())
-        self.procs.clear()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def logs(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
+        code = super().stop(name, sig)
+        if code == -9:
+            raise AssertionError(f"{name} did not stop within 15 s of signal {sig}")
+        return code
 
     # --- ledger actions --------------------------------------------------------------------
-
-    def admit(self, name: str, role: str = "site") -> None:
-        key = self.home(name).public_key.hex()
-        subprocess.run(
-            [
-                *PTM,
-                "collab",
-                "admit",
-                "--home",
-                str(self.path("admin")),
-                "--join",
-                str(self.invitation_path),
-                "--role",
-                role,
-                "--org",
-                name,
-                key,
-            ],
-            check=True,
-            capture_output=True,
-        )
 
     def add_entries(self, count: int) -> list[int]:
         """Admit ``count`` new researcher keys in one submission (valid, signed entries)."""
@@ -215,9 +95,6 @@ class Cluster:
         return list(answer["indexes"])
 
     # --- observation -----------------------------------------------------------------------
-
-    def status(self, name: str) -> dict[str, Any]:
-        return collect(self.path(name))
 
     def size(self, name: str) -> int:
         return int(self.status(name)["size"])
