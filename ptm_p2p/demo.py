@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sqlite3
 import time
@@ -37,7 +38,7 @@ from typing import Any
 
 from ptm_p2p.errors import PtmError
 from ptm_p2p.executor import Executor, SitePolicy, Task
-from ptm_p2p.ledger.audit import AuditReport, audit
+from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
 from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import (
     RESULT,
@@ -249,7 +250,7 @@ def audit_simulated(workdir: Path, say: Say) -> bool:
     try:
         simulate(store, SIMULATED_ENTRIES, sites=5, seed=7)
         started = time.perf_counter()
-        clean = audit(store)
+        clean = audit(store, workers=default_workers(SIMULATED_ENTRIES, os.cpu_count()))
         elapsed = time.perf_counter() - started
     finally:
         store.close()

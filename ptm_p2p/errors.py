@@ -72,8 +72,13 @@ class SplitViewError(LedgerError):
 class ReplayError(LedgerError):
     """The first rule broken while folding a log; names the entry index and author."""
 
-    def __init__(self, message: str, index: int | None = None, author: str | None = None,
-                 cause: LedgerError | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        index: int | None = None,
+        author: str | None = None,
+        cause: LedgerError | None = None,
+    ) -> None:
         super().__init__(message)
         self.index = index
         self.author = author

@@ -8,6 +8,7 @@ Reports go to stdout (``--json`` for machines); the progress bar goes to stderr,
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ptm_p2p.errors import StoreError
-from ptm_p2p.ledger.audit import AuditReport, audit
+from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
 from ptm_p2p.ledger.simulate import simulate
 from ptm_p2p.ledger.store import SqliteStore
 
@@ -75,7 +76,8 @@ def audit_command(ledger: Path, as_json: bool, quiet: bool) -> None:
     store = _open_existing(ledger)
     try:
         with _progress("auditing", store.size(), quiet or as_json) as progress:
-            report = audit(store, progress)
+            workers = default_workers(store.size(), os.cpu_count())
+            report = audit(store, progress, workers)
     finally:
         store.close()
     if as_json:

@@ -15,7 +15,6 @@ checked against each other without trusting this copy.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -320,18 +319,18 @@ class _CheckpointChecker:
         return f" (entries whose bytes changed since they were appended: {changed})"
 
 
-def audit(
-    store: LogStore, progress: Progress | None = None, workers: int | None = None
-) -> AuditReport:
+def default_workers(size: int, cpus: int | None) -> int:
+    """Signature-checking worker processes worth starting for a log of ``size`` entries."""
+    return (cpus or 1) if size >= PARALLEL_THRESHOLD else 0
+
+
+def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -> AuditReport:
     """Replay and check a whole ledger copy; report every problem found.
 
-    ``workers`` processes verify signatures in parallel with the replay (default: one per
-    CPU for logs of PARALLEL_THRESHOLD entries or more, none below); ``0`` keeps all the
-    work in this process.
+    With ``workers`` > 0, that many processes verify signatures in parallel with the replay
+    (see ``default_workers``); ``0`` keeps all the work in this process.
     """
     size = store.size()
-    if workers is None:
-        workers = (os.cpu_count() or 1) if size >= PARALLEL_THRESHOLD else 0
     findings = _Findings()
     state = State()
     checkpoints = _CheckpointChecker(store, state, findings)
