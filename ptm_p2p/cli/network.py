@@ -136,7 +136,14 @@ def node(
     if not port:
         # Keep the port across restarts so the addresses other sites remember stay valid.
         port_file = identity.path / "node.port"
-        port = int(port_file.read_text()) if port_file.exists() else free_port(host)
+        try:
+            port = int(port_file.read_text()) if port_file.exists() else free_port(host)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{port_file} does not hold a port number; fix it or delete it"
+            ) from exc
+        if not 0 < port < 65536:
+            raise ConfigError(f"{port_file} holds {port}, not a TCP port; fix it or delete it")
         port_file.write_text(f"{port}\n")
     run_node(identity, Invitation.load(Path(join)), host, port, list(peers))
 

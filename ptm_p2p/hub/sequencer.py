@@ -29,6 +29,14 @@ from ptm_p2p.network.replica import Replica
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 5_000
+# Bytes per signed checkpoint: sites verify a range against one signed root before storing
+# it, so the distance between two checkpoints is what a site must hold in memory.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+# Entries waiting for the sequencer; beyond this, submissions are refused as "unavailable"
+# (each queued submission also holds a stream open, and its bytes in memory).
+MAX_QUEUED = 50_000
+# Submissions this large are signature-checked on a worker thread, off the trio loop.
+THREAD_DECODE = 64
 
 
 @dataclass
@@ -84,13 +92,23 @@ class Sequencer:
 
     async def submit(self, raws: list[Any]) -> dict[str, Any]:
         """Handle a ``submit`` request: decode, queue, wait for the sequencer's verdict."""
-        entries: list[Entry] = []
         for i, raw in enumerate(raws):
             if not isinstance(raw, bytes):
                 raise ProtocolError(f"submit: entry {i} is not bytes")
-            entries.append(Entry.from_bytes(raw))  # DecodeError/SignatureError: refused
-        if not entries:
+        if not raws:
             return protocol.ok(indexes=[], size=self.replica.size)
+        queued = sum(len(sub.entries) for sub in self.queue)
+        if queued + len(raws) > MAX_QUEUED:
+            return protocol.error(
+                protocol.UNAVAILABLE,
+                f"the hub has {queued} entries waiting to be sequenced; retry in a moment",
+            )
+        # DecodeError/SignatureError: refused. A few thousand Ed25519 checks take long
+        # enough to stall every other peer, so big submissions are checked off the loop.
+        if len(raws) >= THREAD_DECODE:
+            entries = await trio.to_thread.run_sync(_decode_all, raws)
+        else:
+            entries = _decode_all(raws)
         submission = Submission(entries)
         self.queue.append(submission)
         self._wakeup.set()
@@ -108,11 +126,12 @@ class Sequencer:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
             batch: list[Submission] = []
-            count = 0
-            while self.queue and count < MAX_BATCH:
+            count = size = 0
+            while self.queue and count < MAX_BATCH and size < MAX_BATCH_BYTES:
                 sub = self.queue.pop(0)
                 batch.append(sub)
                 count += len(sub.entries)
+                size += sum(len(e.raw) for e in sub.entries)
             try:
                 self._sequence(batch)
             except Exception as exc:  # a bug or a full disk: refuse this batch, keep serving
@@ -140,14 +159,16 @@ class Sequencer:
                 if existing == entry.hash:
                     sub.indexes.append(self.index_of[entry.hash])  # resubmission: idempotent
                     continue
-                if existing is not None:
-                    sub.error = self._equivocation(entry, existing, start, accepted)
-                    break
+                # Before the twin check: a known equivocator sending ever new twins must not
+                # add a row of evidence per request.
                 if entry.author in self.equivocators:
                     sub.error = (
                         f"author {short(entry.author)} equivocated earlier; its entries "
                         "are refused until the admin revokes or re-admits it"
                     )
+                    break
+                if existing is not None:
+                    sub.error = self._equivocation(entry, existing, start, accepted)
                     break
                 index = start + len(accepted)
                 try:
@@ -187,3 +208,7 @@ class Sequencer:
         self.equivocators.add(entry.author)
         self.replica.trust.distrust(f"author {short(entry.author)}", detail)
         return str(EquivocationError(detail + "; both are kept as evidence", first, entry.raw))
+
+
+def _decode_all(raws: list[bytes]) -> list[Entry]:
+    return [Entry.from_bytes(raw) for raw in raws]

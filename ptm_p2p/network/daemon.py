@@ -46,10 +46,25 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("libp2p").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
+    """Replace ``path`` so that readers see the old or the new file, never half of one.
+
+    ``durable`` also fsyncs the file and its folder, for records that must survive a crash
+    (what a witness has cosigned); the status file, rewritten every second, skips that.
+    """
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(json.dumps(data, indent=2, default=str))
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
+    if durable:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 async def run_daemon(

@@ -51,9 +51,22 @@ from ptm_p2p.network.host import public_key_of
 
 log = logging.getLogger(__name__)
 
+# Anyone who completes a Noise handshake may say hello; only active members are listed to
+# others and dialed. Strangers are remembered in a small book whose oldest entry is evicted,
+# so they can neither grow our memory nor push members out.
+MAX_STRANGERS = 256
+# Evidence rows are kept forever and every new report is compared with the stored ones: a
+# cap keeps a lying hub that signs fork after fork from filling the disk (the first items
+# are the ones that matter; one is enough to stop trusting the hub).
+MAX_EVIDENCE = 1_000
+# Pending long-polls: each holds a task and a stream; beyond this, ``wait`` answers at once.
+MAX_WAITERS = 4_096
+
 
 class BadRange(ProtocolError):
     """A peer served entries that do not verify; names the peer and what was wrong."""
+
+    index: int = -1  # the first entry that failed to decode, when known
 
 
 class RootMismatch(BadRange):
@@ -96,7 +109,11 @@ class Replica:
         self.state = State()
         self.frontier = Frontier()
         self.trust = Trust()
+        # Peers we may dial: members that said hello, the hub's list, --peer, peers.json.
         self.peers: dict[str, PeerRecord] = {}
+        # Non-members that said hello (bounded; listed once they are admitted).
+        self.strangers: dict[str, PeerRecord] = {}
+        self.waiters = 0
         # size -> latest note text we hold for that size (cosignatures merged in)
         self.notes: dict[int, str] = {}
         self.sizes: list[int] = []
@@ -124,8 +141,14 @@ class Replica:
             if note_size <= size:
                 self._remember_note(note_size, note)
         for item in self.store.evidence():
-            if getattr(item, "kind", "") == "split-view":
+            kind = getattr(item, "kind", "")
+            # Distrust survives a restart: a site that proved a split view (or a signed
+            # rule-breaking entry) must not resume following and cosigning for that hub.
+            if kind == "split-view":
                 self.split_view = True
+                self.trust.distrust("hub", "split view evidence in the store (see `ptm status`)")
+            elif kind == "invalid-entry":
+                self.trust.distrust("hub", "signed a checkpoint over a rule-breaking entry")
         if size:
             log.info("loaded %d entries in %.2f s", size, time.perf_counter() - start)
 
@@ -246,9 +269,15 @@ class Replica:
         self._changed = trio.Event()
 
     async def wait_for_change(self, after: int, timeout: float) -> None:
-        with trio.move_on_after(timeout):
-            while not self.sizes or self.sizes[-1] <= after:
-                await self._changed.wait()
+        if self.waiters >= MAX_WAITERS:
+            return  # answer at once: the caller simply asks again
+        self.waiters += 1
+        try:
+            with trio.move_on_after(timeout):
+                while not self.sizes or self.sizes[-1] <= after:
+                    await self._changed.wait()
+        finally:
+            self.waiters -= 1
 
     # --- verifying and appending -----------------------------------------------------------
 
@@ -288,15 +317,23 @@ class Replica:
             return self.verify_batch(start, raws, signed, source)
         half = len(raws) // 2
         parts: list[list[Entry]] = [[], []]
+        errors: list[BadRange] = []
 
         async def run(i: int, lo: int, hi: int) -> None:
-            parts[i] = await trio.to_thread.run_sync(
-                decode_entries, raws[lo:hi], start + lo, source
-            )
+            # Keep BadRange out of the nursery: trio would wrap it in an ExceptionGroup that
+            # no ``except BadRange`` matches, and the lying peer would go unnamed.
+            try:
+                parts[i] = await trio.to_thread.run_sync(
+                    decode_entries, raws[lo:hi], start + lo, source
+                )
+            except BadRange as exc:
+                errors.append(exc)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, 0, 0, half)
             nursery.start_soon(run, 1, half, len(raws))
+        if errors:
+            raise min(errors, key=lambda e: e.index)
         entries = parts[0] + parts[1]
         return entries, self.check_root(start, entries, signed, source)
 
@@ -410,10 +447,15 @@ class Replica:
         raise SplitViewError(f"split view detected: {detail}", ours_text, signed.text)
 
     def record_evidence(self, kind: str, first: bytes, second: bytes, detail: str) -> bool:
-        """Store evidence once (the same pair reported twice is stored once)."""
-        for item in self.store.evidence():
+        """Store evidence once (the same pair reported twice is stored once), at most
+        ``MAX_EVIDENCE`` items in all."""
+        stored = self.store.evidence()
+        for item in stored:
             if item.kind == kind and {bytes(item.first), bytes(item.second)} == {first, second}:
                 return False
+        if len(stored) >= MAX_EVIDENCE:
+            log.error("evidence table full (%d items); not storing: %s", len(stored), detail[:300])
+            return False
         self.store.add_evidence(kind, first, second, detail)
         log.error("evidence recorded (%s): %s", kind, detail[:300])
         return True
@@ -435,9 +477,9 @@ class Replica:
         if op == "peers":
             return protocol.ok(peers=self.member_peers()[:64])
         if op == "hello":
-            addrs = [a for a in fields["addrs"] if isinstance(a, str) and _is_tcp_addr(a)]
-            if addrs and peer is not None and len(self.peers) < 10_000:
-                self.peers[str(peer)] = PeerRecord(addrs[:4], fields.get("name", ""), time.time())
+            addrs = [a for a in fields["addrs"][:16] if isinstance(a, str) and _is_tcp_addr(a)]
+            if addrs and peer is not None:
+                self.note_hello(str(peer), addrs[:4], fields.get("name", ""))
             return protocol.ok(origin=self.origin, size=self.size)
         if op == "head":
             seq, last = self.state.heads.get(fields["author"], (0, bytes(32)))
@@ -450,18 +492,35 @@ class Replica:
             f"operation {op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
         )
 
+    def is_member(self, pid: str) -> bool:
+        """Whether the peer id names the key of an active member of the collaboration."""
+        try:
+            key = public_key_of(ID.from_base58(pid))
+        except Exception:  # ids in the book came from the wire or a file
+            return False
+        member = self.state.members.get(key) if key is not None else None
+        return member is not None and member.active
+
+    def note_hello(self, pid: str, addrs: list[str], name: str) -> None:
+        """Remember where a peer (authenticated by Noise) says it listens."""
+        record = PeerRecord(addrs, name, time.time())
+        if pid in self.peers or self.is_member(pid):
+            self.strangers.pop(pid, None)
+            self.peers[pid] = record
+            return
+        self.strangers.pop(pid, None)
+        while len(self.strangers) >= MAX_STRANGERS:
+            del self.strangers[next(iter(self.strangers))]  # the least recently heard
+        self.strangers[pid] = record
+
     def member_peers(self) -> list[dict[str, Any]]:
         """Known addresses of active members only: anyone may connect and say hello, but a
         stranger must not fill every site's address book with places to dial."""
         out = []
-        for pid, rec in self.peers.items():
-            try:
-                key = public_key_of(ID.from_base58(pid))
-            except Exception:  # ids in the book came from the wire or a file
-                continue
-            member = self.state.members.get(key) if key is not None else None
-            if member is not None and member.active and rec.addrs:
-                out.append({"id": pid, "addrs": rec.addrs, "name": rec.name})
+        for book in (self.peers, self.strangers):  # a stranger may have been admitted since
+            for pid, rec in book.items():
+                if rec.addrs and self.is_member(pid):
+                    out.append({"id": pid, "addrs": rec.addrs, "name": rec.name})
         return out
 
     def _serve_entries(self, start: int, end: int, old_size: int) -> dict[str, Any]:
@@ -523,13 +582,31 @@ class Replica:
                 self.trust.distrust("hub", "split view reported and checked")
                 return protocol.ok(confirmed=True)
             return protocol.ok(confirmed=False)
-        self.record_evidence(
-            f"reported:{kind}",
-            fields["first"],
-            fields["second"],
-            f"reported by {source}: {fields['detail']}",
-        )
+        if kind == "equivocation":
+            return protocol.ok(confirmed=self._check_equivocation(fields, source))
+        # Anything else cannot be checked here: log it, store nothing (a stranger must not
+        # be able to write to our disk).
+        log.warning("peer %s reported %r evidence we cannot check; ignored", source, kind[:64])
         return protocol.ok(confirmed=False)
+
+    def _check_equivocation(self, fields: dict[str, Any], source: str) -> bool:
+        """Two validly signed entries of one member with one seq: store them as evidence."""
+        try:
+            a, b = Entry.from_bytes(fields["first"]), Entry.from_bytes(fields["second"])
+        except LedgerError as exc:
+            raise ProtocolError(f"equivocation evidence does not verify: {exc}") from exc
+        if (a.author, a.seq) != (b.author, b.seq) or a.hash == b.hash:
+            raise ProtocolError("equivocation evidence: the entries are not two versions of one")
+        if a.author not in self.state.members:
+            # A stranger can equivocate with a fresh key at will; only members' forks matter.
+            return False
+        detail = (
+            f"reported by {source}: author {self.member_name(a.author)} signed two entries "
+            f"with seq {a.seq}"
+        )
+        self.record_evidence("equivocation", a.raw, b.raw, detail)
+        self.trust.distrust(f"author {short(a.author)}", detail)
+        return True
 
     # --- status ---------------------------------------------------------------------------
 
@@ -556,7 +633,9 @@ def decode_entries(raws: Sequence[bytes], start: int, source: str) -> list[Entry
         try:
             entries.append(Entry.from_bytes(raw))
         except LedgerError as exc:
-            raise BadRange(f"{source} served entry {start + offset}: {exc}") from exc
+            error = BadRange(f"{source} served entry {start + offset}: {exc}")
+            error.index = start + offset
+            raise error from exc
     return entries
 
 

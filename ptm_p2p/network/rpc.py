@@ -99,9 +99,14 @@ class RpcServer:
             return protocol.error(protocol.REFUSED, str(exc))
         except trio.Cancelled:
             raise
-        except Exception as exc:  # a bug must cost one request, not the daemon
+        except Exception:  # a bug must cost one request, not the daemon
+            # The traceback goes to our log; the peer gets a clear line, not our internals.
             log.exception("peer %s: internal error answering %s", peer, op)
-            return protocol.error(protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
+            return protocol.error(
+                protocol.INTERNAL,
+                f"{op}: this peer hit an internal error answering the request; its operator "
+                "will find the details in the daemon's log",
+            )
 
 
 async def _send_quietly(stream: Any, message: dict[str, Any]) -> None:

@@ -29,7 +29,15 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import LedgerError, NetworkError, ProofError, PtmError, SplitViewError
+from ptm_p2p.errors import (
+    CheckpointError,
+    ConfigError,
+    LedgerError,
+    NetworkError,
+    ProofError,
+    PtmError,
+    SplitViewError,
+)
 from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
@@ -44,6 +52,14 @@ from ptm_p2p.network.rpc import PeerClient
 log = logging.getLogger(__name__)
 
 CHUNK = 5_000  # entries verified and committed per step of a catch-up
+# A step's entries are held in memory until they are proven against one signed root: when
+# the step is larger than this, the site falls back to the peer's next checkpoint, and a peer
+# with no checkpoint closer than this is skipped rather than buffered without bound. Generous,
+# because sites keep only the checkpoints they stepped through, so the gaps between the
+# checkpoints a site can serve grow by up to CHUNK per generation of site-to-site catch-up.
+MAX_STEP_ENTRIES = 20 * CHUNK
+MAX_STEP_BYTES = 256 * 1024 * 1024
+MAX_PEERS = 1_024  # addresses taken from the hub's list (sites of one collaboration)
 PEERS_FILE = "peers.json"
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
@@ -61,6 +77,7 @@ class Site:
         self.hub_id = hub.peer_id
         self.hub_addrs = hub.addrs
         self.me = ""
+        self.host: Any = None
         self.clients: dict[str, PeerClient] = {}
         self.sync_lock = trio.Lock()
         self.hub_up = False
@@ -77,8 +94,10 @@ class Site:
         if path.exists():
             try:
                 for pid, rec in json.loads(path.read_text()).items():
-                    self.replica.peers[pid] = PeerRecord(list(rec["addrs"]), rec.get("name", ""))
-            except (ValueError, KeyError, TypeError):
+                    addrs = _valid_addrs(pid, rec["addrs"])
+                    if addrs:
+                        self.replica.peers[pid] = PeerRecord(addrs, str(rec.get("name", "")))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("%s is unreadable; starting with no known peers", path)
         for addr in extra:
             info = parse_peer_addr(addr)
@@ -94,39 +113,49 @@ class Site:
     def _load_witness(self) -> tuple[int, bytes]:
         path = self.home.path / WITNESS_FILE
         if path.exists():
-            data = json.loads(path.read_text())
-            return int(data["size"]), bytes.fromhex(data["root"])
+            try:
+                data = json.loads(path.read_text())
+                size, root = int(data["size"]), bytes.fromhex(data["root"])
+                if size < 0 or len(root) != 32:
+                    raise ValueError("size or root out of range")
+            except (ValueError, KeyError, TypeError) as exc:
+                # Starting over would let us cosign a checkpoint inconsistent with one we
+                # already vouched for: refuse to guess.
+                raise ConfigError(
+                    f"{path} is unreadable ({exc}); it records the last checkpoint this site "
+                    "cosigned. Restore it from a backup, or delete it only if you are sure "
+                    "this witness key never cosigned a checkpoint of another log view"
+                ) from exc
+            return size, root
         return 0, merkle.empty_root()
 
-    def _save_witness(self) -> None:
+    def _save_witness(self, size: int, root: bytes) -> None:
         write_json_atomic(
-            self.home.path / WITNESS_FILE,
-            {"size": self.witness_size, "root": self.witness_root.hex()},
+            self.home.path / WITNESS_FILE, {"size": size, "root": root.hex()}, durable=True
         )
 
     # --- clients ---------------------------------------------------------------------------
 
     def client(self, host: Any, peer_id: str) -> PeerClient:
+        """The client for a peer; ``NetworkError`` if its recorded addresses are unusable."""
         existing = self.clients.get(peer_id)
         if existing is not None:
             return existing
         if peer_id == str(self.hub_id):
             client = PeerClient(host, self.hub_id, self.hub_addrs)
         else:
-            rec = self.replica.peers[peer_id]
-            info = parse_peer_addr(f"{rec.addrs[0]}/p2p/{peer_id}")
-            client = PeerClient(
-                host,
-                info.peer_id,
-                [a for r in rec.addrs for a in parse_peer_addr(f"{r}/p2p/{peer_id}").addrs],
-            )
+            rec = self.replica.peers.get(peer_id)
+            if rec is None or not rec.addrs:
+                raise NetworkError(f"no address known for peer {peer_id}")
+            infos = [parse_peer_addr(f"{r}/p2p/{peer_id}") for r in rec.addrs]
+            client = PeerClient(host, infos[0].peer_id, [a for i in infos for a in i.addrs])
         self.clients[peer_id] = client
         return client
 
     # --- the hub -----------------------------------------------------------------------------
 
     async def follow_hub(self, host: Any, me: str) -> None:
-        self.me = me
+        self.me, self.host = me, host
         backoff = 0.2
         hub = self.client(host, str(self.hub_id))
         while True:
@@ -147,9 +176,12 @@ class Site:
                     resp = await hub.call(
                         "wait", channel="wait", after=after, timeout_ms=5000, timeout=15
                     )
-                    self.hub_size = int(resp.get("size") or 0)
-                    if resp.get("note"):
-                        await self.on_note(resp["note"], hub, "hub")
+                    size = resp.get("size")
+                    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+                        self.hub_size = size
+                    note = resp.get("note")
+                    if note:
+                        await self.on_note(note, hub, "hub")
                     backoff = 0.2
             except (NetworkError, trio.TooSlowError) as exc:
                 if self.hub_up:
@@ -170,24 +202,23 @@ class Site:
     async def _refresh_peers(self, hub: PeerClient) -> None:
         resp = await hub.call("peers", timeout=10)
         changed = False
-        for item in resp.get("peers", []):
+        items = resp.get("peers")
+        for item in items[:MAX_PEERS] if isinstance(items, list) else []:
             if not isinstance(item, dict):
                 continue
             pid, addrs = item.get("id"), item.get("addrs")
-            if not isinstance(pid, str) or not isinstance(addrs, list) or not addrs:
+            if not isinstance(pid, str) or not pid or self.me.endswith(pid):
                 continue
-            if self.me.endswith(pid):
-                continue
-            clean = [a for a in addrs if isinstance(a, str)][:4]
+            # Every address must parse: one bad one from a lying hub must not crash the
+            # daemon later, when we dial.
+            clean = _valid_addrs(pid, addrs)
             if not clean:
                 continue
-            try:
-                parse_peer_addr(f"{clean[0]}/p2p/{pid}")
-            except PtmError:
+            if pid not in self.replica.peers and len(self.replica.peers) >= MAX_PEERS:
                 continue
             rec = self.replica.peers.get(pid)
             if rec is None or rec.addrs != clean:
-                self.replica.peers[pid] = PeerRecord(clean, str(item.get("name", "")))
+                self.replica.peers[pid] = PeerRecord(clean, str(item.get("name", ""))[:64])
                 self.clients.pop(pid, None)
                 changed = True
         if changed:
@@ -195,9 +226,11 @@ class Site:
 
     # --- checkpoints from anyone ---------------------------------------------------------
 
-    async def on_note(self, note: str, client: PeerClient, source: str) -> None:
+    async def on_note(self, note: Any, client: PeerClient, source: str) -> None:
         """A hub-signed checkpoint from ``source``: compare it with ours, or catch up."""
         try:
+            if not isinstance(note, str):
+                raise CheckpointError(f"the checkpoint sent is a {type(note).__name__}, not text")
             signed = self.replica.parse_signed(note)
         except LedgerError as exc:
             self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
@@ -286,38 +319,24 @@ class Site:
         if target.checkpoint.size - n > CHUNK:
             # Walk the log checkpoint by checkpoint so memory stays bounded: each step is
             # verified against a signed root before it is stored.
-            resp = await client.call("checkpoint", at_least=n + CHUNK, timeout=30)
-            if resp.get("note"):
-                candidate = self.replica.parse_signed(resp["note"])
-                if n < candidate.checkpoint.size < target.checkpoint.size:
-                    step = candidate
-        raws: list[bytes] = []
-        proof: list[bytes] | None = None
-        want = step.checkpoint.size - n
-        while len(raws) < want:
-            resp = await client.call(
-                "entries", start=n + len(raws), end=step.checkpoint.size, old_size=n, timeout=60
-            )
-            got = resp.get("entries")
-            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
-                raise BadRange(f"{source} answered entries {n + len(raws)}.. with no entries")
-            if len(raws) + len(got) > want:
-                raise BadRange(f"{source} sent more entries than the checkpoint covers")
-            if proof is None:
-                served = self.replica.parse_signed(str(resp.get("note", "")))
-                if served.checkpoint != step.checkpoint:
-                    if served.checkpoint.size == step.checkpoint.size:
-                        # Two hub-signed roots for one size: let check_against_ours decide
-                        # once we hold that size; for now the peer is not serving our target.
-                        raise BadRange(
-                            f"{source} served a different checkpoint of size {step.checkpoint.size}"
-                        )
-                    raise BadRange(
-                        f"{source} served entries under checkpoint "
-                        f"{served.checkpoint.size}, asked for {step.checkpoint.size}"
-                    )
-                proof = [p for p in resp.get("proof", []) if isinstance(p, bytes)]
-            raws.extend(got)
+            step = await self._checkpoint_between(client, n + CHUNK, target) or target
+        try:
+            raws, proof = await self._fetch_range(client, n, step, source)
+        except _StepTooLarge:
+            # Big entries: take the very next checkpoint the peer holds instead.
+            smaller = await self._checkpoint_between(client, n + 1, step)
+            try:
+                if smaller is None:
+                    raise _StepTooLarge() from None
+                step = smaller
+                raws, proof = await self._fetch_range(client, n, step, source)
+            except _StepTooLarge:
+                # Not proof of lying (a site keeps only some checkpoints): skip, don't distrust.
+                raise NetworkError(
+                    f"{source} offers no checkpoint within {MAX_STEP_ENTRIES} entries or "
+                    f"{MAX_STEP_BYTES >> 20} MiB after size {n}; a range that large cannot be "
+                    "verified in bounded memory, so it is fetched from another peer"
+                ) from None
         entries, frontier = await self.replica.verify_batch_async(n, raws, step, source)
         if n > 0:
             try:
@@ -333,6 +352,61 @@ class Site:
                     f"{source} sent a consistency proof that does not verify: {exc}"
                 ) from exc
         self.replica.commit(entries, frontier, step, source)
+
+    async def _checkpoint_between(
+        self, client: PeerClient, at_least: int, below: cp.SignedCheckpoint
+    ) -> cp.SignedCheckpoint | None:
+        """A hub-signed checkpoint the peer holds with size in [at_least, below.size)."""
+        resp = await client.call("checkpoint", at_least=at_least, timeout=30)
+        note = resp.get("note")
+        if not isinstance(note, str) or not note:
+            return None
+        candidate = self.replica.parse_signed(note)
+        if at_least <= candidate.checkpoint.size < below.checkpoint.size:
+            return candidate
+        return None
+
+    async def _fetch_range(
+        self, client: PeerClient, n: int, step: cp.SignedCheckpoint, source: str
+    ) -> tuple[list[bytes], list[bytes] | None]:
+        """The raw entries [n, step.size) and the served consistency proof n -> step.size."""
+        want = step.checkpoint.size - n
+        if want > MAX_STEP_ENTRIES:
+            raise _StepTooLarge()
+        raws: list[bytes] = []
+        proof: list[bytes] | None = None
+        held = 0
+        while len(raws) < want:
+            resp = await client.call(
+                "entries", start=n + len(raws), end=step.checkpoint.size, old_size=n, timeout=60
+            )
+            got = resp.get("entries")
+            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
+                raise BadRange(f"{source} answered entries {n + len(raws)}.. with no entries")
+            if len(raws) + len(got) > want:
+                raise BadRange(f"{source} sent more entries than the checkpoint covers")
+            held += sum(len(r) for r in got)
+            if held > MAX_STEP_BYTES:
+                raise _StepTooLarge()
+            if proof is None:
+                served = self.replica.parse_signed(str(resp.get("note", "")))
+                if served.checkpoint != step.checkpoint:
+                    if served.checkpoint.size == step.checkpoint.size:
+                        # Two hub-signed roots for one size: let check_against_ours decide
+                        # once we hold that size; for now the peer is not serving our target.
+                        raise BadRange(
+                            f"{source} served a different checkpoint of size {step.checkpoint.size}"
+                        )
+                    raise BadRange(
+                        f"{source} served entries under checkpoint "
+                        f"{served.checkpoint.size}, asked for {step.checkpoint.size}"
+                    )
+                served_proof = resp.get("proof")
+                if not isinstance(served_proof, list) or len(served_proof) > 128:
+                    raise BadRange(f"{source} sent a malformed consistency proof")
+                proof = [p for p in served_proof if isinstance(p, bytes)]
+            raws.extend(got)
+        return raws, proof
 
     # --- witnessing ------------------------------------------------------------------------
 
@@ -367,10 +441,12 @@ class Site:
                     exc,
                 )
                 return
+        # Record what we vouch for durably *before* the cosignature exists: after a crash we
+        # must never cosign a tree inconsistent with this one.
+        self._save_witness(size, signed.checkpoint.root)
+        self.witness_size, self.witness_root = size, signed.checkpoint.root
         mine = cp.cosign(signed, self.home.signer, name, int(time.time()))
         self.replica.merge_cosignatures(mine)
-        self.witness_size, self.witness_root = size, signed.checkpoint.root
-        self._save_witness()
         self._cosigned.set()
 
     async def push_cosignatures(self, host: Any, me: str) -> None:
@@ -400,7 +476,7 @@ class Site:
         ]
 
     async def anti_entropy(self, host: Any, me: str) -> None:
-        self.me = me
+        self.me, self.host = me, host
         turn = 0
         last_refresh = 0.0
         while True:
@@ -421,8 +497,8 @@ class Site:
                 continue
             pid = candidates[turn % len(candidates)]
             turn += 1
-            client = self.client(host, pid)
             try:
+                client = self.client(host, pid)
                 with trio.fail_after(30):
                     resp = await client.call("checkpoint", timeout=5)
                     if resp.get("note"):
@@ -446,7 +522,9 @@ class Site:
             try:
                 client = self.clients.get(pid)
                 if client is None:
-                    continue
+                    if self.host is None:
+                        continue
+                    client = self.client(self.host, pid)
                 await client.call(
                     "evidence",
                     kind=kind,
@@ -471,6 +549,23 @@ class Site:
             known_peers={pid: rec.name for pid, rec in self.replica.peers.items()},
         )
         return data
+
+
+class _StepTooLarge(Exception):
+    """The range to the chosen checkpoint is too large to hold before verifying it."""
+
+
+def _valid_addrs(pid: str, addrs: Any) -> list[str]:
+    """The (at most four) addresses of ``pid`` that parse, or [] if any of them does not."""
+    if not isinstance(addrs, list) or not addrs:
+        return []
+    clean = [a for a in addrs[:4] if isinstance(a, str) and len(a) <= 200 and "/p2p/" not in a]
+    try:
+        for addr in clean:
+            parse_peer_addr(f"{addr}/p2p/{pid}")
+    except PtmError:
+        return []
+    return clean
 
 
 def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:

@@ -45,7 +45,7 @@ def wait_for(
 
 def audit(home: Path) -> int:
     """Replay a home's ledger from scratch (signatures + rules); return its size."""
-    store = SqliteStore(home / "ledger.db")
+    store = SqliteStore(home / "ledger.db", read_only=True)
     try:
         size = store.size()
         replay(store.raw_range(0, size)) if size else None

@@ -108,8 +108,28 @@ def test_split_view_is_detected_with_evidence(cluster: Cluster, extra: int) -> N
     assert data["split_view"] is True
     text = _status_text(cluster, "site-b")
     assert "EVIDENCE" in text and "split-view" in text and "DISTRUSTED  hub" in text
+    # `ptm audit` of the site's copy shows the evidence too, and fails because of it.
+    report = _audit_json(cluster, "site-c")
+    assert report["ok"] is False
+    assert any(item.startswith("split-view") for item in report["evidence"])
     # Every daemon is still up: detection stops trust, not the process.
     assert all(cluster.alive(n) for n in [*sites, "hub"])
+
+
+def _audit_json(cluster: Cluster, name: str) -> dict:
+    import json
+    import subprocess
+
+    from harness import PTM
+
+    proc = subprocess.run(
+        [*PTM, "audit", str(cluster.path(name) / "ledger.db"), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(proc.stdout)
 
 
 def _status_text(cluster: Cluster, name: str) -> str:

@@ -91,3 +91,19 @@ def test_without_the_hub_sites_catch_up_from_each_other(cluster: Cluster) -> Non
         cluster.status("site-new")["checkpoint"]["root"]
         == cluster.status("site-a")["checkpoint"]["root"]
     )
+
+
+def test_sites_reconnect_when_the_hub_restarts(cluster: Cluster) -> None:
+    # Well inside libp2p's 60-second dial blacklist: only the client's unblock_peer before
+    # each re-dial lets the sites reach the restarted hub this quickly.
+    _start(cluster, ["site-a", "site-b"])
+    first = cluster.add_entries(3)[-1] + 1
+    cluster.wait_synced(["site-a", "site-b"], first)
+    assert cluster.stop("hub") == 0
+    wait_for("site-a to notice the hub is gone", lambda: not cluster.status("site-a")["hub_up"])
+    cluster.start_hub()
+    last = cluster.add_entries(4)[-1] + 1
+    cluster.wait_synced(["site-a", "site-b"], last, timeout=40)
+    for name in ("site-a", "site-b"):
+        wait_for(f"{name} to follow the hub again", lambda n=name: cluster.status(n)["hub_up"])
+        assert audit(cluster.path(name)) == last
