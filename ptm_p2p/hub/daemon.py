@@ -21,7 +21,7 @@ from ptm_p2p.errors import ConfigError
 from ptm_p2p.home import Home
 from ptm_p2p.ledger.checkpoint import parse_checkpoint
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.network.daemon import run_daemon
+from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.replica import Replica
 
@@ -78,6 +78,14 @@ def run_hub(
     port: int,
     genesis: Path | None = None,
     invitation_path: Path | None = None,
+) -> None:
+    """Run the hub until SIGTERM/SIGINT; one daemon per home (see ``home_lock``)."""
+    with home_lock(home.path, "hub"):
+        _serve_hub(home, host_ip, port, genesis, invitation_path)
+
+
+def _serve_hub(
+    home: Home, host_ip: str, port: int, genesis: Path | None, invitation_path: Path | None
 ) -> None:
     hub = Hub(home, genesis)
 

@@ -9,18 +9,20 @@ cancels everything and returns; the store is closed by the caller's ``finally``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from ptm_p2p.errors import ConfigError
 from ptm_p2p.network.host import full_addr, listen_addr, make_host
 from ptm_p2p.network.rpc import Handler, RpcServer
 
@@ -65,6 +67,38 @@ def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+LOCK_FILE = "daemon.lock"
+
+
+@contextlib.contextmanager
+def home_lock(home: Path, role: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``HOME/daemon.lock`` for a daemon's whole life.
+
+    Two daemons on one home would race on the ledger and, as witnesses, on the record of the
+    last cosigned checkpoint; the second one stops here with a clear error instead. The
+    kernel drops the lock when the process dies, so a crash never leaves it stuck.
+    """
+    path = home / LOCK_FILE
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ConfigError(
+                f"another daemon already runs on {home} (pid {holder}); stop it first, "
+                f"or give this {role} its own --home"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 async def run_daemon(

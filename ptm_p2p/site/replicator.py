@@ -569,6 +569,16 @@ def _valid_addrs(pid: str, addrs: Any) -> list[str]:
 
 
 def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:
+    """Run a site daemon until SIGTERM/SIGINT; one daemon per home (see ``home_lock``)."""
+    from ptm_p2p.network.daemon import home_lock
+
+    with home_lock(home.path, "node"):
+        _serve_node(home, invitation, host_ip, port, peers)
+
+
+def _serve_node(
+    home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]
+) -> None:
     from ptm_p2p.network.daemon import run_daemon
 
     site = Site(home, invitation, peers)

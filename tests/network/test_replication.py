@@ -107,3 +107,29 @@ def test_sites_reconnect_when_the_hub_restarts(cluster: Cluster) -> None:
     for name in ("site-a", "site-b"):
         wait_for(f"{name} to follow the hub again", lambda n=name: cluster.status(n)["hub_up"])
         assert audit(cluster.path(name)) == last
+
+
+def test_a_second_daemon_on_the_same_home_is_refused(cluster: Cluster) -> None:
+    import subprocess
+
+    from harness import PTM
+
+    cluster.start_hub()
+    cluster.start_site("site-a")
+    second = subprocess.run(
+        [
+            *PTM,
+            "node",
+            "--home",
+            str(cluster.path("site-a")),
+            "--join",
+            str(cluster.invitation_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "another daemon already runs on" in second.stderr
+    assert cluster.alive("site-a")  # the first one is untouched
