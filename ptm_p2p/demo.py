@@ -288,6 +288,7 @@ def audit_simulated(workdir: Path, say: Say) -> bool:
 def run_demo(workdir: Path, say: Say) -> bool:
     from ptm_p2p.dev.stack import ensure_stack
 
+    workdir = workdir.resolve()  # site policies name data by absolute path
     workdir.mkdir(parents=True, exist_ok=True)
     say("[1/3] local infrastructure: Docker engine, registry, base and algorithm images")
     stack = ensure_stack()

@@ -48,11 +48,12 @@ class LocalCluster:
     """Homes under ``root``; processes started on demand and stopped on ``close``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # Absolute: every peer runs with ROOT as its working directory.
+        self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.homes: dict[str, Home] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.invitation_path = root / "invite.json"
+        self.invitation_path = self.root / "invite.json"
         # One port for the hub's whole life: a restarted hub keeps the invitation valid.
         self.hub_port = free_port()
 

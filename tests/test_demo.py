@@ -13,7 +13,9 @@ pytestmark = pytest.mark.docker
 
 def test_demo_study_matches_central_figures_and_audits(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ptm_p2p.cli", "demo", "--workdir", str(tmp_path)],
+        # A relative --workdir, as in the README's `bin/setup-and-demo`.
+        [sys.executable, "-m", "ptm_p2p.cli", "demo", "--workdir", "demo"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=600,
@@ -26,4 +28,4 @@ def test_demo_study_matches_central_figures_and_audits(tmp_path: Path) -> None:
     assert "daemons stopped cleanly: yes" in out
     assert "audit caught it" in out
     assert out.rstrip().endswith("demo: ok")
-    assert (tmp_path / "study" / "hospital-a" / "gbsg2.csv").exists()
+    assert (tmp_path / "demo" / "study" / "hospital-a" / "gbsg2.csv").exists()
