@@ -14,6 +14,7 @@ import struct
 from typing import Any, Protocol
 
 import msgpack
+import trio
 
 from ptm_p2p.errors import ProtocolError
 
@@ -22,6 +23,10 @@ HEADER = struct.Struct(">I")
 # cannot make us buffer much. Entries responses are built to stay under RESPONSE_BUDGET.
 MAX_FRAME = 8 * 1024 * 1024
 RESPONSE_BUDGET = 4 * 1024 * 1024
+# Once a frame's header has arrived, its body must follow within this time. Idle streams
+# between frames are fine (clients keep channels open), but a peer that announces a large
+# frame and trickles it would otherwise pin a buffer and a task here for ever.
+BODY_TIMEOUT_S = 30.0
 
 
 class ByteStream(Protocol):
@@ -55,15 +60,21 @@ async def read_exactly(stream: ByteStream, n: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_frame(stream: ByteStream, max_size: int = MAX_FRAME) -> bytes:
-    """One frame's payload bytes."""
+async def read_frame(
+    stream: ByteStream, max_size: int = MAX_FRAME, body_timeout: float = BODY_TIMEOUT_S
+) -> bytes:
+    """One frame's payload bytes; ``StreamClosed`` if the body is not complete in time."""
     header = await read_exactly(stream, HEADER.size)
     (length,) = HEADER.unpack(header)
     if length > max_size:
         raise FrameTooLarge(f"frame of {length} bytes announced, limit is {max_size}")
     if length == 0:
         return b""
-    return await read_exactly(stream, length)
+    with trio.move_on_after(body_timeout):
+        return await read_exactly(stream, length)
+    raise StreamClosed(
+        f"a {length}-byte frame did not arrive within {body_timeout:.0f} s of its header"
+    )
 
 
 async def write_frame(stream: ByteStream, payload: bytes, max_size: int = MAX_FRAME) -> None:

@@ -57,6 +57,26 @@ def test_frames_round_trip_across_short_reads() -> None:
     trio.run(main)
 
 
+class Trickle(Pipe):
+    """Sends a frame header announcing 100 bytes, then one byte and then nothing, for ever."""
+
+    def __init__(self) -> None:
+        super().__init__(b"\x00\x00\x00\x64" + b"a", chunk=4)
+
+    async def read(self, n: int | None = None) -> bytes:
+        if not self.data:
+            await trio.sleep_forever()
+        return await super().read(n)
+
+
+def test_a_trickled_frame_body_is_given_up_on() -> None:
+    async def main() -> None:
+        with pytest.raises(StreamClosed, match="did not arrive within"):
+            await read_frame(Trickle(), body_timeout=0.2)
+
+    trio.run(main)
+
+
 def test_oversized_and_truncated_frames_are_refused() -> None:
     async def main() -> None:
         with pytest.raises(FrameTooLarge):
