@@ -45,6 +45,10 @@ class RuleError(LedgerError):
     """An entry breaks a replay rule (membership, roles, targets, revocation...)."""
 
 
+class UnknownTaskError(RuleError):
+    """A result names a task that is not an earlier entry of the log."""
+
+
 class EquivocationError(LedgerError):
     """One author signed two different entries with the same sequence number.
 

@@ -198,3 +198,46 @@ def test_audit_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
     code, output = run_audit(other)
     assert code == 1
     assert "not a ptm ledger" in output
+
+
+def test_one_forged_entry_is_one_cause_not_a_cascade(simulated: Path, tmp_path: Path) -> None:
+    path = copy_of(simulated, tmp_path)
+    with sqlite3.connect(path) as db:
+        raw = bytearray(db.execute("SELECT raw FROM entries WHERE idx = 300").fetchone()[0])
+        raw[-1] ^= 0x01  # the signature: the claimed author stays the real one
+        db.execute("UPDATE entries SET raw = ? WHERE idx = 300", (bytes(raw),))
+    code, output = run_audit(path, "--json")
+    assert code == 1
+    problems = json.loads(output)["problems"]
+    causes = [p for p in problems if p["index"] is not None]
+    assert [p["index"] for p in causes] == [300]
+    assert any("consequences of the problems above" in p["message"] for p in problems)
+
+
+def test_a_ledger_without_genesis_is_not_ok(tmp_path: Path) -> None:
+    from ptm_p2p.ledger.store import SqliteStore
+
+    SqliteStore(tmp_path / "empty.db").close()
+    code, output = run_audit(tmp_path / "empty.db")
+    assert code == 1
+    assert "no genesis entry" in output and "ptm ledger copy" in output
+
+
+def test_copy_then_audit_a_home_folder(simulated: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    result = CliRunner().invoke(main, ["ledger", "copy", str(simulated), str(home / "ledger.db")])
+    assert result.exit_code == 0, result.output
+    code, output = run_audit(home)  # a home folder stands for its ledger.db
+    assert code == 0, output
+
+
+def test_a_damaged_sqlite_file_is_named_as_such(simulated: Path, tmp_path: Path) -> None:
+    path = copy_of(simulated, tmp_path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    code, output = run_audit(path)
+    assert code == 1
+    assert "the SQLite file itself is damaged" in output

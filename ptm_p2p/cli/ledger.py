@@ -46,6 +46,11 @@ def _progress(label: str, total: int, quiet: bool) -> Iterator[Callable[[int, in
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _ledger_path(path: Path) -> Path:
+    """A ledger file, or a home folder holding one."""
+    return path / "ledger.db" if path.is_dir() else path
+
+
 def _open_existing(path: Path) -> SqliteStore:
     if not path.is_file():
         raise StoreError(
@@ -57,7 +62,7 @@ def _open_existing(path: Path) -> SqliteStore:
 
 
 @click.command("audit")
-@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("ledger", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def audit_command(ledger: Path, as_json: bool, quiet: bool) -> None:
@@ -67,14 +72,25 @@ def audit_command(ledger: Path, as_json: bool, quiet: bool) -> None:
     rules), recomputes the Merkle tree, checks every stored checkpoint against it and each
     consecutive pair for consistency, and lists members, tasks and their results. Exit 0
     when all is well, 1 when anything is wrong (each problem names the entry and author).
+    LEDGER is a ledger file or a home folder. The file is opened read-only; to audit the
+    ledger of a running daemon, snapshot it first with `ptm ledger copy`.
 
     \b
     Examples:
-      ptm audit ~/.ptm/hospital-a/ledger.db
+      ptm audit ~/.ptm/hospital-a
+      ptm ledger copy ~/.ptm/hospital-a /tmp/a.db && ptm audit /tmp/a.db
       ptm ledger simulate /tmp/l.db --entries 5000 --sites 4 && ptm audit /tmp/l.db --json
     """
+    ledger = _ledger_path(ledger)
     store = _open_existing(ledger)
     try:
+        damage = store.check_file()
+        if damage:
+            raise StoreError(
+                f"{ledger}: the SQLite file itself is damaged "
+                f"({'; '.join(' '.join(d.split()) for d in damage[:3])}); "
+                "nothing in it can be trusted — fetch a fresh copy from the hub or a site"
+            )
         with _progress("auditing", store.size(), quiet or as_json) as progress:
             workers = default_workers(store.size(), os.cpu_count())
             report = audit(store, progress, workers)
@@ -148,7 +164,10 @@ def render_report(path: Path, report: AuditReport) -> str:
         lines.extend(f"  {p.message}" for p in report.problems[:SHOWN_PROBLEMS])
         hidden = len(report.problems) - SHOWN_PROBLEMS + report.problems_omitted
         if hidden > 0:
-            lines.append(f"  … and {hidden} more (use --json to list them)")
+            lines.append(
+                f"  … and {hidden} more (--json lists the first {len(report.problems)}; "
+                "the first problems are the causes)"
+            )
         lines.append("result: FAILED — this copy cannot be trusted as it is")
     elif report.evidence:
         lines.append("result: FAILED — the log is intact but holds evidence of misbehaviour")
@@ -160,6 +179,29 @@ def render_report(path: Path, report: AuditReport) -> str:
 @click.group("ledger")
 def ledger_group() -> None:
     """Work with ledger files (simulate one to learn on; see also `ptm audit`)."""
+
+
+@ledger_group.command("copy")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+def copy_command(source: Path, target: Path) -> None:
+    """Snapshot a ledger (a file or a home folder) into a new file TARGET.
+
+    Safe while a hub or site daemon is writing to it: SQLite's online backup copies a
+    consistent state, including what is still in the -wal file that a plain `cp` misses.
+
+    \b
+    Example:
+      ptm ledger copy ~/.ptm/hospital-a /tmp/hospital-a.db && ptm audit /tmp/hospital-a.db
+    """
+    source = _ledger_path(source)
+    store = _open_existing(source)
+    try:
+        store.copy_to(target)
+        size = store.size()
+    finally:
+        store.close()
+    click.echo(f"copied {source} ({size} entries) to {target}")
 
 
 @ledger_group.command("simulate")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptm_p2p.errors import LedgerError, ReplayError, StoreError
+from ptm_p2p.errors import ChainError, LedgerError, ReplayError, StoreError, UnknownTaskError
 from ptm_p2p.ledger import crypto, merkle
 from ptm_p2p.ledger.checkpoint import (
     SignedCheckpoint,
@@ -156,17 +156,45 @@ class AuditReport:
 
 
 class _Findings:
-    """Collects problems, keeping the first MAX_PROBLEMS and counting the rest."""
+    """Collects problems, keeping the first MAX_PROBLEMS and counting the rest.
+
+    One forged or missing entry breaks its author's chain for every later entry and leaves
+    results pointing at a task that is not there. Those are consequences, not new causes:
+    they are counted per author (``follow_on``) instead of listed one by one.
+    """
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.omitted = 0
+        self.refused_authors: set[str] = set()
+        self.follow_on: dict[str, int] = {}
 
     def add(self, message: str, index: int | None = None, author: str | None = None) -> None:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(Problem(message, index, author))
         else:
             self.omitted += 1
+
+    def refused(self, exc: ReplayError, index: int) -> None:
+        """An entry the replay refused: a new cause, or a consequence of an earlier one."""
+        who = exc.author or "unknown author"
+        consequence = (isinstance(exc.cause, ChainError) and who in self.refused_authors) or (
+            isinstance(exc.cause, UnknownTaskError) and bool(self.refused_authors)
+        )
+        # Any refused entry breaks its author's chain, cause or consequence alike.
+        self.refused_authors.add(who)
+        if consequence:
+            self.follow_on[who] = self.follow_on.get(who, 0) + 1
+            return
+        self.add(str(exc), index=index, author=exc.author)
+
+    def summarize_follow_on(self) -> None:
+        for who, count in sorted(self.follow_on.items(), key=lambda item: -item[1]):
+            self.add(
+                f"{count} later entries by {who} were refused as consequences of the problems "
+                "above (broken chain or a result for a task that is not in this copy)",
+                author=who,
+            )
 
 
 class _CompactRange:
@@ -349,6 +377,13 @@ def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -
             checkpoints.at_current_size()
         if progress is not None:
             progress(start + len(raws), size)
+    findings.summarize_follow_on()
+    if state.origin is None:
+        findings.add(
+            "this copy holds no genesis entry, so there is nothing to verify; if it was copied "
+            "from a running daemon, copy it with `ptm ledger copy` (a plain `cp` misses the "
+            "entries still in the -wal file)"
+        )
     for cp_size, _ in checkpoints.pending:
         findings.add(
             f"checkpoint at size {cp_size}: the hub signed a log of {cp_size} entries but this "
@@ -421,7 +456,7 @@ def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: 
             entry = decode_at(raw, index, state)
         state.apply(entry, index)
     except ReplayError as exc:
-        findings.add(str(exc), index=index, author=exc.author)
+        findings.refused(exc, index)
     except LedgerError as exc:  # a rule error not wrapped by replay: still name the entry
         findings.add(f"entry {index}: {exc}", index=index)
     else:

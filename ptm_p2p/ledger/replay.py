@@ -33,6 +33,7 @@ from ptm_p2p.errors import (
     ReplayError,
     RuleError,
     SignatureError,
+    UnknownTaskError,
 )
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import (
@@ -268,7 +269,7 @@ class State:
                 raise self._fail(
                     entry,
                     index,
-                    RuleError(
+                    UnknownTaskError(
                         f"reports on task {payload['task'].hex()[:16]}…, which is not an earlier "
                         "task entry of this log"
                     ),
@@ -389,11 +390,12 @@ def decode_at(raw: bytes, index: int, state: State | None = None) -> Entry:
         return Entry.from_bytes(raw)
     except SignatureError as exc:
         # Failure path only: decode again without the signature to name the claimed author.
-        author = Entry._decode(raw, check_signature=False).author
-        who = state.describe(author) if state is not None else short(author)
+        claimed = Entry.from_bytes_signature_checked_elsewhere(raw)
+        who = state.describe(claimed.author) if state is not None else short(claimed.author)
         raise ReplayError(
-            f"entry {index} by {who}: {exc}; fetch the entry again from another peer and run "
-            "`ptm audit` on the hub's copy",
+            f"entry {index} ({claimed.kind} #{claimed.seq}) by {who}: signature does not "
+            f"verify (key {claimed.author.hex()}); this copy is corrupt or forged: fetch the "
+            "entry again from another peer and run `ptm audit` on the hub's copy",
             index=index,
             author=who,
             cause=exc,

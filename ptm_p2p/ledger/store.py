@@ -452,8 +452,8 @@ class SqliteStore(LogStore):
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(
-                f"{self.path} is not a ptm ledger ({exc}); point --home at a ptm home folder "
-                "or remove the file"
+                f"{self.path} is not a ptm ledger ({exc}); check the path: a ledger copy is "
+                "a home's ledger.db or a file made by `ptm ledger simulate` / `ptm ledger copy`"
             ) from exc
         except StoreError:
             conn.close()
@@ -704,6 +704,30 @@ class SqliteStore(LogStore):
             "SELECT id, kind, first, second, detail, recorded_at FROM evidence ORDER BY id"
         )
         return [Evidence(*r) for r in rows]
+
+    def check_file(self) -> list[str]:
+        """SQLite's own page-level check (``PRAGMA quick_check``); empty when the file is
+        sound. A damaged file would otherwise show up as puzzling missing entries."""
+        rows = self._query("PRAGMA quick_check")
+        messages = [str(r[0]) for r in rows]
+        return [] if messages == ["ok"] else messages
+
+    def copy_to(self, target: str | Path) -> None:
+        """A consistent snapshot of this ledger in a new file, safe while a daemon writes to
+        it (SQLite's online backup; a plain file copy would miss what is still in -wal)."""
+        target = Path(target)
+        if target.exists():
+            raise StoreError(f"{target} already exists; copy to a new file")
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                with self._lock:
+                    self._conn.backup(dest)
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            target.unlink(missing_ok=True)
+            raise StoreError(f"cannot copy ledger {self.path} to {target}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

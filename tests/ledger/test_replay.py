@@ -326,7 +326,7 @@ def test_broken_bytes_are_reported_with_their_index() -> None:
     raws = [e.raw for e in c.log]
     raws[3] = raws[3][:-1] + bytes([raws[3][-1] ^ 1])
     with pytest.raises(
-        ReplayError, match="entry 3 by .*consortium.*signature does not verify"
+        ReplayError, match=r"entry 3 \(membership #4\) by .*consortium.*signature does not verify"
     ) as info:
         replay(raws)
     assert info.value.index == 3 and isinstance(info.value.cause, SignatureError)
