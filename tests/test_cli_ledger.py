@@ -235,8 +235,11 @@ def test_copy_then_audit_a_home_folder(simulated: Path, tmp_path: Path) -> None:
 def test_a_damaged_sqlite_file_is_named_as_such(simulated: Path, tmp_path: Path) -> None:
     path = copy_of(simulated, tmp_path)
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 64] = bytes(64)
+    page_size = int.from_bytes(data[16:18], "big")  # SQLite file header
+    page = (len(data) // page_size) // 2
+    # Wipe a b-tree page header: structural damage that SQLite's own check must report
+    # (damage inside a blob would be caught by the signatures instead).
+    data[page * page_size : page * page_size + 16] = bytes(16)
     path.write_bytes(bytes(data))
     code, output = run_audit(path)
     assert code == 1

@@ -84,6 +84,21 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
+def is_usable_public_key(public_key: bytes) -> bool:
+    """True for a 32-byte Ed25519 point that can sign and receive sealed boxes.
+
+    libsodium's conversion to X25519 refuses non-canonical encodings and small-order
+    points (such as 32 zero bytes), keys under which no one could be held to a signature.
+    """
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return False
+    try:
+        nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(public_key)
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.ValueError):
+        return False
+    return True
+
+
 def seal(public_key: bytes, plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` so only the holder of ``public_key``'s seed can read it."""
     if len(public_key) != PUBLIC_KEY_SIZE:

@@ -342,7 +342,12 @@ _MEMBERSHIP_OPTIONAL = frozenset({"reason"})
 def _validate_membership(payload: dict[str, Any], author: bytes, seq: int) -> None:
     _fields(MEMBERSHIP, payload, _MEMBERSHIP_FIELDS, _MEMBERSHIP_OPTIONAL)
     _choice(MEMBERSHIP, "action", payload["action"], ACTIONS)
-    _key(MEMBERSHIP, "key", payload["key"])
+    key = _key(MEMBERSHIP, "key", payload["key"])
+    if payload["action"] == "admit" and not crypto.is_usable_public_key(key):
+        raise DecodeError(
+            f"membership payload: key {key.hex()} is not a usable Ed25519 public key "
+            "(small-order or malformed point); take the key from `ptm id` on that home"
+        )
     _text(MEMBERSHIP, "org", payload["org"], 64, ORG_PATTERN)
     _choice(MEMBERSHIP, "role", payload["role"], ROLES)
     if "reason" in payload:

@@ -14,6 +14,7 @@ each acknowledged size (after ``append`` returned, i.e. durably committed) on it
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 from ptm_p2p.ledger import entry as entry_mod
@@ -30,9 +31,9 @@ _made: list[Entry] = []
 
 
 def _payload(k: int) -> dict[str, object]:
-    return entry_mod.membership_payload(
-        "admit", k.to_bytes(32, "big"), f"site-{k}", "site", reason=f"entry {k}"
-    )
+    # A real public key per entry: membership entries only admit usable Ed25519 points.
+    key = Signer(hashlib.sha256(k.to_bytes(8, "big")).digest()).public_key
+    return entry_mod.membership_payload("admit", key, f"site-{k}", "site", reason=f"entry {k}")
 
 
 def entries(start: int, end: int) -> list[Entry]:

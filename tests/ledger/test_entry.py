@@ -497,3 +497,10 @@ def test_the_documented_example_is_what_the_code_produces() -> None:
     assert bytes.fromhex(hash1) == second.hash == sha256(second.raw)
     assert bytes.fromhex(leaf1) == sha256(b"\x00" + second.raw)
     assert second.signature.hex() in DOC.read_text().replace("\n            ", "")
+
+
+@pytest.mark.parametrize("key", [bytes(32), b"\x01" + bytes(31), b"\xff" * 32])
+def test_only_usable_keys_are_admitted(key: bytes) -> None:
+    payload = E.membership_payload("admit", key, "nobody", "site")
+    with pytest.raises(DecodeError, match="not a usable Ed25519 public key"):
+        Entry.create(ADMIN, E.MEMBERSHIP, 2, b"\x11" * 32, 1_500, payload)
