@@ -19,7 +19,11 @@ import requests.exceptions
 from ptm_p2p.errors import ExecutorError, PolicyError
 from ptm_p2p.executor.imageref import ImageRef
 from ptm_p2p.executor.limits import Limits
-from ptm_p2p.executor.policy import DEFAULT_MIN_GROUP_SIZE, check_label
+from ptm_p2p.executor.policy import (
+    DEFAULT_MIN_GROUP_SIZE,
+    check_label,
+    check_readable_by_task,
+)
 from ptm_p2p.executor.result import RunResult
 from ptm_p2p.executor.sandbox import SandboxRun, run_in_sandbox
 
@@ -39,6 +43,7 @@ def run_local(
         check_label(label)
         if not Path(path).exists():
             raise PolicyError(f"--data {label}={path}: no such file or folder")
+        check_readable_by_task(label, Path(path))
     try:
         found = client.images.get(image)
     except docker.errors.ImageNotFound as exc:

@@ -187,8 +187,23 @@ class SitePolicy:
                     f"[policy.data] {label} = {str(path)!r} does not exist on this site; "
                     "fix the path in config.toml"
                 )
+            check_readable_by_task(label, path)
             chosen[label] = path
         return chosen
+
+
+def check_readable_by_task(label: str, path: Path) -> None:
+    """The task runs as an unprivileged user (65534) with the data mounted read-only: a file
+    only its owner may read would fail inside the container with a confusing traceback."""
+    mode = path.stat().st_mode
+    needed = 0o005 if path.is_dir() else 0o004  # folders also need o+x to be entered
+    if mode & needed != needed:
+        fix = "chmod o+rx" if path.is_dir() else "chmod o+r"
+        raise PolicyError(
+            f"data {label} = {str(path)!r} is not readable by the task's unprivileged user "
+            f"(mode {mode & 0o777:o}); tasks get the data read-only, so `{fix} {path}` "
+            "lets them read it without letting them change it"
+        )
 
 
 def _strings(value: Any, where: str) -> list[str]:

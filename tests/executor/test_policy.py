@@ -194,3 +194,14 @@ def test_image_ref_round_trip():
     ref = ImageRef.parse(f"localhost:5000/a/b-c:v1@{D}")
     assert (ref.repository, ref.tag, ref.digest) == ("localhost:5000/a/b-c", "v1", D)
     assert ref.by_digest == f"localhost:5000/a/b-c@{D}"
+
+
+def test_data_the_task_user_cannot_read_is_refused_with_the_fix(tmp_path):
+    private = tmp_path / "private.csv"
+    private.write_text("age\n50\n")
+    private.chmod(0o600)
+    policy = SitePolicy.from_table({"data": {"registry": str(private)}})
+    with pytest.raises(PolicyError, match=r"chmod o\+r"):
+        policy.check_data(["registry"])
+    private.chmod(0o644)
+    assert policy.check_data(["registry"]) == {"registry": private}
