@@ -74,8 +74,9 @@ def run_local_cmd(
 
     \b
     Example:
+      echo '{"data": "table"}' > params.json
       ptm run-local 127.0.0.1:5000/ptm/summary:latest \\
-          --data table=tests/data/patients.csv --input params.json --out result/
+          --data table=patients.csv --input params.json --out result/
     """
     import docker
 
