@@ -65,7 +65,8 @@ class Home:
             )
         path.mkdir(parents=True, exist_ok=True)
         config_text = (
-            "# ptm_p2p identity configuration (a site's [policy]: see README, 'Running tasks safely')\n"
+            "# ptm_p2p identity configuration\n"
+            "# (a site's [policy]: see README, 'Running tasks safely')\n"
             f'name = "{name}"\n' + extra_config
         )
         (path / CONFIG_FILE).write_text(config_text)
