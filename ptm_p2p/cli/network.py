@@ -31,13 +31,55 @@ def _home(home: str | None) -> Home:
 
 
 def _pubkey(text: str) -> bytes:
+    """A public key given as 64 hex digits; ``click.BadParameter`` with a hint otherwise."""
+    hint = "print a home's key with `ptm id --home THAT_HOME`"
     try:
         key = bytes.fromhex(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r} is not hex") from exc
+    except ValueError:
+        if text.startswith(("12D3KooW", "Qm")):
+            raise click.BadParameter(
+                f"{text[:16]}… is a libp2p peer id (as `ptm status` shows), not a key; "
+                f"give the key as 64 hex digits: {hint}"
+            ) from None
+        raise click.BadParameter(f"{text[:80]!r} is not hex; {hint}") from None
     if len(key) != 32:
-        raise click.BadParameter("a public key is 32 bytes (64 hex digits)")
+        raise click.BadParameter(
+            f"a public key is 32 bytes (64 hex digits), this is {len(key)}; {hint}"
+        )
     return key
+
+
+def _pubkey_param(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
+    # As a callback, so click's "Invalid value for 'PUBKEY'" names the argument.
+    return None if value is None else _pubkey(value)
+
+
+def _ledger_size(path: Path) -> int:
+    """Entries in the ledger at ``path`` (0 if there is none), read without locking it."""
+    from ptm_p2p.ledger.store import SqliteStore
+
+    if not path.exists():
+        return 0
+    store = SqliteStore(path, read_only=True)
+    try:
+        return store.size()
+    finally:
+        store.close()
+
+
+def _quiet_libp2p() -> None:
+    """Silence py-libp2p's own loggers in one-shot commands.
+
+    It logs every failed dial at ERROR ("Failed to open TCP stream…") straight to stderr;
+    the command reports the outcome itself, in one line.
+    """
+    import logging
+
+    import libp2p  # noqa: F401 - importing it (re)configures its loggers; quiet them after
+
+    quiet = logging.getLogger("libp2p")
+    quiet.setLevel(logging.CRITICAL + 1)
+    quiet.addHandler(logging.NullHandler())
 
 
 def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
@@ -166,7 +208,12 @@ def collab() -> None:
     default=None,
     help="The hub's home on this machine: its key is read and the genesis entry is written there.",
 )
-@click.option("--hub-key", default=None, help="The hub's public key (hex), if not --hub-home.")
+@click.option(
+    "--hub-key",
+    default=None,
+    callback=_pubkey_param,
+    help="The hub's public key (hex), if not --hub-home.",
+)
 @click.option("--hub-org", default="hub", show_default=True, help="The hub's organisation.")
 @click.option("--description", default=None, help="A line describing the study.")
 @click.option(
@@ -181,7 +228,7 @@ def collab_create(
     origin: str,
     admin_org: str,
     hub_home: str | None,
-    hub_key: str | None,
+    hub_key: bytes | None,
     hub_org: str,
     description: str | None,
     out: str | None,
@@ -199,9 +246,17 @@ def collab_create(
 
     admin = _home(home)
     if hub_home:
-        hub_pk = Home.load(Path(hub_home)).public_key
+        hub_identity = Home.load(Path(hub_home))
+        hub_pk = hub_identity.public_key
+        held = _ledger_size(hub_identity.ledger_path)
+        if held:
+            entries = "1 entry" if held == 1 else f"{held} entries"
+            raise ConfigError(
+                f"the hub home {hub_home} already holds a log ({entries}): it runs a "
+                "collaboration already. Use a fresh hub home (`ptm init`) for a new one"
+            )
     elif hub_key:
-        hub_pk = _pubkey(hub_key)
+        hub_pk = hub_key
     else:
         raise click.UsageError("give --hub-home DIR or --hub-key HEX")
     if hub_pk == admin.public_key:
@@ -215,7 +270,14 @@ def collab_create(
     if not targets:
         targets.append(admin.path / GENESIS_FILE)
     for path in targets:
-        path.write_bytes(entry.raw)
+        if path.exists():
+            raise ConfigError(
+                f"{path} already exists: a genesis entry was made before (a second one would "
+                "start a different log). Delete it first if you really mean to replace it"
+            )
+    for path in targets:
+        with open(path, "xb") as handle:  # "x": never overwrite, even in a race
+            handle.write(entry.raw)
         written.append(str(path))
     data = {
         "origin": origin,
@@ -235,23 +297,28 @@ def _membership(
     home: str | None,
     join: str,
     action: str,
-    role: str,
-    org: str,
-    pubkey: str,
+    role: str | None,
+    org: str | None,
+    key: bytes,
     reason: str | None,
     as_json: bool,
 ) -> None:
     from ptm_p2p.ledger.entry import membership_payload
     from ptm_p2p.network.client import submit_one
     from ptm_p2p.network.invitation import Invitation
+    from ptm_p2p.network.protocol import RemoteError
 
     admin = _home(home)
-    key = _pubkey(pubkey)
+    invitation = Invitation.load(Path(join))
+    _quiet_libp2p()
+    if action == "revoke":
+        role, org = _admission(admin, invitation, key, role, org)
+    assert role is not None and org is not None
     payload = membership_payload(action, key, org, role, reason)
     try:
-        answer = submit_one(admin.signer, Invitation.load(Path(join)), "membership", payload)
-    except PtmError as exc:
-        raise PtmError(f"the hub refused the {action}: {exc}") from exc
+        answer = submit_one(admin.signer, invitation, "membership", payload)
+    except RemoteError as exc:
+        raise PtmError(f"the hub refused the {action}: {exc.reason}") from exc
     data = {
         "action": action,
         "key": key.hex(),
@@ -261,6 +328,38 @@ def _membership(
         "size": answer.get("size"),
     }
     _emit(data, as_json, f"{action}: {org} ({role}) {key.hex()[:16]}… at log index {data['index']}")
+
+
+def _admission(
+    admin: Home, invitation: Any, key: bytes, role: str | None, org: str | None
+) -> tuple[str, str]:
+    """The role and organisation ``key`` holds now, from the hub's (verified) log.
+
+    A revocation must repeat them exactly; given ones that differ are reported with what the
+    admission said, before anything is signed.
+    """
+    from ptm_p2p.ledger.replay import State
+    from ptm_p2p.network.client import fetch_log
+
+    state = State()
+    for index, entry in enumerate(fetch_log(admin.signer, invitation)):
+        state.apply(entry, index)
+    member = state.members.get(key)
+    if member is None:
+        raise PtmError(
+            f"key {key.hex()[:16]}… was never admitted to {invitation.origin}; nothing to revoke"
+        )
+    if member.revoked_at is not None:
+        raise PtmError(
+            f"key {key.hex()[:16]}… was already revoked at log index {member.revoked_at}"
+        )
+    if (role or member.role, org or member.org) != (member.role, member.org):
+        raise PtmError(
+            f"key {key.hex()[:16]}… was admitted as {member.role} of {member.org} (log index "
+            f"{member.admitted_at}), not as {role or member.role} of {org or member.org}; "
+            "leave out --role/--org to take them from the admission"
+        )
+    return member.role, member.org
 
 
 @collab.command("admit")
@@ -273,12 +372,14 @@ def _membership(
 )
 @click.option("--role", required=True, type=click.Choice(["site", "researcher", "auditor"]))
 @click.option("--org", required=True, help="The member's organisation name.")
-@click.argument("pubkey")
+@click.argument("pubkey", callback=_pubkey_param)
 @json_option
 def collab_admit(
-    home: str | None, join: str, role: str, org: str, pubkey: str, as_json: bool
+    home: str | None, join: str, role: str, org: str, pubkey: bytes, as_json: bool
 ) -> None:
-    """Admit a member's key with a role (the admin signs a membership entry).
+    """Admit a member's key (64 hex digits, from `ptm id`) with a role.
+
+    The admin signs a membership entry and the hub sequences it.
 
     \b
     Example:
@@ -295,19 +396,34 @@ def collab_admit(
     type=click.Path(dir_okay=False, exists=True),
     help="Invitation file (the hub's address).",
 )
-@click.option("--role", required=True, type=click.Choice(["site", "researcher", "auditor"]))
-@click.option("--org", required=True, help="The member's organisation name.")
+@click.option(
+    "--role",
+    default=None,
+    type=click.Choice(["site", "researcher", "auditor"]),
+    help="The member's role (default: as admitted; checked against the admission if given).",
+)
+@click.option(
+    "--org", default=None, help="The member's organisation (default: as admitted; checked)."
+)
 @click.option("--reason", default=None, help="Why (kept in the log).")
-@click.argument("pubkey")
+@click.argument("pubkey", callback=_pubkey_param)
 @json_option
 def collab_revoke(
-    home: str | None, join: str, role: str, org: str, reason: str | None, pubkey: str, as_json: bool
+    home: str | None,
+    join: str,
+    role: str | None,
+    org: str | None,
+    reason: str | None,
+    pubkey: bytes,
+    as_json: bool,
 ) -> None:
     """Revoke a member's key: it may sign nothing after this entry.
 
+    Role and organisation are taken from the key's admission in the hub's log.
+
     \b
     Example:
-      ptm collab revoke --home admin/ --join invite.json --role site --org hospital-a 3f2a…
+      ptm collab revoke --home admin/ --join invite.json --reason "left the study" 3f2a…
     """
     _membership(home, join, "revoke", role, org, pubkey, reason, as_json)
 

@@ -17,9 +17,12 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import ConfigError
+from ptm_p2p.errors import ConfigError, LedgerError, PtmError, ReplayError
 from ptm_p2p.home import Home
 from ptm_p2p.ledger.checkpoint import parse_checkpoint
+from ptm_p2p.ledger.crypto import short
+from ptm_p2p.ledger.entry import GENESIS, Entry
+from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
@@ -39,13 +42,12 @@ class Hub:
         self.replica = Replica(self.store, home.name)
         if self.replica.size == 0:
             path = genesis or home.path / GENESIS_FILE
-            if not path.exists():
+            try:
+                raw = _checked_genesis(path, home)
+            except PtmError:
                 self.store.close()
-                raise ConfigError(
-                    f"the hub's ledger is empty and there is no genesis entry at {path}; run "
-                    "`ptm collab create --hub-home HUB ...` (or pass --genesis FILE) first"
-                )
-            entry = self.replica.append_genesis(path.read_bytes())
+                raise
+            entry = self.replica.append_genesis(raw)
             log.info("started log %s from genesis %s", self.replica.origin, entry.hash.hex()[:16])
         self.sequencer = Sequencer(self.replica, home.signer)
         if (
@@ -67,9 +69,38 @@ class Hub:
         self.replica.flush_notes()
         data = self.replica.status()
         data["sequenced"] = self.sequencer.sequenced
-        data["lag"] = 0
         data["known_peers"] = {pid: rec.name for pid, rec in self.replica.peers.items()}
         return data
+
+
+def _checked_genesis(path: Path, home: Home) -> bytes:
+    """The genesis entry at ``path``, checked completely before the hub writes anything.
+
+    A home that is not the hub named in the genesis must not keep the entry: as a site it
+    would later hold a log the hub never signed (and mistake it for a split view).
+    """
+    if not path.exists():
+        raise ConfigError(
+            f"the hub's ledger is empty and there is no genesis entry at {path}; run "
+            "`ptm collab create --hub-home HUB ...` (or pass --genesis FILE) first"
+        )
+    raw = path.read_bytes()
+    try:
+        entry = Entry.from_bytes(raw)
+        if entry.kind != GENESIS:
+            raise ReplayError(f"it is a {entry.kind} entry, not a genesis entry")
+        State().apply(entry, 0)  # the replay rules: origin, admin and hub keys, names
+    except LedgerError as exc:
+        raise ConfigError(f"{path} is not a valid genesis entry: {exc}") from exc
+    named = entry.payload.get("hub")
+    if named != home.public_key:
+        shown = short(named) if isinstance(named, bytes) else repr(named)
+        raise ConfigError(
+            f"the genesis entry {path} names the hub key {shown}, but this home's key is "
+            f"{short(home.public_key)}; start `ptm hub` with the home whose key the admin gave "
+            "to `ptm collab create` (nothing was written to this home)"
+        )
+    return raw
 
 
 def run_hub(

@@ -13,13 +13,16 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import PtmError
+from ptm_p2p.errors import NetworkError, ProtocolError, PtmError
+from ptm_p2p.ledger import checkpoint as cp
+from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry
+from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.protocol import RemoteError
-from ptm_p2p.network.rpc import PeerClient
+from ptm_p2p.network.rpc import PeerClient, PeerUnreachable
 
 Build = Callable[[AuthorChain], list[Entry]]
 
@@ -43,6 +46,10 @@ async def _with_hub(
 
 def _run(signer: Signer, invitation: Invitation, work: Callable[[PeerClient], Any]) -> Any:
     ok, value = trio.run(_with_hub, signer, invitation, work)
+    if isinstance(value, PeerUnreachable):
+        raise NetworkError(
+            f"cannot reach the hub at {invitation.hub_addr} — is `ptm hub` running? ({value.why})"
+        ) from value
     if not ok:
         raise value
     return value
@@ -73,4 +80,34 @@ def submit_one(
     )
 
 
-__all__ = ["submit", "submit_one", "RemoteError"]
+def fetch_log(signer: Signer, invitation: Invitation) -> list[Entry]:
+    """The hub's whole log, checked against its signed checkpoint (decoded, signatures checked).
+
+    For one-shot commands that need the current state of the log (who is a member, with
+    which role) without a replica of their own.
+    """
+
+    async def work(hub: PeerClient) -> list[bytes]:
+        resp = await hub.call("checkpoint", timeout=15)
+        signed = cp.parse_checkpoint(str(resp.get("note") or ""))
+        cp.verify_checkpoint(signed, cp.Verifier.log(invitation.origin, invitation.hub_key))
+        size = signed.checkpoint.size
+        raws: list[bytes] = []
+        while len(raws) < size:
+            got = (
+                await hub.call("entries", start=len(raws), end=size, old_size=0, timeout=60)
+            ).get("entries")
+            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
+                raise ProtocolError(f"the hub answered entries {len(raws)}.. with no entries")
+            raws.extend(got)
+        frontier = Frontier()
+        frontier.extend([merkle.leaf_hash(r) for r in raws[:size]])
+        if frontier.root() != signed.checkpoint.root:
+            raise ProtocolError("the hub's entries do not hash to the root it signed")
+        return raws[:size]
+
+    raws: list[bytes] = _run(signer, invitation, work)
+    return [Entry.from_bytes(raw) for raw in raws]
+
+
+__all__ = ["submit", "submit_one", "fetch_log", "RemoteError"]

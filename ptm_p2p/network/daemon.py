@@ -131,7 +131,21 @@ async def run_daemon(
                     break
     with contextlib.suppress(OSError):
         (home / ADDR_FILE).unlink()
+    _mark_stopped(home / STATUS_FILE)
     log.info("%s stopped cleanly", role)
+
+
+def _mark_stopped(path: Path) -> None:
+    """Say in the status file that the daemon stopped, so `ptm status` knows at once."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            data = {}
+        data.update(stopped=time.time(), connected=[])
+        write_json_atomic(path, data)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 async def _status_writer(

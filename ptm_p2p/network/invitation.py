@@ -15,6 +15,8 @@ from pathlib import Path
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.network.host import parse_peer_addr, peer_id_of
 
+HINT = "ask the hub operator for the file `ptm hub --invitation FILE` wrote"
+
 
 @dataclass(frozen=True)
 class Invitation:
@@ -24,11 +26,13 @@ class Invitation:
 
     def __post_init__(self) -> None:
         if len(self.hub_key) != 32:
-            raise ConfigError("invitation: hub_key must be a 32-byte Ed25519 key (64 hex digits)")
+            raise ConfigError(
+                "invitation: field hub_key must be a 32-byte Ed25519 key (64 hex digits)"
+            )
         try:
             info = parse_peer_addr(self.hub_addr)
         except PtmError as exc:
-            raise ConfigError(f"invitation: {exc}") from exc
+            raise ConfigError(f"invitation: field hub_addr: {exc}") from exc
         if info.peer_id != peer_id_of(self.hub_key):
             raise ConfigError(
                 "invitation: the hub address's peer id does not belong to hub_key; the file "
@@ -49,12 +53,43 @@ class Invitation:
 
     @classmethod
     def load(cls, path: Path) -> Invitation:
+        """Read an invitation file; every problem is a ``ConfigError`` naming file and field."""
         try:
-            data = json.loads(Path(path).read_text())
-            return cls(str(data["hub_addr"]), bytes.fromhex(data["hub_key"]), str(data["origin"]))
+            text = Path(path).read_text()
         except FileNotFoundError as exc:
             raise ConfigError(f"invitation file {path} does not exist") from exc
-        except (ValueError, KeyError, TypeError) as exc:
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a ptm invitation: it is not text; {HINT}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read invitation file {path}: {exc.strerror}") from exc
+        hint = HINT
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise ConfigError(
-                f"{path} is not a ptm invitation (JSON with hub_addr, hub_key, origin): {exc}"
-            ) from exc
+                f"{path} is not a ptm invitation: it is not JSON (error at line {exc.lineno}); "
+                + hint
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path} is not a ptm invitation: it holds a JSON {type(data).__name__}, not an "
+                "object with hub_addr, hub_key and origin; " + hint
+            )
+        fields: dict[str, str] = {}
+        for name in ("hub_addr", "hub_key", "origin"):
+            value = data.get(name)
+            if not isinstance(value, str) or not value:
+                what = "is missing" if value is None else "must be a non-empty string"
+                raise ConfigError(f"{path}: field {name} {what}; " + hint)
+            fields[name] = value
+        try:
+            key = bytes.fromhex(fields["hub_key"])
+        except ValueError:
+            raise ConfigError(
+                f"{path}: field hub_key must be 64 hex digits (the hub's public key), "
+                f"got {fields['hub_key'][:80]!r}"
+            ) from None
+        try:
+            return cls(fields["hub_addr"], key, fields["origin"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {str(exc).removeprefix('invitation: ')}") from exc

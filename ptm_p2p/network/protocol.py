@@ -122,6 +122,7 @@ class RemoteError(ProtocolError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"peer refused: {code}: {message}", detail=code)
         self.code = code
+        self.reason = message  # the peer's own words, for messages that name the peer
 
 
 def check_response(message: dict[str, Any]) -> dict[str, Any]:

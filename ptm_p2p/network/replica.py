@@ -378,6 +378,10 @@ class Replica:
             self.record_evidence("invalid-entry", bad.raw, signed.text.encode(), str(exc))
             self.trust.distrust("hub", f"signed a checkpoint over a rule-breaking entry: {exc}")
             raise
+        # The checkpoint is stored first: a crash between the two writes then leaves a
+        # checkpoint beyond our size (ignored on load), never entries without one (which a
+        # restarting site refuses as unverified).
+        self.store.add_checkpoint(signed.text, signed.checkpoint.size)
         try:
             self.store.append(entries)
         except EquivocationError as exc:
@@ -388,7 +392,8 @@ class Replica:
             self._rebuild_state()
             raise
         self.frontier = frontier
-        self.record_checkpoint(signed)
+        self._remember_note(signed.checkpoint.size, signed.text)
+        self._notify()
         log.debug("appended %d entries from %s, size now %d", len(entries), source, self.size)
 
     def _rebuild_state(self) -> None:

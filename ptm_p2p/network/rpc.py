@@ -133,6 +133,22 @@ async def _close_quietly(stream: Any) -> None:
         pass
 
 
+class PeerUnreachable(NetworkError):
+    """No connection to the peer could be opened; ``why`` says so in a few plain words."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+def _tcp_target(addr: multiaddr.Multiaddr) -> str:
+    try:
+        ip = addr.value_for_protocol("ip4") or addr.value_for_protocol("ip6")
+        return f"{ip} port {addr.value_for_protocol('tcp')}"
+    except Exception:  # multiaddr raises assorted errors for a missing protocol
+        return str(addr)
+
+
 class PeerClient:
     """Requests to one peer, over reused streams, re-dialing when they break."""
 
@@ -159,9 +175,15 @@ class PeerClient:
             with trio.fail_after(timeout):
                 await self.host.connect(PeerInfo(self.peer_id, self.addrs))
         except trio.TooSlowError as exc:
-            raise NetworkError(f"peer {self.peer_id} did not answer within {timeout} s") from exc
+            raise PeerUnreachable(
+                f"peer {self.peer_id} did not answer within {timeout:g} s",
+                f"no answer within {timeout:g} s",
+            ) from exc
         except Exception as exc:
-            raise NetworkError(f"cannot reach peer {self.peer_id}: {exc}") from exc
+            raise PeerUnreachable(
+                f"cannot reach peer {self.peer_id}: {exc}",
+                "no connection could be opened to " + ", ".join(_tcp_target(a) for a in self.addrs),
+            ) from exc
 
     async def call(
         self, op: str, *, channel: str = "main", timeout: float = 30.0, **fields: Any

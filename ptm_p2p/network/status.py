@@ -53,6 +53,7 @@ def collect(home: Path) -> dict[str, Any]:
         "cosigners": signers,
         "evidence": evidence,
         "running": False,
+        "daemon_seen": False,
     }
     status_path = Path(home) / STATUS_FILE
     if status_path.exists():
@@ -60,8 +61,14 @@ def collect(home: Path) -> dict[str, Any]:
             daemon = json.loads(status_path.read_text())
         except ValueError:
             daemon = {}
-        fresh = time.time() - float(daemon.get("updated", 0)) < STALE_SECONDS
+        fresh = (
+            time.time() - float(daemon.get("updated", 0)) < STALE_SECONDS
+            and "stopped" not in daemon
+        )
         data["running"] = fresh
+        data["daemon_seen"] = True
+        if "stopped" in daemon:
+            data["stopped"] = daemon["stopped"]
         if fresh:
             data["cosigners"] = daemon.get("cosigners", signers)
         for key in (
@@ -83,8 +90,12 @@ def collect(home: Path) -> dict[str, Any]:
 
 def render(data: dict[str, Any]) -> str:
     lines = [f"home        {data['home']}"]
-    state = "running" if data["running"] else "not running"
-    lines.append(f"daemon      {data.get('role', '?')} {state} {data.get('address', '')}".rstrip())
+    if data["running"]:
+        lines.append(f"daemon      {data.get('role', '?')} running {data.get('address', '')}")
+    elif data.get("role"):
+        lines.append(f"daemon      {data['role']} not running")
+    else:
+        lines.append("daemon      none: no daemon has run in this home")
     lines.append(f"log size    {data['size']}")
     cpd = data.get("checkpoint") or {}
     if "size" in cpd:
@@ -92,7 +103,9 @@ def render(data: dict[str, Any]) -> str:
     lines.append(f"cosigners   {', '.join(data.get('cosigners') or []) or '-'}")
     if data["running"]:
         lines.append(f"connected   {len(data.get('connected') or [])} peer(s)")
-        if data.get("lag") is not None:
+        if data.get("role") == "hub":
+            pass  # the hub is the log: lag behind itself means nothing
+        elif data.get("lag") is not None:
             lines.append(f"lag         {data['lag']} entries behind the hub")
         elif data.get("role") == "node":
             lines.append("lag         unknown (hub unreachable)")

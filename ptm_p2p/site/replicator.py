@@ -73,6 +73,7 @@ class Site:
         self.store = SqliteStore(home.ledger_path)
         self.replica = Replica(self.store, home.name)
         self.replica.expect(invitation.origin, invitation.hub_key)
+        self._check_covered()
         hub = parse_peer_addr(invitation.hub_addr)
         self.hub_id = hub.peer_id
         self.hub_addrs = hub.addrs
@@ -81,11 +82,49 @@ class Site:
         self.clients: dict[str, PeerClient] = {}
         self.sync_lock = trio.Lock()
         self.hub_up = False
+        self._hub_reported_down = False
         self.hub_size = 0
         self.last_synced = 0.0
         self._cosigned = trio.Event()
         self._load_peers(extra_peers)
         self.witness_size, self.witness_root = self._load_witness()
+
+    def _check_covered(self) -> None:
+        """Refuse a store whose entries no stored hub-signed checkpoint covers.
+
+        A site stores a checkpoint with every batch it verified (``Replica.commit``), so its
+        whole log always sits under one. Entries beyond that were never verified (the home
+        was used for something else, e.g. a ``ptm hub`` start that failed): comparing them
+        with the hub's checkpoints would raise false split-view evidence against an honest hub.
+        """
+        size = self.replica.size
+        if size == 0:
+            return
+        note = self.replica.notes.get(size)
+        problem = None
+        if note is None:
+            held = [s for s in self.replica.sizes if s <= size]
+            problem = (
+                f"its last checkpoint covers only {held[-1]} of them"
+                if held
+                else "it holds no checkpoint signed by the hub"
+            )
+        else:
+            try:
+                signed = self.replica.parse_signed(note)
+            except LedgerError as exc:
+                problem = f"its checkpoint of size {size} does not verify: {exc}"
+            else:
+                if signed.checkpoint.root != self.replica.frontier.root():
+                    problem = f"its checkpoint of size {size} has another root than its entries"
+        if problem is not None:
+            self.store.close()
+            raise ConfigError(
+                f"{self.home.path} holds {size} log entries that were never verified against "
+                f"the hub ({problem}): this home was used for something else (a failed "
+                "`ptm hub` start?). Give this site a fresh --home, or move "
+                f"{self.home.ledger_path} away to resync the log from the hub"
+            )
 
     # --- persistence of small things -----------------------------------------------------
 
@@ -168,7 +207,11 @@ class Site:
                     "hello", addrs=[me.split("/p2p/")[0]], name=self.home.name, timeout=10
                 )
                 if not self.hub_up:
-                    log.info("connected to hub %s", str(self.hub_id)[-8:])
+                    if self._hub_reported_down:
+                        log.info("reconnected to the hub at %s", self.invitation.hub_addr)
+                    else:
+                        log.info("connected to the hub at %s", self.invitation.hub_addr)
+                self._hub_reported_down = False
                 self.hub_up = True
                 await self._refresh_peers(hub)
                 while self.replica.trust.trusted("hub"):
@@ -184,8 +227,14 @@ class Site:
                         await self.on_note(note, hub, "hub")
                     backoff = 0.2
             except (NetworkError, trio.TooSlowError) as exc:
-                if self.hub_up:
-                    log.warning("lost the hub: %s; retrying, and syncing from other sites", exc)
+                # Once per outage, also when the hub is down from the start.
+                if not self._hub_reported_down:
+                    self._hub_reported_down = True
+                    log.warning(
+                        "hub at %s unreachable (%s); retrying (and syncing from other known peers)",
+                        self.invitation.hub_addr,
+                        getattr(exc, "why", None) or str(exc) or "no answer in time",
+                    )
                 self.hub_up = False
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -75,6 +75,12 @@ class Cluster(LocalCluster):
             raise AssertionError(f"{name} did not stop within 15 s of signal {sig}")
         return code
 
+    def stop_keeping_status(self, name: str) -> int:
+        """SIGTERM and wait, leaving the daemon's own status file as it left it."""
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=15)
+
     # --- ledger actions --------------------------------------------------------------------
 
     def add_entries(self, count: int) -> list[int]:

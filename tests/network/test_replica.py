@@ -22,6 +22,8 @@ from ptm_p2p.network.host import peer_id_of
 from ptm_p2p.network.replica import BadRange, Replica
 
 ORIGIN = "test.example/replica"
+# A real key: the entry codec refuses small-order points such as 32 zero bytes.
+MEMBER_KEY = Signer.generate().public_key
 
 
 class Log:
@@ -130,10 +132,10 @@ def test_unverifiable_evidence_from_strangers_is_not_stored() -> None:
         # A stranger equivocating with its own fresh key proves nothing about the log.
         stranger = Signer.generate()
         a = AuthorChain(stranger).append(
-            "membership", membership_payload("admit", bytes(32), "one", "researcher"), 1
+            "membership", membership_payload("admit", MEMBER_KEY, "one", "researcher"), 1
         )
         b = AuthorChain(stranger).append(
-            "membership", membership_payload("admit", bytes(32), "two", "researcher"), 1
+            "membership", membership_payload("admit", MEMBER_KEY, "two", "researcher"), 1
         )
         fields = {"kind": "equivocation", "first": a.raw, "second": b.raw, "detail": "x"}
         assert (await hub.serve("evidence", fields, "stranger"))["confirmed"] is False
@@ -150,9 +152,9 @@ def test_a_members_equivocation_reported_by_a_peer_is_checked_and_kept() -> None
     hub = log.replica
     twin = AuthorChain(log.admin, log.chain.seq, log.chain.prev)
     a = log.chain.append(
-        "membership", membership_payload("admit", bytes(32), "one", "researcher"), 5
+        "membership", membership_payload("admit", MEMBER_KEY, "one", "researcher"), 5
     )
-    b = twin.append("membership", membership_payload("admit", bytes(32), "two", "researcher"), 5)
+    b = twin.append("membership", membership_payload("admit", MEMBER_KEY, "two", "researcher"), 5)
     fields = {"kind": "equivocation", "first": a.raw, "second": b.raw, "detail": "seen"}
 
     async def main() -> None:
