@@ -342,12 +342,7 @@ _MEMBERSHIP_OPTIONAL = frozenset({"reason"})
 def _validate_membership(payload: dict[str, Any], author: bytes, seq: int) -> None:
     _fields(MEMBERSHIP, payload, _MEMBERSHIP_FIELDS, _MEMBERSHIP_OPTIONAL)
     _choice(MEMBERSHIP, "action", payload["action"], ACTIONS)
-    key = _key(MEMBERSHIP, "key", payload["key"])
-    if payload["action"] == "admit" and not crypto.is_usable_public_key(key):
-        raise DecodeError(
-            f"membership payload: key {key.hex()} is not a usable Ed25519 public key "
-            "(small-order or malformed point); take the key from `ptm id` on that home"
-        )
+    _key(MEMBERSHIP, "key", payload["key"])
     _text(MEMBERSHIP, "org", payload["org"], 64, ORG_PATTERN)
     _choice(MEMBERSHIP, "role", payload["role"], ROLES)
     if "reason" in payload:
@@ -454,6 +449,15 @@ def genesis_payload(
 def membership_payload(
     action: str, key: bytes, org: str, role: str, reason: str | None = None
 ) -> dict[str, Any]:
+    """A membership payload. Admitting a key that is not a usable Ed25519 point (a typo, 32
+    zero bytes) is refused here, where admins build entries. Replicas do not repeat the
+    check on every decode: it costs as much as a signature check, and such a key could never
+    sign anything anyway (libsodium refuses small-order keys when verifying)."""
+    if action == "admit" and type(key) is bytes and not crypto.is_usable_public_key(key):
+        raise DecodeError(
+            f"membership payload: key {key.hex()} is not a usable Ed25519 public key "
+            "(small-order or malformed point); take the key from `ptm id` on that home"
+        )
     payload: dict[str, Any] = {"action": action, "key": key, "org": org, "role": role}
     if reason is not None:
         payload["reason"] = reason
