@@ -198,8 +198,11 @@ def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -
 
         # The researcher reads the sealed results from any replica: here hospital-c's copy.
         outputs = []
+        task_hash = _entry_at(cluster.root / SITES[-1], task_index).hash
         for index in range(task_index + 1, size):
             entry = _entry_at(cluster.root / SITES[-1], index)
+            if entry.kind != RESULT or entry.payload["task"] != task_hash:
+                raise PtmError(f"entry {index} is not a result for task #{task_index}")
             outputs.append(json.loads(researcher.signer.open_sealed(entry.payload["output"])))
         federated = combine(outputs)
         central = central_figures(pooled)
