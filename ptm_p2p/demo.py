@@ -153,7 +153,7 @@ def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -
             site = cluster.home(name)
             # The site acts on its own verified replica, never on what the researcher sent.
             cluster.wait_replicated([name], task_index + 1)
-            task = _entry_at(cluster.root / name, task_index)
+            (task,) = _entries(cluster.root / name, task_index, task_index + 1)
             site_input = site.signer.open_sealed(task.payload["inputs"][site.public_key])
             policy = SitePolicy.from_table(
                 {
@@ -198,10 +198,9 @@ def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -
 
         # The researcher reads the sealed results from any replica: here hospital-c's copy.
         outputs = []
-        task_hash = _entry_at(cluster.root / SITES[-1], task_index).hash
-        for index in range(task_index + 1, size):
-            entry = _entry_at(cluster.root / SITES[-1], index)
-            if entry.kind != RESULT or entry.payload["task"] != task_hash:
+        task_entry, *results = _entries(cluster.root / SITES[-1], task_index, size)
+        for index, entry in enumerate(results, task_index + 1):
+            if entry.kind != RESULT or entry.payload["task"] != task_entry.hash:
                 raise PtmError(f"entry {index} is not a result for task #{task_index}")
             outputs.append(json.loads(researcher.signer.open_sealed(entry.payload["output"])))
         federated = combine(outputs)
@@ -227,11 +226,11 @@ def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -
     return DemoOutcome(matches and replicas_ok and clean_stop, workdir, federated, central)
 
 
-def _entry_at(home: Path, index: int) -> Entry:
-    """Entry ``index`` of a home's verified ledger copy, read without writing to it."""
+def _entries(home: Path, start: int, end: int) -> list[Entry]:
+    """Entries ``start..end-1`` of a home's verified ledger copy, read without writing to it."""
     store = SqliteStore(home / "ledger.db", read_only=True)
     try:
-        return Entry.from_bytes(store.raw(index))
+        return [Entry.from_bytes(raw) for raw in store.raw_range(start, end)]
     finally:
         store.close()
 
