@@ -232,13 +232,16 @@ def test_copy_then_audit_a_home_folder(simulated: Path, tmp_path: Path) -> None:
     assert code == 0, output
 
 
-def test_a_damaged_sqlite_file_is_named_as_such(simulated: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", [0.25, 0.5, 0.75, 0.99])
+def test_a_damaged_sqlite_file_is_named_as_such(
+    simulated: Path, tmp_path: Path, where: float
+) -> None:
     path = copy_of(simulated, tmp_path)
     data = bytearray(path.read_bytes())
     page_size = int.from_bytes(data[16:18], "big")  # SQLite file header
-    page = (len(data) // page_size) // 2
-    # Wipe a b-tree page header: structural damage that SQLite's own check must report
-    # (damage inside a blob would be caught by the signatures instead).
+    page = max(1, int((len(data) // page_size) * where))
+    # Wipe a b-tree page header: structural damage that SQLite must report, whichever
+    # table or index the page belongs to (damage inside a blob is the signatures' job).
     data[page * page_size : page * page_size + 16] = bytes(16)
     path.write_bytes(bytes(data))
     code, output = run_audit(path)

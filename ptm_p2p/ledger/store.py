@@ -83,6 +83,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """True for SQLite's "the file is corrupt / not a database" errors (as opposed to busy,
+    locked or disk-full), which deserve their own message: no retry will help."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _read_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    if _is_damage(exc):
+        return StoreError(
+            f"ledger {path}: the SQLite file itself is damaged ({exc}); nothing in it can be "
+            "trusted — fetch a fresh copy from the hub or a site"
+        )
+    return StoreError(f"ledger {path}: read failed: {exc}")
+
+
 def _check_batch(entries: Sequence[EntryLike]) -> list[EntryLike]:
     batch = list(entries)
     for e in batch:
@@ -451,6 +467,8 @@ class SqliteStore(LogStore):
             self._open_schema()
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CORRUPT:
+                raise _read_error(self.path, exc) from exc
             raise StoreError(
                 f"{self.path} is not a ptm ledger ({exc}); check the path: a ledger copy is "
                 "a home's ledger.db or a file made by `ptm ledger simulate` / `ptm ledger copy`"
@@ -560,7 +578,7 @@ class SqliteStore(LogStore):
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"ledger {self.path}: read failed: {exc}") from exc
+                raise _read_error(self.path, exc) from exc
 
     # --- primitives ----------------------------------------------------------------------------
 
@@ -597,7 +615,7 @@ class SqliteStore(LogStore):
                         )
                     out.append(row[0])
             except sqlite3.Error as exc:
-                raise StoreError(f"ledger {self.path}: read failed: {exc}") from exc
+                raise _read_error(self.path, exc) from exc
         return out
 
     def _find_by_author_seq(
@@ -708,7 +726,13 @@ class SqliteStore(LogStore):
     def check_file(self) -> list[str]:
         """SQLite's own page-level check (``PRAGMA quick_check``); empty when the file is
         sound. A damaged file would otherwise show up as puzzling missing entries."""
-        rows = self._query("PRAGMA quick_check")
+        try:
+            rows = self._query("PRAGMA quick_check")
+        except StoreError as exc:
+            # Damage bad enough that the check itself cannot run is still damage.
+            if isinstance(exc.__cause__, sqlite3.Error) and _is_damage(exc.__cause__):
+                return [str(exc.__cause__)]
+            raise
         messages = [str(r[0]) for r in rows]
         return [] if messages == ["ok"] else messages
 
