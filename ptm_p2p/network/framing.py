@@ -10,6 +10,7 @@ Limits are checked *before* anything is allocated or decoded, so a hostile peer 
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any, Protocol
 
@@ -23,9 +24,9 @@ HEADER = struct.Struct(">I")
 # cannot make us buffer much. Entries responses are built to stay under RESPONSE_BUDGET.
 MAX_FRAME = 8 * 1024 * 1024
 RESPONSE_BUDGET = 4 * 1024 * 1024
-# Once a frame's header has arrived, its body must follow within this time. Idle streams
-# between frames are fine (clients keep channels open), but a peer that announces a large
-# frame and trickles it would otherwise pin a buffer and a task here for ever.
+# Once a frame's header has arrived, its body must follow within this time: a peer that
+# announces a large frame and trickles it would otherwise pin a buffer and a task for ever.
+# (Waiting for the *next* frame is bounded separately, by the server's idle timeout.)
 BODY_TIMEOUT_S = 30.0
 
 
@@ -40,38 +41,74 @@ class FrameTooLarge(ProtocolError):
 
 
 class StreamClosed(ProtocolError):
-    """The stream ended (cleanly between frames, or in the middle of one)."""
+    """The stream ended (cleanly between frames, or in the middle of one).
+
+    ``between_frames`` is true when not one byte of the frame being read had arrived: the
+    peer closed or reset the stream before it started to answer (e.g. it gave up on a stream
+    that had been idle), as opposed to a frame cut in the middle.
+    """
+
+    def __init__(self, message: str, *, between_frames: bool = False) -> None:
+        super().__init__(message)
+        self.between_frames = between_frames
 
 
-async def read_exactly(stream: ByteStream, n: int) -> bytes:
-    """Read exactly ``n`` bytes or raise ``StreamClosed``."""
+class StreamIdle(StreamClosed):
+    """No frame started within the idle timeout; the reader gives up on the stream."""
+
+
+async def read_exactly(stream: ByteStream, n: int, *, frame_started: bool = False) -> bytes:
+    """Read exactly ``n`` bytes or raise ``StreamClosed``.
+
+    ``frame_started`` says that earlier bytes of the same frame were already read, so that
+    an end of stream here is reported as the middle of a frame.
+    """
     chunks: list[bytes] = []
     remaining = n
     while remaining:
         try:
             chunk = await stream.read(remaining)
         except Exception as exc:  # libp2p raises StreamEOF/StreamReset/StreamError
-            raise StreamClosed(f"stream closed while reading: {type(exc).__name__}") from exc
+            raise StreamClosed(
+                f"stream closed while reading: {type(exc).__name__}",
+                between_frames=not (chunks or frame_started),
+            ) from exc
         if not chunk:
-            where = "in the middle of a frame" if chunks else "between frames"
-            raise StreamClosed(f"stream ended {where}")
+            between = not (chunks or frame_started)
+            where = "between frames" if between else "in the middle of a frame"
+            raise StreamClosed(f"stream ended {where}", between_frames=between)
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
 
 
 async def read_frame(
-    stream: ByteStream, max_size: int = MAX_FRAME, body_timeout: float = BODY_TIMEOUT_S
+    stream: ByteStream,
+    max_size: int = MAX_FRAME,
+    body_timeout: float = BODY_TIMEOUT_S,
+    idle_timeout: float = math.inf,
 ) -> bytes:
-    """One frame's payload bytes; ``StreamClosed`` if the body is not complete in time."""
-    header = await read_exactly(stream, HEADER.size)
+    """One frame's payload bytes.
+
+    ``StreamIdle`` if the frame's header is not complete within ``idle_timeout`` (by default
+    a reader waits for ever), ``StreamClosed`` if the body is not complete within
+    ``body_timeout`` of its header.
+    """
+    header = b""
+    with trio.move_on_after(idle_timeout):
+        header = await read_exactly(stream, HEADER.size)
+    if not header:
+        raise StreamIdle(
+            f"no frame started within {idle_timeout:g} s; giving up on the idle stream",
+            between_frames=True,
+        )
     (length,) = HEADER.unpack(header)
     if length > max_size:
         raise FrameTooLarge(f"frame of {length} bytes announced, limit is {max_size}")
     if length == 0:
         return b""
     with trio.move_on_after(body_timeout):
-        return await read_exactly(stream, length)
+        return await read_exactly(stream, length, frame_started=True)
     raise StreamClosed(
         f"a {length}-byte frame did not arrive within {body_timeout:.0f} s of its header"
     )

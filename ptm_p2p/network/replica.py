@@ -96,6 +96,10 @@ class Trust:
             log.error("no longer trusting %s: %s", who, reason)
         self.distrusted[who] = reason
 
+    def restore(self, who: str, reason: str) -> None:
+        """Distrust decided in an earlier run: no new error line, the first one said it."""
+        self.distrusted[who] = reason
+
     def trusted(self, who: str) -> bool:
         return who not in self.distrusted
 
@@ -111,6 +115,11 @@ class Replica:
         self.trust = Trust()
         # Peers we may dial: members that said hello, the hub's list, --peer, peers.json.
         self.peers: dict[str, PeerRecord] = {}
+        # Addresses the operator gave for a peer (``ptm node --peer``). They are authoritative
+        # for that peer id: the hub's list or the peer's own hello may add addresses, never
+        # drop or replace these (a wrong or lying answer must not cut us off from a peer the
+        # operator pointed us to).
+        self.pinned: dict[str, list[str]] = {}
         # Non-members that said hello (bounded; listed once they are admitted).
         self.strangers: dict[str, PeerRecord] = {}
         self.waiters = 0
@@ -506,9 +515,21 @@ class Replica:
         member = self.state.members.get(key) if key is not None else None
         return member is not None and member.active
 
+    def pin_peer(self, pid: str, addr: str) -> None:
+        """An address the operator gave for ``pid``: dialed first, kept whatever others say."""
+        pinned = self.pinned.setdefault(pid, [])
+        if addr not in pinned:
+            pinned.append(addr)
+        self.peers[pid] = PeerRecord(list(pinned), self.peers.get(pid, PeerRecord([])).name)
+
+    def with_pinned(self, pid: str, addrs: list[str]) -> list[str]:
+        """``addrs`` for ``pid`` as others told them, behind the operator's own (if any)."""
+        pinned = self.pinned.get(pid, [])
+        return pinned + [a for a in addrs if a not in pinned]
+
     def note_hello(self, pid: str, addrs: list[str], name: str) -> None:
         """Remember where a peer (authenticated by Noise) says it listens."""
-        record = PeerRecord(addrs, name, time.time())
+        record = PeerRecord(self.with_pinned(pid, addrs), name, time.time())
         if pid in self.peers or self.is_member(pid):
             self.strangers.pop(pid, None)
             self.peers[pid] = record

@@ -5,11 +5,16 @@ request → response exchanges in order (opening a stream per request would cost
 negotiation each time; a connection costs ~250 ms in py-libp2p 0.8.1, a round trip on an
 open stream ~0.5 ms). A malformed request gets an error response and a log line; an
 oversized frame gets an error response and a reset, since the stream cannot be resynchronised.
-No exception from a handler ever reaches libp2p.
+No exception from a handler ever reaches libp2p. A stream on which no new request starts
+within ``idle_timeout`` (5 minutes by default) is reset, so a peer cannot hold a server task
+and a stream for ever by opening streams and sending nothing.
 
 Client: ``PeerClient`` keeps one stream per *channel* to one peer (the long-poll ``wait`` uses
 its own channel so it never blocks ordinary requests), re-dials on failure, and clears
 libp2p's 60-second dial blacklist before each dial so a restarted peer is reachable at once.
+When a reused stream turns out to have been closed by the peer (the server's idle timeout)
+before any byte of the answer came back, the request is sent again once on a fresh stream:
+callers never see an idle stream being cut.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ptm_p2p.network.framing import (
     MAX_FRAME,
     FrameTooLarge,
     StreamClosed,
+    StreamIdle,
     decode,
     encode,
     read_frame,
@@ -41,16 +47,47 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, dict[str, Any], ID], Awaitable[dict[str, Any]]]
 PROTOCOL = TProtocol(protocol.PROTOCOL_ID)
+# How long a server waits for the first bytes of the next request on an open stream. Clients
+# keep streams open between requests (and a site's ``wait`` channel asks again as soon as a
+# long-poll, at most MAX_WAIT_MS, is answered; the wait itself runs *inside* a request), so
+# this only cuts streams nobody uses: far above the long-poll plus margin, and harmless when
+# it does cut, since PeerClient reopens a cut stream transparently.
+IDLE_TIMEOUT_S = 300.0
+MIN_IDLE_TIMEOUT_S = protocol.MAX_WAIT_MS / 1000 + 30
 
 
 class RpcServer:
-    """Serve the sync protocol on ``host`` with ``handler(op, fields, peer_id) -> response``."""
+    """Serve the sync protocol on ``host`` with ``handler(op, fields, peer_id) -> response``.
 
-    def __init__(self, host: Any, handler: Handler, max_frame: int = MAX_FRAME) -> None:
+    ``idle_timeout`` (seconds) bounds the wait for the next request on a stream; daemons use
+    the default, tests may shorten it.
+    """
+
+    def __init__(
+        self,
+        host: Any,
+        handler: Handler,
+        max_frame: int = MAX_FRAME,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+    ) -> None:
+        if not idle_timeout > 0:
+            raise ValueError(
+                f"idle_timeout must be a positive number of seconds, not {idle_timeout}"
+            )
+        if idle_timeout < MIN_IDLE_TIMEOUT_S:
+            # Allowed (tests use ~1 s), but such a server cuts streams between long-polls.
+            log.warning(
+                "idle timeout %g s is shorter than a long-poll plus margin (%g s): clients "
+                "will reopen streams often",
+                idle_timeout,
+                MIN_IDLE_TIMEOUT_S,
+            )
         self.host = host
         self.handler = handler
         self.max_frame = max_frame
+        self.idle_timeout = idle_timeout
         self.bad_requests = 0
+        self.idle_closed = 0
 
     def install(self) -> None:
         self.host.set_stream_handler(PROTOCOL, self._serve_stream)
@@ -63,7 +100,18 @@ class RpcServer:
         try:
             while True:
                 try:
-                    payload = await read_frame(stream, self.max_frame)
+                    payload = await read_frame(
+                        stream, self.max_frame, idle_timeout=self.idle_timeout
+                    )
+                except StreamIdle:
+                    # Normal for a channel a client stopped using; a reset frees both ends
+                    # at once, and the client reopens a stream if it needs one again.
+                    self.idle_closed += 1
+                    log.debug(
+                        "peer %s: no request for %g s; closing the stream", peer, self.idle_timeout
+                    )
+                    await _reset_quietly(stream)
+                    return
                 except StreamClosed:
                     return
                 except FrameTooLarge as exc:
@@ -107,6 +155,11 @@ class RpcServer:
                 f"{op}: this peer hit an internal error answering the request; its operator "
                 "will find the details in the daemon's log",
             )
+
+
+async def _send_and_receive(stream: Any, request: bytes) -> bytes:
+    await write_frame(stream, request)
+    return await read_frame(stream)
 
 
 async def _send_quietly(stream: Any, message: dict[str, Any]) -> None:
@@ -189,17 +242,12 @@ class PeerClient:
         self, op: str, *, channel: str = "main", timeout: float = 30.0, **fields: Any
     ) -> dict[str, Any]:
         """Send one request and return the successful response (``RemoteError`` otherwise)."""
+        request = encode(protocol.request(op, **fields))
         lock = self._locks.setdefault(channel, trio.Lock())
         async with lock:
             try:
                 with trio.fail_after(timeout):
-                    stream = self._streams.get(channel)
-                    if stream is None:
-                        await self.connect(timeout)
-                        stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
-                        self._streams[channel] = stream
-                    await write_frame(stream, encode(protocol.request(op, **fields)))
-                    payload = await read_frame(stream)
+                    payload = await self._exchange(channel, request, timeout)
             except trio.TooSlowError as exc:
                 await self._drop(channel)
                 raise NetworkError(f"{op} to {self.peer_id}: no answer in {timeout} s") from exc
@@ -213,6 +261,37 @@ class PeerClient:
                 await self._drop(channel)
                 raise NetworkError(f"{op} to {self.peer_id}: {type(exc).__name__}: {exc}") from exc
         return protocol.check_response(decode(payload))
+
+    async def _exchange(self, channel: str, request: bytes, timeout: float) -> bytes:
+        """Send ``request`` on the channel's stream and return the answer's payload.
+
+        A stream kept from an earlier call may have been closed by the peer in the meantime
+        (servers reset streams idle for minutes). If it fails before any byte of the answer
+        arrived, the request goes once more on a fresh stream. A server that cut the stream
+        for idleness never read the request, so this repeats nothing; in the rare other case
+        the hub's replay rules refuse a repeated submission rather than apply it twice.
+        """
+        stream = self._streams.get(channel)
+        if stream is not None:
+            try:
+                return await _send_and_receive(stream, request)
+            except StreamClosed as exc:
+                if not exc.between_frames:
+                    raise
+            except ProtocolError:
+                raise  # an oversized frame: sending it again would not help
+            except Exception as exc:  # libp2p's StreamReset/StreamClosed from the write
+                log.debug("%s: write on the %s stream failed: %s", self, channel, exc)
+            log.debug("%s: the %s stream was closed by the peer; reopening it", self, channel)
+            await self._drop(channel)
+        stream = await self._open(channel, timeout)
+        return await _send_and_receive(stream, request)
+
+    async def _open(self, channel: str, timeout: float) -> Any:
+        await self.connect(timeout)
+        stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
+        self._streams[channel] = stream
+        return stream
 
     async def _drop(self, channel: str) -> None:
         stream = self._streams.pop(channel, None)

@@ -12,9 +12,13 @@ Three tasks run side by side:
   (C2SP tlog-cosignature) once it has checked consistency with the last one it cosigned, and
   hands it to the hub.
 
-A peer that serves a range that does not verify is named in the log and no longer used; a hub
-that shows two inconsistent checkpoints is no longer followed, the evidence is stored and
-sent to every known peer.
+A peer that serves a range that does not verify is named in the log and no longer used, also
+after a restart (``HOME/distrusted.json``); a hub that shows two inconsistent checkpoints is
+no longer followed, the evidence is stored and sent to every known peer.
+
+Peer addresses come from ``--peer`` (authoritative for that peer id), the hub's ``peers``
+answer and ``HOME/peers.json``; the hub's answer adds peers and addresses but never drops
+or replaces the operator's.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ MAX_STEP_ENTRIES = 20 * CHUNK
 MAX_STEP_BYTES = 256 * 1024 * 1024
 MAX_PEERS = 1_024  # addresses taken from the hub's list (sites of one collaboration)
 PEERS_FILE = "peers.json"
+DISTRUST_FILE = "distrusted.json"
+MAX_REASON = 500  # characters of a refusal reason kept in DISTRUST_FILE
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
 PEERS_REFRESH = 2.0
@@ -87,6 +93,8 @@ class Site:
         self.last_synced = 0.0
         self._cosigned = trio.Event()
         self._load_peers(extra_peers)
+        # peer id -> {"reason", "since"}: peers refused for serving bad ranges, in any run.
+        self.distrusted_peers: dict[str, dict[str, Any]] = self._load_distrust()
         self.witness_size, self.witness_root = self._load_witness()
 
     def _check_covered(self) -> None:
@@ -140,14 +148,56 @@ class Site:
                 log.warning("%s is unreadable; starting with no known peers", path)
         for addr in extra:
             info = parse_peer_addr(addr)
-            base = addr.split("/p2p/")[0]
-            self.replica.peers[str(info.peer_id)] = PeerRecord([base], "")
+            self.replica.pin_peer(str(info.peer_id), addr.split("/p2p/")[0])
 
     def _save_peers(self) -> None:
         data = {
             pid: {"addrs": rec.addrs, "name": rec.name} for pid, rec in self.replica.peers.items()
         }
         write_json_atomic(self.home.path / PEERS_FILE, data)
+
+    def _load_distrust(self) -> dict[str, dict[str, Any]]:
+        """Peers refused in earlier runs, distrusted again before anything is dialed.
+
+        A lost file costs little (a liar is caught again by the same checks, nothing it sends
+        is stored), so an unreadable one is reported and ignored rather than fatal.
+        """
+        path = self.home.path / DISTRUST_FILE
+        if not path.exists():
+            return {}
+        try:
+            records: dict[str, dict[str, Any]] = {
+                str(pid): {"reason": str(rec["reason"]), "since": float(rec.get("since", 0))}
+                for pid, rec in json.loads(path.read_text()).items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning(
+                "%s is unreadable (%s); peers refused in earlier runs are trusted again until "
+                "they serve a bad range again",
+                path,
+                exc,
+            )
+            return {}
+        for pid, rec in records.items():
+            self.replica.trust.restore(f"peer {pid}", rec["reason"])
+        if records:
+            log.info(
+                "still distrusting %d peer(s) refused in earlier runs (%s): %s",
+                len(records),
+                path.name,
+                ", ".join(sorted(records)),
+            )
+        return records
+
+    def _save_distrust(self) -> None:
+        path = self.home.path / DISTRUST_FILE
+        try:
+            # Durable: the whole point is that the refusal outlives a crash or restart.
+            write_json_atomic(path, self.distrusted_peers, durable=True)
+        except OSError as exc:
+            log.error(
+                "could not write %s (%s): this distrust will not survive a restart", path, exc
+            )
 
     def _load_witness(self) -> tuple[int, bytes]:
         path = self.home.path / WITNESS_FILE
@@ -258,6 +308,8 @@ class Site:
             pid, addrs = item.get("id"), item.get("addrs")
             if not isinstance(pid, str) or not pid or self.me.endswith(pid):
                 continue
+            if pid == str(self.hub_id):
+                continue  # the invitation gives the hub's address; nobody else does
             # Every address must parse: one bad one from a lying hub must not crash the
             # daemon later, when we dial.
             clean = _valid_addrs(pid, addrs)
@@ -265,9 +317,11 @@ class Site:
                 continue
             if pid not in self.replica.peers and len(self.replica.peers) >= MAX_PEERS:
                 continue
+            # The hub may add addresses; the operator's (--peer) stay, and stay first.
+            merged = self.replica.with_pinned(pid, clean)
             rec = self.replica.peers.get(pid)
-            if rec is None or rec.addrs != clean:
-                self.replica.peers[pid] = PeerRecord(clean, str(item.get("name", ""))[:64])
+            if rec is None or rec.addrs != merged:
+                self.replica.peers[pid] = PeerRecord(merged, str(item.get("name", ""))[:64])
                 self.clients.pop(pid, None)
                 changed = True
         if changed:
@@ -342,6 +396,9 @@ class Site:
             return
         self.replica.trust.distrust(f"peer {source}", reason)
         self.clients.pop(source, None)
+        if source not in self.distrusted_peers:
+            self.distrusted_peers[source] = {"reason": reason[:MAX_REASON], "since": time.time()}
+            self._save_distrust()
 
     async def sync_from(self, client: PeerClient, target: cp.SignedCheckpoint, source: str) -> None:
         async with self.sync_lock:

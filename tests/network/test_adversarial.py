@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import time
@@ -61,15 +62,25 @@ def test_peers_serving_bad_ranges_are_refused_and_named(cluster: Cluster) -> Non
     for addr in evil.values():
         assert addr.split("/p2p/")[1] in logs  # named in the daemon's log too
 
-    # Given one honest peer among the liars, the new site still gets the true log.
+    # The refusals are remembered in the home, so they outlive a restart.
+    recorded = json.loads((cluster.path("site-new") / "distrusted.json").read_text())
+    assert sorted(recorded) == sorted(addr.split("/p2p/")[1] for addr in evil.values())
+
+    # Given one honest peer among the liars, the restarted site gets the true log from it,
+    # and never even dials the peers it refused before.
     cluster.stop("site-new")
     cluster.start_site("site-new", peers=[*evil.values(), cluster.address("site-a")])
+    assert every_evil_peer_named()  # from its first status on, before any exchange
     cluster.wait_synced(["site-new"], last)
     assert audit(cluster.path("site-new")) == last
-    assert (
-        cluster.status("site-new")["checkpoint"]["root"]
-        == cluster.status("site-a")["checkpoint"]["root"]
-    )
+    status = cluster.status("site-new")
+    assert status["checkpoint"]["root"] == cluster.status("site-a")["checkpoint"]["root"]
+    evil_ids = {addr.split("/p2p/")[1] for addr in evil.values()}
+    time.sleep(1.5)  # a few more exchange rounds, and a fresh status file
+    assert not evil_ids & set(cluster.status("site-new")["connected"])
+    assert "still distrusting 4 peer(s)" in cluster.logs("site-new")
+    text = _status_text(cluster, "site-new")
+    assert all(f"DISTRUSTED  peer {pid}" in text for pid in evil_ids)
 
 
 @pytest.mark.parametrize("extra", [0, 2], ids=["same-size", "different-size"])

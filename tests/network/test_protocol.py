@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
 import msgpack
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from libp2p.custom_types import TProtocol
+from libp2p.peer.peerinfo import PeerInfo
 
 from ptm_p2p.errors import ConfigError, NetworkError, ProtocolError
 from ptm_p2p.ledger import merkle
@@ -18,6 +21,7 @@ from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import (
     FrameTooLarge,
     StreamClosed,
+    StreamIdle,
     decode,
     encode,
     read_frame,
@@ -73,6 +77,34 @@ def test_a_trickled_frame_body_is_given_up_on() -> None:
     async def main() -> None:
         with pytest.raises(StreamClosed, match="did not arrive within"):
             await read_frame(Trickle(), body_timeout=0.2)
+
+    trio.run(main)
+
+
+class Silent(Pipe):
+    """A stream that stays open and never sends a byte."""
+
+    async def read(self, n: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        return b""
+
+
+def test_an_idle_stream_is_given_up_on_and_told_apart_from_a_cut_frame() -> None:
+    async def main() -> None:
+        with pytest.raises(StreamIdle, match="no frame started within") as idle:
+            await read_frame(Silent(), idle_timeout=0.2)
+        assert idle.value.between_frames
+        with pytest.raises(StreamClosed) as clean:
+            await read_frame(Pipe(b""))
+        assert clean.value.between_frames  # nothing of the answer came: safe to resend
+        with pytest.raises(StreamClosed) as cut:
+            await read_frame(Pipe(b"\x00\x00\x00\x10abc"))
+        assert not cut.value.between_frames
+        with pytest.raises(StreamClosed) as cut_header:
+            await read_frame(Pipe(b"\x00\x00"))
+        assert not cut_header.value.between_frames
+        # Without an idle timeout a reader waits as long as it takes.
+        assert await read_frame(Pipe(b"\x00\x00\x00\x01x")) == b"x"
 
     trio.run(main)
 
@@ -233,6 +265,84 @@ def test_rpc_round_trip_and_noise_only() -> None:
                 intruder = PeerClient(plain, server.get_id(), [listen_addr(port=port)])
                 with pytest.raises(NetworkError):
                     await intruder.call("peers", timeout=5)
+            await client.close()
+
+    trio.run(main)
+
+
+async def _read_until_closed(stream: Any) -> None:
+    """Return when the peer ends or resets ``stream`` (libp2p raises on a reset)."""
+    try:
+        while await stream.read(1024):
+            pass
+    except Exception:  # StreamReset / StreamEOF: the server gave up on the stream
+        pass
+
+
+@pytest.mark.network
+def test_idle_streams_are_closed_and_clients_reopen_them_transparently() -> None:
+    """Real hosts, a 1 s idle timeout: an idle stream is cut, everyone else is served, a
+    long-poll longer than the idle timeout is not cut, and a client whose stream was cut
+    gets its next answer without seeing an error."""
+
+    async def main() -> None:
+        server = make_host(Signer.generate().seed)
+        idler_host = make_host(Signer.generate().seed)
+        client_host = make_host(Signer.generate().seed)
+        port = free_port()
+
+        async def handler(op: str, fields: dict, peer: Any) -> dict:
+            if op == "wait":  # a long-poll that outlasts the idle timeout
+                await trio.sleep(fields["timeout_ms"] / 1000)
+            return protocol.ok(peers=[])
+
+        async with (
+            server.run([listen_addr(port=port)]),
+            idler_host.run([listen_addr(port=free_port())]),
+            client_host.run([listen_addr(port=free_port())]),
+        ):
+            rpc = RpcServer(server, handler, idle_timeout=1.0)
+            rpc.install()
+            server_addrs = [listen_addr(port=port)]
+            await idler_host.connect(PeerInfo(server.get_id(), server_addrs))
+            idle = await idler_host.new_stream(server.get_id(), [TProtocol(protocol.PROTOCOL_ID)])
+            client = PeerClient(client_host, server.get_id(), server_addrs)
+            answered = 0
+            started = trio.current_time()
+            async with trio.open_nursery() as nursery:
+
+                async def keep_asking() -> None:
+                    nonlocal answered
+                    # Before, while and after the idler is cut; busy streams are never cut.
+                    while rpc.idle_closed == 0 or answered < 12:
+                        assert (await client.call("peers", timeout=5))["ok"] is True
+                        answered += 1
+                        await trio.sleep(0.1)
+
+                nursery.start_soon(keep_asking)
+                with trio.fail_after(10):
+                    await _read_until_closed(idle)
+                cut_after = trio.current_time() - started
+            assert 0.9 <= cut_after < 5, cut_after
+            assert rpc.idle_closed == 1  # the idler's stream only
+
+            # A long-poll longer than the idle timeout runs inside a request: never cut. (The
+            # stream is new, so a cut would surface as an error rather than a resend.)
+            resp = await client.call("wait", channel="wait", after=0, timeout_ms=1500, timeout=10)
+            assert resp["ok"] is True
+
+            # Both of the client's streams sit idle past the timeout and are cut (the main
+            # one possibly during the long-poll)...
+            before = dict(client._streams)
+            with trio.fail_after(10):
+                while rpc.idle_closed < 3:
+                    await trio.sleep(0.05)
+            # ...yet the next calls on them are answered, on fresh streams, with no error.
+            assert (await client.call("peers", timeout=5))["ok"] is True
+            assert (await client.call("wait", channel="wait", after=0, timeout_ms=0))["ok"]
+            assert client._streams["main"] is not before["main"]
+            assert client._streams["wait"] is not before["wait"]
+            assert rpc.bad_requests == 0
             await client.close()
 
     trio.run(main)
