@@ -19,6 +19,7 @@ view): the evidence is stored and the hub is no longer trusted.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -158,6 +159,10 @@ class Replica:
                 self.trust.distrust("hub", "split view evidence in the store (see `ptm status`)")
             elif kind == "invalid-entry":
                 self.trust.distrust("hub", "signed a checkpoint over a rule-breaking entry")
+            elif kind == "equivocation":
+                with contextlib.suppress(LedgerError):
+                    author = Entry.from_bytes(bytes(item.first)).author
+                    self.trust.restore(f"author {short(author)}", str(item.detail))
         if size:
             log.info("loaded %d entries in %.2f s", size, time.perf_counter() - start)
 

@@ -14,7 +14,7 @@ import trio
 from ptm_p2p.errors import ProtocolError, SplitViewError
 from ptm_p2p.hub.sequencer import Sequencer
 from ptm_p2p.ledger import checkpoint as cp
-from ptm_p2p.ledger.crypto import Signer
+from ptm_p2p.ledger.crypto import Signer, short
 from ptm_p2p.ledger.entry import AuthorChain, genesis_payload, membership_payload
 from ptm_p2p.ledger.store import MemoryStore
 from ptm_p2p.network import replica as replica_module
@@ -163,6 +163,11 @@ def test_a_members_equivocation_reported_by_a_peer_is_checked_and_kept() -> None
 
     trio.run(main)
     assert [e.kind for e in hub.store.evidence()] == ["equivocation"]  # stored once
+    distrusted = f"author {short(log.admin.public_key)}"
+    assert distrusted in hub.trust.distrusted
+    # A restart (a new replica over the same store) still names the equivocator.
+    again = Replica(hub.store, "hub")
+    assert "signed two entries" in again.trust.distrusted[distrusted]
 
 
 def test_split_view_distrust_survives_a_restart() -> None:
