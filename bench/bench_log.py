@@ -48,8 +48,10 @@ def real_entries(n: int) -> list[entry_mod.Entry]:
     chains = [entry_mod.AuthorChain(s) for s in signers]
     out = []
     for k in range(n):
+        # A real public key per member: membership payloads refuse unusable points.
+        member = Signer(hashlib.sha256(b"member %d" % k).digest()).public_key
         payload = entry_mod.membership_payload(
-            "admit", k.to_bytes(32, "big"), f"site-{k}", "site", reason=f"bench {k}"
+            "admit", member, f"site-{k}", "site", reason=f"bench {k}"
         )
         out.append(chains[k % 8].append(entry_mod.MEMBERSHIP, payload, 1_700_000_000_000 + k))
     return out

@@ -1,0 +1,45 @@
+"""Every benchmark in bench/ still runs, on tiny inputs.
+
+The benchmarks are not timed tests (their figures live in the README); this only keeps them
+from rotting: an API change that breaks a bench script fails here, not months later when
+someone wants the figures. Each runs as its own process, exactly as the README tells.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+CASES = {
+    "bench_ledger.py": (["--entries", "500", "--sites", "2"], "x raw verify"),
+    "bench_log.py": (["--entries", "5000", "--append-entries", "1000"], "SqliteStore.append"),
+    "bench_executor.py": (["--reps", "1"], "ratio_executor_over_bare"),
+    "bench_network.py": (
+        ["--entries", "500", "--sites", "3", "--rounds", "3", "--throughput", "500"],
+        "latency, 3 sites",
+    ),
+}
+
+
+def test_every_bench_script_is_covered() -> None:
+    scripts = {p.name for p in BENCH.glob("bench_*.py")}
+    assert scripts == set(CASES), "add new bench scripts to CASES"
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_bench_script_runs(script: str, tmp_path: Path) -> None:
+    args, expected = CASES[script]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expected in result.stdout, result.stdout
