@@ -241,6 +241,13 @@ class Site:
         self.clients[peer_id] = client
         return client
 
+    async def _forget_client(self, peer_id: str) -> None:
+        """Drop a peer's client and reset its open streams: left open, they would linger in
+        libp2p's connection until the peer's idle timeout (minutes) cut them."""
+        client = self.clients.pop(peer_id, None)
+        if client is not None:
+            await client.close()
+
     # --- the hub -----------------------------------------------------------------------------
 
     async def follow_hub(self, host: Any, me: str) -> None:
@@ -322,7 +329,7 @@ class Site:
             rec = self.replica.peers.get(pid)
             if rec is None or rec.addrs != merged:
                 self.replica.peers[pid] = PeerRecord(merged, str(item.get("name", ""))[:64])
-                self.clients.pop(pid, None)
+                await self._forget_client(pid)  # its addresses changed
                 changed = True
         if changed:
             self._save_peers()
@@ -336,7 +343,7 @@ class Site:
                 raise CheckpointError(f"the checkpoint sent is a {type(note).__name__}, not text")
             signed = self.replica.parse_signed(note)
         except LedgerError as exc:
-            self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
+            await self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
             return
         try:
             if signed.checkpoint.size <= self.replica.size:
@@ -353,9 +360,9 @@ class Site:
                 "split-view", exc.first.encode(), exc.second.encode(), str(exc)
             )
         except BadRange as exc:
-            self._refuse(source, str(exc))
+            await self._refuse(source, str(exc))
         except LedgerError as exc:
-            self._refuse(source, f"{type(exc).__name__}: {exc}")
+            await self._refuse(source, f"{type(exc).__name__}: {exc}")
 
     async def _diagnose(self, client: PeerClient, target: cp.SignedCheckpoint, source: str) -> None:
         """After a root mismatch: is the peer lying, or did the hub fork the log?
@@ -390,12 +397,12 @@ class Site:
             self.replica.trust.distrust("hub", "split view: signed two inconsistent checkpoints")
             raise SplitViewError(detail, note, target.text)
 
-    def _refuse(self, source: str, reason: str) -> None:
+    async def _refuse(self, source: str, reason: str) -> None:
         if source == "hub":
             log.error("hub: %s", reason)
             return
         self.replica.trust.distrust(f"peer {source}", reason)
-        self.clients.pop(source, None)
+        await self._forget_client(source)
         if source not in self.distrusted_peers:
             self.distrusted_peers[source] = {"reason": reason[:MAX_REASON], "since": time.time()}
             self._save_distrust()
@@ -618,7 +625,7 @@ class Site:
                 log.warning("exchange with %s: %s", pid[-8:], exc)
             except Exception:  # a bug must cost one exchange, not the daemon
                 log.exception("exchange with %s failed unexpectedly", pid[-8:])
-                self.clients.pop(pid, None)
+                await self._forget_client(pid)
 
     async def broadcast_evidence(self, kind: str, first: bytes, second: bytes, detail: str) -> None:
         """Tell every known peer (and the hub) what we found; they check it themselves."""

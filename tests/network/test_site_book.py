@@ -103,8 +103,12 @@ def test_refused_peers_stay_distrusted_across_restarts(tmp_path: Path) -> None:
     site = _site(tmp_path, peers)
     try:
         assert sorted(site._candidates()) == sorted([liar, honest])
-        site._refuse(liar, "served entries that do not hash to the root the hub signed")
-        site._refuse("hub", "a hub's refusal is not a peer's")  # the hub is handled apart
+
+        async def refuse() -> None:
+            await site._refuse(liar, "served entries that do not hash to the root the hub signed")
+            await site._refuse("hub", "a hub's refusal is not a peer's")  # handled apart
+
+        trio.run(refuse)
         assert site._candidates() == [honest]
     finally:
         site.store.close()
