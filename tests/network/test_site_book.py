@@ -56,14 +56,14 @@ def test_the_hubs_peer_list_adds_to_but_never_replaces_operator_addresses(tmp_pa
         answer = HubAnswer(
             [
                 # The hub knows `given` elsewhere (stale, wrong or lying): it may add, not replace.
-                {"id": given, "addrs": ["/ip4/10.0.0.9/tcp/7000"], "name": "site-b"},
+                {"id": given, "addrs": ["/ip4/127.0.9.9/tcp/7000"], "name": "site-b"},
                 {"id": other, "addrs": ["/ip4/127.0.0.1/tcp/5002"], "name": "site-c"},
                 # The hub itself: its address comes from the invitation only.
-                {"id": str(site.hub_id), "addrs": ["/ip4/10.6.6.6/tcp/1"], "name": "evil"},
+                {"id": str(site.hub_id), "addrs": ["/ip4/127.6.6.6/tcp/1"], "name": "evil"},
             ]
         )
         trio.run(site._refresh_peers, answer)
-        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/10.0.0.9/tcp/7000"]
+        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/127.0.9.9/tcp/7000"]
         assert site.replica.peers[given].name == "site-b"
         assert site.replica.peers[other].addrs == ["/ip4/127.0.0.1/tcp/5002"]
         assert str(site.hub_id) not in site.replica.peers
@@ -72,13 +72,13 @@ def test_the_hubs_peer_list_adds_to_but_never_replaces_operator_addresses(tmp_pa
         assert [str(a) for a in client.addrs][0] == operator_addr
 
         # A later answer that moves or drops the peer still leaves the operator's address.
-        trio.run(site._refresh_peers, HubAnswer([{"id": given, "addrs": ["/ip4/10.0.0.8/tcp/1"]}]))
-        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/10.0.0.8/tcp/1"]
+        trio.run(site._refresh_peers, HubAnswer([{"id": given, "addrs": ["/ip4/127.0.9.8/tcp/1"]}]))
+        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/127.0.9.8/tcp/1"]
         trio.run(site._refresh_peers, HubAnswer([]))
         assert site.replica.peers[given].addrs[0] == operator_addr
         # And so does the peer's own hello.
-        site.replica.note_hello(given, ["/ip4/10.0.0.7/tcp/2"], "site-b")
-        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/10.0.0.7/tcp/2"]
+        site.replica.note_hello(given, ["/ip4/127.0.9.7/tcp/2"], "site-b")
+        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/127.0.9.7/tcp/2"]
         # Peers the operator did not name follow the hub's latest answer, as before.
         trio.run(site._refresh_peers, HubAnswer([{"id": other, "addrs": ["/ip4/127.0.0.1/tcp/6"]}]))
         assert site.replica.peers[other].addrs == ["/ip4/127.0.0.1/tcp/6"]
