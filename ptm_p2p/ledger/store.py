@@ -726,13 +726,13 @@ class SqliteStore(LogStore):
     def check_file(self) -> list[str]:
         """SQLite's own page-level check (``PRAGMA quick_check``); empty when the file is
         sound. A damaged file would otherwise show up as puzzling missing entries."""
-        try:
-            rows = self._query("PRAGMA quick_check")
-        except StoreError as exc:
-            # Damage bad enough that the check itself cannot run is still damage.
-            if isinstance(exc.__cause__, sqlite3.Error) and _is_damage(exc.__cause__):
-                return [str(exc.__cause__)]
-            raise
+        with self._lock:
+            try:
+                rows = self._conn.execute("PRAGMA quick_check").fetchall()
+            except sqlite3.Error as exc:
+                if _is_damage(exc):  # too damaged for the check itself to run: still damage
+                    return [str(exc)]
+                raise _read_error(self.path, exc) from exc
         messages = [str(r[0]) for r in rows]
         return [] if messages == ["ok"] else messages
 
