@@ -13,14 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ptm_p2p.errors import StoreError
-from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
-from ptm_p2p.ledger.simulate import simulate
-from ptm_p2p.ledger.store import SqliteStore
+
+if TYPE_CHECKING:  # imported where used: `ptm --help` must not pay for the ledger and rich
+    from ptm_p2p.ledger.audit import AuditReport
+    from ptm_p2p.ledger.store import SqliteStore
 
 # Replays shorter than this finish before a bar would be readable.
 PROGRESS_THRESHOLD = 20_000
@@ -30,6 +31,15 @@ SHOWN_PROBLEMS = 20
 @contextmanager
 def _progress(label: str, total: int, quiet: bool) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr, or a no-op for short jobs and non-terminals."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     console = Console(stderr=True)
     if quiet or total < PROGRESS_THRESHOLD or not console.is_terminal:
         yield lambda done, total: None
@@ -52,6 +62,8 @@ def _ledger_path(path: Path) -> Path:
 
 
 def _open_existing(path: Path) -> SqliteStore:
+    from ptm_p2p.ledger.store import SqliteStore
+
     if not path.is_file():
         raise StoreError(
             f"{path}: no such ledger file; give the path of a ledger copy, e.g. "
@@ -81,6 +93,8 @@ def audit_command(ledger: Path, as_json: bool, quiet: bool) -> None:
       ptm ledger copy ~/.ptm/hospital-a /tmp/a.db && ptm audit /tmp/a.db
       ptm ledger simulate /tmp/l.db --entries 5000 --sites 4 && ptm audit /tmp/l.db --json
     """
+    from ptm_p2p.ledger.audit import audit, default_workers
+
     ledger = _ledger_path(ledger)
     store = _open_existing(ledger)
     try:
@@ -135,9 +149,11 @@ def render_report(path: Path, report: AuditReport) -> str:
             or "no answers yet"
         )
         pending = f"; waiting for {len(t.pending)}" if t.pending else ""
+        cancelled = f"; cancelled at entry {t.cancelled_at}" if t.cancelled_at is not None else ""
         lines.append(
             f"  entry {t.index:<7} {t.image_digest[:19]}… by "
             f"{state.describe(t.publisher)} → {len(t.targets)} sites: {answers}{pending}"
+            f"{cancelled}"
         )
     lines.append("")
     good = sum(1 for c in report.checkpoints if c.ok)
@@ -251,6 +267,9 @@ def simulate_command(
       ptm ledger simulate /tmp/demo.db --entries 20000 --sites 5 --seed 7
       ptm audit /tmp/demo.db
     """
+    from ptm_p2p.ledger.simulate import simulate
+    from ptm_p2p.ledger.store import SqliteStore
+
     if out.exists():
         raise StoreError(f"{out} already exists; simulate writes a new file — pick another name")
     store = SqliteStore(out)

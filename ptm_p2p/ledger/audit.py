@@ -134,6 +134,7 @@ class AuditReport:
                         for site, r in task.results.items()
                     },
                     "pending": [state.describe(t) for t in task.pending],
+                    "cancelled_at": task.cancelled_at,
                 }
                 for task in state.tasks.values()
             ],

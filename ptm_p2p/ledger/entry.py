@@ -18,7 +18,7 @@ a task exists, whether ``seq``/``prev`` continue the author's chain. That is ``r
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +37,15 @@ ZERO_HASH = bytes(HASH_SIZE)
 """``prev`` of an author's first entry (seq 1)."""
 
 GENESIS, MEMBERSHIP, TASK, RESULT = "genesis", "membership", "task", "result"
-KINDS = (GENESIS, MEMBERSHIP, TASK, RESULT)
+CANCEL = "cancel"
+KINDS = (GENESIS, MEMBERSHIP, TASK, RESULT, CANCEL)
 
 ROLES = ("hub", "site", "researcher", "auditor")
 """Roles a membership entry can give. The admin's role ("admin") comes only from genesis."""
 ACTIONS = ("admit", "revoke")
-STATUSES = ("ok", "failed", "timeout", "refused")
+STATUSES = ("ok", "failed", "timeout", "refused", "cancelled")
+TIMING_FIELDS = frozenset({"prepare_ms", "run_ms", "total_ms"})
+"""Optional timings of a result, whole milliseconds: what the site measured, for the researcher."""
 
 # --- limits -----------------------------------------------------------------------------------
 
@@ -350,13 +353,24 @@ def _validate_membership(payload: dict[str, Any], author: bytes, seq: int) -> No
 
 
 _TASK_FIELDS = frozenset({"image", "targets", "inputs", "limits"})
-_TASK_OPTIONAL = frozenset({"algorithm", "description"})
+_TASK_OPTIONAL = frozenset({"algorithm", "description", "data"})
+MAX_DATA_LABELS = 16
+DATA_LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A site data source label (``[policy.data]`` in a site's config): which data a task reads
+is public in the log, so an auditor sees what each task was allowed to touch."""
 _LIMIT_FIELDS = frozenset(LIMIT_RANGES)
 
 
 def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
     _fields(TASK, payload, _TASK_FIELDS, _TASK_OPTIONAL)
-    _text(TASK, "image", payload["image"], MAX_IMAGE_LEN, IMAGE_PATTERN)
+    image = payload["image"]
+    if type(image) is str and "@" not in image and len(image) <= MAX_IMAGE_LEN:
+        # The common mistake gets its own message instead of the reference grammar.
+        raise DecodeError(
+            f"task payload: image {image!r} has no digest; name the image by digest "
+            "(REPO@sha256:…); `ptm publish` resolves tags for you"
+        )
+    _text(TASK, "image", image, MAX_IMAGE_LEN, IMAGE_PATTERN)
     targets = payload["targets"]
     if type(targets) is not list or not 1 <= len(targets) <= MAX_TARGETS:
         raise DecodeError(f"task payload: targets must be a list of 1..{MAX_TARGETS} site keys")
@@ -386,10 +400,20 @@ def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
         _text(TASK, "algorithm", payload["algorithm"], MAX_ALGORITHM_LEN, ALGORITHM_PATTERN)
     if "description" in payload:
         _text(TASK, "description", payload["description"], MAX_TEXT_LEN)
+    if "data" in payload:
+        labels = payload["data"]
+        if type(labels) is not list or not 1 <= len(labels) <= MAX_DATA_LABELS:
+            raise DecodeError(
+                f"task payload: data must be a list of 1..{MAX_DATA_LABELS} data labels"
+            )
+        for label in labels:
+            _text(TASK, "each data label", label, 64, DATA_LABEL_PATTERN)
+        if len(set(labels)) != len(labels):
+            raise DecodeError("task payload: data lists a label twice")
 
 
 _RESULT_FIELDS = frozenset({"task", "status", "output", "image_digest", "log_digest"})
-_RESULT_OPTIONAL = frozenset({"reason"})
+_RESULT_OPTIONAL = frozenset({"reason", "timings", "output_digest"})
 
 
 def _validate_result(payload: dict[str, Any], author: bytes, seq: int) -> None:
@@ -405,6 +429,33 @@ def _validate_result(payload: dict[str, Any], author: bytes, seq: int) -> None:
         raise DecodeError("result payload: log_digest must be a 32-byte SHA-256")
     if "reason" in payload:
         _text(RESULT, "reason", payload["reason"], MAX_TEXT_LEN)
+    if "output_digest" in payload:
+        digest = payload["output_digest"]
+        if type(digest) is not bytes or len(digest) != HASH_SIZE:
+            raise DecodeError("result payload: output_digest must be a 32-byte SHA-256")
+    if "timings" in payload:
+        timings = payload["timings"]
+        if type(timings) is not dict or not timings.keys() <= TIMING_FIELDS:
+            raise DecodeError(
+                f"result payload: timings must be a map with keys among "
+                f"{', '.join(sorted(TIMING_FIELDS))}"
+            )
+        for name, value in timings.items():
+            if type(value) is not int or not 0 <= value <= MAX_TIMESTAMP_MS:
+                raise DecodeError(f"result payload: timings.{name} {value!r} is not a whole ms")
+
+
+_CANCEL_FIELDS = frozenset({"task"})
+_CANCEL_OPTIONAL = frozenset({"reason"})
+
+
+def _validate_cancel(payload: dict[str, Any], author: bytes, seq: int) -> None:
+    _fields(CANCEL, payload, _CANCEL_FIELDS, _CANCEL_OPTIONAL)
+    task = payload["task"]
+    if type(task) is not bytes or len(task) != HASH_SIZE:
+        raise DecodeError("cancel payload: task must be the 32-byte hash of the task entry")
+    if "reason" in payload:
+        _text(CANCEL, "reason", payload["reason"], MAX_TEXT_LEN)
 
 
 _VALIDATORS: dict[str, Callable[[dict[str, Any], bytes, int], None]] = {
@@ -412,6 +463,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], bytes, int], None]] = {
     MEMBERSHIP: _validate_membership,
     TASK: _validate_task,
     RESULT: _validate_result,
+    CANCEL: _validate_cancel,
 }
 
 
@@ -470,9 +522,11 @@ def task_payload(
     limits: Mapping[str, int],
     algorithm: str | None = None,
     description: str | None = None,
+    data: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A task payload; ``inputs`` maps each target site key to its *plaintext* input, which
-    is sealed here to that site (targets keep the mapping's order)."""
+    is sealed here to that site (targets keep the mapping's order); ``data`` names the site
+    data sources (labels) the task reads."""
     payload: dict[str, Any] = {
         "image": image,
         "targets": list(inputs),
@@ -483,6 +537,8 @@ def task_payload(
         payload["algorithm"] = algorithm
     if description is not None:
         payload["description"] = description
+    if data:
+        payload["data"] = list(data)
     return payload
 
 
@@ -493,15 +549,28 @@ def result_payload(
     image_digest: str,
     log_digest: bytes,
     reason: str | None = None,
+    timings: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """A result payload for ``task``; the plaintext ``output`` is sealed to the task's author."""
+    """A result payload for ``task``; the plaintext ``output`` is sealed to the task's author
+    and its SHA-256 recorded, so the researcher can show it opened exactly what was signed."""
     payload: dict[str, Any] = {
         "task": task.hash,
         "status": status,
         "output": crypto.seal(task.author, output),
         "image_digest": image_digest,
         "log_digest": log_digest,
+        "output_digest": crypto.sha256(output),
     }
+    if reason is not None:
+        payload["reason"] = reason.encode()[:MAX_TEXT_LEN].decode(errors="ignore")
+    if timings is not None:
+        payload["timings"] = dict(timings)
+    return payload
+
+
+def cancel_payload(task: bytes, reason: str | None = None) -> dict[str, Any]:
+    """A cancel payload: the publisher withdraws its task ``task`` (the task entry's hash)."""
+    payload: dict[str, Any] = {"task": task}
     if reason is not None:
         payload["reason"] = reason
     return payload

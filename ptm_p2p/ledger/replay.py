@@ -13,6 +13,9 @@ The rules (each broken rule raises ``ReplayError`` naming the entry index, kind 
 5. Only researchers publish tasks, and every target is an admitted, unrevoked site.
 6. Only a site a task targets reports a result on it, once; an ``ok`` result names the image
    digest the task named (a site that ran anything else must not claim success).
+7. Only a task's publisher cancels it, once, and only while some target has not answered;
+   a ``cancelled`` result answers a cancelled task. Results may still follow a cancel (a
+   site may have finished before it saw it), so a cancel never invalidates a result.
 
 ``State.check`` tests an entry without touching the state and ``State.apply`` checks then
 commits, so a rejected entry always leaves the state as it was; the hub calls ``check`` before
@@ -37,6 +40,7 @@ from ptm_p2p.errors import (
 )
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import (
+    CANCEL,
     GENESIS,
     MEMBERSHIP,
     RESULT,
@@ -89,6 +93,7 @@ class Task:
     index: int
     algorithm: str | None
     results: dict[bytes, Result] = field(default_factory=dict)
+    cancelled_at: int | None = None  # index of the publisher's cancel entry, if any
 
     @property
     def image_digest(self) -> str:
@@ -263,6 +268,42 @@ class State:
                         RuleError(f"target {self.describe(target)} is {what}"),
                         "tasks may only target admitted sites",
                     )
+        elif kind == CANCEL:
+            task = self.tasks.get(payload["task"])
+            if task is None:
+                raise self._fail(
+                    entry,
+                    index,
+                    UnknownTaskError(
+                        f"cancels task {payload['task'].hex()[:16]}…, which is not an earlier "
+                        "task entry of this log"
+                    ),
+                )
+            if task.publisher != author:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"cancels the task at entry {task.index}, published by "
+                        f"{self.describe(task.publisher)}: only its publisher may cancel it"
+                    ),
+                )
+            if task.cancelled_at is not None:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"the task at entry {task.index} was already cancelled at entry "
+                        f"{task.cancelled_at}"
+                    ),
+                )
+            if task.done:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(f"the task at entry {task.index} has every result already"),
+                    "there is nothing left to cancel",
+                )
         elif kind == RESULT:
             task = self.tasks.get(payload["task"])
             if task is None:
@@ -289,6 +330,14 @@ class State:
                     RuleError(
                         f"a second result on task at entry {task.index} (the first is entry "
                         f"{task.results[author].index})"
+                    ),
+                )
+            if payload["status"] == "cancelled" and task.cancelled_at is None:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        f"status cancelled, but the task at entry {task.index} was not cancelled"
                     ),
                 )
             if payload["status"] == "ok" and payload["image_digest"] != task.image_digest:
@@ -366,6 +415,8 @@ class State:
                 index,
                 payload.get("algorithm"),
             )
+        elif kind == CANCEL:
+            self.tasks[payload["task"]].cancelled_at = index
         else:
             result = Result(
                 payload["task"],
@@ -380,7 +431,8 @@ class State:
             self.results[entry.hash] = result
         self.heads[author] = (entry.seq, entry.hash)
         self._last_timestamp[author] = entry.timestamp_ms
-        self.kind_counts[kind] += 1
+        # Kinds appear in the counts once seen (a log without cancels reports four kinds).
+        self.kind_counts[kind] = self.kind_counts.get(kind, 0) + 1
         self.size = index + 1
 
 

@@ -407,7 +407,7 @@ def test_create_checks_payloads_like_from_bytes() -> None:
     with pytest.raises(DecodeError, match="unknown field"):
         Entry.create(ADMIN, E.MEMBERSHIP, 1, E.ZERO_HASH, 0, payload)
     with pytest.raises(DecodeError, match="unknown entry kind"):
-        Entry.create(ADMIN, "cancel", 1, E.ZERO_HASH, 0, {})
+        Entry.create(ADMIN, "vote", 1, E.ZERO_HASH, 0, {})
 
 
 def test_image_references() -> None:
