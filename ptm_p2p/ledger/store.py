@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import sqlite_utils
-
 from ptm_p2p.errors import EquivocationError, StoreError
 from ptm_p2p.ledger import merkle
 
@@ -38,6 +36,26 @@ SCHEMA_VERSION = 1
 
 EVIDENCE_EQUIVOCATION = "equivocation"
 EVIDENCE_SPLIT_VIEW = "split-view"
+
+# Schema version 1. idx is an INTEGER PRIMARY KEY, i.e. the rowid: range reads are one b-tree
+# walk. UNIQUE(author, seq): a second entry for a taken sequence number cannot be stored, so
+# equivocation is always visible (and head() is an index lookup).
+_SCHEMA_V1 = (
+    'CREATE TABLE "ptm_schema" (\n   "application" TEXT NOT NULL,\n   "version" INTEGER\n)',
+    'CREATE TABLE "entries" (\n   "idx" INTEGER PRIMARY KEY,\n   "hash" BLOB NOT NULL,\n'
+    '   "author" BLOB NOT NULL,\n   "seq" INTEGER NOT NULL,\n   "raw" BLOB NOT NULL\n)',
+    'CREATE UNIQUE INDEX "idx_entries_hash"\n    ON "entries" ("hash")',
+    'CREATE UNIQUE INDEX "idx_entries_author_seq"\n    ON "entries" ("author", "seq")',
+    'CREATE TABLE "nodes" (\n   "level" INTEGER,\n   "idx" INTEGER,\n   "hash" BLOB NOT NULL,\n'
+    '   PRIMARY KEY ("level", "idx")\n)',
+    'CREATE TABLE "checkpoints" (\n   "id" INTEGER PRIMARY KEY,\n   "size" INTEGER NOT NULL,\n'
+    '   "note" TEXT NOT NULL\n)',
+    'CREATE TABLE "evidence" (\n   "id" INTEGER PRIMARY KEY,\n   "kind" TEXT NOT NULL,\n'
+    '   "first" BLOB NOT NULL,\n   "second" BLOB NOT NULL,\n   "detail" TEXT NOT NULL,\n'
+    '   "recorded_at" INTEGER NOT NULL\n)',
+    'CREATE UNIQUE INDEX "idx_evidence_kind_first_second"\n'
+    '    ON "evidence" ("kind", "first", "second")',
+)
 
 
 class EntryLike(Protocol):
@@ -433,28 +451,21 @@ class SqliteStore(LogStore):
         """Open (or create) the ledger at ``path``.
 
         ``read_only`` is for auditors and status readers: the file must already be a ptm
-        ledger, nothing is ever written to it (not even the journal mode), and a running
-        daemon's writes are not blocked by schema checks.
+        ledger, nothing is ever written to it or beside it (see ``_connect_read_only``), and a
+        running daemon's writes are not blocked by schema checks.
         """
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.RLock()
         try:
             if read_only:
-                if not self.path.is_file():
-                    raise StoreError(f"no ledger at {self.path}")
-                conn = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
+                conn = self._connect_read_only()
             else:
                 # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a
                 # batch is exactly one transaction and the write lock is taken before any read.
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
+            raise self._cannot_open(exc) from exc
         self._conn = conn
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
@@ -463,12 +474,14 @@ class SqliteStore(LogStore):
                 if str(mode).lower() != "wal":
                     raise StoreError(f"ledger {self.path}: cannot switch to WAL mode (got {mode})")
                 conn.execute("PRAGMA synchronous = FULL")
-            self._db = sqlite_utils.Database(conn, execute_plugins=False)
             self._open_schema()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CORRUPT:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code == sqlite3.SQLITE_CORRUPT:
                 raise _read_error(self.path, exc) from exc
+            if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+                raise self._cannot_open(exc) from exc
             raise StoreError(
                 f"{self.path} is not a ptm ledger ({exc}); check the path: a ledger copy is "
                 "a home's ledger.db or a file made by `ptm ledger simulate` / `ptm ledger copy`"
@@ -477,11 +490,61 @@ class SqliteStore(LogStore):
             conn.close()
             raise
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection that leaves the file's folder as it found it.
+
+        A WAL-mode database opened with plain ``mode=ro`` makes SQLite create ``-wal`` and
+        ``-shm`` files beside it (and fail outright in a read-only folder). When no ``-wal``
+        file is there, no process has the file open in WAL mode and nothing is waiting to be
+        checkpointed, so the file alone is the whole ledger: it is opened ``immutable=1``
+        (no locks, no side files; SQLite URI parameters, https://sqlite.org/uri.html). When a
+        ``-wal`` file is there — a running daemon's ledger, or one whose daemon was killed —
+        its committed entries may live only in that file, so SQLite must read it: plain
+        ``mode=ro``, sharing the ``-shm`` index with the writer.
+        """
+        if not self.path.is_file():
+            raise StoreError(f"no ledger at {self.path}")
+        live = Path(f"{self.path}-wal").exists()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn
+
+    def _cannot_open(self, exc: sqlite3.Error) -> StoreError:
+        """SQLite could not open the file (permissions, a read-only folder): say which and why,
+        never "not a ptm ledger" — the file may be a perfectly good ledger."""
+        if self.read_only and Path(f"{self.path}-wal").exists():
+            return StoreError(
+                f"cannot read ledger {self.path} ({exc}): a {self.path.name}-wal file lies "
+                "beside it (its daemon is running or was killed), and SQLite must index that "
+                "file in a -shm file it cannot create here. Stop the daemon and read it again, "
+                f"or copy {self.path.name} and {self.path.name}-wal to a writable folder and "
+                "read the copy there"
+            )
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not self.read_only and code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+            return StoreError(
+                f"cannot open ledger {self.path} for writing ({exc}): its folder or the file is "
+                "not writable by this user (or the disk is read-only); a daemon keeps its "
+                "ledger copy there — fix the permissions or choose another --home"
+            )
+        if self.read_only:
+            return StoreError(f"cannot read ledger {self.path}: {exc}; check its permissions")
+        return StoreError(f"cannot open ledger {self.path}: {exc}")
+
     # --- schema ------------------------------------------------------------------------------
+
+    def _table_names(self) -> set[str]:
+        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(r[0]) for r in rows.fetchall()}
 
     def _open_schema(self) -> None:
         if self.read_only:
-            tables = set(self._db.table_names())
+            tables = self._table_names()
             if "ptm_schema" not in tables:
                 raise StoreError(f"{self.path} is not a ptm ledger (no ptm_schema table)")
             self._check_schema_version()
@@ -489,7 +552,7 @@ class SqliteStore(LogStore):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                tables = set(self._db.table_names())
+                tables = self._table_names()
                 if not tables:
                     self._create_schema()
                 self._conn.execute("COMMIT")
@@ -514,42 +577,14 @@ class SqliteStore(LogStore):
             )
 
     def _create_schema(self) -> None:
-        db = self._db
-        db.table("ptm_schema").create(
-            {"application": str, "version": int}, not_null=["application"]
+        # Plain SQL (the statements sqlite-utils generated for schema version 1, kept byte
+        # for byte): importing sqlite-utils pulls in pandas and NumPy, ~0.6 s on every command.
+        for statement in _SCHEMA_V1:
+            self._conn.execute(statement)
+        self._conn.execute(
+            "INSERT INTO ptm_schema (application, version) VALUES (?, ?)",
+            (SCHEMA_APPLICATION, SCHEMA_VERSION),
         )
-        db.table("ptm_schema").insert(
-            {"application": SCHEMA_APPLICATION, "version": SCHEMA_VERSION}
-        )
-        # idx is an INTEGER PRIMARY KEY, i.e. the rowid: range reads are one b-tree walk.
-        db.table("entries").create(
-            {"idx": int, "hash": bytes, "author": bytes, "seq": int, "raw": bytes},
-            pk="idx",
-            not_null=["hash", "author", "seq", "raw"],
-        )
-        db.table("entries").create_index(["hash"], unique=True)
-        # UNIQUE(author, seq): a second entry for a taken sequence number cannot be stored,
-        # so equivocation is always visible (and head() is an index lookup).
-        db.table("entries").create_index(["author", "seq"], unique=True)
-        db.table("nodes").create(
-            {"level": int, "idx": int, "hash": bytes}, pk=("level", "idx"), not_null=["hash"]
-        )
-        db.table("checkpoints").create(
-            {"id": int, "size": int, "note": str}, pk="id", not_null=["size", "note"]
-        )
-        db.table("evidence").create(
-            {
-                "id": int,
-                "kind": str,
-                "first": bytes,
-                "second": bytes,
-                "detail": str,
-                "recorded_at": int,
-            },
-            pk="id",
-            not_null=["kind", "first", "second", "detail", "recorded_at"],
-        )
-        db.table("evidence").create_index(["kind", "first", "second"], unique=True)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -693,6 +728,13 @@ class SqliteStore(LogStore):
         assert isinstance(seq, int) and isinstance(h, bytes)
         return seq, h
 
+    def authored(self, author: bytes) -> list[tuple[int, bytes]]:
+        """(index, raw) of every entry by ``author``, in log order: one index lookup, so a
+        reader that needs one author's chain (the admin's memberships, for ``ptm status``)
+        does not read the whole log."""
+        rows = self._query("SELECT idx, raw FROM entries WHERE author = ? ORDER BY seq", (author,))
+        return [(int(i), bytes(r)) for i, r in rows]
+
     def add_checkpoint(self, note: str, size: int) -> None:
         with self._write() as conn:
             conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
@@ -738,15 +780,22 @@ class SqliteStore(LogStore):
 
     def copy_to(self, target: str | Path) -> None:
         """A consistent snapshot of this ledger in a new file, safe while a daemon writes to
-        it (SQLite's online backup; a plain file copy would miss what is still in -wal)."""
+        it (SQLite's online backup; a plain file copy would miss what is still in -wal).
+
+        The copy is switched to a rollback journal (``journal_mode=DELETE``): it is a file to
+        read and send, not a live ledger, and in that mode a reader needs no ``-wal``/``-shm``
+        files beside it — so it can be audited from a read-only folder or medium. A daemon
+        that opens it as its ledger switches it back to WAL.
+        """
         target = Path(target)
         if target.exists():
             raise StoreError(f"{target} already exists; copy to a new file")
         try:
-            dest = sqlite3.connect(target)
+            dest = sqlite3.connect(target, isolation_level=None)
             try:
                 with self._lock:
                     self._conn.backup(dest)
+                dest.execute("PRAGMA journal_mode = DELETE")
             finally:
                 dest.close()
         except sqlite3.Error as exc:

@@ -1,9 +1,14 @@
 """``ptm status``: a peer's view, from its ledger copy and its running daemon's status file.
 
-The ledger (size, checkpoints, evidence) is read directly from ``HOME/ledger.db``; what only
-the daemon knows (connected peers, lag behind the hub, peers it stopped trusting, verified
-cosigners) comes from ``HOME/status.json``, which the daemon rewrites every second. A status
-file older than a few seconds means the daemon is not running and is reported as such.
+The ledger (size, checkpoints, evidence, this identity's membership) is read directly from
+``HOME/ledger.db``; what only the daemon knows (connected peers, lag behind the hub, peers it
+stopped trusting, verified cosigners) comes from ``HOME/status.json``, which the daemon
+rewrites every second. A status file older than a few seconds means the daemon is not
+running and is reported as such.
+
+Fast on purpose (``bench/bench_startup.py``): nothing here imports libp2p or the daemon, and
+membership is folded from the admin's own chain (genesis plus its membership entries, found
+by index), not from a replay of the whole log.
 """
 
 from __future__ import annotations
@@ -13,12 +18,63 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ptm_p2p.errors import LedgerError
+from ptm_p2p.errors import LedgerError, PtmError
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.network.daemon import STATUS_FILE
 
+# The daemon's status file; equal to ``ptm_p2p.network.daemon.STATUS_FILE`` (a test checks),
+# repeated here because importing the daemon module imports libp2p (~1 s).
+STATUS_FILE = "status.json"
+KEY_FILE = "identity.key"
 STALE_SECONDS = 5.0
+
+
+def membership(store: SqliteStore, key: bytes) -> dict[str, Any]:
+    """``key``'s membership in the log held by ``store``, a home's verified copy.
+
+    Only the admin admits and revokes (replay rule 4), so genesis and the admin's own chain
+    decide every membership: those entries are folded by the same ``State`` rules as a full
+    replay, each with its signature checked, without reading anyone else's entries.
+    """
+    from ptm_p2p.ledger.entry import Entry
+    from ptm_p2p.ledger.replay import State
+
+    info: dict[str, Any] = {"key": key.hex()}
+    if store.size() == 0:
+        info["status"] = "no log"
+        return info
+    genesis = Entry.from_bytes(store.raw(0))
+    admin = genesis.payload.get("admin") if genesis.kind == "genesis" else None
+    if not isinstance(admin, bytes):
+        raise LedgerError(f"{store.path}: entry 0 is not a genesis entry")
+    state = State()
+    for index, raw in store.authored(admin):
+        state.size = index  # the entries in between are other authors': they change no member
+        state.apply(Entry.from_bytes(raw), index)
+    info["origin"] = state.origin
+    member = state.members.get(key)
+    if member is None:
+        info["status"] = "not admitted"
+        return info
+    info.update(
+        status="revoked" if member.revoked_at is not None else "admitted",
+        role=member.role,
+        org=member.org,
+        admitted_at=member.admitted_at,
+        revoked_at=member.revoked_at,
+    )
+    return info
+
+
+def _own_key(home: Path) -> bytes | None:
+    """This home's public key, or None when the home holds no usable key (status still shows
+    the rest; ``ptm id`` explains what is wrong with the key)."""
+    from ptm_p2p.ledger.crypto import Signer
+
+    try:
+        return Signer(bytes.fromhex((home / KEY_FILE).read_text().strip())).public_key
+    except (OSError, ValueError, PtmError):
+        return None
 
 
 def collect(home: Path) -> dict[str, Any]:
@@ -30,6 +86,11 @@ def collect(home: Path) -> dict[str, Any]:
             {"kind": e.kind, "detail": e.detail, "recorded_at": e.recorded_at}
             for e in store.evidence()
         ]
+        own_key = _own_key(Path(home))
+        try:
+            member = membership(store, own_key) if own_key else None
+        except LedgerError as exc:
+            member = {"status": "unknown", "error": str(exc)}
     finally:
         store.close()
     note = notes[-1][1] if notes else None
@@ -52,6 +113,7 @@ def collect(home: Path) -> dict[str, Any]:
         "checkpoint": checkpoint,
         "cosigners": signers,
         "evidence": evidence,
+        "membership": member,
         "running": False,
         "daemon_seen": False,
     }
@@ -97,6 +159,7 @@ def render(data: dict[str, Any]) -> str:
     else:
         lines.append("daemon      none: no daemon has run in this home")
     lines.append(f"log size    {data['size']}")
+    lines.append(f"member      {_render_membership(data.get('membership'))}")
     cpd = data.get("checkpoint") or {}
     if "size" in cpd:
         lines.append(f"checkpoint  {cpd['origin']} size {cpd['size']} root {cpd['root'][:16]}…")
@@ -118,3 +181,28 @@ def render(data: dict[str, Any]) -> str:
     else:
         lines.append("evidence    none")
     return "\n".join(lines)
+
+
+def _render_membership(info: dict[str, Any] | None) -> str:
+    if info is None:
+        return "unknown: this home has no usable identity.key (see `ptm id`)"
+    status = info.get("status")
+    if status == "admitted":
+        return f"{info['role']} of {info['org']}, admitted at log entry {info['admitted_at']}"
+    if status == "revoked":
+        return (
+            f"REVOKED at log entry {info['revoked_at']} (was {info['role']} of {info['org']} "
+            f"since entry {info['admitted_at']}); this key may sign nothing more"
+        )
+    if status == "not admitted":
+        return (
+            f"NOT ADMITTED: key {info['key'][:16]}… is not a member of {info.get('origin')}; "
+            "the admin admits it with `ptm collab admit --role ROLE --org ORG KEY` "
+            "(the key: `ptm id`)"
+        )
+    if status == "no log":
+        return (
+            "unknown: this home's ledger copy is empty (only a running hub or node keeps "
+            "one); see the members with `ptm collab members --invitation FILE`"
+        )
+    return f"unknown: {info.get('error', 'the ledger copy could not be read')}"
