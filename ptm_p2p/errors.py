@@ -124,3 +124,22 @@ class PolicyError(PtmError):
 
 class ExecutorError(PtmError):
     """The container engine or registry failed while running a task."""
+
+
+# --- studies (multi-round algorithms driven by the researcher) ------------------------------
+
+
+class StudyError(PtmError):
+    """A federated study cannot go on: bad input, a site refused or failed, no convergence.
+
+    ``sites`` maps each site that did not compute to its reason (empty when the problem is
+    not any one site's, e.g. a covariate that is constant everywhere).
+    """
+
+    def __init__(self, message: str, sites: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.sites = dict(sites or {})
+
+
+class TaskLookupError(PtmError):
+    """A task id, site name or key that the researcher's verified copy of the log lacks."""

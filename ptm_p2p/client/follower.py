@@ -1,0 +1,107 @@
+"""The researcher's verified copy of the log, kept up to date from the hub.
+
+A researcher acts on results only after checking them as a site would: every entry's
+signature and chain, the replay rules, and that the entries hash to a root the hub signed
+(RFC 9162 tree, C2SP checkpoint). The copy lives in the researcher's home
+(``HOME/ledger.db``), so later syncs fetch only what is new. Holding every entry, the client
+checks the hub's next checkpoint by recomputing its root over the old entries plus the new
+ones: a match proves the old tree is a prefix of the new one, which is what a consistency
+proof would show.
+
+It also records, per site, the largest checkpoint the site cosigned (C2SP tlog-cosignature):
+a site that cosigned a tree containing a task provably holds that task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from ptm_p2p.errors import LedgerError, ProtocolError
+from ptm_p2p.home import Home
+from ptm_p2p.ledger import checkpoint as cp
+from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network.invitation import Invitation
+from ptm_p2p.network.protocol import MAX_ENTRIES_PER_REQUEST
+from ptm_p2p.network.replica import Replica
+from ptm_p2p.network.rpc import PeerClient
+
+MAX_CATCH_UP = 200_000  # entries verified in one step; beyond that, walk checkpoint by checkpoint
+
+
+class LogFollower:
+    def __init__(self, home: Home, invitation: Invitation) -> None:
+        self.store = SqliteStore(home.ledger_path)
+        try:
+            self.replica = Replica(self.store, home.name)
+            self.replica.expect(invitation.origin, invitation.hub_key)
+        except BaseException:
+            self.store.close()
+            raise
+        self.vouched: dict[bytes, int] = {}  # site key -> largest size it cosigned (seen)
+
+    @property
+    def state(self) -> Any:
+        return self.replica.state
+
+    def close(self) -> None:
+        self.replica.flush_notes()
+        self.store.close()
+
+    async def sync(self, hub: PeerClient) -> int:
+        """Bring the copy up to the hub's latest checkpoint; return the verified size."""
+        while True:
+            resp = await hub.call("checkpoint", timeout=15)
+            note = resp.get("note")
+            if not isinstance(note, str) or not note:
+                return self.replica.size
+            signed = self.replica.parse_signed(note)  # the hub's signature, or an error
+            target = signed.checkpoint.size
+            n = self.replica.size
+            if target <= n:
+                self.replica.check_against_ours(signed, "the hub")  # a split view raises
+                with contextlib.suppress(LedgerError):
+                    self.replica.merge_cosignatures(signed)
+                self._note_cosigners(signed)
+                return n
+            if target - n > MAX_CATCH_UP:
+                step = await self._checkpoint_at_least(hub, n + MAX_CATCH_UP, signed)
+            else:
+                step = signed
+            await self._catch_up(hub, step)
+            self._note_cosigners(step)
+
+    async def _checkpoint_at_least(
+        self, hub: PeerClient, size: int, fallback: cp.SignedCheckpoint
+    ) -> cp.SignedCheckpoint:
+        resp = await hub.call("checkpoint", at_least=size, timeout=15)
+        note = resp.get("note")
+        if not isinstance(note, str) or not note:
+            return fallback
+        return self.replica.parse_signed(note)
+
+    async def _catch_up(self, hub: PeerClient, step: cp.SignedCheckpoint) -> None:
+        n, end = self.replica.size, step.checkpoint.size
+        raws: list[bytes] = []
+        while n + len(raws) < end:
+            resp = await hub.call("entries", start=n + len(raws), end=end, old_size=0, timeout=60)
+            got = resp.get("entries")
+            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
+                raise ProtocolError(f"the hub answered entries {n + len(raws)}.. with no entries")
+            if len(got) > MAX_ENTRIES_PER_REQUEST or n + len(raws) + len(got) > end:
+                raise ProtocolError("the hub sent more entries than its checkpoint covers")
+            raws.extend(got)
+        entries, frontier = await self.replica.verify_batch_async(n, raws, step, "the hub")
+        self.replica.commit(entries, frontier, step, "the hub")
+
+    def _note_cosigners(self, signed: cp.SignedCheckpoint) -> None:
+        size = signed.checkpoint.size
+        try:
+            good = cp.verify_cosignatures(signed, self.replica.witness_verifiers())
+        except LedgerError:
+            return  # a forged cosignature proves nothing; the hub's copy will be audited
+        orgs = {m.org: m.key for m in self.replica.state.active_members("site")}
+        for cosig in good:
+            key = orgs.get(cosig.name)
+            if key is not None and size > self.vouched.get(key, 0):
+                self.vouched[key] = size

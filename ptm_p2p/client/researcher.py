@@ -1,0 +1,448 @@
+"""The researcher's client: publish tasks, follow them, open their results.
+
+Everything it reports comes from the researcher's own verified copy of the log
+(``LogFollower``): a result is shown or decrypted only once its entry is under a hub-signed
+checkpoint and has passed the replay rules, exactly as a site checks tasks before running
+them. Entries are signed with the home's key under a lock in the home (``author.lock``), so
+two processes of one researcher never sign two different entries with one sequence number
+(which the hub would record as equivocation, locking the key out).
+
+    with Client("researcher-home", "invite.json") as client:
+        task = client.publish("127.0.0.1:5000/ptm/summary:latest", to="all",
+                              input=b'{"data": "gbsg2"}', data=["gbsg2"])
+        client.wait(task.id, timeout=120)
+        for site, answer in client.results(task.id).items():
+            print(site, answer.status, answer.json())
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptm_p2p.client.follower import LogFollower
+from ptm_p2p.client.images import resolve_image
+from ptm_p2p.client.session import Session
+from ptm_p2p.errors import ConfigError, LedgerError, PtmError, StudyError, TaskLookupError
+from ptm_p2p.home import Home, resolve_home
+from ptm_p2p.ledger.crypto import sha256
+from ptm_p2p.ledger.entry import CANCEL, TASK, AuthorChain, Entry, cancel_payload, task_payload
+from ptm_p2p.ledger.replay import Task
+from ptm_p2p.network.invitation import Invitation
+
+INVITATION_FILE = "invitation.json"
+AUTHOR_LOCK = "author.lock"
+DEFAULT_LIMITS = {"timeout_s": 600, "memory_mb": 512, "cpu_millis": 1000}
+FINAL = ("ok", "failed", "timeout", "refused", "cancelled")
+
+
+@dataclass(frozen=True)
+class SiteAnswer:
+    """One site's verified result, opened with the researcher's key."""
+
+    site: str
+    key: bytes
+    status: str
+    reason: str | None
+    image_digest: str
+    timings: dict[str, int]
+    index: int
+    output: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        """The output parsed as JSON (what ``ptm_p2p.algorithm`` writes)."""
+        try:
+            return json.loads(self.output) if self.output else None
+        except ValueError as exc:
+            raise StudyError(f"{self.site}: the output is not JSON ({exc})") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "key": self.key.hex(),
+            "status": self.status,
+            "reason": self.reason,
+            "image_digest": self.image_digest,
+            "timings_ms": self.timings,
+            "entry": self.index,
+            "output_bytes": len(self.output),
+        }
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A task as the verified log shows it, with each target's progress."""
+
+    id: str
+    index: int
+    image: str
+    publisher: str
+    algorithm: str | None
+    progress: dict[str, str]  # site -> not seen | received | ok | failed | …
+    cancelled: bool
+
+    @property
+    def done(self) -> bool:
+        return all(state in FINAL for state in self.progress.values())
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for state in self.progress.values():
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.id,
+            "entry": self.index,
+            "image": self.image,
+            "publisher": self.publisher,
+            "algorithm": self.algorithm,
+            "cancelled": self.cancelled,
+            "done": self.done,
+            "sites": self.progress,
+        }
+
+
+def find_invitation(home: Path, invitation: str | Path | None) -> Invitation:
+    """The invitation: the given file, else ``HOME/invitation.json``, else ``PTM_INVITATION``."""
+    candidates = [invitation, home / INVITATION_FILE, os.environ.get("PTM_INVITATION")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return Invitation.load(Path(candidate))
+    if invitation:
+        raise ConfigError(f"invitation file {invitation} does not exist")
+    raise ConfigError(
+        f"no invitation: pass --invitation FILE (the file the hub operator gave you), copy it "
+        f"to {home / INVITATION_FILE}, or set PTM_INVITATION"
+    )
+
+
+class Client:
+    """A researcher's connection to a collaboration; keep one open across rounds."""
+
+    def __init__(self, home: str | Path | None = None, invitation: str | Path | None = None):
+        self.home = Home.load(resolve_home(home))
+        self.invitation = find_invitation(self.home.path, invitation)
+        self.follower = LogFollower(self.home, self.invitation)
+        try:
+            self.session = Session(self.home.signer.seed, self.invitation.hub_addr)
+        except BaseException:
+            self.follower.close()
+            raise
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+        self.follower.close()
+
+    # --- the verified log ------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Catch the verified copy up with the hub; returns its size."""
+        return self.session.call(self._sync)
+
+    async def _sync(self) -> int:
+        assert self.session.hub is not None
+        return await self.follower.sync(self.session.hub)
+
+    @property
+    def state(self) -> Any:
+        return self.follower.state
+
+    def sites(self) -> dict[str, bytes]:
+        """Active sites of the collaboration: organisation -> key."""
+        return {m.org: m.key for m in self.state.active_members("site")}
+
+    def _site_keys(self, to: str | Sequence[str]) -> list[bytes]:
+        sites = self.sites()
+        if to == "all":
+            if not sites:
+                raise TaskLookupError("the collaboration has no admitted sites yet")
+            return list(sites.values())
+        names = [to] if isinstance(to, str) else list(to)
+        keys: list[bytes] = []
+        by_key = {key.hex(): key for key in sites.values()}
+        for name in names:
+            key = sites.get(name) or by_key.get(name.lower())
+            if key is None:
+                known = ", ".join(sorted(sites)) or "none yet"
+                raise TaskLookupError(
+                    f"no admitted site named {name!r} (by organisation or key); sites: {known}"
+                )
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+    def _task(self, task_id: str) -> Task:
+        text = task_id.strip().lower().lstrip("#")
+        tasks = self.state.tasks
+        if text.isdigit() and len(text) < 16:
+            found = [t for t in tasks.values() if t.index == int(text)]
+        else:
+            found = [t for h, t in tasks.items() if h.hex().startswith(text)] if text else []
+        if len(found) != 1:
+            what = "no task" if not found else f"{len(found)} tasks"
+            raise TaskLookupError(
+                f"{what} with id {task_id!r} in this home's verified copy of the log "
+                f"({len(tasks)} tasks); give the id `ptm publish` printed (or `ptm tasks`)"
+            )
+        task: Task = found[0]
+        return task
+
+    # --- signing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _author_lock(self) -> Iterator[None]:
+        """Serialise this key's signers across processes (see the module docstring)."""
+        with open(self.home.path / AUTHOR_LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _submit(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
+        """Sign ``payload`` as our next entry and submit it; the entry and its log index."""
+        with self._author_lock():
+            return self.session.call(self._submit_async, kind, payload)
+
+    async def _submit_async(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
+        hub = self.session.hub
+        assert hub is not None
+        head = await hub.call("head", author=self.home.public_key, timeout=15)
+        chain = AuthorChain(self.home.signer, int(head["seq"]), bytes(head["hash"]))
+        entry = chain.append(kind, payload, int(time.time() * 1000))
+        answer = await hub.call("submit", entries=[entry.raw], timeout=30)
+        return entry, int(answer["indexes"][0])
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        image: str,
+        to: str | Sequence[str] = "all",
+        input: bytes = b"",
+        inputs: Mapping[str, bytes] | None = None,
+        data: Sequence[str] = (),
+        timeout_s: int = DEFAULT_LIMITS["timeout_s"],
+        memory_mb: int = DEFAULT_LIMITS["memory_mb"],
+        cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
+        algorithm: str | None = None,
+        description: str | None = None,
+    ) -> TaskView:
+        """Sign and publish a task; returns it once the hub has durably sequenced it.
+
+        ``image`` may be a tag: it is resolved to its digest now, and the digest is signed.
+        ``to`` is "all" or site organisations (or keys); ``input`` goes to every target,
+        sealed separately to each; ``inputs`` gives each site (by name) its own input.
+        """
+        pinned = resolve_image(image)
+        if inputs is not None:
+            keys = self._site_keys_synced(list(inputs))
+            plain = dict(zip(keys, inputs.values(), strict=True))
+        else:
+            plain = {key: input for key in self._site_keys_synced(to)}
+        limits = {"timeout_s": timeout_s, "memory_mb": memory_mb, "cpu_millis": cpu_millis}
+        payload = task_payload(pinned, plain, limits, algorithm, description, data)
+        entry, index = self._submit(TASK, payload)
+        return self._view_of_entry(entry, index, pinned)
+
+    def _site_keys_synced(self, to: str | Sequence[str]) -> list[bytes]:
+        try:
+            return self._site_keys(to)
+        except TaskLookupError:
+            self.sync()  # admitted since our last look?
+            return self._site_keys(to)
+
+    def _view_of_entry(self, entry: Entry, index: int, image: str) -> TaskView:
+        targets = entry.payload["targets"]
+        names = {m.key: m.org for m in self.state.members.values()}
+        return TaskView(
+            id=entry.hash.hex(),
+            index=index,
+            image=image,
+            publisher=self.home.name,
+            algorithm=entry.payload.get("algorithm"),
+            progress={names.get(k, k.hex()[:16]): "not seen" for k in targets},
+            cancelled=False,
+        )
+
+    def task(self, task_id: str) -> TaskView:
+        """A task's state from the verified copy (sync first for the latest)."""
+        return self._view(self._task(task_id))
+
+    def _view(self, task: Task) -> TaskView:
+        state = self.state
+        vouched = self.follower.vouched
+        progress: dict[str, str] = {}
+        for key in task.targets:
+            name = state.members[key].org if key in state.members else key.hex()[:16]
+            result = task.results.get(key)
+            if result is not None:
+                progress[name] = result.status
+            elif vouched.get(key, 0) > task.index:
+                progress[name] = "received"
+            else:
+                progress[name] = "not seen"
+        return TaskView(
+            id=task.hash.hex(),
+            index=task.index,
+            image=task.image,
+            publisher=state.describe(task.publisher),
+            algorithm=task.algorithm,
+            progress=progress,
+            cancelled=task.cancelled_at is not None,
+        )
+
+    def tasks(self, mine: bool = False) -> list[TaskView]:
+        self.sync()
+        me = self.home.public_key
+        return [
+            self._view(t)
+            for t in sorted(self.state.tasks.values(), key=lambda t: t.index)
+            if not mine or t.publisher == me
+        ]
+
+    def wait(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[TaskView], None] | None = None,
+    ) -> TaskView:
+        """Follow a task until every target answered or ``timeout`` seconds pass.
+
+        Returns the last view either way (``view.done`` tells which); ``on_progress`` sees
+        every view, for progress displays.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            size = self.sync()
+            view = self._view(self._task(task_id))
+            if on_progress is not None:
+                on_progress(view)
+            if view.done:
+                return view
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return view
+            poll = 1.0 if remaining is None else max(0.05, min(1.0, remaining))
+            self.session.call(self._long_poll, size, poll)
+
+    async def _long_poll(self, size: int, seconds: float) -> None:
+        """Return when the hub signs a checkpoint beyond ``size``, or after ``seconds``."""
+        assert self.session.hub is not None
+        await self.session.hub.call(
+            "wait", channel="wait", after=size, timeout_ms=int(seconds * 1000), timeout=seconds + 10
+        )
+
+    def results(self, task_id: str) -> dict[str, SiteAnswer]:
+        """Each answered site's verified result, its output opened with our key."""
+        task = self._task(task_id)
+        if task.publisher != self.home.public_key:
+            raise TaskLookupError(
+                f"task {task.hash.hex()[:16]}… was published by "
+                f"{self.state.describe(task.publisher)}: its outputs are sealed to that key"
+            )
+        answers: dict[str, SiteAnswer] = {}
+        for site, result in task.results.items():
+            (raw,) = self.follower.store.raw_range(result.index, result.index + 1)
+            entry = Entry.from_bytes(raw)
+            if entry.hash != result.hash:
+                raise LedgerError(
+                    f"entry {result.index} of {self.home.ledger_path} differs from the verified "
+                    "result: the copy was altered on disk; move it away and sync again"
+                )
+            payload = entry.payload
+            output = self.home.signer.open_sealed(payload["output"])
+            digest = payload.get("output_digest")
+            if digest is not None and digest != sha256(output):
+                raise LedgerError(
+                    f"the output of {self.state.describe(site)} does not match the digest "
+                    "the site signed"
+                )
+            name = self.state.members[site].org if site in self.state.members else site.hex()
+            answers[name] = SiteAnswer(
+                site=name,
+                key=site,
+                status=payload["status"],
+                reason=payload.get("reason"),
+                image_digest=payload["image_digest"],
+                timings=dict(payload.get("timings", {})),
+                index=result.index,
+                output=output,
+            )
+        return answers
+
+    def cancel(self, task_id: str, reason: str | None = None) -> TaskView:
+        """Withdraw a task of ours: sites that have not answered answer ``cancelled``."""
+        self.sync()
+        task = self._task(task_id)
+        if task.publisher != self.home.public_key:
+            raise TaskLookupError("only the task's publisher may cancel it")
+        self._submit(CANCEL, cancel_payload(task.hash, reason))
+        self.sync()
+        return self._view(self._task(task_id))
+
+    def run_round(
+        self,
+        image: str,
+        inputs: Mapping[str, Any],
+        data: Sequence[str] = (),
+        timeout: float = 600,
+        algorithm: str | None = None,
+        on_progress: Callable[[TaskView], None] | None = None,
+        memory_mb: int = DEFAULT_LIMITS["memory_mb"],
+        cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
+    ) -> dict[str, Any]:
+        """One round over many sites: publish (one JSON input per site), wait, open.
+
+        Returns each site's output parsed as JSON, keyed by the names used in ``inputs``.
+        Raises ``StudyError`` naming every site that failed, refused, timed out or did not
+        answer within ``timeout`` seconds.
+        """
+        encoded = {
+            site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+            for site, value in inputs.items()
+        }
+        task = self.publish(
+            image,
+            inputs=encoded,
+            data=data,
+            timeout_s=min(int(timeout), 7 * 24 * 3600),
+            algorithm=algorithm,
+            memory_mb=memory_mb,
+            cpu_millis=cpu_millis,
+        )
+        view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)
+        answers = self.results(task.id)
+        failures = {
+            site: f"{a.status}: {a.reason or 'no reason given'}"
+            for site, a in answers.items()
+            if a.status != "ok"
+        }
+        for site, state in view.progress.items():
+            if state not in FINAL:
+                failures[site] = f"no answer within {timeout:g} s ({state})"
+        if failures:
+            detail = "; ".join(f"{site}: {why}" for site, why in sorted(failures.items()))
+            raise StudyError(f"round {task.id[:16]}… did not complete: {detail}", failures)
+        by_key = {a.key: a for a in answers.values()}
+        keys = self._site_keys(list(inputs))
+        return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
+
+
+__all__ = ["Client", "SiteAnswer", "TaskView", "PtmError"]

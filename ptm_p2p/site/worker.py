@@ -1,0 +1,456 @@
+"""``ptm node``, execution side: run the tasks this site's verified replica assigns to it.
+
+A site acts on a task only when all of these hold, checked from its own replica (never from
+what a peer or the researcher says):
+
+1. the task entry lies under a hub-signed checkpoint this site verified *and cosigned* as a
+   witness (its index is below the size the site vouched for), and the site still trusts the
+   hub (no split view, no rule-breaking checkpoint);
+2. replay accepted it: the publisher was an admitted, unrevoked researcher and every target
+   an admitted site when it was sequenced; the publisher is still not revoked now;
+3. this site is a target and the log holds no result of this site for the task;
+4. the entry re-read from the store hashes to what replay recorded (a copy edited on disk
+   since start halts execution: nothing more runs, and ``ptm status`` says why);
+5. the site's own ``[policy]`` allows the image digest, the publisher and the data labels
+   (checked by the executor before anything is pulled).
+
+Then it opens its sealed input, runs the image in the sandbox, seals the output to the
+publisher and signs a result. A refusal or a failure is a signed result too, at once, with
+a reason the researcher can act on. Tasks wait in a queue; ``[tasks] parallel`` run at once
+(default 1) in worker threads, so a busy site keeps replicating and witnessing.
+
+Exactly once (see ``journal.py``): a run is journalled before its container exists and the
+signed result before it is submitted. After a crash a half-run task is answered ``failed``
+(interrupted) once its leftover container is removed; a signed result is resubmitted byte for
+byte until the log holds it.
+
+Cancellation: a cancelled task not yet started is answered ``cancelled`` without running; a
+running one has its container killed and is answered ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ptm_p2p.errors import LedgerError, NetworkError, PtmError, StoreError
+from ptm_p2p.ledger.crypto import sha256
+from ptm_p2p.ledger.entry import RESULT, AuthorChain, Entry, digest_of_image, result_payload
+from ptm_p2p.ledger.replay import Task as LoggedTask
+from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal
+
+if TYPE_CHECKING:
+    from ptm_p2p.executor.policy import SitePolicy
+    from ptm_p2p.executor.result import RunResult
+    from ptm_p2p.site.replicator import Site
+
+log = logging.getLogger(__name__)
+
+RESUBMIT_INTERVAL = 1.0
+SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, cancels)
+SITE_LABEL = "ptm_p2p.site"  # container label: which site started it (engines may be shared)
+TASK_LABEL = "ptm_p2p.task"
+INTERRUPTED = (
+    "interrupted: the site daemon stopped while the task ran; its container was removed. "
+    "Publish the task again to retry"
+)
+
+
+@dataclass
+class Active:
+    """A task this daemon is acting on right now."""
+
+    task: LoggedTask
+    state: str = "queued"  # queued | running | answering
+    started: float = 0.0
+    cancel: bool = False
+
+
+class TaskWorker:
+    """Turns the tasks of a site's replica into signed results; one per site daemon."""
+
+    def __init__(self, site: Site, policy: SitePolicy, parallel: int = 1) -> None:
+        self.site = site
+        self.policy = policy
+        self.parallel = parallel
+        self.me = site.home.public_key
+        self.me_hex = self.me.hex()
+        self.journal = Journal(site.home.path / JOURNAL_FILE)
+        self.limiter = trio.CapacityLimiter(parallel)
+        self.sign_lock = trio.Lock()
+        self.active: dict[bytes, Active] = {}
+        self.halted: str | None = None
+        self.answered = 0
+        self._docker: Any = None
+        self._executor: Any = None
+        self._wake = trio.Event()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, host: Any, me: str) -> None:
+        await self._recover()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._resubmit_loop)
+            while True:
+                try:
+                    self._scan(nursery)
+                except StoreError as exc:
+                    log.error("task scan: %s (retrying)", exc)
+                await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        """Until a new checkpoint arrives, a run finishes, or SCAN_INTERVAL passes."""
+        replica = self.site.replica
+        after = replica.sizes[-1] if replica.sizes else 0
+
+        async def change(scope: trio.CancelScope) -> None:
+            await replica.wait_for_change(after, SCAN_INTERVAL)
+            scope.cancel()
+
+        async def woken(scope: trio.CancelScope) -> None:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            scope.cancel()
+
+        with trio.move_on_after(SCAN_INTERVAL):
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(change, waiters.cancel_scope)
+                waiters.start_soon(woken, waiters.cancel_scope)
+
+    def _why_halted(self) -> str | None:
+        replica = self.site.replica
+        if replica.split_view:
+            return "split view evidence against the hub: executing nothing (see evidence)"
+        if not replica.trust.trusted("hub"):
+            return "the hub is distrusted (see evidence): executing nothing"
+        return self.halted
+
+    def _scan(self, nursery: trio.Nursery) -> None:
+        state = self.site.replica.state
+        if self._why_halted():
+            return
+        # Cancels reaching running tasks: stop their containers.
+        for task_hash, active in list(self.active.items()):
+            task = state.tasks.get(task_hash)
+            if task is not None and task.cancelled_at is not None and not active.cancel:
+                active.cancel = True
+                if active.state == "running":
+                    nursery.start_soon(self._kill_container, task_hash)
+        vouched = self.site.witness_size
+        for task in self._my_open_tasks():
+            if task.hash in self.active:
+                continue
+            if task.index >= vouched:
+                continue  # not yet under a checkpoint we verified and cosigned
+            row = self.journal.get(task.hash)
+            if row is not None and row.state != RUNNING:
+                continue  # signed already: the resubmit loop brings it to the log
+            self.active[task.hash] = Active(task)
+            nursery.start_soon(self._act, task)
+
+    def _my_open_tasks(self) -> list[LoggedTask]:
+        state = self.site.replica.state
+        mine = [
+            t for t in state.tasks.values() if self.me in t.targets and self.me not in t.results
+        ]
+        mine.sort(key=lambda t: t.index)
+        return mine
+
+    # --- one task ------------------------------------------------------------------------
+
+    async def _act(self, task: LoggedTask) -> None:
+        try:
+            async with self.limiter:
+                await self._act_unqueued(task)
+        except PtmError as exc:
+            log.error("task at entry %d: %s", task.index, exc)
+        except Exception:  # a bug must cost one task, not the daemon
+            log.exception("task at entry %d failed unexpectedly", task.index)
+        finally:
+            self.active.pop(task.hash, None)
+            self._wake.set()
+
+    async def _act_unqueued(self, task: LoggedTask) -> None:
+        active = self.active[task.hash]
+        state = self.site.replica.state
+        if self.me in task.results or self._why_halted():
+            return
+        entry = self._task_entry(task)
+        if entry is None:
+            return
+        row = self.journal.get(task.hash)
+        if row is not None and row.state == RUNNING:
+            # Started before (a crash or a failure mid-run): answer once, never run twice.
+            await self._answer(entry, "failed", b"", reason=INTERRUPTED)
+            return
+        if task.cancelled_at is not None:
+            await self._answer(entry, "cancelled", b"", reason="cancelled before it started")
+            return
+        publisher = state.members.get(task.publisher)
+        if publisher is None or publisher.revoked_at is not None:
+            revoked = publisher.revoked_at if publisher else "?"
+            await self._answer(
+                entry,
+                "refused",
+                b"",
+                reason=f"the publisher's key was revoked at entry {revoked}; nothing was run",
+            )
+            return
+        try:
+            task_input = self.site.home.signer.open_sealed(entry.payload["inputs"][self.me])
+        except (LedgerError, KeyError) as exc:
+            await self._answer(
+                entry,
+                "failed",
+                b"",
+                reason=f"the input sealed to this site cannot be opened ({exc}); seal it to "
+                f"this site's key {self.me_hex[:16]}…",
+            )
+            return
+        limits = task.limits
+        from ptm_p2p.executor.task import Task as RunTask  # docker: only where tasks run
+
+        run_task = RunTask(
+            image=task.image,
+            input=task_input,
+            data=list(entry.payload.get("data", [])),
+            publisher_key=task.publisher.hex(),
+            publisher_name=publisher.org,
+            task_id=task.hash.hex(),
+            timeout_s=float(limits["timeout_s"]),
+            memory_bytes=int(limits["memory_mb"]) * 1024 * 1024,
+            cpus=limits["cpu_millis"] / 1000,
+            labels={SITE_LABEL: self.me_hex},
+        )
+        self.journal.start(task.hash, task.index)
+        active.state, active.started = "running", time.time()
+        log.info("task at entry %d: running %s", task.index, task.image)
+        try:
+            result: RunResult = await trio.to_thread.run_sync(self._run_blocking, run_task)
+        except PtmError as exc:
+            await self._answer(
+                entry, "failed", b"", reason=f"the site could not run the task: {exc}"
+            )
+            return
+        active.state = "answering"
+        status, reason = result.status, result.reason
+        if active.cancel or self._cancelled(task):
+            status, reason = "cancelled", "cancelled while running; the container was stopped"
+        ran = digest_of_image(result.digest) if result.digest else task.image_digest
+        await self._answer(
+            entry,
+            status,
+            result.output if status != "cancelled" else b"",
+            image_digest=ran,
+            log_digest=sha256(result.logs),
+            reason=reason or None,
+            timings={
+                "prepare_ms": round(result.timings.prepare_s * 1000),
+                "run_ms": round(result.timings.run_s * 1000),
+                "total_ms": round(result.timings.total_s * 1000),
+            },
+        )
+
+    def _cancelled(self, task: LoggedTask) -> bool:
+        current = self.site.replica.state.tasks.get(task.hash)
+        return current is not None and current.cancelled_at is not None
+
+    def _task_entry(self, task: LoggedTask) -> Entry | None:
+        """The task entry as stored, checked against what replay recorded; None halts."""
+        try:
+            (raw,) = self.site.store.raw_range(task.index, task.index + 1)
+            entry = Entry.from_bytes(raw)
+        except (PtmError, ValueError) as exc:
+            self.halted = (
+                f"the stored task entry {task.index} no longer decodes ({exc}): the ledger "
+                f"copy {self.site.home.ledger_path} was altered on disk; executing nothing. "
+                "Stop the daemon, move the file away and let it resync from the hub"
+            )
+            log.error("%s", self.halted)
+            return None
+        if entry.hash != task.hash:
+            self.halted = (
+                f"the stored task entry {task.index} differs from the one verified at "
+                f"start: the ledger copy {self.site.home.ledger_path} was altered on disk; "
+                "executing nothing. Stop the daemon, move the file away and let it resync"
+            )
+            log.error("%s", self.halted)
+            return None
+        return entry
+
+    def _run_blocking(self, run_task: Any) -> RunResult:
+        from ptm_p2p.errors import ExecutorError
+        from ptm_p2p.executor.task import Executor
+
+        if self._executor is None:
+            import docker
+
+            try:
+                self._docker = docker.from_env(timeout=120)
+                self._docker.ping()
+            except docker.errors.DockerException as exc:
+                self._docker = None
+                raise ExecutorError(
+                    f"the site's Docker engine is not reachable ({exc}); start it "
+                    "(`ptm dev up` on a test machine) and publish the task again"
+                ) from exc
+            self._executor = Executor(self._docker, self.policy)
+        result: RunResult = self._executor.run(run_task)
+        return result
+
+    async def _kill_container(self, task_hash: bytes) -> None:
+        await trio.to_thread.run_sync(self._remove_containers, task_hash.hex(), False)
+
+    def _remove_containers(self, task_id: str, remove: bool) -> int:
+        """Kill (and optionally remove) this site's containers for a task; how many."""
+        import docker
+
+        try:
+            client = self._docker or docker.from_env(timeout=60)
+            found = client.containers.list(
+                all=True,
+                filters={"label": [f"{TASK_LABEL}={task_id}", f"{SITE_LABEL}={self.me_hex}"]},
+            )
+            for container in found:
+                with contextlib.suppress(docker.errors.APIError):
+                    if remove:
+                        container.remove(force=True)
+                    else:
+                        container.kill()
+            return len(found)
+        except docker.errors.DockerException as exc:
+            log.warning("could not reach the Docker engine to stop task %s…: %s", task_id[:16], exc)
+            return 0
+
+    # --- answers -------------------------------------------------------------------------
+
+    async def _answer(
+        self,
+        task_entry: Entry,
+        status: str,
+        output: bytes,
+        *,
+        image_digest: str | None = None,
+        log_digest: bytes = b"",
+        reason: str | None = None,
+        timings: dict[str, int] | None = None,
+    ) -> None:
+        """Sign a result, journal its bytes, then hand it to the hub."""
+        async with self.sign_lock:
+            state = self.site.replica.state
+            task = state.tasks[task_entry.hash]
+            if self.me in task.results:
+                return
+            seq, prev = state.heads.get(self.me, (0, bytes(32)))
+            pending = self.journal.last_signed()
+            if pending is not None and pending.seq is not None and pending.seq > seq:
+                seq, prev = pending.seq, sha256(pending.result or b"")
+            chain = AuthorChain(self.site.home.signer, seq, prev)
+            # Timestamps never go back within a chain (replay rule 3), even if the clock does.
+            payload = result_payload(
+                task_entry,
+                status,
+                output,
+                image_digest or task.image_digest,
+                log_digest or sha256(b""),
+                reason,
+                timings,
+            )
+            entry = chain.append(RESULT, payload, int(time.time() * 1000))
+            self.journal.signed(task.hash, task.index, entry.seq, entry.raw, status)
+        self.answered += 1
+        log.info(
+            "task at entry %d: answered %s%s", task.index, status, f" ({reason})" if reason else ""
+        )
+        self._resubmit_now()
+
+    def _resubmit_now(self) -> None:
+        self._kick = True
+        self._wake.set()
+
+    async def _resubmit_loop(self) -> None:
+        """Bring every signed result to the log, in seq order, the same bytes every time."""
+        while True:
+            try:
+                await self._resubmit_once()
+            except (NetworkError, trio.TooSlowError) as exc:
+                log.debug("handing results to the hub failed: %s (retrying)", exc)
+            except PtmError as exc:
+                log.warning("the hub refused our results: %s (retrying)", exc)
+            except Exception:
+                log.exception("resubmitting results failed unexpectedly")
+            await trio.sleep(RESUBMIT_INTERVAL / 5 if self._kick else RESUBMIT_INTERVAL)
+
+    _kick = False
+
+    async def _resubmit_once(self) -> None:
+        self._kick = False
+        state = self.site.replica.state
+        waiting = []
+        for row in sorted(self.journal.in_state(SIGNED), key=lambda r: r.seq or 0):
+            raw = row.result or b""
+            if sha256(raw) in state.results:
+                self.journal.done(row.task)
+                continue
+            waiting.append(raw)
+        if not waiting or self.site.host is None or not self.site.hub_up:
+            return
+        hub = self.site.client(self.site.host, str(self.site.hub_id))
+        await hub.call("submit", entries=waiting, timeout=30)
+
+    # --- recovery ------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """After a crash: remove what is left of interrupted runs' containers.
+
+        The scan then answers each interrupted task ``failed`` once (``INTERRUPTED``).
+        """
+        for row in self.journal.in_state(RUNNING):
+            removed = await trio.to_thread.run_sync(self._remove_containers, row.task.hex(), True)
+            log.warning(
+                "task at entry %d was interrupted by a restart (%d container(s) removed)",
+                row.task_index,
+                removed,
+            )
+
+    # --- status --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        def item(a: Active) -> dict[str, Any]:
+            return {"task": a.task.hash.hex(), "index": a.task.index, "state": a.state}
+
+        return {
+            "parallel": self.parallel,
+            "halted": self._why_halted(),
+            "active": [item(a) for a in self.active.values()],
+            "answered_this_run": self.answered,
+            "journal": self.journal.counts(),
+        }
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def site_settings(home: Any) -> tuple[SitePolicy, int]:
+    """The site's policy and how many tasks it runs at once, from ``HOME/config.toml``."""
+    from ptm_p2p.errors import ConfigError
+    from ptm_p2p.executor.policy import SitePolicy
+
+    where = home.path / "config.toml"
+    try:
+        policy = SitePolicy.from_config(home.config)
+    except PtmError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    table = home.config.get("tasks", {})
+    parallel = table.get("parallel", 1) if isinstance(table, dict) else None
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 64:
+        raise ConfigError(
+            f"{where}: [tasks] parallel must be a whole number from 1 to 64 (how many tasks "
+            f"run at once), got {parallel!r}"
+        )
+    return policy, parallel
