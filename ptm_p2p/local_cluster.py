@@ -9,6 +9,7 @@ home folder, exactly as operators would start them; the cluster waits on what th
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import subprocess
 import sys
@@ -138,7 +139,33 @@ class LocalCluster:
         if wait:
             wait_for(f"{name} to run", lambda: self.status(name)["running"])
 
-    def admit(self, name: str, role: str = "site") -> None:
+    def configure_site(
+        self,
+        name: str,
+        images: Sequence[str] = (),
+        publishers: Sequence[str] = (),
+        data: dict[str, Path] | None = None,
+        extra: str = "",
+    ) -> None:
+        """Append a ``[policy]`` to a site's config.toml (before ``start_site``).
+
+        Data files are made readable by the task's unprivileged user, as an operator would.
+        """
+        lines = [
+            "",
+            "[policy]",
+            f"images = {json.dumps(list(images))}",
+            f"publishers = {json.dumps(list(publishers))}",
+        ]
+        if data:
+            lines.append("[policy.data]")
+            for label, path in data.items():
+                lines.append(f"{label} = {json.dumps(str(path))}")
+                path.chmod(0o644)
+        with open(self.home(name).config_path, "a") as config:
+            config.write("\n".join(lines) + "\n" + extra)
+
+    def admit(self, name: str, role: str = "site", org: str | None = None) -> None:
         """``ptm collab admit``: the admin signs a membership entry; the hub sequences it."""
         key = self.home(name).public_key.hex()
         self._ptm(
@@ -151,7 +178,7 @@ class LocalCluster:
             "--role",
             role,
             "--org",
-            name,
+            org or name,
             key,
         )
 

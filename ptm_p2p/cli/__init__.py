@@ -46,9 +46,9 @@ def main() -> None:
 
 def _register_all() -> None:
     # Each module adds its commands to ``main``; the import order is the help order.
-    from ptm_p2p.cli import demo, executor, identity, ledger, network
+    from ptm_p2p.cli import demo, executor, identity, ledger, network, researcher
 
-    for module in (demo, identity, ledger, network, executor):
+    for module in (demo, identity, ledger, network, researcher, executor):
         module.register(main)
 
 

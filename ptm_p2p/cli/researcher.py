@@ -1,0 +1,339 @@
+"""The researcher's commands: ``ptm publish``, ``wait``, ``results``, ``tasks``, ``cancel``.
+
+Each opens the researcher's home (key, verified ledger copy) and the collaboration's
+invitation, talks to the hub through ``ptm_p2p.client.Client`` and prints what the
+*verified* copy of the log says. Results on stdout (``--json`` for machines), progress on
+stderr. The client (and libp2p) is imported inside each command, so ``ptm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ptm_p2p.errors import PtmError
+
+if TYPE_CHECKING:
+    from ptm_p2p.client import Client, TaskView
+
+EXIT_NOT_DONE = 4  # `ptm wait`: the deadline passed before every site answered
+
+home_option = click.option(
+    "--home",
+    "home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The researcher's home folder (default: $PTM_HOME).",
+)
+invitation_option = click.option(
+    "--invitation",
+    "--join",
+    "invitation",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="The hub's invitation file (default: HOME/invitation.json or $PTM_INVITATION). "
+    "--join is an alias.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def register(main: click.Group) -> None:
+    for command in (publish, wait, results, tasks, cancel):
+        main.add_command(command)
+
+
+def _client(home: str | None, invitation: str | None) -> Client:
+    from ptm_p2p.cli.network import _quiet_libp2p
+    from ptm_p2p.client import Client
+
+    _quiet_libp2p()
+    return Client(home, invitation)
+
+
+def _parse_memory(text: str | None) -> int | None:
+    """'512m', '2g', '1024' (MiB) → MiB."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    scale = {"k": 1 / 1024, "m": 1, "g": 1024}.get(value[-1:])
+    number = value[:-1] if scale is not None else value
+    try:
+        mib = float(number) * (scale if scale is not None else 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write a size such as 512m or 2g") from None
+    if not 16 <= mib <= 1024 * 1024:
+        raise click.BadParameter(f"{text!r}: between 16m and 1024g")
+    return int(mib)
+
+
+def _parse_params(params: tuple[str, ...]) -> bytes:
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: write KEY=VALUE", param_hint="--param")
+        try:
+            out[key] = json.loads(value)  # numbers, lists, true/false as JSON
+        except ValueError:
+            out[key] = value  # anything else as a string
+    return json.dumps(out, sort_keys=True).encode()
+
+
+def _progress_line(view: TaskView) -> str:
+    answered = sum(1 for s in view.progress.values() if s not in ("not seen", "received"))
+    sites = "  ".join(f"{site}: {state}" for site, state in view.progress.items())
+    return f"[{answered}/{len(view.progress)} answered] {sites}"
+
+
+def _wait_with_progress(client: Client, task_id: str, timeout: float | None) -> TaskView:
+    last: list[str] = [""]
+
+    def show(view: TaskView) -> None:
+        line = _progress_line(view)
+        if line != last[0]:
+            click.echo(f"  {line}", err=True)
+            last[0] = line
+
+    return client.wait(task_id, timeout=timeout, on_progress=show)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("image")
+@click.option("--to", "to", default=None, help="Target sites, by organisation or key: A,B,C.")
+@click.option("--to-all", is_flag=True, help="Target every admitted site.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("rb"),
+    default=None,
+    help="The input file, sealed separately to each site ('-' for stdin).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    help="KEY=VALUE for a JSON input (repeatable; VALUE parsed as JSON when it can be).",
+)
+@click.option(
+    "--data", "data", multiple=True, help="A site data label the task reads (repeatable)."
+)
+@click.option("--timeout", type=click.IntRange(1, 7 * 24 * 3600), default=600, show_default=True)
+@click.option("--memory", default=None, help="Memory per site, e.g. 512m (default 512m).")
+@click.option("--cpus", type=click.FloatRange(0.01, 1024), default=None, help="CPUs (default 1).")
+@click.option("--algorithm", default=None, help="A name for the task, e.g. summary/v1.")
+@click.option("--wait", "then_wait", is_flag=True, help="Then wait for every site's answer.")
+@home_option
+@invitation_option
+@json_option
+def publish(
+    image: str,
+    to: str | None,
+    to_all: bool,
+    input_file: Any,
+    params: tuple[str, ...],
+    data: tuple[str, ...],
+    timeout: int,
+    memory: str | None,
+    cpus: float | None,
+    algorithm: str | None,
+    then_wait: bool,
+    home: str | None,
+    invitation: str | None,
+    as_json: bool,
+) -> None:
+    """Publish a signed task: IMAGE runs at each target site next to its data.
+
+    A tag is resolved to its digest through the registry now, and the digest is what is
+    signed: moving the tag later changes nothing. The input is sealed to each target site
+    separately; only that site can read it. Prints the task id.
+
+    \b
+    Example:
+      ptm publish 127.0.0.1:5000/ptm/summary:latest --to-all --data gbsg2 \\
+          --param data=gbsg2 --param 'categorical=["horTh"]' --wait --home researcher/
+    """
+    if bool(to) == to_all:
+        raise click.UsageError("name the targets: --to SITE[,SITE…] or --to-all")
+    if input_file is not None and params:
+        raise click.UsageError("give the input either as --input FILE or as --param KEY=VALUE")
+    payload = input_file.read() if input_file is not None else _parse_params(params)
+    targets: Any = "all" if to_all else [s.strip() for s in (to or "").split(",") if s.strip()]
+    memory_mb = _parse_memory(memory)
+    with _client(home, invitation) as client:
+        client.sync()
+        task = client.publish(
+            image,
+            to=targets,
+            input=payload,
+            data=list(data),
+            timeout_s=timeout,
+            memory_mb=memory_mb or 512,
+            cpu_millis=round((cpus or 1.0) * 1000),
+            algorithm=algorithm,
+        )
+        click.echo(f"published task {task.id} (entry {task.index}): {task.image}", err=True)
+        if then_wait:
+            view = _wait_with_progress(client, task.id, timeout + 60)
+            _print_results(client, task.id, as_json, None)
+            if not view.done:
+                sys.exit(EXIT_NOT_DONE)
+            return
+    if as_json:
+        click.echo(json.dumps(task.to_dict(), indent=2))
+    else:
+        click.echo(task.id)
+
+
+@click.command()
+@click.argument("task")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@home_option
+@invitation_option
+@json_option
+def wait(
+    task: str, timeout: float | None, home: str | None, invitation: str | None, as_json: bool
+) -> None:
+    """Follow a task until every target site has answered.
+
+    Progress per site on stderr: not seen (the site has not cosigned a checkpoint holding
+    the task), received (it has: provable from its cosignature), then its answer: ok,
+    failed, refused, timeout or cancelled. Exit 0 when all answered, 4 when --timeout passed.
+
+    \b
+    Example:
+      ptm wait 93c17583ced5fdc8 --timeout 300 --home researcher/
+    """
+    with _client(home, invitation) as client:
+        client.sync()
+        view = _wait_with_progress(client, task, timeout)
+    if as_json:
+        click.echo(json.dumps(view.to_dict(), indent=2))
+    else:
+        click.echo(_progress_line(view))
+    if not view.done:
+        sys.exit(EXIT_NOT_DONE)
+
+
+def _print_results(client: Client, task: str, as_json: bool, out: Path | None) -> None:
+    answers = client.results(task)
+    view = client.task(task)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for site, answer in answers.items():
+            (out / f"{site}.output").write_bytes(answer.output)
+    if as_json:
+        data = view.to_dict()
+        data["results"] = {}
+        for site, answer in answers.items():
+            item = answer.to_dict()
+            try:
+                item["output"] = answer.json()
+            except PtmError:
+                item["output_text"] = answer.output.decode("utf-8", "replace")
+            data["results"][site] = item
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"task {view.id} (entry {view.index}), image {view.image}")
+    click.echo(f"  {'site':<16}{'status':<11}{'ran':<22}{'run s':>7}{'output':>9}  reason")
+    for site, state in view.progress.items():
+        if site not in answers:
+            click.echo(f"  {site:<16}{state:<11}")
+            continue
+        answer = answers[site]
+        run = answer.timings.get("run_ms")
+        click.echo(
+            f"  {site:<16}{answer.status:<11}{answer.image_digest[:19] + '…':<22}"
+            f"{(run / 1000 if run is not None else float('nan')):>7.2f}"
+            f"{len(answer.output):>8}B  {answer.reason or ''}"
+        )
+    if out is not None:
+        click.echo(f"outputs written to {out}/SITE.output")
+
+
+@click.command()
+@click.argument("task")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write each site's opened output to DIR/SITE.output.",
+)
+@home_option
+@invitation_option
+@json_option
+def results(
+    task: str, out: Path | None, home: str | None, invitation: str | None, as_json: bool
+) -> None:
+    """Open a task's results with your key: status, image digest that ran, timings.
+
+    Only results under a hub-signed checkpoint that passed every replay rule are shown, and
+    each output is checked against the digest its site signed.
+
+    \b
+    Example:
+      ptm results 93c17583ced5fdc8 --json --home researcher/
+    """
+    with _client(home, invitation) as client:
+        client.sync()
+        _print_results(client, task, as_json, out)
+
+
+@click.command()
+@click.option("--mine", is_flag=True, help="Only tasks this home published.")
+@home_option
+@invitation_option
+@json_option
+def tasks(mine: bool, home: str | None, invitation: str | None, as_json: bool) -> None:
+    """List the collaboration's tasks and each target's progress.
+
+    \b
+    Example:
+      ptm tasks --mine --home researcher/
+    """
+    with _client(home, invitation) as client:
+        views = client.tasks(mine=mine)
+    if as_json:
+        click.echo(json.dumps([v.to_dict() for v in views], indent=2))
+        return
+    if not views:
+        click.echo("no tasks yet")
+    for view in views:
+        flag = " (cancelled)" if view.cancelled else ""
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(view.counts.items()))
+        click.echo(
+            f"{view.id[:16]}  entry {view.index:<6} {view.algorithm or view.image[-30:]:<30} "
+            f"by {view.publisher}: {counts}{flag}"
+        )
+
+
+@click.command()
+@click.argument("task")
+@click.option("--reason", default=None, help="Why (recorded in the log).")
+@home_option
+@invitation_option
+@json_option
+def cancel(
+    task: str, reason: str | None, home: str | None, invitation: str | None, as_json: bool
+) -> None:
+    """Cancel a task you published: sites that have not answered skip or stop it.
+
+    A site that has not started answers `cancelled` without running anything; a running
+    container is stopped and the site answers `cancelled`; answers already given stay.
+
+    \b
+    Example:
+      ptm cancel 93c17583ced5fdc8 --reason "wrong covariates" --home researcher/
+    """
+    with _client(home, invitation) as client:
+        view = client.cancel(task, reason)
+    if as_json:
+        click.echo(json.dumps(view.to_dict(), indent=2))
+    else:
+        click.echo(f"cancelled task {view.id}; {_progress_line(view)}")
