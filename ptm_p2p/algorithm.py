@@ -31,8 +31,17 @@ from typing import Any
 DEFAULT_MIN_GROUP_SIZE = 5
 
 
+EXIT_ERROR = 2  # the output is {"error": message}
+EXIT_REFUSED = 3  # the output is {"refused": reason}; the site records status "refused"
+
+
 class AlgorithmError(Exception):
     """The task cannot be computed (bad input, missing data, too few rows)."""
+
+
+class AlgorithmRefusal(AlgorithmError):
+    """The site's data may not be summarised for this task (e.g. fewer patients or events
+    than the site's minimum group size): the algorithm declines rather than fails."""
 
 
 def input_path() -> Path:
@@ -109,16 +118,37 @@ def write_output(value: Any) -> Path:
     return path
 
 
+def evaluate(compute: Any, params: Any) -> tuple[Any, int]:
+    """``compute(params)`` as (output, exit code), the way ``main`` reports it.
+
+    A refusal is ``({"refused": reason}, 3)``, another ``AlgorithmError`` is
+    ``({"error": message}, 2)``, success is ``(result, 0)``. In-process runners (local mode
+    for algorithm authors) call this so they see exactly what a container would write.
+    """
+    try:
+        return compute(params), 0
+    except AlgorithmRefusal as exc:
+        return {"refused": str(exc)}, EXIT_REFUSED
+    except AlgorithmError as exc:
+        return {"error": str(exc)}, EXIT_ERROR
+
+
 def main(compute: Any) -> None:
     """Run ``compute(params) -> result`` with the contract's input and output.
 
-    An ``AlgorithmError`` becomes ``{"error": message}`` in the output and exit code 2, so
-    the researcher sees why a site could not compute; anything else is a crash (exit 1).
+    An ``AlgorithmRefusal`` becomes ``{"refused": reason}`` and exit code 3 (the site
+    records the run as ``refused``); another ``AlgorithmError`` becomes ``{"error": message}``
+    and exit code 2, so the researcher sees why a site could not compute; anything else is a
+    crash (exit 1).
     """
     try:
-        result = compute(read_input())
+        params = read_input()
     except AlgorithmError as exc:
-        write_output({"error": str(exc)})
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    write_output(result)
+        output, code = {"error": str(exc)}, EXIT_ERROR
+    else:
+        output, code = evaluate(compute, params)
+    write_output(output)
+    if code:
+        label = "refused" if code == EXIT_REFUSED else "error"
+        print(f"{label}: {next(iter(output.values()))}", file=sys.stderr)
+        sys.exit(code)

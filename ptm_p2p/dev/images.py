@@ -51,13 +51,19 @@ def build_image(
     base: str,
     log: Callable[[str], None] = print,
 ) -> str:
-    """Build ``folder`` (with the helper module) as ``tag``; return the image id."""
+    """Build ``folder`` (with the helper modules) as ``tag``; return the image id.
+
+    The context gets the stdlib-only ``ptm_p2p/algorithm.py`` and the NumPy-only site code
+    of the survival images, ``ptm_p2p/algorithms/survival_site.py``; a Dockerfile copies
+    what it needs (files it does not COPY leave its layer cache alone).
+    """
     with tempfile.TemporaryDirectory(prefix="ptm-build-") as tmp:
         context = Path(tmp) / "context"
         shutil.copytree(folder, context)
-        helper = context / "ptm_p2p"
-        helper.mkdir(exist_ok=True)
-        shutil.copy2(PACKAGE_DIR / "algorithm.py", helper / "algorithm.py")
+        for module in ("algorithm.py", "algorithms/survival_site.py"):
+            target = context / "ptm_p2p" / module
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PACKAGE_DIR / module, target)
         try:
             image, _ = client.images.build(
                 path=str(context), tag=tag, buildargs={"BASE": base}, rm=True, pull=False

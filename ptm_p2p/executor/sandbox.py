@@ -268,6 +268,14 @@ def _verdict(
         return "failed", f"memory limit: killed at {limits.memory_bytes} bytes"
     if out_problem:
         return "failed", f"{out_problem}; the output was not kept"
+    if exit_code == 3:
+        # ptm_p2p.algorithm.EXIT_REFUSED: the algorithm declined to summarise this site's
+        # data. Its reason (which may quote counts) stays in output.json, sealed to the
+        # requester; this reason is public on the ledger, so it is a fixed text.
+        return "refused", (
+            "the algorithm refused to compute on this site's data (e.g. fewer patients or "
+            "events than the site's minimum group size); its output says why"
+        )
     if exit_code != 0:
         return "failed", f"the algorithm exited with code {exit_code}"
     return "ok", ""

@@ -1,0 +1,599 @@
+"""Federated Cox proportional-hazards regression, driven from the researcher's side.
+
+Two models, each a separate image so a site's policy can allow one and refuse the other:
+
+* **pooled** (``coxph-pooled``): the same fit as pooling every patient in one place. The
+  Newton–Raphson step needs, per *global* event time, the risk-set sums Σw, Σw·x, Σw·xxᵀ
+  (w = exp(xβ)); each site sends its share (WebDISCO, Lu et al. 2015), and for Efron's ties
+  the same sums over its tied events.
+* **site-stratified** (``coxph-stratified``): each site keeps its own baseline hazard; a
+  site sends only its log-likelihood, score and information at β (exact for that model).
+
+Rounds (each is one request per site through a ``RoundRunner``):
+
+1. ``describe`` — everything that does not depend on β: counts, event times and counts,
+   Σx over events, constant covariates — checked here before any β leaves the researcher —
+   and each site's own log-likelihood, score and information at β = 0. For the stratified
+   model that *is* the first Newton evaluation; for the pooled model their sum gives a
+   one-step start (the stratified model's first Newton step, close to the pooled one), which
+   saves the round that evaluating the pooled model at 0 would cost.
+2. ``evaluate`` at the current β (the pooled model's second round also asks for the
+   numbers at risk, which give the log-likelihood at β = 0 for the likelihood-ratio test).
+   Newton–Raphson: step Δ = I⁻¹U; when the largest |Δ| is below ``tol`` the step is applied
+   and the fit stops *without another round* (Newton converges quadratically: the error
+   left is of order Δ²); when the log-likelihood drops, the step is halved.
+
+As in lifelines and survival::coxph, the reported log-likelihood and the covariance
+(inverse information) are those of the last evaluated β, one step below ``tol`` before the
+returned coefficients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ptm_p2p import algorithm
+from ptm_p2p.algorithms import survival_site as site
+from ptm_p2p.algorithms.rounds import LocalRunner, RoundInfo, RoundRunner, tables_from_frames
+from ptm_p2p.errors import StudyError
+
+POOLED = "coxph-pooled"
+STRATIFIED = "coxph-stratified"
+DEFAULT_TOL = 1e-9
+# A new β counts as worse only when its log-likelihood is lower by more than rounding noise.
+LOGLIK_SLACK = 1e-12
+
+Evaluation = tuple[float, np.ndarray, np.ndarray]  # log-likelihood, score, information
+
+
+@dataclass(frozen=True)
+class CoxResult:
+    """A fitted Cox model: per-covariate figures are dicts keyed by covariate name."""
+
+    covariates: tuple[str, ...]
+    params: dict[str, float]
+    standard_errors: dict[str, float]
+    z: dict[str, float]
+    p_values: dict[str, float]
+    ci_lower: dict[str, float]
+    ci_upper: dict[str, float]
+    hazard_ratios: dict[str, float]
+    covariance: tuple[tuple[float, ...], ...]
+    log_likelihood: float
+    log_likelihood_initial: float
+    iterations: int
+    rounds: int
+    converged: bool
+    n: int
+    n_events: int
+    site_counts: dict[str, dict[str, int]]
+    ties: str
+    stratified: bool
+    alpha: float
+    duration_col: str
+    event_col: str
+    round_log: tuple[RoundInfo, ...] = field(default=(), repr=False)
+
+    @property
+    def likelihood_ratio_test(self) -> tuple[float, int, float]:
+        """(statistic, degrees of freedom, p-value) against the model with β = 0."""
+        stat = max(0.0, 2.0 * (self.log_likelihood - self.log_likelihood_initial))
+        df = len(self.covariates)
+        return stat, df, chi2_sf(stat, df)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.round_log)
+
+    def summary_frame(self) -> Any:
+        """The coefficient table as a pandas DataFrame (index: covariates)."""
+        import pandas as pd
+
+        level = f"{1 - self.alpha:g}"
+        rows = {
+            "coef": self.params,
+            "exp(coef)": self.hazard_ratios,
+            "se(coef)": self.standard_errors,
+            f"coef lower {level}": self.ci_lower,
+            f"coef upper {level}": self.ci_upper,
+            "z": self.z,
+            "p": self.p_values,
+        }
+        frame = pd.DataFrame(rows).loc[list(self.covariates)]
+        frame.index.name = "covariate"
+        return frame
+
+    def summary(self) -> str:
+        """The fit as text, laid out like survival::coxph's printout."""
+        level = f"{1 - self.alpha:.2f}".lstrip("0")
+        name_w = max(8, *(len(c) for c in self.covariates))
+        head = (
+            f"{'':{name_w}}  {'coef':>9}  {'exp(coef)':>9}  {'se(coef)':>9}  {'z':>7}  "
+            f"{'p':>9}  {'lower ' + level:>10}  {'upper ' + level:>10}"
+        )
+        lines = [
+            "Federated Cox proportional hazards ("
+            + (
+                "site-stratified: each site its own baseline hazard"
+                if self.stratified
+                else "pooled: global risk sets"
+            )
+            + ")",
+            f"  duration = {self.duration_col!r}, event = {self.event_col!r}, "
+            f"ties = {self.ties.capitalize()}, sites = {len(self.site_counts)}",
+            "",
+            head,
+        ]
+        for c in self.covariates:
+            lines.append(
+                f"{c:{name_w}}  {self.params[c]:>9.5g}  {self.hazard_ratios[c]:>9.5g}  "
+                f"{self.standard_errors[c]:>9.5g}  {self.z[c]:>7.3f}  "
+                f"{_format_p(self.p_values[c]):>9}  {math.exp(self.ci_lower[c]):>10.5g}  "
+                f"{math.exp(self.ci_upper[c]):>10.5g}"
+            )
+        stat, df, p = self.likelihood_ratio_test
+        lines += [
+            "",
+            f"Likelihood ratio test = {stat:.2f} on {df} df, p = {_format_p(p)}",
+            f"Partial log-likelihood = {self.log_likelihood:.4f} "
+            f"(at β = 0: {self.log_likelihood_initial:.4f})",
+            f"n = {self.n}, number of events = {self.n_events}",
+            f"Newton–Raphson iterations = {self.iterations}, rounds = {self.rounds}, "
+            + ("converged" if self.converged else "NOT converged"),
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON-able values."""
+        stat, df, p = self.likelihood_ratio_test
+        return {
+            "model": "site-stratified" if self.stratified else "pooled",
+            "ties": self.ties,
+            "duration": self.duration_col,
+            "event": self.event_col,
+            "covariates": list(self.covariates),
+            "coefficients": {
+                c: {
+                    "coef": self.params[c],
+                    "exp_coef": self.hazard_ratios[c],
+                    "se": self.standard_errors[c],
+                    "z": self.z[c],
+                    "p": self.p_values[c],
+                    "ci_lower": self.ci_lower[c],
+                    "ci_upper": self.ci_upper[c],
+                }
+                for c in self.covariates
+            },
+            "covariance": [list(row) for row in self.covariance],
+            "alpha": self.alpha,
+            "log_likelihood": self.log_likelihood,
+            "log_likelihood_initial": self.log_likelihood_initial,
+            "likelihood_ratio_test": {"statistic": stat, "df": df, "p": p},
+            "iterations": self.iterations,
+            "rounds": self.rounds,
+            "converged": self.converged,
+            "n": self.n,
+            "n_events": self.n_events,
+            "sites": self.site_counts,
+            "round_log": [r.to_dict() for r in self.round_log],
+        }
+
+
+def _format_p(p: float) -> str:
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(χ²_df > x) for a whole number of degrees of freedom (closed forms; no SciPy)."""
+    if df <= 0:
+        return math.nan
+    if x <= 0:
+        return 1.0
+    h = x / 2.0
+    if df % 2 == 0:
+        term, total = 1.0, 1.0
+        for i in range(1, df // 2):
+            term *= h / i
+            total += term
+        return min(1.0, math.exp(-h) * total)
+    total = math.erfc(math.sqrt(h))
+    term = math.sqrt(h) * math.exp(-h) / math.gamma(1.5)
+    for i in range(1, (df - 1) // 2 + 1):
+        total += term
+        term *= h / (i + 0.5)
+    return min(1.0, total)
+
+
+# --- the study driver -----------------------------------------------------------------------
+
+
+class _Study:
+    """Runs rounds through the runner and keeps the log."""
+
+    def __init__(
+        self,
+        runner: RoundRunner,
+        image: str,
+        sites: Sequence[str],
+        base: dict[str, Any],
+        progress: Callable[[str], None] | None,
+    ) -> None:
+        self.runner = runner
+        self.image = image
+        self.sites = list(sites)
+        self.base = base
+        self.progress = progress
+        self.log: list[RoundInfo] = []
+
+    def round(self, label: str, extra: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        request = {**self.base, **extra}
+        requests = {s: dict(request) for s in self.sites}
+        t0 = time.monotonic()
+        outputs = self.runner(self.image, requests)
+        seconds = time.monotonic() - t0
+        missing = [s for s in self.sites if not isinstance(outputs.get(s), dict)]
+        if missing:
+            raise StudyError(
+                f"{self.image}: no answer from {', '.join(missing)} in round {len(self.log) + 1}",
+                {s: "no answer" for s in missing},
+            )
+        for s in self.sites:
+            answer = outputs[s]
+            if answer.get("version") != site.VERSION or answer.get("covariates") != self.base.get(
+                "covariates"
+            ):
+                raise StudyError(
+                    f"{self.image}: {s} answered in another format (version "
+                    f"{answer.get('version')!r}); is it running the same image as the others?",
+                    {s: "unexpected answer"},
+                )
+        size = len(json.dumps(request, sort_keys=True, separators=(",", ":")))
+        self.log.append(
+            RoundInfo(
+                label,
+                seconds,
+                {s: size for s in self.sites},
+                {
+                    s: len(json.dumps(outputs[s], sort_keys=True, separators=(",", ":")))
+                    for s in self.sites
+                },  # fmt: skip
+            )
+        )
+        if self.progress:
+            self.progress(
+                f"round {len(self.log)} ({label}): {len(self.sites)} site(s) answered "
+                f"in {seconds:.2f} s"
+            )
+        return {s: outputs[s] for s in self.sites}
+
+
+def _check_request(
+    sites: Sequence[str], duration_col: str, event_col: str, covariates: Sequence[str], ties: str
+) -> None:
+    problems = []
+    if not sites or len(set(sites)) != len(sites):
+        problems.append("give one or more distinct sites")
+    for name, value in (("duration_col", duration_col), ("event_col", event_col)):
+        if not isinstance(value, str) or not value:
+            problems.append(f"{name} must be a column name")
+    if (
+        not covariates
+        or not all(isinstance(c, str) and c for c in covariates)
+        or len(set(covariates)) != len(covariates)
+    ):
+        problems.append("covariates must be one or more distinct column names")
+    elif {duration_col, event_col} & set(covariates) or duration_col == event_col:
+        problems.append("the duration, the event and the covariates must be different columns")
+    if ties not in site.TIES:
+        problems.append(f"ties must be one of {site.TIES}, not {ties!r}")
+    if problems:
+        raise StudyError("cannot start the Cox regression: " + "; ".join(problems))
+
+
+def _check_constants(
+    covariates: Sequence[str], answers: Mapping[str, dict[str, Any]], stratified: bool
+) -> None:
+    for a, name in enumerate(covariates):
+        values = [answers[s]["constant"][a] for s in answers]
+        if stratified and all(values):
+            raise StudyError(
+                f"covariate {name!r} does not vary within any site: the site-stratified model "
+                "cannot estimate it (each site's baseline hazard absorbs it); drop it or fit "
+                "the pooled model"
+            )
+        if not stratified and all(v is not None for v in values) and len(set(values)) == 1:
+            raise StudyError(
+                f"covariate {name!r} is the same ({values[0]:g}) for every patient at every "
+                "site: its coefficient cannot be estimated; drop it"
+            )
+
+
+def _newton_step(info: np.ndarray, score: np.ndarray, covariates: Sequence[str]) -> np.ndarray:
+    try:
+        step = np.linalg.solve(info, score)
+    except np.linalg.LinAlgError:
+        step = None
+    if step is None or not np.all(np.isfinite(step)):
+        raise StudyError(
+            "the information matrix is singular: some covariates are collinear (or one is "
+            f"constant) among {', '.join(covariates)}; drop one and fit again"
+        )
+    return np.asarray(step)
+
+
+def fit(
+    runner: RoundRunner,
+    sites: Sequence[str],
+    duration_col: str,
+    event_col: str,
+    covariates: Sequence[str],
+    ties: str = "efron",
+    stratify_sites: bool = False,
+    *,
+    data: str | None = None,
+    alpha: float = 0.05,
+    tol: float = DEFAULT_TOL,
+    max_iterations: int = 30,
+    max_halvings: int = 10,
+    progress: Callable[[str], None] | None = None,
+) -> CoxResult:
+    """Fit a Cox model over the sites' data, one ``runner`` call per round.
+
+    ``data`` is the sites' data label (the images default to their only one); ``tol`` bounds
+    the largest Newton step at convergence. Bad input, a refusing site or a singular model is
+    a ``StudyError`` naming the cause, raised before any β-dependent round where possible.
+    """
+    covariates = list(covariates)
+    _check_request(sites, duration_col, event_col, covariates, ties)
+    if not 0 < alpha < 1:
+        raise StudyError(f"alpha must be between 0 and 1, not {alpha}")
+    base: dict[str, Any] = {
+        "duration": duration_col,
+        "event": event_col,
+        "covariates": covariates,
+        "ties": ties,
+    }
+    if data is not None:
+        base["data"] = data
+    image = STRATIFIED if stratify_sites else POOLED
+    study = _Study(runner, image, sites, base, progress)
+    p = len(covariates)
+
+    described = study.round("describe", {"step": "describe"})
+    _check_constants(covariates, described, stratify_sites)
+    site_counts = {
+        s: {"n": int(a["n"]), "events": int(a["events"]), "incomplete": int(a["incomplete"])}
+        for s, a in described.items()
+    }
+    # the pooled model can estimate a covariate that is constant within every site
+    between_sites = not stratify_sites and any(
+        all(described[s]["constant"][a] is not None for s in study.sites) for a in range(p)
+    )
+    beta = _start(covariates, [described[s]["start"] for s in study.sites], between_sites)
+    evaluate: Callable[[np.ndarray, str], Evaluation | None]
+    if stratify_sites:
+        ll_initial = math.fsum(float(described[s]["loglik_at_zero"]) for s in study.sites)
+
+        def evaluate(beta: np.ndarray, label: str) -> Evaluation | None:
+            answers = study.round(label, {"step": "evaluate", "betas": [beta.tolist()]})
+            points = [answers[s]["points"][0] for s in study.sites]
+            if any(pt.get("overflow") for pt in points):
+                return None
+            return (
+                math.fsum(float(pt["loglik"]) for pt in points),
+                _total(np.array(pt["score"], dtype=np.float64) for pt in points),
+                _total(np.array(pt["information"], dtype=np.float64) for pt in points),
+            )
+
+        first = evaluate(beta, "evaluate at the start")
+    else:
+        pooled = _PooledEvaluator(study, described, ties, p)
+        evaluate = pooled
+        first = pooled(beta, "evaluate at the start", at_risk=True)
+        ll_initial = pooled.initial_loglik()
+
+    # Newton–Raphson from the start; the point before it is β = 0, whose ℓ is known.
+    previous, previous_ll = np.zeros(p), ll_initial
+    trial, halvings, iterations, converged = first, 0, 0, False
+    while True:
+        while trial is None or trial[0] < previous_ll - LOGLIK_SLACK * (1 + abs(previous_ll)):
+            if halvings == max_halvings:
+                raise StudyError(
+                    f"no step of iteration {iterations} increases the likelihood after "
+                    f"{max_halvings} halvings; the model may be unidentifiable (check for "
+                    "separation: a covariate that predicts every event)"
+                )
+            beta = (previous + beta) / 2.0
+            halvings += 1
+            trial = evaluate(beta, f"evaluate, iteration {iterations}, step halved")
+        current = trial
+        loglik, score, info = current
+        step = _newton_step(info, score, covariates)
+        iterations += 1
+        if float(np.max(np.abs(step))) < tol:
+            beta, converged = beta + step, True
+            break
+        if iterations >= max_iterations:
+            break
+        previous, previous_ll = beta, loglik
+        beta, halvings = beta + step, 0
+        trial = evaluate(beta, f"evaluate, iteration {iterations}")
+
+    loglik, _, info = current
+    try:
+        covariance = np.linalg.inv(info)
+    except np.linalg.LinAlgError as exc:
+        raise StudyError("the information matrix at the optimum is singular") from exc
+    se = np.sqrt(np.diag(covariance))
+    zq = statistics.NormalDist().inv_cdf(1 - alpha / 2)
+    zs = beta / se
+    names = covariates
+    return CoxResult(
+        covariates=tuple(names),
+        params=_named(names, beta),
+        standard_errors=_named(names, se),
+        z=_named(names, zs),
+        p_values=_named(names, [math.erfc(abs(v) / math.sqrt(2)) for v in zs]),
+        ci_lower=_named(names, beta - zq * se),
+        ci_upper=_named(names, beta + zq * se),
+        hazard_ratios=_named(names, np.exp(beta)),
+        covariance=tuple(tuple(float(v) for v in row) for row in covariance),
+        log_likelihood=float(loglik),
+        log_likelihood_initial=float(ll_initial),
+        iterations=iterations,
+        rounds=len(study.log),
+        converged=converged,
+        n=sum(c["n"] for c in site_counts.values()),
+        n_events=sum(c["events"] for c in site_counts.values()),
+        site_counts=site_counts,
+        ties=ties,
+        stratified=stratify_sites,
+        alpha=alpha,
+        duration_col=duration_col,
+        event_col=event_col,
+        round_log=tuple(study.log),
+    )
+
+
+def _start(
+    covariates: Sequence[str], starts: Sequence[Mapping[str, Any]], between_sites: bool
+) -> np.ndarray:
+    """The maximiser of the sum of the sites' quadratic approximations.
+
+    Site s fitted its own data to b_s (or stayed at 0) and sent the score U_s and the
+    information I_s there; Σ_s [U_sᵀ(β − b_s) − ½(β − b_s)ᵀ I_s (β − b_s)] is largest at
+    β = (Σ I_s)⁻¹ Σ (U_s + I_s b_s): the inverse-variance meta-analysis of the local fits,
+    usually within a few hundredths of the pooled optimum.
+    """
+    info = _total(np.array(st["information"], dtype=np.float64) for st in starts)
+    rhs = _total(
+        np.array(st["score"], dtype=np.float64)
+        + np.array(st["information"], dtype=np.float64) @ np.array(st["beta"], dtype=np.float64)
+        for st in starts
+    )
+    try:
+        return _newton_step(info, rhs, covariates)
+    except StudyError:
+        # Singular: either collinear covariates (the model itself is singular: say so now,
+        # before any β-dependent round) or, for the pooled model, a covariate that varies
+        # only between sites, which no site alone can estimate: then start at 0.
+        if between_sites:
+            return np.zeros(len(covariates))
+        raise
+
+
+def _named(names: Sequence[str], values: Any) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
+
+
+def _total(arrays: Any) -> np.ndarray:
+    """Sum arrays in the given (site) order, elementwise."""
+    out: np.ndarray | None = None
+    for a in arrays:
+        out = a.copy() if out is None else out + a
+    if out is None:
+        raise StudyError("no site answered")
+    return out
+
+
+class _PooledEvaluator:
+    """Combines the sites' risk-set sums at the global event times into ℓ, U and I."""
+
+    def __init__(
+        self, study: _Study, described: Mapping[str, dict[str, Any]], ties: str, p: int
+    ) -> None:
+        self.study = study
+        self.ties = ties
+        self.p = p
+        counts: dict[float, int] = {}
+        for s in study.sites:
+            answer = described[s]
+            for t, d in zip(answer["event_times"], answer["event_counts"], strict=True):
+                counts[float(t)] = counts.get(float(t), 0) + int(d)
+        self.times = sorted(counts)
+        self.counts = [counts[t] for t in self.times]
+        self.tied = [j for j, d in enumerate(self.counts) if d > 1] if ties == "efron" else []
+        self.event_total = _total(
+            np.array(described[s]["event_total"], dtype=np.float64) for s in study.sites
+        )
+        self.at_risk: list[int] | None = None
+
+    def __call__(self, beta: np.ndarray, label: str, at_risk: bool = False) -> Evaluation | None:
+        extra: dict[str, Any] = {
+            "step": "evaluate",
+            "times": self.times,
+            "tied": self.tied,
+            "betas": [beta.tolist()],
+        }
+        if at_risk:
+            extra["at_risk"] = True
+        answers = self.study.round(label, extra)
+        m, q = len(self.times), site.n_terms(self.p)
+        if at_risk:
+            self.at_risk = [0] * m
+            for s in self.study.sites:
+                counts = answers[s].get("at_risk")
+                if not isinstance(counts, list) or len(counts) != m:
+                    raise StudyError(f"{s} answered without the numbers at risk", {s: "bad"})
+                self.at_risk = [a + int(b) for a, b in zip(self.at_risk, counts, strict=True)]
+        points = [answers[s]["points"][0] for s in self.study.sites]
+        if any(pt.get("overflow") for pt in points):
+            return None
+        try:
+            sums = _total(site.unpack(pt["sums"]) for pt in points)
+            tied_sums = (
+                _total(site.unpack(pt["tied_sums"]) for pt in points)
+                if self.ties == "efron"
+                else np.zeros((0, q))
+            )
+        except (KeyError, algorithm.AlgorithmError, ValueError) as exc:
+            raise StudyError(f"a site's sums are malformed: {exc}") from exc
+        if sums.shape != (m, q) or tied_sums.shape != (len(self.tied), q):
+            raise StudyError("a site's sums have the wrong shape; are all sites on one image?")
+        return site.cox_terms(
+            beta, self.event_total, self.counts, sums, self.tied, tied_sums, self.ties
+        )
+
+    def initial_loglik(self) -> float:
+        """ℓ(0) from the numbers at risk: at β = 0 every weight is 1."""
+        if self.at_risk is None:
+            raise StudyError("the numbers at risk were not asked for")
+        m, q = len(self.times), site.n_terms(self.p)
+        sums = np.zeros((m, q))
+        sums[:, 0] = self.at_risk
+        tied_sums = np.zeros((len(self.tied), q))
+        tied_sums[:, 0] = [self.counts[j] for j in self.tied]
+        loglik, _, _ = site.cox_terms(
+            np.zeros(self.p), self.event_total, self.counts, sums, self.tied, tied_sums,
+            self.ties,
+        )  # fmt: skip
+        return loglik
+
+
+def fit_local(
+    site_frames: Any,
+    duration_col: str,
+    event_col: str,
+    covariates: Sequence[str],
+    ties: str = "efron",
+    stratify_sites: bool = False,
+    *,
+    min_group_size: int = algorithm.DEFAULT_MIN_GROUP_SIZE,
+    **options: Any,
+) -> CoxResult:
+    """``fit`` over in-process sites: a list of pandas DataFrames (sites ``site-1``, …) or a
+    mapping site name → DataFrame. The same site code and coordinator as a federated run."""
+    tables = tables_from_frames(site_frames)
+    runner = LocalRunner(tables, min_group_size)
+    return fit(
+        runner, list(tables), duration_col, event_col, covariates, ties, stratify_sites,
+        **options,
+    )  # fmt: skip

@@ -1,0 +1,250 @@
+"""Federated Kaplan–Meier curves: pooled, per site and per group, in one round.
+
+Each site sends, per published time, its numbers of events and censorings, coarsened so
+every number is a multiple of its minimum group size (``survival_site.km_counts``); with a
+minimum of 1 they are exact. Here the counts are pooled — the number at risk at a time is
+every site's n minus what it published before that time — and turned into the product-limit
+estimate with Greenwood's variance and the log(−log) ("exponential Greenwood") confidence
+band, the one lifelines' ``KaplanMeierFitter`` draws by default.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ptm_p2p import algorithm
+from ptm_p2p.algorithms.rounds import LocalRunner, RoundInfo, RoundRunner, tables_from_frames
+from ptm_p2p.algorithms.survival_site import VERSION
+from ptm_p2p.errors import StudyError
+
+IMAGE = "km"
+COLUMNS = ("time", "at_risk", "events", "censored", "survival", "ci_lower", "ci_upper")
+
+
+@dataclass(frozen=True)
+class KMResult:
+    """The curves as one long table: a row per (curve, time), ``curve`` named ``pooled``,
+    ``site:<name>`` or ``group:<label>`` (groups pooled over the sites that showed them)."""
+
+    curves: dict[str, dict[str, list[float]]]  # curve → column → values (COLUMNS)
+    sites: tuple[str, ...]
+    group_col: str | None
+    alpha: float
+    min_group_sizes: dict[str, int]
+    suppressed_groups: dict[str, list[str]]
+    n: int
+    rounds: int = 1
+    round_log: tuple[RoundInfo, ...] = field(default=(), repr=False)
+
+    @property
+    def table(self) -> Any:
+        """A pandas DataFrame: curve, time, at_risk, events, censored, survival, CI."""
+        import pandas as pd
+
+        frames = [
+            pd.DataFrame({"curve": name, **{c: values[c] for c in COLUMNS}})
+            for name, values in self.curves.items()
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    def curve(self, name: str = "pooled") -> Any:
+        """One curve as a DataFrame indexed by time."""
+        import pandas as pd
+
+        if name not in self.curves:
+            raise StudyError(f"no curve {name!r} (curves: {', '.join(self.curves)})")
+        values = self.curves[name]
+        return pd.DataFrame({c: values[c] for c in COLUMNS[1:]}, index=values["time"]).rename_axis(
+            "time"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "curves": self.curves,
+            "sites": list(self.sites),
+            "group": self.group_col,
+            "alpha": self.alpha,
+            "min_group_sizes": self.min_group_sizes,
+            "suppressed_groups": self.suppressed_groups,
+            "n": self.n,
+            "rounds": self.rounds,
+            "round_log": [r.to_dict() for r in self.round_log],
+        }
+
+
+def pooled_curve(parts: Sequence[Mapping[str, Any]], alpha: float = 0.05) -> dict[str, list[float]]:
+    """The Kaplan–Meier estimate over several sites' count tables (``km_counts`` answers)."""
+    if not parts:
+        raise StudyError("no counts to pool")
+    times = sorted({0.0, *(float(t) for part in parts for t in part["times"])})
+    grid = np.array(times, dtype=np.float64)
+    at_risk = np.zeros(grid.size)
+    events = np.zeros(grid.size)
+    censored = np.zeros(grid.size)
+    for part in parts:
+        t = np.array(part["times"], dtype=np.float64)
+        e = np.array(part["events"], dtype=np.float64)
+        c = np.array(part["censored"], dtype=np.float64)
+        if not (t.size == e.size == c.size):
+            raise StudyError("a site's Kaplan–Meier counts have mismatched lengths")
+        exits_before = np.concatenate([[0.0], np.cumsum(e + c)])[
+            np.searchsorted(t, grid, side="left")
+        ]
+        at_risk += float(part["n"]) - exits_before
+        where = np.searchsorted(grid, t)
+        np.add.at(events, where, e)
+        np.add.at(censored, where, c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - events / at_risk, 1.0)
+        survival = np.cumprod(factor)
+        terms = events / (at_risk * (at_risk - events))
+        terms[~np.isfinite(terms)] = 0.0  # d = n: lifelines counts no variance there
+        greenwood = np.cumsum(terms)
+        z = statistics.NormalDist().inv_cdf(1 - alpha / 2)
+        v = np.log(survival)
+        lower = np.exp(-np.exp(np.log(-v) - z * np.sqrt(greenwood) / v))
+        upper = np.exp(-np.exp(np.log(-v) + z * np.sqrt(greenwood) / v))
+    lower[np.isnan(lower)] = 1.0  # where S = 1 the band is the point (lifelines: fillna(1))
+    upper[np.isnan(upper)] = 1.0
+    return {
+        "time": grid.tolist(),
+        "at_risk": at_risk.tolist(),
+        "events": events.tolist(),
+        "censored": censored.tolist(),
+        "survival": survival.tolist(),
+        "ci_lower": lower.tolist(),
+        "ci_upper": upper.tolist(),
+    }
+
+
+def fit(
+    runner: RoundRunner,
+    sites: Sequence[str],
+    duration_col: str,
+    event_col: str,
+    group_col: str | None = None,
+    *,
+    data: str | None = None,
+    time_unit: float | None = None,
+    alpha: float = 0.05,
+    progress: Callable[[str], None] | None = None,
+) -> KMResult:
+    """Kaplan–Meier curves over the sites' data in one round (see the module docstring).
+
+    ``time_unit`` makes every site round its times up to multiples of it before counting
+    (coarser times reveal less); ``group_col`` adds a curve per group.
+    """
+    sites = list(sites)
+    if not sites or len(set(sites)) != len(sites):
+        raise StudyError("give one or more distinct sites")
+    if not 0 < alpha < 1:
+        raise StudyError(f"alpha must be between 0 and 1, not {alpha}")
+    request: dict[str, Any] = {"duration": duration_col, "event": event_col}
+    if group_col is not None:
+        request["group"] = group_col
+    if data is not None:
+        request["data"] = data
+    if time_unit is not None:
+        request["time_unit"] = time_unit
+    t0 = time.monotonic()
+    answers = runner(IMAGE, {s: dict(request) for s in sites})
+    seconds = time.monotonic() - t0
+    for s in sites:
+        if not isinstance(answers.get(s), dict) or answers[s].get("version") != VERSION:
+            raise StudyError(f"{IMAGE}: {s} gave no answer in this format", {s: "bad answer"})
+    size = len(json.dumps(request, sort_keys=True, separators=(",", ":")))
+    info = RoundInfo(
+        "counts",
+        seconds,
+        {s: size for s in sites},
+        {s: len(json.dumps(answers[s], sort_keys=True, separators=(",", ":"))) for s in sites},
+    )
+    if progress:
+        progress(f"round 1 (counts): {len(sites)} site(s) answered in {seconds:.2f} s")
+    curves = {"pooled": pooled_curve([answers[s]["overall"] for s in sites], alpha)}
+    for s in sites:
+        curves[f"site:{s}"] = pooled_curve([answers[s]["overall"]], alpha)
+    if group_col is not None:
+        labels = sorted({g for s in sites for g in answers[s].get("groups", {})})
+        for g in labels:
+            parts = [answers[s]["groups"][g] for s in sites if g in answers[s].get("groups", {})]
+            curves[f"group:{g}"] = pooled_curve(parts, alpha)
+    return KMResult(
+        curves=curves,
+        sites=tuple(sites),
+        group_col=group_col,
+        alpha=alpha,
+        min_group_sizes={s: int(answers[s]["min_group_size"]) for s in sites},
+        suppressed_groups={s: list(answers[s].get("suppressed_groups", [])) for s in sites},
+        n=int(sum(int(answers[s]["overall"]["n"]) for s in sites)),
+        rounds=1,
+        round_log=(info,),
+    )
+
+
+def fit_local(
+    site_frames: Any,
+    duration_col: str,
+    event_col: str,
+    group_col: str | None = None,
+    *,
+    min_group_size: int = algorithm.DEFAULT_MIN_GROUP_SIZE,
+    **options: Any,
+) -> KMResult:
+    """``fit`` over in-process sites (a list of DataFrames or a mapping name → DataFrame)."""
+    tables = tables_from_frames(site_frames)
+    runner = LocalRunner(tables, min_group_size)
+    return fit(runner, list(tables), duration_col, event_col, group_col, **options)
+
+
+def plot(result: KMResult, path: Any, curves: Sequence[str] | None = None) -> Any:
+    """Draw curves (default: pooled plus the groups, or plus the sites) as a PNG at ``path``.
+
+    Steps with their confidence bands; matplotlib's Agg backend, so no display is needed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if curves is None:
+        prefix = "group:" if result.group_col else "site:"
+        curves = ["pooled", *(c for c in result.curves if c.startswith(prefix))]
+    missing = [c for c in curves if c not in result.curves]
+    if missing:
+        raise StudyError(f"no curve(s) {missing} (curves: {', '.join(result.curves)})")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    try:
+        for name in curves:
+            values = result.curves[name]
+            (line,) = ax.step(values["time"], values["survival"], where="post", label=name)
+            ax.fill_between(
+                values["time"],
+                values["ci_lower"],
+                values["ci_upper"],
+                step="post",
+                alpha=0.2,
+                color=line.get_color(),
+                linewidth=0,
+            )
+        level = f"{1 - result.alpha:.0%}"
+        ax.set(
+            xlabel="time",
+            ylabel="survival probability",
+            ylim=(0, 1.02),
+            title=f"Kaplan–Meier, {len(result.sites)} sites, n = {result.n} ({level} band)",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path

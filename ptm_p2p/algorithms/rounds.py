@@ -1,0 +1,128 @@
+"""The seam between the coordinators and the network: one round = one request per site.
+
+A ``RoundRunner`` takes an algorithm's short name (``"coxph-pooled"``,
+``"coxph-stratified"``, ``"km"``) and a JSON-able request per site, and returns each site's
+decoded JSON output. Over the network that is one task per round (published to the named
+sites, their sealed results opened); ``LocalRunner`` does it in process by calling the very
+function the images run (``survival_site.compute``, wrapped like the image's ``main``), with
+every request and answer passed through ``json.dumps``/``json.loads`` so local mode sees
+exactly the bytes the network path would.
+
+Every runner reports a site that refused or failed the same way: ``check_outputs`` raises
+one ``StudyError`` naming each such site and its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ptm_p2p import algorithm
+from ptm_p2p.algorithms import survival_site
+from ptm_p2p.errors import StudyError
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One round: what was asked, how long it took, JSON bytes per site each way."""
+
+    label: str
+    seconds: float
+    request_bytes: dict[str, int]
+    answer_bytes: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "seconds": self.seconds,
+            "request_bytes": self.request_bytes,
+            "answer_bytes": self.answer_bytes,
+        }
+
+
+class RoundRunner(Protocol):
+    """Run one round of ``image`` at the sites named in ``requests``."""
+
+    def __call__(
+        self, image: str, requests: Mapping[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]: ...
+
+
+def check_outputs(image: str, outputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The outputs, if every site computed; else a ``StudyError`` naming each site and why."""
+    problems: dict[str, str] = {}
+    for site, output in outputs.items():
+        if not isinstance(output, dict):
+            problems[site] = "failed: its output is not a JSON object"
+        elif "refused" in output:
+            problems[site] = f"refused: {output['refused']}"
+        elif "error" in output:
+            problems[site] = f"failed: {output['error']}"
+    if problems:
+        lines = "\n".join(f"  {site}: {why}" for site, why in sorted(problems.items()))
+        raise StudyError(
+            f"{image}: {len(problems)} of {len(outputs)} site(s) did not compute:\n{lines}",
+            problems,
+        )
+    return dict(outputs)
+
+
+class LocalRunner:
+    """In-process sites: ``site_tables`` maps a site name to its data (``Table``: column
+    name → array, as ``survival_site.column`` makes them)."""
+
+    def __init__(
+        self,
+        site_tables: Mapping[str, Mapping[str, np.ndarray]],
+        min_group_size: int | Mapping[str, int] = algorithm.DEFAULT_MIN_GROUP_SIZE,
+    ) -> None:
+        self.site_tables = dict(site_tables)
+        self.min_group_size = min_group_size
+        self.calls: list[tuple[str, dict[str, int]]] = []  # (image, site -> answer bytes)
+
+    def _k(self, site: str) -> int:
+        if isinstance(self.min_group_size, int):
+            return max(1, self.min_group_size)
+        return max(1, int(self.min_group_size.get(site, algorithm.DEFAULT_MIN_GROUP_SIZE)))
+
+    def __call__(
+        self, image: str, requests: Mapping[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        unknown = sorted(set(requests) - set(self.site_tables))
+        if unknown:
+            raise StudyError(f"{image}: no such site(s) in local mode: {', '.join(unknown)}")
+        outputs: dict[str, Any] = {}
+        sizes: dict[str, int] = {}
+        for site, request in requests.items():
+            params = json.loads(json.dumps(request))
+            table = self.site_tables[site]
+            k = self._k(site)
+            output, _ = algorithm.evaluate(
+                lambda p, t=table, k=k: survival_site.compute(image, t, p, k), params
+            )
+            # the image writes sorted, compact JSON (algorithm.write_output): the same here
+            text = json.dumps(output, sort_keys=True, separators=(",", ":"))
+            sizes[site] = len(text)
+            outputs[site] = json.loads(text)
+        self.calls.append((image, sizes))
+        return check_outputs(image, outputs)
+
+
+def tables_from_frames(frames: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Site tables from pandas DataFrames: a list (sites named ``site-1``, ``site-2``, …) or
+    a mapping site name → DataFrame. Columns are converted exactly as the CSV loader would."""
+    named = (
+        dict(frames.items())
+        if isinstance(frames, Mapping)
+        else {f"site-{i}": frame for i, frame in enumerate(frames, start=1)}
+    )
+    if not named:
+        raise StudyError("no sites: give at least one DataFrame")
+    return {
+        site: {str(name): survival_site.column(frame[name].tolist()) for name in frame.columns}
+        for site, frame in named.items()
+    }

@@ -1,0 +1,693 @@
+"""Site side of federated survival analysis: only aggregates of one site's patients leave.
+
+NumPy and the standard library only: this file is copied into the ``coxph-pooled``,
+``coxph-stratified`` and ``km`` images (as ``/opt/ptm/ptm_p2p/algorithms/survival_site.py``,
+next to ``ptm_p2p/algorithm.py``), whose base has nothing else. The researcher's coordinators
+(``ptm_p2p.algorithms.coxph`` / ``km``) import the same file, and local mode calls
+``compute`` in process, so local and federated runs execute the very same code.
+
+**Reproducible to the last bit.** An image may carry another NumPy than the researcher's
+machine (the test base has 1.24, the host 2.x), and the federated fit must equal the local
+one exactly. So no sum here goes through BLAS or NumPy's pairwise/SIMD reductions:
+linear predictors are built column by column with elementwise operations, sums are running
+sums (``np.cumsum``, strictly sequential), ``exp``/``log`` come from ``math`` (the C
+library), and scalars are summed with ``math.fsum`` (exactly rounded). Elementwise IEEE
+arithmetic is the same everywhere.
+
+Requests (JSON, from the coordinator) and answers, per image:
+
+``coxph-pooled`` (the Newton step over the *global* risk sets, after WebDISCO, Lu et al. 2015)
+  * ``{"step": "describe", ...}`` → counts, the site's distinct event times and their event
+    counts, Σx over its events, which covariates are constant here, and the site's own
+    (stratified) log-likelihood, score and information at β = 0, used for the start;
+  * ``{"step": "evaluate", "times": [...], "tied": [...], "betas": [[...]], "at_risk": b}``
+    → per β and per global event time the risk-set sums Σw, Σw·x, Σw·xxᵀ (w = exp(xβ)),
+    and at the globally tied times (Efron) the same sums over this site's events there;
+    optionally the number at risk at each time.
+
+``coxph-stratified`` (each site its own baseline hazard)
+  * ``describe`` → counts, constant covariates, log-likelihood/score/information at β = 0;
+  * ``evaluate`` with ``"betas"`` → the same at each β. Nothing per time leaves the site.
+
+``km`` → per published time the (coarsened) numbers of events and censorings, overall and
+per group; see ``km_counts`` for the rounding that keeps every count a multiple of the
+site's minimum group size.
+
+Every image refuses (``AlgorithmRefusal``, exit 3) when the site has fewer complete rows,
+or (Cox) fewer events, than its minimum group size ``PTM_MIN_GROUP_SIZE``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ptm_p2p import algorithm
+from ptm_p2p.algorithm import AlgorithmError, AlgorithmRefusal
+
+Table = dict[str, np.ndarray]
+
+VERSION = 1
+KINDS = ("coxph-pooled", "coxph-stratified", "km")
+TIES = ("efron", "breslow")
+MISSING = {"", "na", "nan", "null", "none"}
+BOOLEAN = {"true": 1.0, "false": 0.0}
+MISSING_GROUP = "(missing)"
+# exp(709.78) is the largest finite double: a β pushing a linear predictor past this is
+# reported as an overflow (the coordinator halves its step), not a crash.
+MAX_LINEAR_PREDICTOR = 700.0
+# The site's own fit only seeds the coordinator's start: modest precision is plenty.
+LOCAL_TOL = 1e-8
+LOCAL_MAX_ITERATIONS = 30
+LOCAL_MAX_HALVINGS = 10
+
+
+# --- reading data ---------------------------------------------------------------------------
+
+
+def _cell_number(value: Any) -> float | None:
+    """A cell as a float; NaN when missing; None when it is not a finite number."""
+    if value is None or _is_na(value):
+        return math.nan
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) or math.isnan(number) else None
+    text = str(value).strip()
+    low = text.lower()
+    if low in MISSING:
+        return math.nan
+    if low in BOOLEAN:
+        return BOOLEAN[low]
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def column(values: Iterable[Any]) -> np.ndarray:
+    """One column as the site sees it: float64 (NaN = missing) when every cell is a number,
+    a missing marker or true/false; otherwise an object array of stripped strings."""
+    cells = list(values)
+    numbers = [_cell_number(v) for v in cells]
+    if all(n is not None for n in numbers):
+        return np.array(numbers, dtype=np.float64)
+    text = [_cell_text(v) for v in cells]
+    return np.array(text, dtype=object)
+
+
+def _is_na(value: Any) -> bool:
+    """pandas' missing markers (``pd.NA``, ``pd.NaT``), recognised without importing it."""
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _cell_text(value: Any) -> str:
+    if value is None or _is_na(value) or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def load_csv(path: Any, columns: Iterable[str] | None = None) -> Table:
+    """Read a CSV file (header row first) into columns; requested columns that the file
+    lacks are simply absent (the compute functions name them)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise AlgorithmError(f"cannot read the data file as CSV: {exc}") from exc
+    wanted = list(dict.fromkeys(columns)) if columns is not None else header
+    table: Table = {}
+    for name in wanted:
+        if name in header:
+            i = header.index(name)
+            table[name] = column(row[i] if i < len(row) else "" for row in rows)
+    return table
+
+
+# --- packing float arrays into JSON ----------------------------------------------------------
+
+
+def pack(array: np.ndarray) -> dict[str, Any]:
+    """A float64 array as JSON: little-endian bytes in base64 (exact, ~2.5× smaller than
+    decimal text, which matters for the pooled model's per-time matrices)."""
+    data = np.ascontiguousarray(array, dtype="<f8")
+    return {"f8": base64.b64encode(data.tobytes()).decode("ascii"), "shape": list(data.shape)}
+
+
+def unpack(value: Mapping[str, Any]) -> np.ndarray:
+    """The inverse of ``pack``; malformed input is an ``AlgorithmError``."""
+    try:
+        shape = tuple(int(s) for s in value["shape"])
+        raw = base64.b64decode(value["f8"], validate=True)
+        return np.frombuffer(raw, dtype="<f8").reshape(shape).astype(np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlgorithmError(f"malformed packed array: {exc}") from exc
+
+
+# --- parameters and data preparation ----------------------------------------------------------
+
+
+def _text_param(params: Mapping[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise AlgorithmError(f"the input needs {key!r}: a column name")
+    return value
+
+
+def _covariates_param(params: Mapping[str, Any]) -> list[str]:
+    value = params.get("covariates")
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(c, str) and c for c in value)
+        or len(set(value)) != len(value)
+    ):
+        raise AlgorithmError("the input needs 'covariates': a list of distinct column names")
+    return value
+
+
+def _ties_param(params: Mapping[str, Any]) -> str:
+    ties = params.get("ties", "efron")
+    if ties not in TIES:
+        raise AlgorithmError(f"'ties' must be one of {TIES}, not {ties!r}")
+    return str(ties)
+
+
+def _vectors_param(params: Mapping[str, Any], key: str, p: int) -> list[np.ndarray]:
+    value = params.get(key)
+    if not isinstance(value, list) or not value:
+        raise AlgorithmError(f"the input needs {key!r}: a list of coefficient vectors")
+    out = []
+    for beta in value:
+        if (
+            not isinstance(beta, list)
+            or len(beta) != p
+            or not all(isinstance(b, int | float) and math.isfinite(b) for b in beta)
+        ):
+            raise AlgorithmError(f"each of {key!r} must be a list of {p} finite numbers")
+        out.append(np.array(beta, dtype=np.float64))
+    return out
+
+
+def needed_columns(kind: str, params: Mapping[str, Any]) -> list[str]:
+    """The columns a request reads (the loader reads nothing else)."""
+    names = [params.get("duration"), params.get("event")]
+    if kind == "km":
+        names.append(params.get("group"))
+    else:
+        names.extend(params.get("covariates") or [])
+    return [n for n in names if isinstance(n, str) and n]
+
+
+def _prepared(
+    table: Mapping[str, np.ndarray], duration: str, event: str, numeric: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Check the columns; return (time, event, covariates n×p, kept-row mask, dropped).
+
+    Every problem is collected and raised at once, so one answer names them all.
+    """
+    problems = []
+    names = list(dict.fromkeys([duration, event, *numeric]))
+    for name in names:
+        if name not in table:
+            problems.append(f"no column {name!r} (columns: {', '.join(sorted(table))})")
+        elif table[name].dtype != np.float64:
+            problems.append(f"column {name!r} is not numeric")
+    if problems:
+        raise AlgorithmError("; ".join(problems))
+    n_rows = len(table[duration])
+    if any(len(table[name]) != n_rows for name in names):
+        raise AlgorithmError("the columns have different lengths")
+    keep = np.ones(n_rows, dtype=bool)
+    for name in names:
+        keep &= ~np.isnan(table[name])
+    time = table[duration][keep]
+    status = table[event][keep]
+    if time.size == 0:
+        problems.append("no row has all of the columns filled in")
+    if np.any(time < 0):
+        problems.append(f"negative durations in {duration!r}")
+    if not np.all((status == 0) | (status == 1)):
+        problems.append(f"{event!r} must be 0 (censored) or 1 (event) in every row")
+    if problems:
+        raise AlgorithmError("; ".join(problems))
+    x = np.empty((time.size, len(numeric)), dtype=np.float64)
+    for a, name in enumerate(numeric):
+        x[:, a] = table[name][keep]
+    return time, status == 1, x, keep, int(n_rows - keep.sum())
+
+
+def _guard(n: int, events: int | None, k: int) -> None:
+    """Refuse below the site's minimum group size; the reason states no exact count."""
+    if n < k:
+        raise AlgorithmRefusal(
+            f"fewer than {k} patients with complete data (this site's minimum group size)"
+        )
+    if events is not None and events < k:
+        raise AlgorithmRefusal(f"fewer than {k} events (this site's minimum group size)")
+
+
+# --- Cox: aggregates ------------------------------------------------------------------------
+
+
+def n_terms(p: int) -> int:
+    """Columns of a sums row: Σw, Σw·x (p), Σw·x_a·x_b for a ≤ b (p(p+1)/2)."""
+    return 1 + p + p * (p + 1) // 2
+
+
+def _linear_predictor(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    eta = np.zeros(x.shape[0], dtype=np.float64)
+    for a in range(x.shape[1]):
+        eta = eta + x[:, a] * beta[a]  # elementwise, column by column: no BLAS
+    return eta
+
+
+def _weighted_terms(x: np.ndarray, beta: np.ndarray) -> np.ndarray | None:
+    """Per row [w, w·x_a…, w·x_a·x_b (a ≤ b)…], w = exp(xβ); None if exp would overflow."""
+    eta = _linear_predictor(x, beta)
+    if eta.size and float(eta.max()) > MAX_LINEAR_PREDICTOR:
+        return None
+    n, p = x.shape
+    w = np.array([math.exp(v) for v in eta.tolist()], dtype=np.float64)
+    out = np.empty((n, n_terms(p)), dtype=np.float64)
+    out[:, 0] = w
+    wx = w[:, None] * x
+    out[:, 1 : 1 + p] = wx
+    col = 1 + p
+    for a in range(p):
+        for b in range(a, p):
+            out[:, col] = wx[:, a] * x[:, b]
+            col += 1
+    return out
+
+
+def _running_total(rows: np.ndarray) -> np.ndarray:
+    """The column sums of ``rows``, added strictly in row order."""
+    if rows.shape[0] == 0:
+        return np.zeros(rows.shape[1], dtype=np.float64)
+    total: np.ndarray = np.cumsum(rows, axis=0)[-1]
+    return total
+
+
+def risk_set_sums(time: np.ndarray, terms: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For each time in ``at``: the sums of ``terms`` over rows with ``time >= t``."""
+    order = np.argsort(-time, kind="stable")  # latest first: the risk sets grow row by row
+    running = np.cumsum(terms[order], axis=0)
+    ascending = time[order][::-1]
+    size = time.size - np.searchsorted(ascending, at, side="left")
+    out = np.zeros((len(at), terms.shape[1]), dtype=np.float64)
+    filled = size > 0
+    out[filled] = running[size[filled] - 1]
+    return out
+
+
+def event_sums(
+    time: np.ndarray, event: np.ndarray, terms: np.ndarray, at: np.ndarray
+) -> np.ndarray:
+    """For each time in ``at``: the sums of ``terms`` over the events at exactly that time."""
+    out = np.zeros((len(at), terms.shape[1]), dtype=np.float64)
+    for j, t in enumerate(np.asarray(at).tolist()):
+        out[j] = _running_total(terms[event & (time == t)])
+    return out
+
+
+def _sym(row: np.ndarray, p: int) -> np.ndarray:
+    """The p×p symmetric matrix from its upper triangle stored row by row."""
+    m = np.zeros((p, p), dtype=np.float64)
+    col = 0
+    for a in range(p):
+        for b in range(a, p):
+            m[a, b] = m[b, a] = row[col]
+            col += 1
+    return m
+
+
+def cox_terms(
+    beta: np.ndarray,
+    event_total: np.ndarray,
+    counts: Sequence[int],
+    sums: np.ndarray,
+    tied: Sequence[int],
+    tied_sums: np.ndarray,
+    ties: str,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Partial log-likelihood, score and information of a Cox model from aggregates.
+
+    ``counts[j]`` events happen at the j-th event time, whose risk-set sums are
+    ``sums[j]`` (columns as in ``n_terms``); for Efron, ``tied_sums[i]`` are the sums over
+    the events at time ``tied[i]`` (only times with more than one event need them);
+    ``event_total`` is Σx over all events. Breslow: ℓ = Σ_j [Σ_{D_j} xβ − d_j log S0_j];
+    Efron replaces d_j log S0_j by Σ_{l<d_j} log(S0_j − l/d_j · T0_j), and likewise in the
+    derivatives. Run in a fixed order, so a site and the coordinator get the same bits.
+    """
+    p = beta.size
+    tied_row = {int(j): i for i, j in enumerate(tied)}
+    loglik = [math.fsum((beta * event_total).tolist())]
+    score = event_total.copy()
+    info = np.zeros((p, p), dtype=np.float64)
+    for j, d in enumerate(counts):
+        d = int(d)
+        s = sums[j]
+        s0, s1, s2 = float(s[0]), s[1 : 1 + p], _sym(s[1 + p :], p)
+        if ties == "efron" and d > 1 and j in tied_row:
+            t = tied_sums[tied_row[j]]
+            t0, t1, t2 = float(t[0]), t[1 : 1 + p], _sym(t[1 + p :], p)
+            for ell in range(d):
+                f = ell / d
+                a0 = s0 - f * t0
+                a1 = (s1 - f * t1) / a0
+                loglik.append(-math.log(a0))
+                score = score - a1
+                info = info + ((s2 - f * t2) / a0 - a1[:, None] * a1[None, :])
+        else:
+            a1 = s1 / s0
+            loglik.append(-d * math.log(s0))
+            score = score - d * a1
+            info = info + d * (s2 / s0 - a1[:, None] * a1[None, :])
+    return math.fsum(loglik), score, info
+
+
+def _event_table(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    times, counts = np.unique(time[event], return_counts=True)
+    return times, [int(c) for c in counts]
+
+
+def _local_cox(
+    time: np.ndarray, event: np.ndarray, x: np.ndarray, beta: np.ndarray, ties: str
+) -> dict[str, Any] | None:
+    """This site's own (stratum's) log-likelihood, score and information at β."""
+    terms = _weighted_terms(x, beta)
+    if terms is None:
+        return None
+    times, counts = _event_table(time, event)
+    tied = [j for j, d in enumerate(counts) if d > 1] if ties == "efron" else []
+    sums = risk_set_sums(time, terms, times)
+    tied_sums = event_sums(time, event, terms, times[tied])
+    total = _running_total(x[event])
+    loglik, score, info = cox_terms(beta, total, counts, sums, tied, tied_sums, ties)
+    return {"loglik": loglik, "score": score.tolist(), "information": info.tolist()}
+
+
+def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """x with a·x = b by Gauss–Jordan elimination with partial pivoting; None if singular.
+
+    Row operations only (elementwise IEEE arithmetic), not LAPACK: the images' NumPy links
+    another LAPACK than the researcher's, and the site's answer must be the same bits.
+    """
+    n = b.size
+    m = np.concatenate([np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)[:, None]],
+                       axis=1)  # fmt: skip
+    scale = float(np.max(np.abs(m[:, :n]))) if n else 0.0
+    if not scale or not math.isfinite(scale):
+        return None
+    for k in range(n):
+        pivot = k + int(np.argmax(np.abs(m[k:, k])))
+        if abs(float(m[pivot, k])) <= 1e-13 * scale:
+            return None
+        if pivot != k:
+            m[[k, pivot]] = m[[pivot, k]]
+        m[k] = m[k] / m[k, k]
+        for i in range(n):
+            if i != k and m[i, k] != 0.0:
+                m[i] = m[i] - m[i, k] * m[k]
+    return m[:, n].copy()
+
+
+def _local_fit(
+    time: np.ndarray, event: np.ndarray, x: np.ndarray, ties: str
+) -> tuple[dict[str, Any], float]:
+    """This site's own Cox fit (Newton–Raphson with step halving), for the coordinator's
+    start: (its β with the log-likelihood, score and information there; ℓ at β = 0).
+
+    When the local fit does not converge (too few events for this many covariates,
+    separation, a covariate constant here) the point returned is β = 0 itself.
+    """
+    zero = np.zeros(x.shape[1])
+    at_zero = _local_cox(time, event, x, zero, ties)
+    assert at_zero is not None  # exp(0) never overflows
+    beta, current = zero, at_zero
+    for _ in range(LOCAL_MAX_ITERATIONS):
+        step = solve(np.array(current["information"]), np.array(current["score"]))
+        if step is None:
+            break
+        candidate = beta + step
+        for _ in range(LOCAL_MAX_HALVINGS):
+            trial = _local_cox(time, event, x, candidate, ties)
+            if trial is not None and trial["loglik"] >= current["loglik"] - 1e-12 * (
+                1 + abs(current["loglik"])
+            ):
+                break
+            candidate = (beta + candidate) / 2.0
+        else:
+            break
+        beta, current = candidate, trial
+        if float(np.max(np.abs(step))) < LOCAL_TOL:
+            return {"beta": beta.tolist(), **current}, at_zero["loglik"]
+    return {"beta": zero.tolist(), **at_zero}, at_zero["loglik"]
+
+
+def _constants(x: np.ndarray) -> list[float | None]:
+    """Per covariate: its value if it is the same in every row here, else None."""
+    out: list[float | None] = []
+    for a in range(x.shape[1]):
+        col = x[:, a]
+        out.append(float(col[0]) if col.size and bool(np.all(col == col[0])) else None)
+    return out
+
+
+def _cox_setup(
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, dict[str, int]]:
+    duration = _text_param(params, "duration")
+    event_col = _text_param(params, "event")
+    covariates = _covariates_param(params)
+    ties = _ties_param(params)
+    overlap = {duration, event_col} & set(covariates)
+    if overlap or duration == event_col:
+        raise AlgorithmError("the duration, the event and the covariates must be different columns")
+    time, event, x, _, dropped = _prepared(table, duration, event_col, covariates)
+    events = int(event.sum())
+    if events == 0:
+        raise AlgorithmError(f"no events: {event_col!r} is 0 in every complete row")
+    _guard(int(time.size), events, k)
+    counts = {"n": int(time.size), "events": events, "incomplete": dropped}
+    return time, event, x, covariates, ties, counts
+
+
+def coxph_pooled(
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+) -> dict[str, Any]:
+    """The site's part of one round of the pooled Cox model (see the module docstring)."""
+    time, event, x, covariates, ties, counts = _cox_setup(table, params, k)
+    step = params.get("step")
+    head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    if step == "describe":
+        times, event_counts = _event_table(time, event)
+        start, loglik_zero = _local_fit(time, event, x, ties)
+        return {
+            **head,
+            **counts,
+            "event_times": times.tolist(),
+            "event_counts": event_counts,
+            "event_total": _running_total(x[event]).tolist(),
+            "constant": _constants(x),
+            "start": start,
+            "loglik_at_zero": loglik_zero,
+        }
+    if step == "evaluate":
+        at = _times_param(params)
+        tied = params.get("tied", [])
+        if not isinstance(tied, list) or not all(
+            isinstance(j, int) and 0 <= j < at.size for j in tied
+        ):
+            raise AlgorithmError("'tied' must be a list of indices into 'times'")
+        points: list[dict[str, Any]] = []
+        for beta in _vectors_param(params, "betas", len(covariates)):
+            terms = _weighted_terms(x, beta)
+            if terms is None:
+                points.append({"overflow": True})
+                continue
+            point = {"sums": pack(risk_set_sums(time, terms, at))}
+            if ties == "efron":
+                point["tied_sums"] = pack(event_sums(time, event, terms, at[tied]))
+            points.append(point)
+        out: dict[str, Any] = {**head, "points": points}
+        if params.get("at_risk"):
+            ones = np.ones((time.size, 1), dtype=np.float64)
+            out["at_risk"] = [int(v) for v in risk_set_sums(time, ones, at)[:, 0].tolist()]
+        return out
+    raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
+
+
+def _times_param(params: Mapping[str, Any]) -> np.ndarray:
+    value = params.get("times")
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(t, int | float) and math.isfinite(t) for t in value)
+    ):
+        raise AlgorithmError("the input needs 'times': the global event times")
+    at = np.array(value, dtype=np.float64)
+    if np.any(np.diff(at) <= 0):
+        raise AlgorithmError("'times' must be strictly increasing")
+    return at
+
+
+def coxph_stratified(
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+) -> dict[str, Any]:
+    """The site's part of one round of the site-stratified Cox model."""
+    time, event, x, covariates, ties, counts = _cox_setup(table, params, k)
+    step = params.get("step")
+    head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    if step == "describe":
+        start, loglik_zero = _local_fit(time, event, x, ties)
+        return {
+            **head,
+            **counts,
+            "constant": [c is not None for c in _constants(x)],
+            "start": start,
+            "loglik_at_zero": loglik_zero,
+        }
+    if step == "evaluate":
+        betas = _vectors_param(params, "betas", len(covariates))
+        points = [_local_cox(time, event, x, beta, ties) or {"overflow": True}
+                  for beta in betas]  # fmt: skip
+        return {**head, "points": points}
+    raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
+
+
+# --- Kaplan–Meier ---------------------------------------------------------------------------
+
+
+def _round_up(values: np.ndarray, k: int) -> np.ndarray:
+    return (np.ceil(values / k) * k).astype(np.int64)
+
+
+def km_counts(time: np.ndarray, event: np.ndarray, k: int) -> dict[str, Any]:
+    """One curve's counts, coarsened so that every published number is a multiple of ``k``.
+
+    At the site's distinct times the cumulative numbers of events and of censorings are
+    each rounded *up* to a multiple of k (OpenSAFELY's ``kaplan-meier-function`` rounds
+    cumulative counts the same way, to the midpoint). Published: the times where either
+    rounded cumulative count changes, the changes there (multiples of k), and
+    n = rounded events + rounded censorings at the end. The number at risk at a time is n
+    minus everything published before it, so it is a multiple of k too, never below the
+    events at that time. With k = 1 nothing changes: the exact Kaplan–Meier counts.
+    """
+    times, index = np.unique(time, return_inverse=True)
+    events = np.bincount(index, weights=event.astype(np.float64), minlength=times.size)
+    exits = np.bincount(index, minlength=times.size).astype(np.float64)
+    cum_events = _round_up(np.cumsum(events), k)
+    cum_censored = _round_up(np.cumsum(exits - events), k)
+    d_events = np.diff(cum_events, prepend=0)
+    d_censored = np.diff(cum_censored, prepend=0)
+    shown = (d_events > 0) | (d_censored > 0)
+    return {
+        "times": times[shown].tolist(),
+        "events": [int(v) for v in d_events[shown]],
+        "censored": [int(v) for v in d_censored[shown]],
+        "n": int(cum_events[-1] + cum_censored[-1]) if times.size else 0,
+    }
+
+
+def _group_label(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return MISSING_GROUP
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value) if str(value) else MISSING_GROUP
+
+
+def _suppress(sizes: Mapping[str, int], k: int) -> list[str]:
+    """Groups to hide: those under k, plus the smallest others while the hidden ones add up
+    to fewer than k (the overall curve minus the shown groups would reveal them)."""
+    order = sorted(sizes, key=lambda g: (sizes[g], g))
+    hidden = [g for g in order if sizes[g] < k]
+    shown = [g for g in order if sizes[g] >= k]
+    while hidden and sum(sizes[g] for g in hidden) < k and shown:
+        hidden.append(shown.pop(0))
+    return sorted(hidden)
+
+
+def kaplan_meier(
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+) -> dict[str, Any]:
+    """The site's Kaplan–Meier counts, overall and per group (one round)."""
+    duration = _text_param(params, "duration")
+    event_col = _text_param(params, "event")
+    group = params.get("group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise AlgorithmError("'group' must be a column name")
+    if group in (duration, event_col):
+        raise AlgorithmError("the group column must differ from the duration and event")
+    unit = params.get("time_unit")
+    if unit is not None and not (isinstance(unit, int | float) and unit > 0):
+        raise AlgorithmError("'time_unit' must be a positive number")
+    if group is not None and group not in table:
+        raise AlgorithmError(f"no column {group!r} (columns: {', '.join(sorted(table))})")
+    time, event, _, keep, dropped = _prepared(table, duration, event_col, [])
+    _guard(int(time.size), None, k)
+    if unit is not None:
+        # coarser times reveal less: every time becomes the end of its interval
+        time = np.ceil(time / float(unit)) * float(unit)
+    out: dict[str, Any] = {
+        "version": VERSION,
+        "min_group_size": k,
+        "n_incomplete": dropped,
+        "overall": km_counts(time, event, k),
+    }
+    if group is not None:
+        labels = [_group_label(v) for v in table[group][keep].tolist()]
+        sizes: dict[str, int] = {}
+        for label in labels:
+            sizes[label] = sizes.get(label, 0) + 1
+        hidden = _suppress(sizes, k)
+        members = np.array(labels, dtype=object)
+        out["groups"] = {
+            g: km_counts(time[members == g], event[members == g], k)
+            for g in sorted(sizes)
+            if g not in hidden
+        }
+        out["suppressed_groups"] = hidden
+    return out
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+COMPUTE = {
+    "coxph-pooled": coxph_pooled,
+    "coxph-stratified": coxph_stratified,
+    "km": kaplan_meier,
+}
+
+
+def compute(kind: str, table: Mapping[str, np.ndarray], params: Any, k: int) -> dict[str, Any]:
+    """One site's answer to one request of image ``kind``, over its data ``table``, with
+    minimum group size ``k``. Local mode calls this; the images call it via ``run_task``."""
+    if kind not in COMPUTE:
+        raise AlgorithmError(f"unknown survival algorithm {kind!r} (one of {KINDS})")
+    if not isinstance(params, dict):
+        raise AlgorithmError("the input must be a JSON object")
+    return COMPUTE[kind](table, params, k)
+
+
+def run_task(kind: str, params: Any) -> dict[str, Any]:
+    """What an image's ``main.py`` runs: load the task's CSV data source, then ``compute``."""
+    if not isinstance(params, dict):
+        raise AlgorithmError("the input must be a JSON object")
+    labels = algorithm.data_labels()
+    label = params.get("data") or (labels[0] if len(labels) == 1 else None)
+    if not isinstance(label, str) or not label:
+        raise AlgorithmError(f"name the data source with 'data' (available: {labels})")
+    table = load_csv(algorithm.data_file(label, suffix=".csv"), needed_columns(kind, params))
+    return compute(kind, table, params, algorithm.min_group_size())
