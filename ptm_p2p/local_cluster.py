@@ -132,7 +132,14 @@ class LocalCluster:
     def start_site(self, name: str, peers: Sequence[str] = (), wait: bool = True) -> None:
         """``ptm node``; ``peers`` are other sites' addresses to sync from (``--peer``)."""
         self.home(name)
-        argv = [*PTM, "node", "--home", str(self.root / name), "--join", str(self.invitation_path)]
+        argv = [
+            *PTM,
+            "node",
+            "--home",
+            str(self.root / name),
+            "--invitation",
+            str(self.invitation_path),
+        ]
         for peer in peers:
             argv += ["--peer", peer]
         self.spawn(name, argv)
@@ -173,7 +180,7 @@ class LocalCluster:
             "admit",
             "--home",
             str(self.root / "admin"),
-            "--join",
+            "--invitation",
             str(self.invitation_path),
             "--role",
             role,

@@ -7,6 +7,7 @@ for machines; logs and progress on stderr; exit 0 when all is well, 1 on a domai
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Any
 
@@ -17,15 +18,31 @@ from ptm_p2p.errors import PtmError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Operating-system refusals an operator fixes without a traceback: a read-only home or disk,
+# missing permissions, a full disk. Other OSErrors are bugs and keep their traceback.
+OPERATOR_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
 
 class PtmGroup(click.Group):
-    """A click group that turns any ``PtmError`` into a one-line message and exit code 1."""
+    """A click group that turns any ``PtmError`` into a one-line message and exit code 1, and
+    so does an operating-system refusal (read-only folder, permissions, full disk), naming the
+    file."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PtmError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            if exc.errno not in OPERATOR_ERRNOS:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(
+                f"error: cannot write or read{where}: {exc.strerror}; check that this user may "
+                "write there and that the disk is neither read-only nor full",
+                err=True,
+            )
             sys.exit(1)
 
 
@@ -35,7 +52,7 @@ def main() -> None:
     """ptm: federated analysis of medical data over a signed, replicated ledger.
 
     \b
-    Start here:
+    Examples, to start with:
       ptm demo                      run a whole study on this machine
       ptm init --home DIR --name N  make an identity (key, config, ledger copy)
       ptm audit LEDGER              replay and verify a ledger copy offline

@@ -78,6 +78,12 @@ def run_local_cmd(
       ptm run-local 127.0.0.1:5000/ptm/summary:latest \\
           --data table=patients.csv --input params.json --out result/
     """
+    if not image.strip():
+        raise click.BadParameter(
+            "no image given: name a local image by tag (REPOSITORY:TAG) or id, e.g. "
+            "127.0.0.1:5000/ptm/summary:latest (`docker images` lists them)",
+            param_hint="IMAGE",
+        )
     import docker
 
     from ptm_p2p.errors import ExecutorError
@@ -168,9 +174,19 @@ def dev_up(no_images: bool, as_json: bool) -> None:
 
 
 @dev.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the engine, registry and images as JSON."
+)
 def dev_status(as_json: bool) -> None:
-    """Show what is running and built (starts nothing). Example: ptm dev status --json"""
+    """Show what is running and built: engine, registry, base and algorithm images.
+
+    Starts nothing and changes nothing.
+
+    \b
+    Examples:
+      ptm dev status
+      ptm dev status --json
+    """
     from ptm_p2p.dev.stack import status
 
     info = status()
@@ -185,7 +201,11 @@ def dev_status(as_json: bool) -> None:
 def dev_down() -> None:
     """Stop the registry and dockerd that `ptm dev up` started (by their pid files).
 
-    An engine that was already running before is left alone. Example: ptm dev down
+    An engine that was already running before is left alone.
+
+    \b
+    Example:
+      ptm dev down
     """
     from ptm_p2p.dev.engine import stop_engine
     from ptm_p2p.dev.registry import stop_registry
@@ -198,7 +218,15 @@ def dev_down() -> None:
 
 @dev.command("clear-cache")
 def dev_clear_cache() -> None:
-    """Delete the cached base-image tarball (the next `ptm dev up` debootstraps again)."""
+    """Delete the cached base-image tarball (the next `ptm dev up` debootstraps again).
+
+    Images already in the engine are kept; only the tarball `ptm dev up` imports from is
+    removed, e.g. to rebuild the base from a fresh Debian mirror.
+
+    \b
+    Example:
+      ptm dev clear-cache && ptm dev up
+    """
     from ptm_p2p.dev.settings import DevSettings
 
     cache = DevSettings.from_env().cache_dir

@@ -15,6 +15,8 @@ import click
 from ptm_p2p.errors import ConfigError
 from ptm_p2p.home import CONFIG_FILE, KEY_FILE, Home, resolve_home
 
+ROLES = ("admin", "hub", "site", "researcher", "auditor")
+
 
 @click.command("init")
 @click.option(
@@ -29,16 +31,25 @@ from ptm_p2p.home import CONFIG_FILE, KEY_FILE, Home, resolve_home
     required=True,
     help="Organisation name: 1-64 letters, digits, '.', '_' or '-' (e.g. hospital-a).",
 )
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default=None,
+    help="What this identity will be; only tailors the next steps printed (nothing is stored: "
+    "the role comes from the log).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def init_command(home: Path | None, name: str, as_json: bool) -> None:
+def init_command(home: Path | None, name: str, role: str | None, as_json: bool) -> None:
     """Create a new identity: a private key, config.toml and an empty ledger copy.
 
-    The private key is written with mode 0600 and never printed. Give the printed public key
-    to the collaboration's admin, who admits it with a role.
+    The private key is written with mode 0600 and never printed. What comes next depends on
+    the role: the admin creates the collaboration, the hub is named by the admin, and sites,
+    researchers and auditors give their public key to the admin to be admitted.
 
     \b
-    Example:
-      ptm init --home ~/.ptm/hospital-a --name hospital-a
+    Examples:
+      ptm init --home ~/.ptm/hospital-a --name hospital-a --role site
+      ptm init --home admin --name admin --role admin
     """
     path = resolve_home(home)
     created = Home.init(path, name)
@@ -63,7 +74,41 @@ def init_command(home: Path | None, name: str, as_json: bool) -> None:
     click.echo(f"  private key {created.path / KEY_FILE} (mode 0600; keep it secret, back it up)")
     click.echo(f"  config      {created.path / CONFIG_FILE}")
     click.echo(f"  ledger      {created.ledger_path}")
-    click.echo("Send the public key to the collaboration's admin to be admitted.")
+    click.echo("Next:")
+    for line in next_steps(created.path, role):
+        click.echo(f"  {line}")
+
+
+def next_steps(home: Path, role: str | None) -> list[str]:
+    """What to do after ``ptm init``, for one role or (role unknown) for each."""
+    steps = {
+        "admin": [
+            "as the admin: create the collaboration, naming its hub (a separate home):",
+            f"  ptm collab create --home {home} --hub-home HUB_HOME --origin example.org/study "
+            "--org ORG",
+        ],
+        "hub": [
+            "as the hub: the admin names this home in `ptm collab create --hub-home "
+            f"{home}` (or this key with --hub-key); then start it:",
+            f"  ptm hub --home {home} --port 4001 --invitation invite.json",
+        ],
+        "site": [
+            "as a site: give the public key to the collaboration's admin (`ptm collab admit "
+            "--role site`), write [policy] in config.toml, check it, and start:",
+            f"  ptm config check --home {home} && ptm node --home {home} --invitation invite.json",
+        ],
+        "researcher": [
+            "as a researcher: give the public key to the collaboration's admin "
+            "(`ptm collab admit --role researcher`)",
+        ],
+        "auditor": [
+            "as an auditor: give the public key to the collaboration's admin (`ptm collab "
+            "admit --role auditor`), then audit copies of the log with `ptm audit`",
+        ],
+    }
+    if role is not None:
+        return steps[role]
+    return [line for r in ROLES for line in steps[r]]
 
 
 @click.command("id")
@@ -98,7 +143,77 @@ def id_command(home: Path | None, as_json: bool) -> None:
         click.echo(public_key)
 
 
+@click.group("config")
+def config_group() -> None:
+    """Check a home's config.toml before starting a daemon on it.
+
+    \b
+    Example:
+      ptm config check --home ~/.ptm/hospital-a
+    """
+
+
+@config_group.command("check")
+@click.option(
+    "--home",
+    "home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Identity folder (default: $PTM_HOME).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checked settings as JSON.")
+def config_check(home: Path | None, as_json: bool) -> None:
+    """Validate HOME/config.toml as `ptm node` does when it starts.
+
+    Unknown sections or keys, values of the wrong type and data paths that are missing, not
+    files or folders of the site's own, or unreadable by the task user are each reported
+    with the file, the key and what to write instead. Exit 0 when all is well, 1 otherwise.
+
+    \b
+    Examples:
+      ptm config check --home ~/.ptm/hospital-a
+      PTM_HOME=~/.ptm/hospital-a ptm config check --json
+    """
+    from ptm_p2p.config import load_config
+
+    path = resolve_home(home)
+    config = load_config(path)
+    problems = config.check_data()
+    policy = config.policy
+    images = sorted([*policy.repositories, *policy.pinned, *policy.digests])
+    data = {
+        "config": str(config.path),
+        "name": config.name,
+        "ok": not problems,
+        "problems": problems,
+        "policy": {
+            "images": images,
+            "publishers": sorted(policy.publishers),
+            "data": {label: str(p) for label, p in sorted(policy.data.items())},
+            "min_group_size": policy.min_group_size,
+            "limits": policy.limits.to_dict(),
+        },
+        "tasks": {"parallel": config.tasks_parallel},
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(f"{config.path}: name {config.name!r}")
+        click.echo(
+            f"  images      {', '.join(images) or 'none (this site runs no task: deny by default)'}"
+        )
+        click.echo(f"  publishers  {', '.join(sorted(policy.publishers)) or 'none'}")
+        click.echo(f"  data        {', '.join(sorted(policy.data)) or 'none'}")
+        click.echo(f"  tasks       {config.tasks_parallel} at a time")
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo("config ok" if not problems else f"{len(problems)} problem(s)")
+    if problems:
+        raise SystemExit(1)
+
+
 def register(main: click.Group) -> None:
-    """Add ``init`` and ``id`` to the ``ptm`` group."""
+    """Add ``init``, ``id`` and ``config`` to the ``ptm`` group."""
     main.add_command(init_command)
     main.add_command(id_command)
+    main.add_command(config_group)

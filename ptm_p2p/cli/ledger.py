@@ -193,7 +193,15 @@ def render_report(path: Path, report: AuditReport) -> str:
 
 @click.group("ledger")
 def ledger_group() -> None:
-    """Work with ledger files (simulate one to learn on; see also `ptm audit`)."""
+    """Work with ledger files: snapshot a live one, or simulate one to learn on.
+
+    See also `ptm audit`, which replays and verifies a ledger file.
+
+    \b
+    Examples:
+      ptm ledger copy ~/.ptm/hospital-a /tmp/a.db && ptm audit /tmp/a.db
+      ptm ledger simulate /tmp/demo.db --entries 20000 --sites 5
+    """
 
 
 @ledger_group.command("copy")

@@ -2,19 +2,33 @@
 
 The daemons log to stderr and stop cleanly on SIGTERM or Ctrl-C; the one-shot commands print
 their result on stdout (``--json`` for machines).
+
+One name for the invitation file everywhere: the hub writes it with ``--invitation FILE`` and
+every other command reads it with ``--invitation FILE``. ``--join FILE``, its old name on the
+reading side, still works (hidden, noted in each command's help) for one release.
+
+Nothing heavy is imported at module level: ``ptm --help`` and ``ptm status`` must not pay for
+libp2p (~1 s); each command imports what it uses.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.errors import ConfigError, LedgerError, PtmError
 from ptm_p2p.home import Home, resolve_home
+
+# Where a hub remembers the invitation file it last wrote (an absolute path, one line), so a
+# restart on another address without --invitation can warn that the file is stale.
+INVITATION_RECORD = "invitation.last"
 
 home_option = click.option(
     "--home",
@@ -24,6 +38,81 @@ home_option = click.option(
     help="Identity folder (default: $PTM_HOME).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def invitation_option(required: bool = True, purpose: str = "") -> Callable[[Any], Any]:
+    """``--invitation FILE`` (the file ``ptm hub --invitation FILE`` wrote), plus the hidden
+    old name ``--join FILE``; the command receives one ``invitation`` argument."""
+    hint = " Its old name, --join FILE, still works."
+
+    def decorate(f: Any) -> Any:
+        f = click.option(
+            "--join",
+            "join_alias",
+            type=click.Path(dir_okay=False, exists=True),
+            default=None,
+            hidden=True,
+        )(f)
+        return click.option(
+            "--invitation",
+            "invitation",
+            type=click.Path(dir_okay=False, exists=True),
+            default=None,
+            help=(purpose or "Invitation file the hub wrote (`ptm hub --invitation FILE`).")
+            + (" Required." if required else "")
+            + hint,
+        )(f)
+
+    return decorate
+
+
+def _invitation(invitation: str | None, join_alias: str | None, required: bool) -> str | None:
+    if invitation and join_alias and Path(invitation) != Path(join_alias):
+        raise click.UsageError(
+            "--invitation and --join (its old name) name different files; give one of them"
+        )
+    chosen = invitation or join_alias
+    if chosen is None and required:
+        raise click.UsageError(
+            "Missing option '--invitation': give the invitation file the hub wrote "
+            "(`ptm hub --invitation FILE`)"
+        )
+    return chosen
+
+
+def _check_writable(path: Path, role: str) -> None:
+    """A daemon writes its ledger, status and lock in its home: refuse a home it cannot write
+    at once, in one line, rather than with a traceback from the first file it touches."""
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"home {path} is not writable ({exc.strerror}): a {role} keeps its ledger copy, "
+            "status and lock there; make the folder writable by this user (or run as its "
+            "owner), or choose another --home"
+        ) from None
+
+
+def _damaged_ledger(identity: Home, exc: LedgerError, role: str) -> PtmError:
+    """The start-up error for a ledger copy whose own entries do not verify."""
+    path = identity.ledger_path
+    if role == "node":
+        recover = (
+            "start the node again: it fetches a fresh copy from the hub and peers and "
+            "verifies every entry"
+        )
+    else:
+        recover = (
+            "restore the log from a site's verified copy (`ptm ledger copy SITE_HOME "
+            f"{path}`) and start the hub again"
+        )
+    return PtmError(
+        f"{path}: this home's ledger copy holds an entry that does not verify ({exc}). The "
+        "file was damaged or changed outside ptm; nothing in it is acted on. To recover, keep "
+        f"it as evidence (`mv {path} {path}.bad`; `ptm audit {path}.bad` lists every bad "
+        f"entry), then {recover}"
+    )
 
 
 def _home(home: str | None) -> Home:
@@ -111,7 +200,8 @@ def register(main: click.Group) -> None:
     "--invitation",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write the invitation file (hub address, key, origin) here.",
+    help="Write the invitation file (hub address, key, origin) here, for sites and the admin "
+    "(they read it with --invitation FILE). Give it again after a change of --host/--port.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def hub(
@@ -124,32 +214,92 @@ def hub(
 ) -> None:
     """Run the hub: sequencer, checkpoint signer and bootstrap peer.
 
+    The hub remembers where it last wrote its invitation; started on another address
+    without --invitation, it warns that the file is stale.
+
     \b
     Example:
       ptm hub --home hub/ --port 4001 --invitation invite.json
     """
+    identity = _home(home)
+    _check_config(identity)
+    _check_writable(identity.path, "hub")
+    _remember_invitation(identity, host, port, Path(invitation) if invitation else None)
+
     from ptm_p2p.hub.daemon import run_hub
     from ptm_p2p.network.daemon import setup_logging
 
     setup_logging(verbose)
-    run_hub(
-        _home(home),
-        host,
-        port,
-        Path(genesis) if genesis else None,
-        Path(invitation) if invitation else None,
-    )
+    try:
+        run_hub(
+            identity,
+            host,
+            port,
+            Path(genesis) if genesis else None,
+            Path(invitation) if invitation else None,
+        )
+    except LedgerError as exc:
+        raise _damaged_ledger(identity, exc, "hub") from exc
+
+
+def _remember_invitation(identity: Home, host: str, port: int, written: Path | None) -> None:
+    """Record where the invitation goes; warn when an earlier one no longer names this hub."""
+    record = identity.path / INVITATION_RECORD
+    previous: Path | None = None
+    try:
+        previous = Path(record.read_text().strip()) if record.exists() else None
+    except OSError:
+        previous = None
+    if written is not None:
+        record.write_text(f"{written.resolve()}\n")
+        if previous is not None and previous != written.resolve() and previous.exists():
+            _warn(
+                f"the invitation is now written to {written}; {previous}, written by an earlier "
+                "run, may be stale"
+            )
+        return
+    if previous is None or not previous.exists():
+        return
+    old = _invitation_address(previous)
+    if old is None:
+        return
+    if port == 0 or old != (host, port):
+        _warn(
+            f"{previous} (the invitation an earlier run of this hub wrote) names "
+            f"{old[0]}:{old[1]}, but this hub listens on {host}:{port or 'a random port'}: "
+            "sites and the admin holding that file cannot reach it. Restart with "
+            f"--invitation {previous} and send the new file to them"
+        )
+
+
+def _invitation_address(path: Path) -> tuple[str, int] | None:
+    """(host, port) of an invitation file's hub address, without importing libp2p."""
+    try:
+        parts = str(json.loads(path.read_text())["hub_addr"]).split("/")
+        return parts[2], int(parts[4])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _check_config(identity: Home) -> Any:
+    """The home's validated config.toml, data paths included: a daemon refuses to start on
+    a configuration `ptm config check` would refuse (exit 1, the file, the key, the fix)."""
+    from ptm_p2p.config import load_config
+
+    config = load_config(identity.path)
+    problems = config.check_data()
+    if problems:
+        raise ConfigError("; ".join(problems) + " (check again with `ptm config check`)")
+    return config
 
 
 @click.command()
 @home_option
-@click.option(
-    "--join",
-    "join",
-    type=click.Path(dir_okay=False, exists=True),
-    required=True,
-    help="Invitation file from the hub operator.",
-)
+@invitation_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="IP address to listen on.")
 @click.option("--port", default=0, type=int, help="TCP port to listen on (default: a free port).")
 @click.option(
@@ -160,21 +310,35 @@ def hub(
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def node(
-    home: str | None, join: str, host: str, port: int, peers: tuple[str, ...], verbose: bool
+    home: str | None,
+    invitation: str | None,
+    join_alias: str | None,
+    host: str,
+    port: int,
+    peers: tuple[str, ...],
+    verbose: bool,
 ) -> None:
     """Run a site daemon: replicate, verify and witness the ledger.
 
+    Checks HOME/config.toml first (as `ptm config check` does) and refuses to start on a
+    configuration error, an unreadable data path or a home it cannot write.
+
     \b
     Example:
-      ptm node --home site-a/ --join invite.json --port 4101
+      ptm node --home site-a/ --invitation invite.json --port 4101
     """
+    join = _invitation(invitation, join_alias, required=True)
+    assert join is not None
+    identity = _home(home)
+    _check_config(identity)
+    _check_writable(identity.path, "node")
+
     from ptm_p2p.network.daemon import setup_logging
     from ptm_p2p.network.host import free_port
     from ptm_p2p.network.invitation import Invitation
     from ptm_p2p.site.replicator import run_node
 
     setup_logging(verbose)
-    identity = _home(home)
     if not port:
         # Keep the port across restarts so the addresses other sites remember stay valid.
         port_file = identity.path / "node.port"
@@ -187,7 +351,10 @@ def node(
         if not 0 < port < 65536:
             raise ConfigError(f"{port_file} holds {port}, not a TCP port; fix it or delete it")
         port_file.write_text(f"{port}\n")
-    run_node(identity, Invitation.load(Path(join)), host, port, list(peers))
+    try:
+        run_node(identity, Invitation.load(Path(join)), host, port, list(peers))
+    except LedgerError as exc:
+        raise _damaged_ledger(identity, exc, "node") from exc
 
 
 # --- collaboration set-up ------------------------------------------------------------------
@@ -195,7 +362,14 @@ def node(
 
 @click.group()
 def collab() -> None:
-    """Create a collaboration and manage its members (run by the admin)."""
+    """Create a collaboration and manage its members (run by the admin).
+
+    \b
+    Example:
+      ptm collab create --home admin/ --hub-home hub/ --origin example.org/study --org uni
+      ptm collab admit --home admin/ --invitation invite.json --role site --org site-a KEY
+      ptm collab members --home admin/ --invitation invite.json
+    """
 
 
 @collab.command("create")
@@ -364,18 +538,24 @@ def _admission(
 
 @collab.command("admit")
 @home_option
+@invitation_option()
 @click.option(
-    "--join",
+    "--role",
     required=True,
-    type=click.Path(dir_okay=False, exists=True),
-    help="Invitation file (the hub's address).",
+    type=click.Choice(["site", "researcher", "auditor"]),
+    help="What the key may do: a site runs tasks, a researcher publishes them, an auditor reads.",
 )
-@click.option("--role", required=True, type=click.Choice(["site", "researcher", "auditor"]))
 @click.option("--org", required=True, help="The member's organisation name.")
 @click.argument("pubkey", callback=_pubkey_param)
 @json_option
 def collab_admit(
-    home: str | None, join: str, role: str, org: str, pubkey: bytes, as_json: bool
+    home: str | None,
+    invitation: str | None,
+    join_alias: str | None,
+    role: str,
+    org: str,
+    pubkey: bytes,
+    as_json: bool,
 ) -> None:
     """Admit a member's key (64 hex digits, from `ptm id`) with a role.
 
@@ -383,19 +563,16 @@ def collab_admit(
 
     \b
     Example:
-      ptm collab admit --home admin/ --join invite.json --role site --org hospital-a 3f2a…
+      ptm collab admit --home admin/ --invitation invite.json --role site --org hospital-a 3f2a…
     """
+    join = _invitation(invitation, join_alias, required=True)
+    assert join is not None
     _membership(home, join, "admit", role, org, pubkey, None, as_json)
 
 
 @collab.command("revoke")
 @home_option
-@click.option(
-    "--join",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-    help="Invitation file (the hub's address).",
-)
+@invitation_option()
 @click.option(
     "--role",
     default=None,
@@ -410,7 +587,8 @@ def collab_admit(
 @json_option
 def collab_revoke(
     home: str | None,
-    join: str,
+    invitation: str | None,
+    join_alias: str | None,
     role: str | None,
     org: str | None,
     reason: str | None,
@@ -423,9 +601,108 @@ def collab_revoke(
 
     \b
     Example:
-      ptm collab revoke --home admin/ --join invite.json --reason "left the study" 3f2a…
+      ptm collab revoke --home admin/ --invitation invite.json --reason "left the study" 3f2a…
     """
+    join = _invitation(invitation, join_alias, required=True)
+    assert join is not None
     _membership(home, join, "revoke", role, org, pubkey, reason, as_json)
+
+
+@collab.command("members")
+@click.argument("ledger", required=False, type=click.Path(exists=True, path_type=Path))
+@home_option
+@invitation_option(
+    required=False,
+    purpose="Read the hub's current log instead of a local copy: the entries are checked "
+    "against the hub's signed checkpoint and replayed here.",
+)
+@json_option
+def collab_members(
+    ledger: Path | None,
+    home: str | None,
+    invitation: str | None,
+    join_alias: str | None,
+    as_json: bool,
+) -> None:
+    """List the collaboration's members, roles and revocations from a verified log.
+
+    LEDGER is a ledger file (e.g. from `ptm ledger copy`) or a home folder; without it, the
+    ledger copy of --home (a hub's or a site's). The copy is replayed in full — every
+    signature, chain and rule — and members are listed only from a copy that verifies. An
+    admin or researcher home keeps no copy: give --invitation to read the hub's log.
+
+    \b
+    Examples:
+      ptm collab members /tmp/hospital-a.db
+      ptm collab members --home admin/ --invitation invite.json --json
+    """
+    join = _invitation(invitation, join_alias, required=False)
+    if join is not None:
+        state, source, size = _members_from_hub(home, Path(join))
+    else:
+        state, source, size = _members_from_copy(ledger, home)
+    members = [
+        {
+            "key": m.key.hex(),
+            "org": m.org,
+            "role": m.role,
+            "admitted_at": m.admitted_at,
+            "revoked_at": m.revoked_at,
+            "active": m.revoked_at is None,
+        }
+        for m in state.members.values()
+    ]
+    if as_json:
+        data = {"source": source, "origin": state.origin, "size": size, "members": members}
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{state.origin}: {len(members)} members in {size} entries ({source})")
+    for m in members:
+        status = "active" if m["active"] else f"revoked at entry {m['revoked_at']}"
+        click.echo(
+            f"  {m['org']:<20} {m['role']:<11} {m['key'][:16]}…  admitted at entry "
+            f"{m['admitted_at']}, {status}"
+        )
+
+
+def _members_from_copy(ledger: Path | None, home: str | None) -> tuple[Any, str, int]:
+    from ptm_p2p.ledger.audit import audit, default_workers
+    from ptm_p2p.ledger.store import SqliteStore
+
+    path = ledger if ledger is not None else resolve_home(home)
+    if path.is_dir():
+        path = path / "ledger.db"
+    store = SqliteStore(path, read_only=True)
+    try:
+        if store.size() == 0:
+            raise PtmError(
+                f"{path} holds no entries (only a hub's or a site's home keeps a copy of the "
+                "log); give a copy (`ptm ledger copy`) or read the hub's with --invitation FILE"
+            )
+        report = audit(store, None, default_workers(store.size(), os.cpu_count()))
+    finally:
+        store.close()
+    if report.problems:
+        raise PtmError(
+            f"{path} does not verify ({report.problems[0].message}); members are listed only "
+            f"from a copy that verifies — `ptm audit {path}` shows everything found"
+        )
+    return report.state, str(path), report.size
+
+
+def _members_from_hub(home: str | None, invitation_path: Path) -> tuple[Any, str, int]:
+    from ptm_p2p.ledger.replay import State
+    from ptm_p2p.network.client import fetch_log
+    from ptm_p2p.network.invitation import Invitation
+
+    identity = _home(home)
+    invitation = Invitation.load(invitation_path)
+    _quiet_libp2p()
+    state = State()
+    entries = fetch_log(identity.signer, invitation)
+    for index, entry in enumerate(entries):
+        state.apply(entry, index)
+    return state, f"the hub's log, {invitation_path}", len(entries)
 
 
 # --- status --------------------------------------------------------------------------------
@@ -435,9 +712,11 @@ def collab_revoke(
 @home_option
 @json_option
 def status(home: str | None, as_json: bool) -> None:
-    """Show this peer's view: log size, checkpoint, cosigners, peers, lag, evidence.
+    """Show this peer's view: membership, log size, checkpoint, cosigners, peers, lag, evidence.
 
     Reads the home's ledger and the running daemon's status file (refreshed every second).
+    Membership (admitted? with which role, since which log entry; revoked?) comes from the
+    home's own verified ledger copy.
 
     \b
     Example:

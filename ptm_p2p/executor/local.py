@@ -19,11 +19,7 @@ import requests.exceptions
 from ptm_p2p.errors import ExecutorError, PolicyError
 from ptm_p2p.executor.imageref import ImageRef
 from ptm_p2p.executor.limits import Limits
-from ptm_p2p.executor.policy import (
-    DEFAULT_MIN_GROUP_SIZE,
-    check_label,
-    check_readable_by_task,
-)
+from ptm_p2p.executor.policy import DEFAULT_MIN_GROUP_SIZE, check_data_path, check_label
 from ptm_p2p.executor.result import RunResult
 from ptm_p2p.executor.sandbox import SandboxRun, run_in_sandbox
 
@@ -39,11 +35,15 @@ def run_local(
 ) -> RunResult:
     """Run a local image (tag or id) with the given data; ExecutorError if it is missing."""
     t0 = time.monotonic()
-    for label, path in data.items():
-        check_label(label)
-        if not Path(path).exists():
-            raise PolicyError(f"--data {label}={path}: no such file or folder")
-        check_readable_by_task(label, Path(path))
+    if not image.strip():
+        raise ExecutorError(
+            "no image given: name a local image by tag (REPOSITORY:TAG) or id, "
+            "e.g. 127.0.0.1:5000/ptm/summary:latest (`docker images` lists them)"
+        )
+    mounts = {
+        check_label(label, "--data label"): check_data_path(Path(path), f"--data {label}")
+        for label, path in data.items()
+    }
     try:
         found = client.images.get(image)
     except docker.errors.ImageNotFound as exc:
@@ -67,7 +67,7 @@ def run_local(
         SandboxRun(
             image=str(found.id),
             input=input_bytes,
-            data={label: Path(path).resolve() for label, path in data.items()},
+            data=mounts,
             limits=limits or Limits(),
             task_id="local",
             min_group_size=min_group_size,

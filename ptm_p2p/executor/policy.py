@@ -27,7 +27,9 @@ Every refusal is a ``PolicyError`` that names the rule and the config key to cha
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,17 +38,40 @@ from typing import Any
 from ptm_p2p.errors import PolicyError
 from ptm_p2p.executor.imageref import DIGEST, ImageRef
 from ptm_p2p.executor.limits import Limits
+from ptm_p2p.executor.outputdir import TASK_UID
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PUBKEY_HEX = re.compile(r"^[0-9a-f]{64}$")
 KEYS = ("images", "publishers", "data", "limits", "min_group_size")
 DEFAULT_MIN_GROUP_SIZE = 5
+# Folders of the operating system, never a site's data: a data path that is or leads into one
+# (a symlink to /etc/shadow, /dev/zero, /proc/…) is refused outright, with no chmod advice.
+SYSTEM_FOLDERS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+)
+# Entries of a data folder checked for readability before a task starts (a huge folder is
+# checked only this far; the rest would fail inside the container, with the task's own error).
+MAX_CHECKED_ENTRIES = 10_000
 
 
-def check_label(label: str) -> str:
+def check_label(label: str, where: str = "data label") -> str:
     if not isinstance(label, str) or not LABEL.match(label):
         raise PolicyError(
-            f"data label {label!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-'"
+            f"{where} {label!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-'"
         )
     return label
 
@@ -83,7 +108,10 @@ class SitePolicy:
             if DIGEST.match(entry):
                 digests.add(entry)
                 continue
-            ref = ImageRef.parse(entry)
+            try:
+                ref = ImageRef.parse(entry)
+            except PolicyError as exc:
+                raise PolicyError(f"[policy] images: {exc}") from exc
             if ref.tag is not None:
                 raise PolicyError(
                     f"[policy] images: {entry!r} names a tag; allow a repository "
@@ -101,7 +129,7 @@ class SitePolicy:
             raise PolicyError('[policy.data] must be a table of label = "/path"')
         data: dict[str, Path] = {}
         for label, path in data_table.items():
-            check_label(label)
+            check_label(label, "[policy.data] label")
             if not isinstance(path, str) or not path.startswith("/"):
                 raise PolicyError(
                     f"[policy.data] {label}: expected an absolute path string, got {path!r}"
@@ -171,7 +199,7 @@ class SitePolicy:
         )
 
     def check_data(self, labels: Iterable[str]) -> dict[str, Path]:
-        """Host paths of the requested data labels; every one must exist."""
+        """Real host paths of the requested data labels, each checked by ``check_data_path``."""
         chosen: dict[str, Path] = {}
         for label in labels:
             check_label(label)
@@ -181,29 +209,124 @@ class SitePolicy:
                     f"data label {label!r} is not offered by this site (labels: {known}); "
                     f'a site offers data with [policy.data] {label} = "/path"'
                 )
-            path = self.data[label]
-            if not path.exists():
-                raise PolicyError(
-                    f"[policy.data] {label} = {str(path)!r} does not exist on this site; "
-                    "fix the path in config.toml"
-                )
-            check_readable_by_task(label, path)
-            chosen[label] = path
+            chosen[label] = check_data_path(self.data[label], f"[policy.data] {label}")
         return chosen
 
 
-def check_readable_by_task(label: str, path: Path) -> None:
-    """The task runs as an unprivileged user (65534) with the data mounted read-only: a file
-    only its owner may read would fail inside the container with a confusing traceback."""
-    mode = path.stat().st_mode
-    needed = 0o005 if path.is_dir() else 0o004  # folders also need o+x to be entered
-    if mode & needed != needed:
-        fix = "chmod o+rx" if path.is_dir() else "chmod o+r"
+def check_data_path(path: Path, where: str) -> Path:
+    """The real path to mount as data, after checking it is data the task user may read.
+
+    ``where`` names the setting (``[policy.data] registry`` or ``--data registry``). Refused,
+    each with what to do: a missing path; a path that is or leads into a system folder
+    (``SYSTEM_FOLDERS``); anything but a regular file or a folder (devices such as /dev/zero,
+    FIFOs, sockets); a symlink whose target belongs to someone else than the link; data the
+    task's unprivileged user (uid 65534) cannot read. The advice to ``chmod`` is only ever
+    given for the real target, and only when that target is the operator's own data: a link
+    must never turn ``chmod o+r LINK`` into making /etc/shadow world-readable.
+
+    The path returned is the resolved one, so what is mounted is what was checked.
+    """
+    given = Path(os.path.abspath(path))
+    try:
+        link_stat = os.lstat(given)
+    except OSError:
         raise PolicyError(
-            f"data {label} = {str(path)!r} is not readable by the task's unprivileged user "
-            f"(mode {mode & 0o777:o}); tasks get the data read-only, so `{fix} {path}` "
-            "lets them read it without letting them change it"
+            f"{where} = {str(path)!r} does not exist on this site; fix the path"
+        ) from None
+    real = Path(os.path.realpath(given))
+    via = f" (a symlink to {real})" if real != given else ""
+    for folder in SYSTEM_FOLDERS:
+        if real == Path(folder) or real.is_relative_to(folder):
+            raise PolicyError(
+                f"{where} = {str(path)!r}{via} lies in {folder}, a system folder, not a site's "
+                "data; offer only data files of your own: copy them into a data folder "
+                "(e.g. /srv/ptm-data) and point the setting there"
+            )
+    try:
+        st = os.stat(real)
+    except OSError:
+        raise PolicyError(
+            f"{where} = {str(path)!r}{via} leads nowhere: its target does not exist; fix the "
+            "link or the path"
+        ) from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise PolicyError(
+            f"{where} = {str(path)!r}{via} is a {_file_kind(st.st_mode)}, not a regular file "
+            "or a folder; data must be a file or a folder of files"
         )
+    if real != given and link_stat.st_uid != st.st_uid:
+        raise PolicyError(
+            f"{where} = {str(path)!r} is a symlink owned by uid {link_stat.st_uid} to {real}, "
+            f"which belongs to uid {st.st_uid}: a site offers only data it owns; copy the data "
+            "into the site's data folder and point the setting there"
+        )
+    _check_readable_by_task(where, path, real, st)
+    return real
+
+
+def check_readable_by_task(label: str, path: Path) -> None:
+    """Raise PolicyError unless the task user can read ``path`` (see ``check_data_path``)."""
+    check_data_path(path, f"data {label}")
+
+
+def _check_readable_by_task(where: str, given: Path | str, real: Path, st: os.stat_result) -> None:
+    """The task runs as an unprivileged user (65534) with the data mounted read-only: data
+    only its owner may read would fail inside the container with a confusing traceback."""
+    shown = f"{str(given)!r}" + (f" (a symlink to {real})" if Path(given) != real else "")
+    if not _task_may_read(st):
+        fix = "chmod o+rx" if stat.S_ISDIR(st.st_mode) else "chmod o+r"
+        raise PolicyError(
+            f"{where} = {shown} is not readable by the task's unprivileged user (uid "
+            f"{TASK_UID}, mode {st.st_mode & 0o777:o}); tasks get the data read-only, so "
+            f"`{fix} {real}` lets them read it without letting them change it"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    checked = 0
+    for folder, dirs, files in os.walk(real):
+        for name in [*dirs, *files]:
+            checked += 1
+            if checked > MAX_CHECKED_ENTRIES:
+                return
+            inner = Path(folder) / name
+            try:
+                inner_st = os.lstat(inner)
+            except OSError:
+                continue
+            if stat.S_ISLNK(inner_st.st_mode):
+                continue  # resolved inside the container, where it can reach no host file
+            if not _task_may_read(inner_st):
+                raise PolicyError(
+                    f"{where} = {shown}: {inner} is not readable by the task's unprivileged "
+                    f"user (uid {TASK_UID}, mode {inner_st.st_mode & 0o777:o}); "
+                    f"`chmod -R o+rX {real}` lets tasks read the whole folder without letting "
+                    "them change it"
+                )
+
+
+def _task_may_read(st: os.stat_result) -> bool:
+    """Whether uid/gid 65534 may read (and, for a folder, enter) what ``st`` describes, by
+    the POSIX rule: the owner bits if it owns it, else the group bits, else the others'."""
+    if st.st_uid == TASK_UID:
+        bits = (st.st_mode >> 6) & 0o7
+    elif st.st_gid == TASK_UID:
+        bits = (st.st_mode >> 3) & 0o7
+    else:
+        bits = st.st_mode & 0o7
+    needed = 0o5 if stat.S_ISDIR(st.st_mode) else 0o4
+    return bits & needed == needed
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
 
 
 def _strings(value: Any, where: str) -> list[str]:

@@ -71,9 +71,11 @@ def test_publisher_rules():
         p.check_publisher("00" * 32, "other")
 
 
-def test_data_rules():
-    p = policy()
-    assert str(p.check_data(["registry"])["registry"]) == "/etc/hostname"
+def test_data_rules(tmp_path):
+    data = tmp_path / "registry.csv"
+    data.write_text("age\n50\n")
+    p = SitePolicy.from_table({"data": {"registry": str(data)}})
+    assert p.check_data(["registry"])["registry"] == data
     with pytest.raises(PolicyError, match="'nope' is not offered by this site"):
         p.check_data(["nope"])
     with pytest.raises(PolicyError, match="not allowed"):
@@ -205,3 +207,91 @@ def test_data_the_task_user_cannot_read_is_refused_with_the_fix(tmp_path):
         policy.check_data(["registry"])
     private.chmod(0o644)
     assert policy.check_data(["registry"]) == {"registry": private}
+
+
+# --- data paths: symlinks, devices, system folders (issue 10, probe 8) ---------------------
+
+
+def test_a_symlink_to_a_system_file_is_refused_without_chmod_advice(tmp_path):
+    link = tmp_path / "registry.csv"
+    link.symlink_to("/etc/shadow")
+    policy = SitePolicy.from_table({"data": {"registry": str(link)}})
+    with pytest.raises(PolicyError) as caught:
+        policy.check_data(["registry"])
+    message = str(caught.value)
+    assert "chmod" not in message
+    assert "/etc/shadow" in message and "system folder" in message
+    assert "[policy.data] registry" in message
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/proc/self/environ"])
+def test_devices_and_system_files_are_not_data(device, tmp_path):
+    policy = SitePolicy.from_table({"data": {"d": device}})
+    with pytest.raises(PolicyError, match="system folder") as caught:
+        policy.check_data(["d"])
+    assert "chmod" not in str(caught.value)
+
+
+def test_a_device_outside_system_folders_is_not_data(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    fifo.chmod(0o644)
+    policy = SitePolicy.from_table({"data": {"d": str(fifo)}})
+    with pytest.raises(PolicyError, match="named pipe.*not a regular file"):
+        policy.check_data(["d"])
+
+
+def test_a_symlink_to_someone_elses_file_is_refused(tmp_path):
+    import os
+
+    target = tmp_path / "alice.csv"
+    target.write_text("x\n")
+    target.chmod(0o600)
+    os.chown(target, 1000, 1000)
+    link = tmp_path / "registry.csv"
+    link.symlink_to(target)  # owned by root, the operator here
+    policy = SitePolicy.from_table({"data": {"registry": str(link)}})
+    with pytest.raises(PolicyError, match="belongs to uid 1000") as caught:
+        policy.check_data(["registry"])
+    assert "chmod" not in str(caught.value)
+
+
+def test_a_symlink_to_own_data_gets_chmod_advice_for_the_target(tmp_path):
+    target = tmp_path / "real" / "registry.csv"
+    target.parent.mkdir()
+    target.write_text("x\n")
+    target.chmod(0o600)
+    link = tmp_path / "registry.csv"
+    link.symlink_to(target)
+    policy = SitePolicy.from_table({"data": {"registry": str(link)}})
+    with pytest.raises(PolicyError) as caught:
+        policy.check_data(["registry"])
+    assert f"`chmod o+r {target}`" in str(caught.value)
+    target.chmod(0o644)
+    assert policy.check_data(["registry"]) == {"registry": target}  # the target is mounted
+
+
+def test_an_unreadable_file_inside_a_data_folder_is_named(tmp_path):
+    folder = tmp_path / "registry"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.csv").write_text("x\n")
+    (folder / "sub" / "b.csv").write_text("x\n")
+    (folder / "sub" / "b.csv").chmod(0o600)
+    policy = SitePolicy.from_table({"data": {"registry": str(folder)}})
+    with pytest.raises(PolicyError, match=r"b\.csv is not readable.*chmod -R o\+rX"):
+        policy.check_data(["registry"])
+    (folder / "sub" / "b.csv").chmod(0o644)
+    assert policy.check_data(["registry"]) == {"registry": folder}
+
+
+def test_a_file_owned_by_the_task_user_is_readable_by_its_owner_bits(tmp_path):
+    import os
+
+    data = tmp_path / "registry.csv"
+    data.write_text("x\n")
+    os.chown(data, 65534, 65534)
+    data.chmod(0o400)
+    policy = SitePolicy.from_table({"data": {"registry": str(data)}})
+    assert policy.check_data(["registry"]) == {"registry": data}

@@ -1,0 +1,151 @@
+"""A home's ``config.toml`` as typed, validated data: one schema, checked before anything runs.
+
+The whole file, every section a daemon reads::
+
+    name = "hospital-a"            # required: 1-64 letters, digits, '.', '_' or '-'
+
+    [policy]                       # a site's policy (ptm_p2p.executor.policy); deny by default
+    images = ["127.0.0.1:5000/ptm/summary"]
+    publishers = ["uni-research"]
+    min_group_size = 5
+    [policy.data]
+    registry = "/srv/ptm-data/registry.csv"
+    [policy.limits]
+    memory = "512m"
+
+    [tasks]
+    parallel = 1                   # tasks this site runs at once (1-64)
+
+Anything else is refused: an unknown key or section (``[polcy]``, with the closest known name
+suggested), a value of the wrong type (``images = "a string"``, ``min_group_size = "five"``).
+Every error is a ``ConfigError`` that names the file, the key and the form expected, so a
+site operator's mistake is caught by ``ptm config check`` or when ``ptm node`` starts, not
+months later when a task is refused. ``check_data`` goes further and looks at the data
+paths themselves (exist, are files or folders of the site's own, readable by the task user).
+
+Nothing here reads the environment or imports Docker; ``load_config`` reads one file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.executor.policy import SitePolicy, check_data_path
+from ptm_p2p.home import CONFIG_FILE, NAME_PATTERN
+
+# Top-level keys and tables of config.toml; a table's own keys are checked by its parser.
+TOP_LEVEL = ("name", "policy", "tasks")
+TASKS_KEYS = ("parallel",)
+MAX_PARALLEL = 64
+DEFAULT_PARALLEL = 1
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    """A validated config.toml. ``policy`` is deny-by-default when ``[policy]`` is absent."""
+
+    path: Path  # the config.toml it came from
+    name: str
+    policy: SitePolicy = field(default_factory=SitePolicy)
+    tasks_parallel: int = DEFAULT_PARALLEL
+
+    def check_data(self) -> list[str]:
+        """Problems with the data paths of ``[policy.data]``, one message each (empty when
+        every path exists, is a file or folder the site owns, and the task user can read
+        it). Not part of ``parse``: the data may live on a disk that is mounted later."""
+        problems = []
+        for label, path in sorted(self.policy.data.items()):
+            try:
+                check_data_path(path, f"[policy.data] {label}")
+            except PtmError as exc:
+                problems.append(f"{self.path}: {exc}")
+        return problems
+
+
+def load_config(home: str | Path) -> HomeConfig:
+    """Read and validate ``HOME/config.toml``; ``ConfigError`` naming the file and the key."""
+    path = Path(home) / CONFIG_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} is missing: is {home} a home folder? make one with "
+            f"`ptm init --home {home} --name NAME`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}") from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> HomeConfig:
+    """Validate the text of a config.toml that lives at ``path`` (named in every error)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    unknown = [key for key in table if key not in TOP_LEVEL]
+    if unknown:
+        raise ConfigError(f"{path}: {_unknown(unknown[0], table[unknown[0]], TOP_LEVEL)}")
+    name = table.get("name")
+    if name is None:
+        raise ConfigError(f'{path}: name is missing; add a line such as name = "hospital-a"')
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{path}: name must be a string of 1-64 letters, digits, '.', '_' or '-' starting "
+            f'with a letter or digit, e.g. name = "hospital-a"; got {name!r}'
+        )
+    policy_table = table.get("policy", {})
+    if not isinstance(policy_table, dict):
+        raise ConfigError(
+            f"{path}: policy must be a table ([policy] with images, publishers, …), "
+            f"got {policy_table!r}"
+        )
+    try:
+        policy = SitePolicy.from_table(policy_table)
+    except PtmError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return HomeConfig(
+        path=path,
+        name=name,
+        policy=policy,
+        tasks_parallel=_parallel(table.get("tasks", {}), path),
+    )
+
+
+def _parallel(tasks: Any, path: Path) -> int:
+    if not isinstance(tasks, dict):
+        raise ConfigError(f"{path}: tasks must be a table ([tasks] with parallel = N)")
+    unknown = [key for key in tasks if key not in TASKS_KEYS]
+    if unknown:
+        detail = _unknown(unknown[0], tasks[unknown[0]], TASKS_KEYS, "[tasks]")
+        raise ConfigError(f"{path}: {detail}")
+    parallel = tasks.get("parallel", DEFAULT_PARALLEL)
+    if isinstance(parallel, bool) or not isinstance(parallel, int):
+        raise ConfigError(
+            f"{path}: [tasks] parallel must be a whole number from 1 to {MAX_PARALLEL} (how "
+            f"many tasks this site runs at once), e.g. parallel = 2; got {parallel!r}"
+        )
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise ConfigError(
+            f"{path}: [tasks] parallel must be from 1 to {MAX_PARALLEL}, got {parallel}"
+        )
+    return parallel
+
+
+def _unknown(key: str, value: Any, allowed: tuple[str, ...], where: str = "") -> str:
+    """``unknown section [polcy]; did you mean [policy]? …`` for an unexpected key."""
+    table = isinstance(value, dict)
+    shown = f"[{key}]" if table and not where else f"{where} {key}".strip()
+    kind = "section" if table and not where else "key"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = ""
+    if close:
+        suggestion = f"[{close[0]}]" if table and not where else close[0]
+        hint = f"; did you mean {suggestion}?"
+    known = ", ".join(f"[{k}]" if k != "name" and not where else k for k in allowed)
+    return f"unknown {kind} {shown}{hint} (allowed{' in ' + where if where else ''}: {known})"

@@ -1,0 +1,154 @@
+"""`ptm status` and `ptm collab members` on real homes and ledger files (issue 10).
+
+Status says whether this home's key is an admitted member, with which role and since which
+log entry, from the home's own verified ledger copy; `ptm collab members` lists everyone
+from a verified copy (a home or a ledger file), for admins and auditors. Both run through
+the real CLI on real SQLite files; no daemon is needed to read a ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ptm_p2p.cli import main
+from ptm_p2p.home import Home
+from ptm_p2p.ledger.entry import AuthorChain, Entry, genesis_payload, membership_payload
+from ptm_p2p.ledger.store import SqliteStore
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+def collaboration(tmp_path: Path) -> dict[str, Home]:
+    """admin, hub, a site (admitted), a researcher (admitted then revoked) and a stranger; the
+    site's and the stranger's homes hold the log, as a node's verified copy would."""
+    homes = {
+        name: Home.init(tmp_path / name, name)
+        for name in ("admin", "hub", "site-a", "uni", "stranger")
+    }
+    admin = AuthorChain(homes["admin"].signer)
+    entries: list[Entry] = [
+        admin.append(
+            "genesis",
+            genesis_payload(
+                "example.org/study",
+                homes["admin"].public_key,
+                "uni-admin",
+                homes["hub"].public_key,
+                "hub",
+            ),
+            T0,
+        ),
+        admin.append(
+            "membership",
+            membership_payload("admit", homes["site-a"].public_key, "hospital-a", "site"),
+            T0 + 1,
+        ),
+        admin.append(
+            "membership",
+            membership_payload("admit", homes["uni"].public_key, "uni", "researcher"),
+            T0 + 2,
+        ),
+        admin.append(
+            "membership",
+            membership_payload("revoke", homes["uni"].public_key, "uni", "researcher", "left"),
+            T0 + 3,
+        ),
+    ]
+    for name in ("site-a", "uni", "stranger"):
+        with SqliteStore(homes[name].ledger_path) as store:
+            store.append(entries)
+    return homes
+
+
+def status(home: Home, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["status", "--home", str(home.path), *extra])
+    return result.exit_code, result.output
+
+
+def test_status_names_an_admitted_site_its_role_and_entry(
+    collaboration: dict[str, Home],
+) -> None:
+    code, out = status(collaboration["site-a"])
+    assert code == 0, out
+    assert "member      site of hospital-a, admitted at log entry 1" in out
+    code, out = status(collaboration["site-a"], "--json")
+    member = json.loads(out)["membership"]
+    assert member["status"] == "admitted"
+    assert (member["role"], member["org"], member["admitted_at"]) == ("site", "hospital-a", 1)
+    assert member["origin"] == "example.org/study"
+
+
+def test_status_says_revoked_and_not_admitted(collaboration: dict[str, Home]) -> None:
+    code, out = status(collaboration["uni"])
+    assert code == 0, out
+    assert "REVOKED at log entry 3 (was researcher of uni since entry 2)" in out
+    code, out = status(collaboration["stranger"])
+    assert code == 0, out
+    assert "NOT ADMITTED" in out
+    assert "ptm collab admit" in out
+
+
+def test_status_of_a_home_without_a_log_points_to_collab_members(
+    collaboration: dict[str, Home],
+) -> None:
+    code, out = status(collaboration["admin"])
+    assert code == 0, out
+    assert "ptm collab members" in out
+
+
+def test_collab_members_lists_everyone_from_a_verified_copy(
+    collaboration: dict[str, Home], tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.db"
+    copied = CliRunner().invoke(
+        main, ["ledger", "copy", str(collaboration["site-a"].path), str(copy)]
+    )
+    assert copied.exit_code == 0, copied.output
+    for source in (str(copy), str(collaboration["site-a"].path)):
+        result = CliRunner().invoke(main, ["collab", "members", source])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert any("hospital-a" in line and "site" in line for line in lines)
+        assert any("uni " in line and "revoked at entry 3" in line for line in lines)
+    result = CliRunner().invoke(main, ["collab", "members", str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+    members = {m["org"]: m for m in json.loads(result.output)["members"]}
+    assert members["hospital-a"]["role"] == "site"
+    assert members["hospital-a"]["active"] is True
+    assert members["uni"]["revoked_at"] == 3
+    assert members["uni-admin"]["role"] == "admin"
+    assert members["hub"]["key"] == collaboration["hub"].public_key.hex()
+
+
+def test_collab_members_refuses_a_copy_that_does_not_verify(
+    collaboration: dict[str, Home], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    copy = tmp_path / "forged.db"
+    copied = CliRunner().invoke(
+        main, ["ledger", "copy", str(collaboration["site-a"].path), str(copy)]
+    )
+    assert copied.exit_code == 0, copied.output
+    conn = sqlite3.connect(copy)
+    (raw,) = conn.execute("SELECT raw FROM entries WHERE idx = 1").fetchone()
+    forged = bytearray(raw)
+    forged[-1] ^= 1
+    conn.execute("UPDATE entries SET raw = ? WHERE idx = 1", (bytes(forged),))
+    conn.commit()
+    conn.close()
+    result = CliRunner().invoke(main, ["collab", "members", str(copy)])
+    assert result.exit_code == 1
+    assert "ptm audit" in result.output
+
+
+def test_status_names_the_daemons_status_file() -> None:
+    """status.py repeats the daemon's file name so that it need not import libp2p."""
+    from ptm_p2p.network import daemon, status
+
+    assert status.STATUS_FILE == daemon.STATUS_FILE
