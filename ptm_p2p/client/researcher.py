@@ -188,6 +188,14 @@ class Client:
         return keys
 
     def _task(self, task_id: str) -> Task:
+        """The task with this id (or unique prefix, or #index); syncs once if it is unknown."""
+        try:
+            return self._task_in_copy(task_id)
+        except TaskLookupError:
+            self.sync()
+            return self._task_in_copy(task_id)
+
+    def _task_in_copy(self, task_id: str) -> Task:
         text = task_id.strip().lower().lstrip("#")
         tasks = self.state.tasks
         if text.isdigit() and len(text) < 16:
@@ -282,7 +290,8 @@ class Client:
         )
 
     def task(self, task_id: str) -> TaskView:
-        """A task's state from the verified copy (sync first for the latest)."""
+        """A task's state, from the verified copy brought up to date."""
+        self.sync()
         return self._view(self._task(task_id))
 
     def _view(self, task: Task) -> TaskView:

@@ -144,6 +144,8 @@ def collect(home: Path) -> dict[str, Any]:
             "witness_size",
             "split_view",
             "sequenced",
+            "tasks",
+            "error",
         ):
             if key in daemon:
                 data[key] = daemon[key]
@@ -158,8 +160,21 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"daemon      {data['role']} not running")
     else:
         lines.append("daemon      none: no daemon has run in this home")
+    if data.get("error"):
+        lines.append(f"STOPPED     {data['error']}")
     lines.append(f"log size    {data['size']}")
     lines.append(f"member      {_render_membership(data.get('membership'))}")
+    tasks = data.get("tasks") if data["running"] else None
+    if tasks:
+        active = tasks.get("active") or []
+        running = sum(1 for a in active if a.get("state") == "running")
+        lines.append(
+            f"tasks       {running} running, {len(active) - running} queued "
+            f"(at most {tasks.get('parallel', 1)} at once), "
+            f"{tasks.get('answered_this_run', 0)} answered since start"
+        )
+        if tasks.get("halted"):
+            lines.append(f"EXECUTION   HALTED: {tasks['halted']}")
     cpd = data.get("checkpoint") or {}
     if "size" in cpd:
         lines.append(f"checkpoint  {cpd['origin']} size {cpd['size']} root {cpd['root'][:16]}…")
