@@ -437,20 +437,9 @@ class TaskWorker:
 
 
 def site_settings(home: Any) -> tuple[SitePolicy, int]:
-    """The site's policy and how many tasks it runs at once, from ``HOME/config.toml``."""
-    from ptm_p2p.errors import ConfigError
-    from ptm_p2p.executor.policy import SitePolicy
+    """The site's policy and how many tasks it runs at once, from ``HOME/config.toml``
+    (validated: a bad key or value stops the daemon at start, naming the file and key)."""
+    from ptm_p2p.config import load_config
 
-    where = home.path / "config.toml"
-    try:
-        policy = SitePolicy.from_config(home.config)
-    except PtmError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    table = home.config.get("tasks", {})
-    parallel = table.get("parallel", 1) if isinstance(table, dict) else None
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 64:
-        raise ConfigError(
-            f"{where}: [tasks] parallel must be a whole number from 1 to 64 (how many tasks "
-            f"run at once), got {parallel!r}"
-        )
-    return policy, parallel
+    config = load_config(home.path)
+    return config.policy, config.tasks_parallel
