@@ -6,7 +6,8 @@ decoded JSON output. Over the network that is one task per round (published to t
 sites, their sealed results opened); ``LocalRunner`` does it in process by calling the very
 function the images run (``survival_site.compute``, wrapped like the image's ``main``), with
 every request and answer passed through ``json.dumps``/``json.loads`` so local mode sees
-exactly the bytes the network path would.
+exactly the bytes the network path would. ``SandboxRunner`` runs the real images in the
+site sandbox on local files (no ledger, no network).
 
 Every runner reports a site that refused or failed the same way: ``check_outputs`` raises
 one ``StudyError`` naming each such site and its reason.
@@ -126,3 +127,63 @@ def tables_from_frames(frames: Any) -> dict[str, dict[str, np.ndarray]]:
         site: {str(name): survival_site.column(frame[name].tolist()) for name in frame.columns}
         for site, frame in named.items()
     }
+
+
+class SandboxRunner:
+    """Sites as local sandbox runs of the real images: each request runs the algorithm's
+    image (``images[name]``: a tag, id or digest reference the engine has) in exactly the
+    container a site uses (``ptm run-local``), on that site's data files, in parallel.
+
+    No ledger and no network: for algorithm authors checking an image end to end, and for
+    measuring the container floor under a study's rounds (``bench/``).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        images: Mapping[str, str],
+        site_data: Mapping[str, Mapping[str, Any]],
+        min_group_size: int = algorithm.DEFAULT_MIN_GROUP_SIZE,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.client = client
+        self.images = dict(images)
+        self.site_data = {site: dict(data) for site, data in site_data.items()}
+        self.min_group_size = min_group_size
+        self.labels = dict(labels or {})
+
+    def _run_one(self, image: str, site: str, request: dict[str, Any]) -> Any:
+        from pathlib import Path
+
+        from ptm_p2p.executor import Limits, run_local
+
+        result = run_local(
+            self.client,
+            self.images[image],
+            {label: Path(path) for label, path in self.site_data[site].items()},
+            json.dumps(request).encode(),
+            Limits(timeout_s=300),
+            min_group_size=self.min_group_size,
+            labels=self.labels,
+        )
+        if result.status in ("ok", "refused") or result.exit_code == algorithm.EXIT_ERROR:
+            try:
+                return json.loads(result.output)
+            except ValueError:
+                pass
+        return {"error": f"{result.status}: {result.reason}"}
+
+    def __call__(
+        self, image: str, requests: Mapping[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if image not in self.images:
+            raise StudyError(f"no image for {image!r} (have: {', '.join(sorted(self.images))})")
+        unknown = sorted(set(requests) - set(self.site_data))
+        if unknown:
+            raise StudyError(f"{image}: no data for site(s) {', '.join(unknown)}")
+        with ThreadPoolExecutor(max_workers=max(1, len(requests))) as pool:
+            futures = {s: pool.submit(self._run_one, image, s, r) for s, r in requests.items()}
+            outputs = {s: f.result() for s, f in futures.items()}
+        return check_outputs(image, outputs)
