@@ -3,7 +3,8 @@
 Layout of a home (made by ``ptm init``)::
 
     HOME/identity.key   32-byte Ed25519 seed, hex, mode 0600, never printed
-    HOME/config.toml    name and role-specific settings (site policy, network)
+    HOME/config.toml    name and role-specific settings (site policy, tasks); its schema
+                        and validation: ``ptm_p2p.config.load_config``
     HOME/ledger.db      this identity's verified copy of the ledger (SQLite)
 
 The home is chosen by ``--home`` or, when that is absent, ``PTM_HOME``; the environment is
@@ -17,10 +18,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptm_p2p.errors import ConfigError, PtmError
-from ptm_p2p.ledger.crypto import Signer
+
+if TYPE_CHECKING:  # loaded in load/init: `ptm --help` must not pay for PyNaCl
+    from ptm_p2p.ledger.crypto import Signer
 
 KEY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
@@ -75,6 +78,8 @@ class Home:
         SqliteStore(path / LEDGER_FILE).close()
         # The key comes last: it marks the home as complete, so a failure above leaves a
         # folder that ``init`` can simply be run on again.
+        from ptm_p2p.ledger.crypto import Signer
+
         signer = Signer.generate()
         key_path = path / KEY_FILE
         # Create with 0600 from the start: a chmod after writing would leave a window.
@@ -85,6 +90,8 @@ class Home:
 
     @classmethod
     def load(cls, path: Path) -> Home:
+        from ptm_p2p.ledger.crypto import Signer
+
         path = Path(path)
         key_path = path / KEY_FILE
         if not key_path.exists():
