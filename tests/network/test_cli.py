@@ -179,6 +179,14 @@ def test_commands_against_a_stopped_and_a_running_hub(cluster: Cluster) -> None:
 
     admitted = ptm("collab", "admit", *admin, "--role", "site", "--org", "site-a", site_key)
     assert admitted.exit_code == 0, admitted.output
+    # The site's own status says it is admitted, from its replica (issue 10).
+    wait_for(
+        "site-a's status to show its admission",
+        lambda: (
+            "member      site of site-a, admitted at log entry"
+            in ptm("status", "--home", str(cluster.path("site-a"))).output
+        ),
+    )
     again = ptm("collab", "admit", *admin, "--role", "site", "--org", "site-a", site_key)
     assert again.exit_code == 1
     assert again.output.startswith("error: the hub refused the admit: ")
@@ -191,6 +199,14 @@ def test_commands_against_a_stopped_and_a_running_hub(cluster: Cluster) -> None:
     revoked = ptm("collab", "revoke", *admin, "--reason", "test", site_key)
     assert revoked.exit_code == 0, revoked.output
     assert "revoke: site-a (site)" in revoked.output
+
+    # The admin keeps no log copy; it reads the members from the hub's verified log.
+    invitation = ["--invitation", str(cluster.invitation_path)]
+    members = ptm("collab", "members", "--home", str(cluster.path("admin")), *invitation, "--json")
+    assert members.exit_code == 0, members.output
+    by_org = {m["org"]: m for m in json.loads(members.output)["members"]}
+    assert by_org["site-a"]["role"] == "site" and by_org["site-a"]["revoked_at"] is not None
+    assert by_org["hub"]["active"]
 
     hub_status = ptm("status", "--home", str(cluster.path("hub"))).output
     assert "hub running" in hub_status and "behind" not in hub_status
