@@ -7,20 +7,23 @@ What it does, for real (no mocks, no canned numbers):
 2. An admin creates the collaboration (``ptm collab create``: genesis naming the hub); a hub
    and three site daemons start as separate processes on 127.0.0.1 (``ptm hub``,
    ``ptm node``: libp2p with Noise); the admin admits the sites and a researcher.
-3. The researcher publishes a signed task through the hub: the ``summary`` image **by
-   digest** from the local registry, its input sealed to each site.
-4. Each site reads the task from its *own verified replica*, opens its sealed input, checks
-   its deny-by-default policy, pulls the image by digest, runs it in the locked-down sandbox
-   next to its data, and submits a signed result whose output is sealed to the researcher.
+3. The researcher publishes a signed task through the hub with the Python client
+   (``ptm_p2p.client``): the ``summary`` image **by digest** from the local registry, its
+   input sealed to each site.
+4. Each site daemon finds the task in its *own verified replica* (under a checkpoint it
+   cosigned), opens its sealed input, checks its deny-by-default policy, pulls the image by
+   digest, runs it in the locked-down sandbox next to its data, and submits a signed result
+   whose output is sealed to the researcher; the researcher's client shows the progress.
 5. The hub sequences and checkpoints; every site replicates, verifies and cosigns.
-6. The researcher opens the sealed outputs from a replica and pools them: the federated
-   means and counts are compared with the same figures computed centrally.
+6. The researcher opens the sealed outputs from its own verified copy and pools them: the
+   federated means and counts are compared with the same figures computed centrally.
 7. ``ptm audit`` replays the hub's and every site's copy (one root for all), and a
    20,000-entry simulated ledger; then one byte of one stored entry is flipped and the audit
    names the forged entry.
 
-In step 4 the demo plays the site's part by calling the executor itself; a site daemon that
-picks up tasks from its replica on its own is the workflow issue's job.
+Nothing in the demo plays a site's part: the site daemons find the task in their own
+verified replicas, check it against their policies and run it themselves. The last line
+names a copy of the study's ledger that ``ptm audit`` checks.
 """
 
 from __future__ import annotations
@@ -37,24 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from ptm_p2p.errors import PtmError
-from ptm_p2p.executor import Executor, SitePolicy, Task
 from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
-from ptm_p2p.ledger.crypto import sha256
-from ptm_p2p.ledger.entry import (
-    RESULT,
-    TASK,
-    Entry,
-    digest_of_image,
-    result_payload,
-    task_payload,
-)
 from ptm_p2p.ledger.simulate import simulate
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.local_cluster import LocalCluster
-from ptm_p2p.network.client import submit_one
 
 SITES = ("hospital-a", "hospital-b", "hospital-c")
 RESEARCHER = "researcher-1"
+RESEARCHER_ORG = "uni-research"
+SITE_ALGORITHMS = ("summary", "coxph-pooled", "coxph-stratified", "km")
+LEDGER_COPY = "study-ledger.db"
 NUMERIC = ("age", "tsize", "pnodes", "time")
 CATEGORICAL = ("horTh", "menostat", "tgrade")
 DATA_LABEL = "gbsg2"
@@ -70,6 +65,7 @@ class DemoOutcome:
     workdir: Path
     federated: dict[str, float]
     central: dict[str, float]
+    ledger: Path  # a copy of the study's ledger, for `ptm audit`
 
 
 def split_study(workdir: Path) -> tuple[dict[str, Path], Any]:
@@ -117,98 +113,80 @@ def central_figures(pooled: Any) -> dict[str, float]:
     return figures
 
 
-def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -> DemoOutcome:
+def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
     """Steps 1-6: a real study over a live hub and site daemons; returns both figure sets."""
+    from ptm_p2p.client import Client  # libp2p: only when the study runs
+
     data_paths, pooled = split_study(workdir)
     say(f"  data: GBSG2 ({len(pooled)} patients) split over {', '.join(SITES)} in {workdir}")
     peers = workdir / "peers"
     if (peers / "admin" / "identity.key").exists():
         shutil.rmtree(peers)  # an earlier demo's collaboration: a rerun starts a new one
+    ledger_copy = workdir / LEDGER_COPY
+    ledger_copy.unlink(missing_ok=True)
     with LocalCluster(peers) as cluster:
         cluster.create(ORIGIN, "consortium")
         cluster.start_hub()
         for name in SITES:
+            cluster.home(name)
+            # Deny by default: each hospital allows only these algorithm repositories, only
+            # this researcher's organisation, and only its own GBSG2 file.
+            cluster.configure_site(
+                name,
+                images=[images[a].split("@", 1)[0] for a in SITE_ALGORITHMS if a in images],
+                publishers=[RESEARCHER_ORG],
+                data={DATA_LABEL: data_paths[name]},
+            )
             cluster.start_site(name)
         for name in SITES:
             cluster.admit(name, "site")
-        cluster.admit(RESEARCHER, "researcher")
+        cluster.admit(RESEARCHER, "researcher", org=RESEARCHER_ORG)
         say(
-            f"  network: hub + {len(SITES)} site daemons on 127.0.0.1 (libp2p, Noise); "
-            f"genesis, {len(SITES)} sites and a researcher admitted"
+            f"  network: hub + {len(SITES)} site daemons on 127.0.0.1 (libp2p, Noise), each "
+            f"with a deny-by-default policy; {len(SITES)} sites and a researcher admitted"
         )
 
-        researcher = cluster.home(RESEARCHER)
-        params = {
-            "data": DATA_LABEL,
-            "columns": [*NUMERIC, *CATEGORICAL],
-            "categorical": list(CATEGORICAL),
-        }
-        inputs = {cluster.home(name).public_key: json.dumps(params).encode() for name in SITES}
-        limits = {"timeout_s": 120, "memory_mb": 256, "cpu_millis": 1000}
-        payload = task_payload(summary_image, inputs, limits, algorithm="summary")
-        task_index = submit_one(researcher.signer, cluster.invitation, TASK, payload)["indexes"][0]
-        say(f"  researcher published task #{task_index}: {summary_image}")
-
-        for name in SITES:
-            site = cluster.home(name)
-            # The site acts on its own verified replica, never on what the researcher sent.
-            cluster.wait_replicated([name], task_index + 1)
-            (task,) = _entries(cluster.root / name, task_index, task_index + 1)
-            site_input = site.signer.open_sealed(task.payload["inputs"][site.public_key])
-            policy = SitePolicy.from_table(
-                {
-                    "images": [summary_image.split("@", 1)[0]],
-                    "publishers": [researcher.public_key.hex()],
-                    "data": {DATA_LABEL: str(data_paths[name])},
-                    "min_group_size": 5,
-                }
+        with Client(cluster.root / RESEARCHER, cluster.invitation_path) as client:
+            params = {
+                "data": DATA_LABEL,
+                "columns": [*NUMERIC, *CATEGORICAL],
+                "categorical": list(CATEGORICAL),
+            }
+            started = time.perf_counter()
+            task = client.publish(
+                images["summary"],
+                to="all",
+                input=json.dumps(params).encode(),
+                data=[DATA_LABEL],
+                timeout_s=120,
+                memory_mb=256,
+                algorithm="summary",
             )
-            result = Executor(docker_client, policy).run(
-                Task(
-                    image=task.payload["image"],
-                    input=site_input,
-                    data=[DATA_LABEL],
-                    publisher_key=task.author.hex(),
-                    task_id=task.hash.hex(),
-                    timeout_s=task.payload["limits"]["timeout_s"],
-                    memory_bytes=task.payload["limits"]["memory_mb"] * 1024 * 1024,
-                    cpus=task.payload["limits"]["cpu_millis"] / 1000,
+            say(f"  researcher published task {task.id[:16]}… (entry {task.index}): summary")
+            view = client.wait(task.id, timeout=180, on_progress=_progress_printer(say))
+            answers = client.results(task.id)
+            for site, answer in sorted(answers.items()):
+                say(
+                    f"  {site}: {answer.status}, ran {answer.image_digest[:19]}… in "
+                    f"{answer.timings.get('run_ms', 0) / 1000:.2f} s; result signed by the "
+                    "site, output sealed to the researcher"
                 )
-            )
-            if result.status != "ok":
-                raise PtmError(f"{name}: the summary task ended {result.status}: {result.reason}")
-            ran = digest_of_image(result.digest or "")  # what really ran, from the engine
-            submit_one(
-                site.signer,
-                cluster.invitation,
-                RESULT,
-                result_payload(task, result.status, result.output, ran, sha256(result.logs)),
-            )
-            say(
-                f"  {name}: ran {ran[:19]}… in {result.timings.total_s:.2f} s; "
-                "signed result (output sealed to the researcher) submitted"
-            )
+            if not view.done or any(a.status != "ok" for a in answers.values()):
+                raise PtmError(f"the summary task did not complete at every site: {view.progress}")
+            say(f"  all {len(SITES)} sites answered in {time.perf_counter() - started:.2f} s")
+            federated = combine([a.json() for a in answers.values()])
+            size = client.sync()
 
-        size = task_index + 1 + len(SITES)
+        central = central_figures(pooled)
         cluster.wait_replicated(["hub", *SITES], size, cosigners=len(SITES))
         say(
             f"  replicated: every site holds {size} entries under a hub checkpoint cosigned "
             f"by {len(SITES)} witnesses"
         )
-
-        # The researcher reads the sealed results from any replica: here hospital-c's copy.
-        outputs = []
-        task_entry, *results = _entries(cluster.root / SITES[-1], task_index, size)
-        for index, entry in enumerate(results, task_index + 1):
-            if entry.kind != RESULT or entry.payload["task"] != task_entry.hash:
-                raise PtmError(f"entry {index} is not a result for task #{task_index}")
-            outputs.append(json.loads(researcher.signer.open_sealed(entry.payload["output"])))
-        federated = combine(outputs)
-        central = central_figures(pooled)
-
         audits = {name: _audit_home(cluster.root / name) for name in ["hub", *SITES]}
         roots = {report.checkpoints[-1].root for report in audits.values() if report.checkpoints}
         exits = {name: cluster.stop(name) for name in ["hub", *SITES]}
+        _copy_ledger(cluster.root / "hub" / "ledger.db", ledger_copy)
     replicas_ok = all(r.ok for r in audits.values()) and len(roots) == 1
     clean_stop = all(code == 0 for code in exits.values())
     matches = federated.keys() == central.keys() and all(
@@ -223,14 +201,28 @@ def run_study(workdir: Path, summary_image: str, docker_client: Any, say: Say) -
         f"audit of the hub's and every site's copy: {'ok, one root' if replicas_ok else 'FAILED'}; "
         f"daemons stopped cleanly: {'yes' if clean_stop else 'NO'}"
     )
-    return DemoOutcome(matches and replicas_ok and clean_stop, workdir, federated, central)
+    return DemoOutcome(
+        matches and replicas_ok and clean_stop, workdir, federated, central, ledger_copy
+    )
 
 
-def _entries(home: Path, start: int, end: int) -> list[Entry]:
-    """Entries ``start..end-1`` of a home's verified ledger copy, read without writing to it."""
-    store = SqliteStore(home / "ledger.db", read_only=True)
+def _progress_printer(say: Say) -> Callable[[Any], None]:
+    """Print a task's per-site progress each time it changes."""
+    last = [""]
+
+    def show(view: Any) -> None:
+        line = ", ".join(f"{site} {state}" for site, state in view.progress.items())
+        if line != last[0]:
+            say(f"    progress: {line}")
+            last[0] = line
+
+    return show
+
+
+def _copy_ledger(source: Path, target: Path) -> None:
+    store = SqliteStore(source, read_only=True)
     try:
-        return [Entry.from_bytes(raw) for raw in store.raw_range(start, end)]
+        store.copy_to(target)
     finally:
         store.close()
 
@@ -294,13 +286,14 @@ def run_demo(workdir: Path, say: Say) -> bool:
     workdir.mkdir(parents=True, exist_ok=True)
     say("[1/3] local infrastructure: Docker engine, registry, base and algorithm images")
     stack = ensure_stack()
-    summary = stack.images["summary"]
-    say(f"  summary image: {summary}")
+    say(f"  summary image: {stack.images['summary']}")
     say("[2/3] a federated study on real survival data over a live hub and site daemons")
-    study = run_study(workdir / "study", summary, stack.client, say)
+    study = run_study(workdir / "study", stack.images, say)
     say("[3/3] the auditor's view")
     audited = audit_simulated(workdir, say)
     ok = study.ok and audited
     say("")
-    say("demo: ok" if ok else "demo: FAILED (see above)")
+    # The last line names the study's ledger: an auditor's starting point.
+    verdict = "demo: ok" if ok else "demo: FAILED (see above)"
+    say(f"{verdict}; audit the study's ledger yourself: ptm audit {study.ledger}")
     return ok
