@@ -26,7 +26,7 @@ from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import Replica
+from ptm_p2p.network.replica import DamagedLedger, Replica, shorten_busy_wait
 
 from .sequencer import Sequencer
 
@@ -39,7 +39,18 @@ class Hub:
     def __init__(self, home: Home, genesis: Path | None = None) -> None:
         self.home = home
         self.store = SqliteStore(home.ledger_path)
-        self.replica = Replica(self.store, home.name)
+        shorten_busy_wait(self.store)
+        try:
+            self.replica = Replica(self.store, home.name)
+        except DamagedLedger as exc:
+            self.store.close()
+            raise DamagedLedger(
+                f"{exc}. The hub must not serve it: keep {exc.path} for an inquiry and "
+                "restore the hub's ledger from a backup, or from the copy of the site that is "
+                "furthest ahead (`ptm ledger copy SITE_HOME FILE`, then `ptm audit FILE`); "
+                "sites refuse a hub that lost entries it signed",
+                exc.path,
+            ) from exc
         if self.replica.size == 0:
             path = genesis or home.path / GENESIS_FILE
             try:
@@ -136,7 +147,7 @@ def _serve_hub(
                 host_ip=host_ip,
                 port=port,
                 handler=hub.handle,
-                tasks=[write_invitation, sequencer],
+                tasks=[write_invitation, sequencer, hub.replica.watch_faults],
                 status=hub.status,
                 role="hub",
             )

@@ -7,6 +7,12 @@ entry is sequenced and signed at once, which keeps submit-to-replicated latency 
 
 An entry whose (author, seq) is already in the log with other bytes is equivocation: both
 entries are kept as evidence and the author's further submissions are refused.
+
+Answers are truthful when the disk is not: a batch the store refused (full, locked) is
+answered "nothing appended, send it again"; entries that reached the store are answered with
+their indexes even if signing the checkpoint over them then failed (the signature is retried
+until it is stored; sites see the entries once it is). After any failure the answer is taken
+from what the store holds, not from what the sequencer meant to do.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import EquivocationError, LedgerError, ProtocolError, RuleError
+from ptm_p2p.errors import EquivocationError, LedgerError, ProtocolError, RuleError, StoreError
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer, short
 from ptm_p2p.ledger.entry import Entry
@@ -35,6 +41,9 @@ MAX_BATCH_BYTES = 32 * 1024 * 1024
 # Entries waiting for the sequencer; beyond this, submissions are refused as "unavailable"
 # (each queued submission also holds a stream open, and its bytes in memory).
 MAX_QUEUED = 50_000
+# Pauses between attempts to store the checkpoint over entries already appended.
+SIGN_RETRY_PAUSE = 0.5
+SIGN_RETRY_MAX_PAUSE = 10.0
 # Submissions this large are signature-checked on a worker thread, off the trio loop.
 THREAD_DECODE = 64
 
@@ -67,6 +76,9 @@ class Sequencer:
         self.index_of: dict[bytes, int] = {}
         self.equivocators: set[bytes] = set()
         self.sequenced = 0
+        # The log holds entries no stored checkpoint covers yet (its signing failed).
+        self.unsigned = False
+        self._sign_pause = 0.0
         self._index_store()
 
     def _index_store(self) -> None:
@@ -124,7 +136,13 @@ class Sequencer:
         while True:
             if not self.queue:
                 self._wakeup = trio.Event()
-                await self._wakeup.wait()
+                if self.unsigned:
+                    with trio.move_on_after(self._sign_pause):
+                        await self._wakeup.wait()
+                else:
+                    await self._wakeup.wait()
+            if self.unsigned:
+                self._sign_pending()
             batch: list[Submission] = []
             count = size = 0
             while self.queue and count < MAX_BATCH and size < MAX_BATCH_BYTES:
@@ -132,16 +150,48 @@ class Sequencer:
                 batch.append(sub)
                 count += len(sub.entries)
                 size += sum(len(e.raw) for e in sub.entries)
-            try:
-                self._sequence(batch)
-            except Exception as exc:  # a bug or a full disk: refuse this batch, keep serving
-                log.exception("sequencing a batch failed; rebuilding state from the store")
+            if batch:
+                try:
+                    self._sequence(batch)
+                except Exception as exc:  # a full disk or a bug: answer from the store
+                    if isinstance(exc, StoreError):
+                        log.error("sequencing a batch failed: %s", exc)
+                    else:
+                        log.exception("sequencing a batch failed; rebuilding state from the store")
+                    self._recover()
+                    self._answer_from_store(batch, exc)
                 for sub in batch:
-                    sub.error = sub.error or f"the hub could not sequence this batch: {exc}"
                     sub.done.set()
-                self._recover()
             # Let the handlers answer and new submissions arrive before the next batch.
             await trio.sleep(0)
+
+    def _answer_from_store(self, batch: list[Submission], exc: Exception) -> None:
+        """After a failure, tell each submitter exactly which of its entries the log holds."""
+        for sub in batch:
+            held = [self.index_of.get(e.hash) for e in sub.entries]
+            sub.indexes = [i for i in held if i is not None]
+            missing = len(sub.entries) - len(sub.indexes)
+            # All of it in the log is a success, whatever failed after the append.
+            if sub.error is None and missing:
+                sub.error = (
+                    f"the hub could not store {missing} of the {len(sub.entries)} entries "
+                    f"({exc}); they are not in the log (the {len(sub.indexes)} that are have "
+                    "their indexes in this answer): send them again in a moment"
+                )
+
+    def _sign_pending(self) -> None:
+        """Store the checkpoint over entries appended earlier; on failure, pause longer."""
+        try:
+            self.sign_head()
+        except StoreError as exc:
+            self._sign_pause = min(
+                max(2 * self._sign_pause, SIGN_RETRY_PAUSE), SIGN_RETRY_MAX_PAUSE
+            )
+            log.debug("checkpoint still not stored (next try in %.1f s): %s", self._sign_pause, exc)
+            return
+        log.info("checkpoint of size %d stored; sites can follow again", self.replica.size)
+        self.unsigned = False
+        self._sign_pause = 0.0
 
     def _recover(self) -> None:
         self.replica._rebuild_state()
@@ -182,17 +232,31 @@ class Sequencer:
                 sub.indexes.append(index)
         if accepted:
             t0 = time.perf_counter()
+            # One transaction: on failure nothing of ``accepted`` is in the log (``run``
+            # rebuilds the state from the store and answers each submitter from it).
             self.replica.append_local(accepted)
-            self.sign_head()
             self.sequenced += len(accepted)
+            try:
+                self.sign_head()
+            except StoreError as exc:
+                # The entries are in the log: their submitters are told so. Sites see them
+                # once a checkpoint over them is stored; ``run`` retries until it is.
+                if not self.unsigned:
+                    log.error(
+                        "entries %d..%d are appended but the checkpoint over them could not "
+                        "be stored (%s); retrying until it is",
+                        start,
+                        self.replica.size - 1,
+                        exc,
+                    )
+                self.unsigned = True
+                self._sign_pause = SIGN_RETRY_PAUSE
             log.debug(
                 "sequenced %d entries (size %d) in %.1f ms",
                 len(accepted),
                 self.replica.size,
                 (time.perf_counter() - t0) * 1000,
             )
-        for sub in batch:
-            sub.done.set()
 
     def _equivocation(
         self, entry: Entry, existing_hash: bytes, start: int, accepted: list[Entry]

@@ -22,8 +22,8 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import ConfigError
-from ptm_p2p.network.host import full_addr, listen_addr, make_host
+from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.network.host import check_port_free, full_addr, listen_addr, make_host
 from ptm_p2p.network.rpc import Handler, RpcServer
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,19 @@ def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
     (what a witness has cosigned); the status file, rewritten every second, skips that.
     """
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(data, indent=2, default=str))
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(data, indent=2, default=str))
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk fails the write: leave the old file as it was and no half-written
+        # temporary file behind.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     if durable:
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -113,26 +120,48 @@ async def run_daemon(
     role: str,
 ) -> None:
     """Run until SIGTERM/SIGINT. Each task is called as ``task(host, my_full_address)``."""
+    check_port_free(host_ip, port, role)
     host = make_host(seed)
     addr = listen_addr(host_ip, port)
-    async with host.run([addr]):
-        RpcServer(host, handler).install()
-        me = full_addr(host, addr)
-        (home / ADDR_FILE).write_text(me + "\n")
-        log.info("%s listening on %s", role, me)
-        async with trio.open_nursery() as nursery:
-            for task in tasks:
-                nursery.start_soon(task, host, me)
-            nursery.start_soon(_status_writer, home, host, me, status, role)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    log.info("%s: got %s, stopping", role, signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
-    with contextlib.suppress(OSError):
-        (home / ADDR_FILE).unlink()
-    _mark_stopped(home / STATUS_FILE)
+    try:
+        async with host.run([addr]):
+            RpcServer(host, handler).install()
+            me = full_addr(host, addr)
+            (home / ADDR_FILE).write_text(me + "\n")
+            log.info("%s listening on %s", role, me)
+            async with trio.open_nursery() as nursery:
+                for task in tasks:
+                    nursery.start_soon(task, host, me)
+                nursery.start_soon(_status_writer, home, host, me, status, role)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.info("%s: got %s, stopping", role, signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        break
+    except BaseExceptionGroup as group:
+        # A task stops the daemon by raising a PtmError (our own ledger is damaged, the
+        # invitation names another log): the operator gets that one line, not a traceback.
+        fatal = _first_ptm_error(group)
+        if fatal is None:
+            raise
+        log.error("%s stopping: %s", role, fatal)
+        raise fatal from None
+    finally:
+        with contextlib.suppress(OSError):
+            (home / ADDR_FILE).unlink()
+        _mark_stopped(home / STATUS_FILE)
     log.info("%s stopped cleanly", role)
+
+
+def _first_ptm_error(group: BaseExceptionGroup[BaseException]) -> PtmError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, PtmError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_ptm_error(exc)
+            if found is not None:
+                return found
+    return None
 
 
 def _mark_stopped(path: Path) -> None:
@@ -152,6 +181,7 @@ async def _status_writer(
     home: Path, host: Any, me: str, status: Callable[[Any], dict[str, Any]], role: str
 ) -> None:
     path = home / STATUS_FILE
+    failing: str | None = None  # the last failure reported, so a full disk logs once
     while True:
         try:
             data = status(host)
@@ -163,6 +193,15 @@ async def _status_writer(
                 connected=[str(p) for p in host.get_connected_peers()],
             )
             write_json_atomic(path, data)
+            if failing is not None:
+                log.info("%s is written again", path)
+                failing = None
+        except OSError as exc:  # a full or read-only disk: say so once, keep trying
+            if failing != exc.strerror:
+                failing = exc.strerror
+                log.warning("could not write %s: %s; `ptm status` shows stale data", path, exc)
         except Exception:  # status is advisory; never let it take the daemon down
-            log.exception("could not write %s", path)
+            if failing != "bug":
+                failing = "bug"
+                log.exception("could not write %s", path)
         await trio.sleep(1.0)

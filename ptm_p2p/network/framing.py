@@ -94,6 +94,14 @@ async def read_frame(
     a reader waits for ever), ``StreamClosed`` if the body is not complete within
     ``body_timeout`` of its header.
     """
+    length = await read_header(stream, max_size, idle_timeout)
+    return await read_body(stream, length, body_timeout)
+
+
+async def read_header(
+    stream: ByteStream, max_size: int = MAX_FRAME, idle_timeout: float = math.inf
+) -> int:
+    """The announced length of the next frame (checked against ``max_size``)."""
     header = b""
     with trio.move_on_after(idle_timeout):
         header = await read_exactly(stream, HEADER.size)
@@ -105,6 +113,11 @@ async def read_frame(
     (length,) = HEADER.unpack(header)
     if length > max_size:
         raise FrameTooLarge(f"frame of {length} bytes announced, limit is {max_size}")
+    return int(length)
+
+
+async def read_body(stream: ByteStream, length: int, body_timeout: float = BODY_TIMEOUT_S) -> bytes:
+    """The ``length`` bytes of a frame whose header was read, within ``body_timeout``."""
     if length == 0:
         return b""
     with trio.move_on_after(body_timeout):
@@ -112,6 +125,52 @@ async def read_frame(
     raise StreamClosed(
         f"a {length}-byte frame did not arrive within {body_timeout:.0f} s of its header"
     )
+
+
+class FrameBudget:
+    """Bytes of frame bodies a server holds at once, in all and per peer.
+
+    A frame is held from its header until its request is answered; a peer that announces
+    large frames and sends them slowly (or never finishes) pins that memory for up to
+    ``BODY_TIMEOUT_S`` per frame. Charging every large frame against a per-peer and a total
+    budget bounds what any number of such frames can hold: a frame that does not fit is
+    refused at its header, before one byte of its body is read. Small frames (ordinary
+    requests) are not charged, so a flood of large ones never starves them; their memory is
+    bounded by the streams a peer may keep open (``rpc.MAX_STREAMS_PER_PEER``).
+    """
+
+    def __init__(self, total: int, per_peer: int, free_below: int = 64 * 1024) -> None:
+        self.total = total
+        self.per_peer = per_peer
+        self.free_below = free_below
+        self.held = 0
+        self.by_peer: dict[str, int] = {}
+
+    def charge(self, length: int) -> int:
+        return 0 if length < self.free_below else length
+
+    def take(self, peer: str, length: int) -> bool:
+        """Reserve ``charge(length)`` bytes for ``peer``; False if it does not fit."""
+        cost = self.charge(length)
+        if not cost:
+            return True
+        mine = self.by_peer.get(peer, 0)
+        if mine + cost > self.per_peer or self.held + cost > self.total:
+            return False
+        self.by_peer[peer] = mine + cost
+        self.held += cost
+        return True
+
+    def give(self, peer: str, length: int) -> None:
+        cost = self.charge(length)
+        if not cost:
+            return
+        self.held -= cost
+        left = self.by_peer.get(peer, 0) - cost
+        if left > 0:
+            self.by_peer[peer] = left
+        else:
+            self.by_peer.pop(peer, None)
 
 
 async def write_frame(stream: ByteStream, payload: bytes, max_size: int = MAX_FRAME) -> None:

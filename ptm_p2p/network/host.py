@@ -11,6 +11,7 @@ peer it talks to is the hub (or site) the ledger says it is.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from typing import Any
@@ -25,7 +26,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
-from ptm_p2p.errors import NetworkError
+from ptm_p2p.errors import ConfigError, NetworkError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(host: str, port: int, role: str = "daemon") -> None:
+    """Refuse to listen on a TCP port another socket already holds (``ConfigError``).
+
+    py-libp2p's TCP listener sets ``SO_REUSEPORT`` (for hole punching), so the kernel lets it
+    bind a port another process listens on and then splits incoming connections between the
+    two: the daemon would seem to start and half of its peers would reach someone else. A
+    probe bind *without* ``SO_REUSEPORT`` fails exactly when the port is taken. It sets
+    ``SO_REUSEADDR``, like every listener, so that connections of a stopped daemon still in
+    TIME_WAIT do not stop it from starting again on its port.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"TCP port {port} on {host} is already in use by another program (another "
+                    f"ptm hub or node?); stop that program, or start this {role} with another "
+                    f"--port (`ss -ltnp 'sport = :{port}'` shows who holds it)"
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {host} port {port}: {exc.strerror}; check --host and --port"
+            ) from None
 
 
 def full_addr(host: Any, listen: multiaddr.Multiaddr) -> str:

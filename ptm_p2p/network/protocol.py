@@ -78,13 +78,26 @@ def request(op: str, **fields: Any) -> dict[str, Any]:
     return {"v": VERSION, "op": op, **fields}
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: what a message may quote of a peer's bytes.
+
+    Error messages end up in our log and in the answer; quoting a peer's 8 MiB op name whole
+    would let anyone write 8 MiB to our log disk per request.
+    """
+    text = repr(value[: limit + 1] if isinstance(value, str | bytes) else value)
+    if len(text) > limit:
+        size = f" ({len(value)} long)" if isinstance(value, str | bytes) else ""
+        return text[:limit] + "…" + size
+    return text
+
+
 def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Check version, op and field types; return (op, fields) or raise ``ProtocolError``."""
     if message.get("v") != VERSION:
-        raise ProtocolError(f"unsupported protocol version {message.get('v')!r}, expected 1")
+        raise ProtocolError(f"unsupported protocol version {shown(message.get('v'))}, expected 1")
     op = message.get("op")
     if not isinstance(op, str) or op not in _SCHEMAS:
-        raise ProtocolError(f"unknown operation {op!r}", detail=UNKNOWN_OP)
+        raise ProtocolError(f"unknown operation {shown(op)}", detail=UNKNOWN_OP)
     schema = _SCHEMAS[op]
     fields: dict[str, Any] = {}
     for name, spec in schema.items():
@@ -104,7 +117,8 @@ def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         fields[name] = value
     extra = set(message) - set(schema) - {"v", "op"}
     if extra:
-        raise ProtocolError(f"{op}: unexpected fields {sorted(extra)}")
+        names = sorted(shown(k, 40) for k in extra)
+        raise ProtocolError(f"{op}: {len(extra)} unexpected field(s) {', '.join(names[:5])}")
     return op, fields
 
 

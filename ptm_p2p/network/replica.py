@@ -14,6 +14,16 @@ entries, and it does so in one order, the same for every source:
 Any hub-signed checkpoint seen anywhere goes through ``observe``: one whose size we already
 hold must have our root at that size, or the hub has shown two views of the log (a split
 view): the evidence is stored and the hub is no longer trusted.
+
+Our own faults are never evidence against others. Memory is never ahead of the store: a
+commit whose writes fail (a full disk, another process holding the SQLite write lock) leaves
+state and frontier as they were, so the same batch can simply be committed again later; such
+a ``StoreError`` is a *local fault* (``is_local_fault``) for the caller to log and retry,
+never a reason to distrust the peer that sent the batch. The store gives up on a held write
+lock after ``BUSY_TIMEOUT_MS`` instead of freezing the event loop in SQLite's busy wait.
+Stored tree nodes are checked against the entries at start (``check_integrity``), and again
+before a mismatch with a hub checkpoint is called a split view: a flipped bit in our own file
+is ``DamagedLedger``, which stops the daemon with the file and the fix, never evidence.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +50,7 @@ from ptm_p2p.errors import (
     PtmError,
     ReplayError,
     SplitViewError,
+    StoreError,
 )
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
@@ -62,6 +74,47 @@ MAX_STRANGERS = 256
 MAX_EVIDENCE = 1_000
 # Pending long-polls: each holds a task and a stream; beyond this, ``wait`` answers at once.
 MAX_WAITERS = 4_096
+# How long one write waits for another process's SQLite write lock before it fails (and is
+# retried later by the caller). The store's own default (10 s) is spent in SQLite's busy
+# wait on the event loop's thread: every peer would go unanswered meanwhile.
+BUSY_TIMEOUT_MS = 250
+
+
+class DamagedLedger(StoreError):
+    """Our own ledger file does not match itself (entries, tree nodes): stop, repair.
+
+    ``path`` is the file; daemons add the fix for their role (a site resyncs, a hub restores).
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def is_local_fault(exc: BaseException) -> bool:
+    """True for a write of ours that failed and may work later (busy, locked, disk full).
+
+    Such a failure says nothing about the peer whose entries we were storing. A damaged file
+    is not transient (``DamagedLedger``, or SQLite's own corruption codes): it is reported as
+    such and stops the daemon.
+    """
+    if not isinstance(exc, StoreError) or isinstance(exc, DamagedLedger):
+        return False
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    damage = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return not (isinstance(code, int) and code & 0xFF in damage)
+
+
+def shorten_busy_wait(store: Any, timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """Make ``store``'s writes give up on another process's write lock after ``timeout_ms``.
+
+    ``SqliteStore`` has no setting for this yet, so the pragma goes to its connection; a
+    store without one (``MemoryStore``) never waits.
+    """
+    conn = getattr(store, "_conn", None)
+    if conn is not None:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
 
 
 class BadRange(ProtocolError):
@@ -130,7 +183,12 @@ class Replica:
         self._changed = trio.Event()
         self.split_view = False
         self._dirty: set[int] = set()
+        self._flush_failing = False
         self.expected: tuple[str, bytes] | None = None
+        # A fault of our own found while serving (``DamagedLedger``): the daemon's
+        # ``watch_faults`` task raises it, which stops the daemon with that message.
+        self.fault: PtmError | None = None
+        self._fault_found = trio.Event()
         self._load()
 
     # --- loading ------------------------------------------------------------------------
@@ -143,10 +201,22 @@ class Replica:
         step = 5000
         for begin in range(0, size, step):
             raws = self.store.raw_range(begin, min(size, begin + step))
-            entries = [Entry.from_bytes(raw) for raw in raws]
-            for offset, entry in enumerate(entries):
-                self.state.apply(entry, begin + offset)
+            entries = []
+            for offset, raw in enumerate(raws):
+                try:
+                    entry = Entry.from_bytes(raw)
+                    self.state.apply(entry, begin + offset)
+                except LedgerError as exc:
+                    raise self._damaged(f"entry {begin + offset}: {exc}") from exc
+                entries.append(entry)
             self.frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
+        if size:
+            # The tree nodes serve every proof and old root: a flipped bit there would make an
+            # honest hub's old checkpoint look like a split view, or our proofs fail for everyone.
+            try:
+                self.store.check_integrity()
+            except StoreError as exc:
+                raise self._damaged(str(exc)) from exc
         for note_size, note in self.store.checkpoints():
             if note_size <= size:
                 self._remember_note(note_size, note)
@@ -165,6 +235,23 @@ class Replica:
                     self.trust.restore(f"author {short(author)}", str(item.detail))
         if size:
             log.info("loaded %d entries in %.2f s", size, time.perf_counter() - start)
+
+    def _damaged(self, problem: str) -> DamagedLedger:
+        path = str(getattr(self.store, "path", "the ledger"))
+        return DamagedLedger(f"ledger {path} is damaged: {problem}", path)
+
+    def report_fault(self, fault: PtmError) -> None:
+        """A fault of our own that the daemon cannot serve past: stop it (``watch_faults``)."""
+        if self.fault is None:
+            self.fault = fault
+            log.error("%s", fault)
+        self._fault_found.set()
+
+    async def watch_faults(self, host: Any = None, me: str = "") -> None:
+        """A daemon task: raise the first fault reported, which stops the daemon."""
+        await self._fault_found.wait()
+        assert self.fault is not None
+        raise self.fault
 
     # --- identity of the log ------------------------------------------------------------
 
@@ -224,9 +311,10 @@ class Replica:
         self.notes[size] = note
 
     def record_checkpoint(self, signed: cp.SignedCheckpoint) -> None:
+        """Store, then serve: a checkpoint whose write failed is not handed to anyone."""
         size = signed.checkpoint.size
-        self._remember_note(size, signed.text)
         self.store.add_checkpoint(signed.text, size)
+        self._remember_note(size, signed.text)
         self._notify()
 
     def merge_cosignatures(self, incoming: cp.SignedCheckpoint) -> int:
@@ -262,9 +350,21 @@ class Replica:
         return len(new)
 
     def flush_notes(self) -> None:
-        for size in sorted(self._dirty):
-            self.store.add_checkpoint(self.notes[size], size)
-        self._dirty.clear()
+        """Store merged cosignatures; a failed write keeps them for the next flush."""
+        try:
+            for size in sorted(self._dirty):
+                self.store.add_checkpoint(self.notes[size], size)
+                self._dirty.discard(size)
+        except StoreError as exc:
+            if not is_local_fault(exc):
+                raise
+            if not self._flush_failing:
+                log.warning("cosignatures not stored yet (kept in memory, retried): %s", exc)
+            self._flush_failing = True
+            return
+        if self._flush_failing:
+            log.info("cosignatures stored again")
+        self._flush_failing = False
 
     def cosigners(self, note: str | None = None) -> list[str]:
         note = note or self.latest_note
@@ -389,14 +489,17 @@ class Replica:
             # that breaks the rules: the hub is at fault, not the peer that relayed it.
             self._rebuild_state()
             bad = entries[applied]
-            self.record_evidence("invalid-entry", bad.raw, signed.text.encode(), str(exc))
             self.trust.distrust("hub", f"signed a checkpoint over a rule-breaking entry: {exc}")
+            self.record_evidence("invalid-entry", bad.raw, signed.text.encode(), str(exc))
             raise
+        # Memory is never ahead of the store: if either write fails, the state goes back to
+        # what the store holds, so the same batch commits cleanly when it is tried again (a
+        # replay of entries we already applied would otherwise look like the hub's fault).
         # The checkpoint is stored first: a crash between the two writes then leaves a
         # checkpoint beyond our size (ignored on load), never entries without one (which a
         # restarting site refuses as unverified).
-        self.store.add_checkpoint(signed.text, signed.checkpoint.size)
         try:
+            self.store.add_checkpoint(signed.text, signed.checkpoint.size)
             self.store.append(entries)
         except EquivocationError as exc:
             self._rebuild_state()
@@ -449,6 +552,8 @@ class Replica:
         )
         if our_root == theirs.root:
             return True
+        if theirs.size < self.size:
+            self._check_stored_root(theirs.size, our_root)
         ours_text = self.note_at_least(theirs.size) or ""
         ours_size = cp.parse_checkpoint(ours_text).checkpoint.size if ours_text else self.size
         proof = (
@@ -465,6 +570,21 @@ class Replica:
         self.trust.distrust("hub", "split view: signed two inconsistent checkpoints")
         raise SplitViewError(f"split view detected: {detail}", ours_text, signed.text)
 
+    def _check_stored_root(self, size: int, stored: bytes) -> None:
+        """Recompute the root at ``size`` from our entries; a different stored root means our
+        own tree nodes are damaged (``DamagedLedger``), not that the hub split the log."""
+        leaves: list[bytes] = []
+        for begin in range(0, size, 5000):
+            leaves.extend(
+                merkle.leaf_hash(r) for r in self.store.raw_range(begin, min(size, begin + 5000))
+            )
+        if merkle.root(leaves) != stored:
+            fault = self._damaged(
+                f"its stored tree nodes give another root at size {size} than its entries"
+            )
+            self.report_fault(fault)
+            raise fault
+
     def record_evidence(self, kind: str, first: bytes, second: bytes, detail: str) -> bool:
         """Store evidence once (the same pair reported twice is stored once), at most
         ``MAX_EVIDENCE`` items in all."""
@@ -475,9 +595,36 @@ class Replica:
         if len(stored) >= MAX_EVIDENCE:
             log.error("evidence table full (%d items); not storing: %s", len(stored), detail[:300])
             return False
-        self.store.add_evidence(kind, first, second, detail)
+        try:
+            self.store.add_evidence(kind, first, second, detail)
+        except StoreError as exc:
+            if not is_local_fault(exc):
+                raise
+            # What we found is still true and acted on (in memory); only its record failed.
+            log.error("evidence (%s) could not be stored: %s: %s", kind, exc, detail[:300])
+            return False
         log.error("evidence recorded (%s): %s", kind, detail[:300])
         return True
+
+    def origin_mismatch(self, note: str) -> str | None:
+        """The origin of a note our invitation cannot verify but the invited hub key can.
+
+        Before the genesis entry arrives, the origin we follow comes only from the invitation.
+        If it is wrong, every honest checkpoint fails to verify; that is our configuration's
+        fault, not the fault of whoever sent the note, and must never make us distrust them.
+        Returns the note's origin when the hub key signed it under that origin, else None.
+        """
+        if self.state.origin is not None or self.expected is None:
+            return None
+        try:
+            signed = cp.parse_checkpoint(note)
+            origin = signed.checkpoint.origin
+            if origin == self.expected[0]:
+                return None
+            cp.verify_checkpoint(signed, cp.Verifier.log(origin, self.expected[1]))
+        except (LedgerError, AttributeError):
+            return None
+        return str(origin)
 
     # --- serving -----------------------------------------------------------------------------
 

@@ -9,6 +9,13 @@ No exception from a handler ever reaches libp2p. A stream on which no new reques
 within ``idle_timeout`` (5 minutes by default) is reset, so a peer cannot hold a server task
 and a stream for ever by opening streams and sending nothing.
 
+Bounds against hostile peers: at most ``MAX_STREAMS_PER_PEER`` streams of one peer are served
+at once (further ones are reset at once); large frame bodies are charged to a ``FrameBudget``
+(per peer and in all) before they are read; every log line quotes at most a few hundred
+characters of what a peer sent, and each kind of complaint is logged at most
+``LOG_BURST`` times per ``LOG_WINDOW_S`` (then one line says how many were suppressed), so no
+peer can fill the log disk or the memory of a daemon.
+
 Client: ``PeerClient`` keeps one stream per *channel* to one peer (the long-poll ``wait`` uses
 its own channel so it never blocks ordinary requests), re-dials on failure, and clears
 libp2p's 60-second dial blacklist before each dial so a restarted peer is reachable at once.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -34,12 +42,15 @@ from ptm_p2p.errors import NetworkError, ProtocolError, PtmError
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import (
     MAX_FRAME,
+    FrameBudget,
     FrameTooLarge,
     StreamClosed,
     StreamIdle,
     decode,
     encode,
+    read_body,
     read_frame,
+    read_header,
     write_frame,
 )
 
@@ -54,6 +65,83 @@ PROTOCOL = TProtocol(protocol.PROTOCOL_ID)
 # it does cut, since PeerClient reopens a cut stream transparently.
 IDLE_TIMEOUT_S = 300.0
 MIN_IDLE_TIMEOUT_S = protocol.MAX_WAIT_MS / 1000 + 30
+# An honest client keeps one stream per channel (three at most: main, wait, cosign) and a
+# handful of one-shot ones; beyond this, a peer's new streams are reset at once.
+MAX_STREAMS_PER_PEER = 32
+# Frame bodies of 64 KiB and more held at once (from header to answer): two full frames per
+# peer (a submit and an evidence report may overlap), eight in all.
+PEER_FRAME_BUDGET = 2 * MAX_FRAME
+TOTAL_FRAME_BUDGET = 8 * MAX_FRAME
+# Each kind of complaint about peers is logged at most LOG_BURST times per LOG_WINDOW_S.
+LOG_BURST = 20
+LOG_WINDOW_S = 60.0
+# Characters of a peer-controlled message (an error naming what it sent) put in one log line.
+LOG_QUOTE = 300
+
+
+def clip(text: object, limit: int = LOG_QUOTE) -> str:
+    """``str(text)`` cut to ``limit`` characters, saying how long it was."""
+    value = str(text)
+    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
+
+
+class LogLimiter:
+    """At most ``burst`` lines per ``window`` seconds for each kind of message.
+
+    Kinds are a fixed set of names chosen by the caller (never a peer id, which would let a
+    peer with many identities grow the table). Once a kind goes quiet for a window, the next
+    line of that kind first says how many were suppressed.
+    """
+
+    def __init__(
+        self,
+        burst: int = LOG_BURST,
+        window: float = LOG_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window = window
+        self.clock = clock
+        self._kinds: dict[str, list[float]] = {}  # kind -> [window start, lines, suppressed]
+        self.suppressed = 0
+
+    def log(
+        self,
+        logger: logging.Logger,
+        level: int,
+        kind: str,
+        msg: str,
+        *args: Any,
+        exc_info: bool = False,
+    ) -> bool:
+        """Log ``msg % args`` unless ``kind`` used up its lines; True if it was logged."""
+        now = self.clock()
+        state = self._kinds.setdefault(kind, [now, 0, 0])
+        if now - state[0] >= self.window:
+            if state[2]:
+                logger.log(
+                    level,
+                    "%d more %r messages suppressed in the last %.0f s",
+                    state[2],
+                    kind,
+                    now - state[0],
+                )
+            state[:] = [now, 0, 0]
+        if state[1] < self.burst:
+            state[1] += 1
+            logger.log(level, msg, *args, exc_info=exc_info)
+            return True
+        if state[2] == 0:
+            logger.log(
+                level,
+                "more than %d %r messages in %.0f s; suppressing them for the rest of the minute",
+                self.burst,
+                kind,
+                self.window,
+            )
+        state[2] += 1
+        self.suppressed += 1
+        return False
 
 
 class RpcServer:
@@ -69,6 +157,8 @@ class RpcServer:
         handler: Handler,
         max_frame: int = MAX_FRAME,
         idle_timeout: float = IDLE_TIMEOUT_S,
+        max_streams_per_peer: int = MAX_STREAMS_PER_PEER,
+        budget: FrameBudget | None = None,
     ) -> None:
         if not idle_timeout > 0:
             raise ValueError(
@@ -86,8 +176,14 @@ class RpcServer:
         self.handler = handler
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
+        self.max_streams_per_peer = max_streams_per_peer
+        self.budget = budget or FrameBudget(TOTAL_FRAME_BUDGET, PEER_FRAME_BUDGET)
+        self.limiter = LogLimiter()
+        self.streams: dict[str, int] = {}  # peer -> streams being served now
         self.bad_requests = 0
         self.idle_closed = 0
+        self.refused_streams = 0
+        self.refused_frames = 0
 
     def install(self) -> None:
         self.host.set_stream_handler(PROTOCOL, self._serve_stream)
@@ -97,10 +193,32 @@ class RpcServer:
             peer = stream.muxed_conn.peer_id
         except Exception:
             peer = None
+        key = str(peer)
+        if self.streams.get(key, 0) >= self.max_streams_per_peer:
+            self.refused_streams += 1
+            self._warn(
+                "too-many-streams",
+                "peer %s: more than %d streams open at once; resetting its new ones",
+                peer,
+                self.max_streams_per_peer,
+            )
+            await _reset_quietly(stream)
+            return
+        self.streams[key] = self.streams.get(key, 0) + 1
+        try:
+            await self._serve_requests(stream, peer, key)
+        finally:
+            left = self.streams.get(key, 1) - 1
+            if left > 0:
+                self.streams[key] = left
+            else:
+                self.streams.pop(key, None)
+
+    async def _serve_requests(self, stream: Any, peer: Any, key: str) -> None:
         try:
             while True:
                 try:
-                    payload = await read_frame(
+                    length = await read_header(
                         stream, self.max_frame, idle_timeout=self.idle_timeout
                     )
                 except StreamIdle:
@@ -116,21 +234,56 @@ class RpcServer:
                     return
                 except FrameTooLarge as exc:
                     self.bad_requests += 1
-                    log.warning("peer %s: %s; resetting the stream", peer, exc)
+                    self._warn("too-large", "peer %s: %s; resetting the stream", peer, exc)
                     await _send_quietly(stream, protocol.error(protocol.BAD_REQUEST, str(exc)))
                     await _reset_quietly(stream)
                     return
-                response = await self._answer(payload, peer)
+                if not self.budget.take(key, length):
+                    self.refused_frames += 1
+                    self._warn(
+                        "frame-budget",
+                        "peer %s: a %d-byte frame does not fit the bytes held for large frames "
+                        "(%d of %d in all, %d of %d for this peer); refused",
+                        peer,
+                        length,
+                        self.budget.held,
+                        self.budget.total,
+                        self.budget.by_peer.get(key, 0),
+                        self.budget.per_peer,
+                    )
+                    await _send_quietly(
+                        stream,
+                        protocol.error(
+                            protocol.UNAVAILABLE,
+                            "too many large requests in flight; send it again in a moment",
+                        ),
+                    )
+                    await _reset_quietly(stream)
+                    return
+                try:
+                    payload = await read_body(stream, length)
+                    response = await self._answer(payload, peer)
+                    del payload
+                finally:
+                    self.budget.give(key, length)
                 await write_frame(stream, encode(response), self.max_frame)
         except StreamClosed:
             return
         except trio.Cancelled:
             raise
         except Exception as exc:  # the stream broke under us: drop it, keep the daemon
-            log.info("peer %s: stream dropped: %s: %s", peer, type(exc).__name__, exc)
+            self._info(
+                "dropped", "peer %s: stream dropped: %s: %s", peer, type(exc).__name__, clip(exc)
+            )
             await _reset_quietly(stream)
         finally:
             await _close_quietly(stream)
+
+    def _warn(self, kind: str, msg: str, *args: Any) -> None:
+        self.limiter.log(log, logging.WARNING, kind, msg, *args)
+
+    def _info(self, kind: str, msg: str, *args: Any) -> None:
+        self.limiter.log(log, logging.INFO, kind, msg, *args)
 
     async def _answer(self, payload: bytes, peer: Any) -> dict[str, Any]:
         op = "?"
@@ -139,17 +292,25 @@ class RpcServer:
             return await self.handler(op, fields, peer)
         except ProtocolError as exc:
             self.bad_requests += 1
-            log.warning("peer %s: bad request (%s): %s", peer, op, exc)
+            self._warn("bad-request", "peer %s: bad request (%s): %s", peer, op, clip(exc))
             code = protocol.UNKNOWN_OP if exc.detail == protocol.UNKNOWN_OP else "bad-request"
             return protocol.error(code, str(exc))
         except PtmError as exc:
-            log.info("peer %s: %s refused: %s", peer, op, exc)
+            self._info("refused", "peer %s: %s refused: %s", peer, op, clip(exc))
             return protocol.error(protocol.REFUSED, str(exc))
         except trio.Cancelled:
             raise
         except Exception:  # a bug must cost one request, not the daemon
             # The traceback goes to our log; the peer gets a clear line, not our internals.
-            log.exception("peer %s: internal error answering %s", peer, op)
+            self.limiter.log(
+                log,
+                logging.ERROR,
+                "internal",
+                "peer %s: internal error answering %s",
+                peer,
+                op,
+                exc_info=True,
+            )
             return protocol.error(
                 protocol.INTERNAL,
                 f"{op}: this peer hit an internal error answering the request; its operator "

@@ -16,6 +16,12 @@ A peer that serves a range that does not verify is named in the log and no longe
 after a restart (``HOME/distrusted.json``); a hub that shows two inconsistent checkpoints is
 no longer followed, the evidence is stored and sent to every known peer.
 
+Our own faults are never blamed on others. A verified batch that cannot be stored (a full
+disk, another process holding the ledger's write lock) is a *local fault*: logged once,
+retried with a growing pause, never evidence and never a reason to distrust the hub or a
+peer. An invitation naming the wrong origin stops the daemon with that error (it would make
+every honest checkpoint fail to verify), and a damaged ledger file stops it with the fix.
+
 Peer addresses come from ``--peer`` (authoritative for that peer id), the hub's ``peers``
 answer and ``HOME/peers.json``; the hub's answer adds peers and addresses but never drops
 or replaces the operator's.
@@ -41,16 +47,26 @@ from ptm_p2p.errors import (
     ProofError,
     PtmError,
     SplitViewError,
+    StoreError,
 )
 from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
+from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import write_json_atomic
 from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import BadRange, PeerRecord, Replica, RootMismatch
+from ptm_p2p.network.replica import (
+    BadRange,
+    DamagedLedger,
+    PeerRecord,
+    Replica,
+    RootMismatch,
+    is_local_fault,
+    shorten_busy_wait,
+)
 from ptm_p2p.network.rpc import PeerClient
 
 log = logging.getLogger(__name__)
@@ -70,6 +86,9 @@ MAX_REASON = 500  # characters of a refusal reason kept in DISTRUST_FILE
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
 PEERS_REFRESH = 2.0
+# Pauses after our own store failed a write (busy, locked, full): doubled up to the maximum.
+LOCAL_FAULT_PAUSE = 0.5
+LOCAL_FAULT_MAX_PAUSE = 10.0
 
 
 class Site:
@@ -77,7 +96,17 @@ class Site:
         self.home = home
         self.invitation = invitation
         self.store = SqliteStore(home.ledger_path)
-        self.replica = Replica(self.store, home.name)
+        shorten_busy_wait(self.store)
+        try:
+            self.replica = Replica(self.store, home.name)
+        except DamagedLedger as exc:
+            self.store.close()
+            raise DamagedLedger(
+                f"{exc}. Stop this site, move {exc.path} away (keep it for an inquiry) and "
+                "start it again: it resyncs the log from the hub and other sites "
+                f"({WITNESS_FILE} keeps what it cosigned)",
+                exc.path,
+            ) from exc
         self.replica.expect(invitation.origin, invitation.hub_key)
         self._check_covered()
         hub = parse_peer_addr(invitation.hub_addr)
@@ -96,6 +125,10 @@ class Site:
         # peer id -> {"reason", "since"}: peers refused for serving bad ranges, in any run.
         self.distrusted_peers: dict[str, dict[str, Any]] = self._load_distrust()
         self.witness_size, self.witness_root = self._load_witness()
+        # Our own store failing to write (see LOCAL_FAULT_PAUSE): what, and until when to wait.
+        self.local_fault: str | None = None
+        self._fault_pause = 0.0
+        self._fault_until = 0.0
 
     def _check_covered(self) -> None:
         """Refuse a store whose entries no stored hub-signed checkpoint covers.
@@ -154,7 +187,10 @@ class Site:
         data = {
             pid: {"addrs": rec.addrs, "name": rec.name} for pid, rec in self.replica.peers.items()
         }
-        write_json_atomic(self.home.path / PEERS_FILE, data)
+        try:
+            write_json_atomic(self.home.path / PEERS_FILE, data)
+        except OSError as exc:  # a full disk: the addresses stay known in memory
+            log.warning("could not write %s: %s", self.home.path / PEERS_FILE, exc)
 
     def _load_distrust(self) -> dict[str, dict[str, Any]]:
         """Peers refused in earlier runs, distrusted again before anything is dialed.
@@ -260,9 +296,14 @@ class Site:
                 await trio.sleep(1.0)
                 continue
             try:
-                await hub.call(
+                hello = await hub.call(
                     "hello", addrs=[me.split("/p2p/")[0]], name=self.home.name, timeout=10
                 )
+                # The hub is authenticated (its peer id is the invited key): if it names
+                # another log than the invitation, the invitation is wrong, not the hub.
+                served = hello.get("origin")
+                if isinstance(served, str) and served != self.invitation.origin:
+                    raise self._wrong_origin(served)
                 if not self.hub_up:
                     if self._hub_reported_down:
                         log.info("reconnected to the hub at %s", self.invitation.hub_addr)
@@ -272,6 +313,7 @@ class Site:
                 self.hub_up = True
                 await self._refresh_peers(hub)
                 while self.replica.trust.trusted("hub"):
+                    await self._pause_for_local_fault()
                     after = self._checkpoint_size()
                     resp = await hub.call(
                         "wait", channel="wait", after=after, timeout_ms=5000, timeout=15
@@ -295,7 +337,9 @@ class Site:
                 self.hub_up = False
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-            except Exception:  # never let one bad answer stop us following the hub
+            except Exception as exc:  # never let one bad answer stop us following the hub
+                if _fatal(exc):
+                    raise
                 log.exception("following the hub failed unexpectedly; retrying")
                 self.hub_up = False
                 await trio.sleep(backoff)
@@ -343,6 +387,9 @@ class Site:
                 raise CheckpointError(f"the checkpoint sent is a {type(note).__name__}, not text")
             signed = self.replica.parse_signed(note)
         except LedgerError as exc:
+            origin = self.replica.origin_mismatch(note) if isinstance(note, str) else None
+            if origin is not None:
+                raise self._wrong_origin(origin) from exc
             await self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
             return
         try:
@@ -359,6 +406,10 @@ class Site:
             await self.broadcast_evidence(
                 "split-view", exc.first.encode(), exc.second.encode(), str(exc)
             )
+        except StoreError as exc:
+            if not is_local_fault(exc):
+                raise  # a damaged ledger stops the daemon (see _fatal)
+            self._local_fault(exc, source)
         except BadRange as exc:
             await self._refuse(source, str(exc))
         except LedgerError as exc:
@@ -407,7 +458,53 @@ class Site:
             self.distrusted_peers[source] = {"reason": reason[:MAX_REASON], "since": time.time()}
             self._save_distrust()
 
+    # --- our own faults ----------------------------------------------------------------------
+
+    def _wrong_origin(self, served: str) -> ConfigError:
+        return ConfigError(
+            f"the invitation names the log {self.invitation.origin!r}, but its hub (key "
+            f"{short(self.invitation.hub_key)}) signs the log {served!r}: the invitation's "
+            "origin field is wrong or belongs to another collaboration. Nothing was stored and "
+            "no peer was blamed; ask the hub operator for the file `ptm hub --invitation FILE` "
+            "wrote and start this site again with it"
+        )
+
+    def _local_fault(self, exc: BaseException, source: str) -> None:
+        """Our store could not take a verified batch: pause, retry later, blame nobody."""
+        first = self.local_fault is None
+        self.local_fault = str(exc)
+        self._fault_pause = min(
+            max(self._fault_pause * 2, LOCAL_FAULT_PAUSE), LOCAL_FAULT_MAX_PAUSE
+        )
+        self._fault_until = time.monotonic() + self._fault_pause
+        if first:
+            log.warning(
+                "could not store entries verified from %s: %s. This is a fault of this "
+                "machine (disk full? another program holding %s?), not of any peer; "
+                "retrying with pauses of up to %.0f s",
+                source,
+                exc,
+                self.home.ledger_path,
+                LOCAL_FAULT_MAX_PAUSE,
+            )
+        else:
+            log.debug("store still failing (next try in %.1f s): %s", self._fault_pause, exc)
+
+    def _local_fault_cleared(self) -> None:
+        if self.local_fault is not None:
+            log.info("the ledger takes writes again; replication resumed")
+        self.local_fault = None
+        self._fault_pause = 0.0
+        self._fault_until = 0.0
+
+    async def _pause_for_local_fault(self) -> None:
+        wait = self._fault_until - time.monotonic()
+        if wait > 0:
+            await trio.sleep(wait)
+
     async def sync_from(self, client: PeerClient, target: cp.SignedCheckpoint, source: str) -> None:
+        if time.monotonic() < self._fault_until:
+            return  # our store failed a moment ago: the next try comes after the pause
         async with self.sync_lock:
             started, begin = time.perf_counter(), self.replica.size
             while self.replica.size < target.checkpoint.size:
@@ -465,6 +562,7 @@ class Site:
                     f"{source} sent a consistency proof that does not verify: {exc}"
                 ) from exc
         self.replica.commit(entries, frontier, step, source)
+        self._local_fault_cleared()
 
     async def _checkpoint_between(
         self, client: PeerClient, at_least: int, below: cp.SignedCheckpoint
@@ -556,7 +654,14 @@ class Site:
                 return
         # Record what we vouch for durably *before* the cosignature exists: after a crash we
         # must never cosign a tree inconsistent with this one.
-        self._save_witness(size, signed.checkpoint.root)
+        try:
+            self._save_witness(size, signed.checkpoint.root)
+        except OSError as exc:
+            # No record, no cosignature; the next catch-up tries again.
+            log.warning(
+                "not cosigning size %d: cannot record it in %s: %s", size, WITNESS_FILE, exc
+            )
+            return
         self.witness_size, self.witness_root = size, signed.checkpoint.root
         mine = cp.cosign(signed, self.home.signer, name, int(time.time()))
         self.replica.merge_cosignatures(mine)
@@ -622,6 +727,8 @@ class Site:
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("exchange with %s failed: %s", pid[-8:], exc)
             except PtmError as exc:
+                if _fatal(exc):
+                    raise
                 log.warning("exchange with %s: %s", pid[-8:], exc)
             except Exception:  # a bug must cost one exchange, not the daemon
                 log.exception("exchange with %s failed unexpectedly", pid[-8:])
@@ -660,8 +767,17 @@ class Site:
             lag=max(0, self.hub_size - self.replica.size) if self.hub_up else None,
             witness_size=self.witness_size,
             known_peers={pid: rec.name for pid, rec in self.replica.peers.items()},
+            local_fault=self.local_fault,
         )
         return data
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Errors that stop the daemon: our configuration or our ledger file is wrong, and no
+    retry can help (a transient store failure is a local fault, retried)."""
+    if isinstance(exc, ConfigError | DamagedLedger):
+        return True
+    return isinstance(exc, StoreError) and not is_local_fault(exc)
 
 
 class _StepTooLarge(Exception):
