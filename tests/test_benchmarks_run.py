@@ -20,6 +20,10 @@ CASES = {
     "bench_log.py": (["--entries", "5000", "--append-entries", "1000"], "SqliteStore.append"),
     "bench_executor.py": (["--reps", "1"], "ratio_executor_over_bare"),
     "bench_startup.py": (["--reps", "1", "--entries", "200"], "startup   ptm status"),
+    "bench_workflow.py": (
+        ["--sizes", "1", "--reps", "1", "--tasks", "2", "--publishes", "3"],
+        "throughput 3 sites",
+    ),
     "bench_network.py": (
         ["--entries", "500", "--sites", "3", "--rounds", "3", "--throughput", "500"],
         "latency, 3 sites",

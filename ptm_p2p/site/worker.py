@@ -89,6 +89,7 @@ class TaskWorker:
         self._docker: Any = None
         self._executor: Any = None
         self._wake = trio.Event()
+        self._submit_wanted = trio.Event()
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -370,12 +371,14 @@ class TaskWorker:
         self._resubmit_now()
 
     def _resubmit_now(self) -> None:
-        self._kick = True
+        self._submit_wanted.set()
         self._wake.set()
 
     async def _resubmit_loop(self) -> None:
-        """Bring every signed result to the log, in seq order, the same bytes every time."""
+        """Bring every signed result to the log, in seq order, the same bytes every time:
+        at once when a result is signed, and every RESUBMIT_INTERVAL until the log has it."""
         while True:
+            self._submit_wanted = trio.Event()
             try:
                 await self._resubmit_once()
             except (NetworkError, trio.TooSlowError) as exc:
@@ -384,12 +387,10 @@ class TaskWorker:
                 log.warning("the hub refused our results: %s (retrying)", exc)
             except Exception:
                 log.exception("resubmitting results failed unexpectedly")
-            await trio.sleep(RESUBMIT_INTERVAL / 5 if self._kick else RESUBMIT_INTERVAL)
-
-    _kick = False
+            with trio.move_on_after(RESUBMIT_INTERVAL):
+                await self._submit_wanted.wait()
 
     async def _resubmit_once(self) -> None:
-        self._kick = False
         state = self.site.replica.state
         waiting = []
         for row in sorted(self.journal.in_state(SIGNED), key=lambda r: r.seq or 0):
