@@ -47,9 +47,15 @@ from ptm_p2p.errors import StudyError
 
 POOLED = "coxph-pooled"
 STRATIFIED = "coxph-stratified"
-DEFAULT_TOL = 1e-9
+# Largest Newton step at which the fit stops (and applies it). Newton converges
+# quadratically, so what is left after a step s is of order s² (1e-16 here); even where
+# convergence is only linear (after step halving) it is below 1e-8, a hundred times under
+# the 1e-6 to which federated and centralized fits are required to agree.
+DEFAULT_TOL = 1e-8
 # A new β counts as worse only when its log-likelihood is lower by more than rounding noise.
 LOGLIK_SLACK = 1e-12
+# A site's answer travels in one ledger result entry (at most 1 MiB, sealed): keep headroom.
+MAX_ANSWER_BYTES = 900_000
 
 Evaluation = tuple[float, np.ndarray, np.ndarray]  # log-likelihood, score, information
 
@@ -343,12 +349,14 @@ def fit(
     tol: float = DEFAULT_TOL,
     max_iterations: int = 30,
     max_halvings: int = 10,
+    max_answer_bytes: int = MAX_ANSWER_BYTES,
     progress: Callable[[str], None] | None = None,
 ) -> CoxResult:
     """Fit a Cox model over the sites' data, one ``runner`` call per round.
 
     ``data`` is the sites' data label (the images default to their only one); ``tol`` bounds
-    the largest Newton step at convergence. Bad input, a refusing site or a singular model is
+    the largest Newton step at convergence; ``max_answer_bytes`` caps the pooled model's
+    per-site answer (one ledger result entry). Bad input, a refusing site or a singular model is
     a ``StudyError`` naming the cause, raised before any β-dependent round where possible.
     """
     covariates = list(covariates)
@@ -395,7 +403,7 @@ def fit(
 
         first = evaluate(beta, "evaluate at the start")
     else:
-        pooled = _PooledEvaluator(study, described, ties, p)
+        pooled = _PooledEvaluator(study, described, ties, p, max_answer_bytes)
         evaluate = pooled
         first = pooled(beta, "evaluate at the start", at_risk=True)
         ll_initial = pooled.initial_loglik()
@@ -508,7 +516,12 @@ class _PooledEvaluator:
     """Combines the sites' risk-set sums at the global event times into ℓ, U and I."""
 
     def __init__(
-        self, study: _Study, described: Mapping[str, dict[str, Any]], ties: str, p: int
+        self,
+        study: _Study,
+        described: Mapping[str, dict[str, Any]],
+        ties: str,
+        p: int,
+        max_answer_bytes: int,
     ) -> None:
         self.study = study
         self.ties = ties
@@ -525,6 +538,17 @@ class _PooledEvaluator:
             np.array(described[s]["event_total"], dtype=np.float64) for s in study.sites
         )
         self.at_risk: list[int] | None = None
+        # Each answer carries m × n_terms(p) doubles (+ the tied rows), base64: ~10.7 bytes
+        # each. A result must fit in one ledger entry (1 MiB): say so before round 2.
+        rows = len(self.times) + len(self.tied)
+        self.answer_bytes = int(rows * site.n_terms(p) * 8 * 4 / 3) + 16 * len(self.times)
+        if self.answer_bytes > max_answer_bytes:
+            raise StudyError(
+                f"the pooled model would need about {self.answer_bytes // 1000} kB per site per "
+                f"round ({len(self.times)} global event times × {site.n_terms(p)} sums for "
+                f"{p} covariates), over the {max_answer_bytes // 1000} kB a result may carry; "
+                "fit the site-stratified model (a few kB per round) or fewer covariates"
+            )
 
     def __call__(self, beta: np.ndarray, label: str, at_risk: bool = False) -> Evaluation | None:
         extra: dict[str, Any] = {

@@ -235,11 +235,12 @@ def plot(result: KMResult, path: Any, curves: Sequence[str] | None = None) -> An
                 linewidth=0,
             )
         level = f"{1 - result.alpha:.0%}"
+        approx = "≈" if max(result.min_group_sizes.values()) > 1 else "="  # rounded counts
         ax.set(
             xlabel="time",
             ylabel="survival probability",
             ylim=(0, 1.02),
-            title=f"Kaplan–Meier, {len(result.sites)} sites, n = {result.n} ({level} band)",
+            title=f"Kaplan–Meier, {len(result.sites)} sites, n {approx} {result.n} ({level} band)",
         )
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize="small")

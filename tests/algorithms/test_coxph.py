@@ -299,3 +299,14 @@ def test_incomplete_rows_are_dropped_and_counted(sites: dict[str, pd.DataFrame])
     ref = _lifelines(pd.concat(frames.values()).dropna())
     for c in COVARIATES:
         assert result.params[c] == pytest.approx(ref.params_[c], abs=COEF_TOL)
+
+
+def test_a_pooled_answer_too_big_for_a_result_is_refused_before_round_two(
+    sites: dict[str, pd.DataFrame],
+) -> None:
+    runner = Counting(LocalRunner(tables_from_frames(sites)))
+    with pytest.raises(StudyError, match="site-stratified model"):
+        coxph.fit(runner, list(sites), "time", "cens", COVARIATES, max_answer_bytes=100_000)
+    assert runner.images == ["coxph-pooled"]
+    result = coxph.fit_local(sites, "time", "cens", COVARIATES)
+    assert max(max(r.answer_bytes.values()) for r in result.round_log) < 200_000
