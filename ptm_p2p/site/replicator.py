@@ -129,6 +129,7 @@ class Site:
         self.local_fault: str | None = None
         self._fault_pause = 0.0
         self._fault_until = 0.0
+        self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
 
     def _check_covered(self) -> None:
         """Refuse a store whose entries no stored hub-signed checkpoint covers.
@@ -769,6 +770,8 @@ class Site:
             known_peers={pid: rec.name for pid, rec in self.replica.peers.items()},
             local_fault=self.local_fault,
         )
+        if self.worker is not None:
+            data["tasks"] = self.worker.status()
         return data
 
 
@@ -802,15 +805,27 @@ def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers:
     from ptm_p2p.network.daemon import home_lock
 
     with home_lock(home.path, "node"):
-        _serve_node(home, invitation, host_ip, port, peers)
+        try:
+            _serve_node(home, invitation, host_ip, port, peers)
+        except PtmError as exc:
+            # `ptm status` shows why the daemon is not running (a damaged or altered ledger
+            # copy, a bad policy): the operator should not have to dig through logs.
+            write_json_atomic(
+                home.path / "status.json",
+                {"role": "node", "stopped": time.time(), "error": str(exc), "updated": 0},
+            )
+            raise
 
 
 def _serve_node(
     home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]
 ) -> None:
     from ptm_p2p.network.daemon import run_daemon
+    from ptm_p2p.site.worker import TaskWorker, site_settings
 
+    policy, parallel = site_settings(home)  # a bad [policy] stops the daemon here, at start
     site = Site(home, invitation, peers)
+    site.worker = TaskWorker(site, policy, parallel)
     try:
         trio.run(
             lambda: run_daemon(
@@ -819,13 +834,19 @@ def _serve_node(
                 host_ip=host_ip,
                 port=port,
                 handler=site.replica.serve,
-                tasks=[site.follow_hub, site.anti_entropy, site.push_cosignatures],
+                tasks=[
+                    site.follow_hub,
+                    site.anti_entropy,
+                    site.push_cosignatures,
+                    site.worker.run,
+                ],
                 status=site.status,
                 role="node",
             )
         )
     finally:
         site.replica.flush_notes()
+        site.worker.close()
         site.store.close()
 
 
