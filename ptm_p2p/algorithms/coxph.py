@@ -121,10 +121,8 @@ class CoxResult:
         """The fit as text, laid out like survival::coxph's printout."""
         level = f"{1 - self.alpha:.2f}".lstrip("0")
         name_w = max(8, *(len(c) for c in self.covariates))
-        head = (
-            f"{'':{name_w}}  {'coef':>9}  {'exp(coef)':>9}  {'se(coef)':>9}  {'z':>7}  "
-            f"{'p':>9}  {'lower ' + level:>10}  {'upper ' + level:>10}"
-        )
+        columns = ("coef", "exp(coef)", "se(coef)", "z", "p", f"lower {level}", f"upper {level}")
+        head = f"{'':{name_w}}" + "".join(f"{c:>11}" for c in columns)
         lines = [
             "Federated Cox proportional hazards ("
             + (
@@ -139,12 +137,16 @@ class CoxResult:
             head,
         ]
         for c in self.covariates:
-            lines.append(
-                f"{c:{name_w}}  {self.params[c]:>9.5g}  {self.hazard_ratios[c]:>9.5g}  "
-                f"{self.standard_errors[c]:>9.5g}  {self.z[c]:>7.3f}  "
-                f"{_format_p(self.p_values[c]):>9}  {math.exp(self.ci_lower[c]):>10.5g}  "
-                f"{math.exp(self.ci_upper[c]):>10.5g}"
+            cells = (
+                f"{self.params[c]:.4g}",
+                f"{self.hazard_ratios[c]:.4g}",
+                f"{self.standard_errors[c]:.4g}",
+                f"{self.z[c]:.3f}",
+                _format_p(self.p_values[c]),
+                f"{math.exp(self.ci_lower[c]):.4g}",
+                f"{math.exp(self.ci_upper[c]):.4g}",
             )
+            lines.append(f"{c:{name_w}}" + "".join(f"{v:>11}" for v in cells))
         stat, df, p = self.likelihood_ratio_test
         lines += [
             "",
