@@ -181,7 +181,8 @@ def test_any_split_over_sites_gives_the_pooled_fit(
     result = coxph.fit_local(split(gbsg2, sizes, seed), "time", "cens", COVARIATES)
     for c in COVARIATES:
         assert result.params[c] == pytest.approx(efron.params[c], abs=1e-9)
-        assert result.standard_errors[c] == pytest.approx(efron.standard_errors[c], abs=1e-9)
+        # the covariance is that of the last evaluated β, up to a step of tol = 1e-8 away
+        assert result.standard_errors[c] == pytest.approx(efron.standard_errors[c], abs=1e-7)
     assert result.rounds <= MAX_ROUNDS
 
 
