@@ -9,7 +9,10 @@ the algorithm contract of docs/executor.md:
   a file or a folder;
 * ``/ptm/output/`` (``$PTM_OUTPUT``): the only writable folder besides a small ``/tmp``; the
   result is ``output.json`` in it (``$PTM_OUTPUT_FILE``);
-* ``$PTM_MIN_GROUP_SIZE``: the smallest group the site allows an aggregate to report.
+* ``$PTM_MIN_GROUP_SIZE``: the smallest group the site allows an aggregate to report;
+* exit codes: 0 with the result, 2 with ``{"error": ...}`` (``AlgorithmError``: the task
+  cannot be computed), 3 with ``{"refused": ...}`` (``AlgorithmRefusal``: the site's data
+  may not be summarised, e.g. too few patients; the site records the run as ``refused``).
 
 Example ``main.py`` of an image::
 
