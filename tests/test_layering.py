@@ -61,3 +61,19 @@ def test_readme_site_config_example_is_a_valid_policy() -> None:
     block = readme.split("A site's `config.toml`:\n\n```toml\n", 1)[1].split("```", 1)[0]
     policy = SitePolicy.from_config(tomllib.loads(block))
     assert policy.data and policy.publishers and policy.repositories
+
+
+ROLES = ("hub", "site", "client")
+
+
+def test_roles_do_not_import_each_other() -> None:
+    """The hub, the site daemon and the researcher's client meet only on the ledger and the
+    network protocol: none of them imports another (each could be its own package)."""
+    offenders = []
+    for role in ROLES:
+        for path in sorted((ROOT / "ptm_p2p" / role).glob("*.py")):
+            for name in _imports(path):
+                for other in ROLES:
+                    if other != role and name.startswith(f"ptm_p2p.{other}"):
+                        offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, "roles must not import each other:\n" + "\n".join(offenders)

@@ -439,7 +439,7 @@ class Client:
         view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)
         answers = self.results(task.id)
         failures = {
-            site: f"{a.status}: {a.reason or 'no reason given'}"
+            site: f"{a.status}: {_sealed_reason(a) or a.reason or 'no reason given'}"
             for site, a in answers.items()
             if a.status != "ok"
         }
@@ -452,6 +452,21 @@ class Client:
         by_key = {a.key: a for a in answers.values()}
         keys = self._site_keys(list(inputs))
         return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
+
+
+def _sealed_reason(answer: SiteAnswer) -> str | None:
+    """The algorithm's own reason, from the sealed output (``{"refused": …}`` or
+    ``{"error": …}``): only the researcher reads it, so it may be more specific than the
+    public reason on the ledger."""
+    try:
+        output = answer.json()
+    except StudyError:
+        return None
+    if isinstance(output, dict):
+        for key in ("refused", "error"):
+            if isinstance(output.get(key), str):
+                return str(output[key])
+    return None
 
 
 __all__ = ["Client", "SiteAnswer", "TaskView", "PtmError"]

@@ -142,6 +142,10 @@ class TaskWorker:
                 active.cancel = True
                 if active.state == "running":
                     nursery.start_soon(self._kill_container, task_hash)
+        if self.site.witness_size < self.site.replica.size:
+            # Entries we verified but have not vouched for (e.g. a restart between storing
+            # and cosigning): cosign now if consistent, rather than wait for the log to grow.
+            self.site.cosign()
         vouched = self.site.witness_size
         for task in self._my_open_tasks():
             if task.hash in self.active:

@@ -251,6 +251,46 @@ def test_a_publisher_that_is_not_an_admitted_researcher_never_gets_a_task_run(
     assert before == client.follower.replica.size
 
 
+def test_a_task_entry_not_under_a_verified_checkpoint_is_never_executed(study: Study) -> None:
+    """A valid, signed task appended to a site's ledger file behind its back (no hub
+    checkpoint covers it): the site refuses to start on that copy, so nothing runs."""
+    import shutil
+
+    from ptm_p2p.ledger.entry import AuthorChain
+
+    client, cluster = study.client, study.cluster
+    cluster.wait_replicated(["hospital-c"], client.sync())
+    assert cluster.stop("hospital-c") == 0
+    home = cluster.root / "hospital-c"
+    backup = home.parent / "hospital-c-ledger.backup"
+    shutil.copy(home / "ledger.db", backup)
+    try:
+        store = SqliteStore(home / "ledger.db")
+        researcher = cluster.home(RESEARCHER)
+        seq, prev = client.state.heads[researcher.public_key]
+        chain = AuthorChain(researcher.signer, seq, prev)
+        payload = task_payload(
+            study.images["summary"],
+            {cluster.home("hospital-c").public_key: json.dumps(SUMMARY_PARAMS).encode()},
+            {"timeout_s": 60, "memory_mb": 256, "cpu_millis": 500},
+            data=["gbsg2"],
+        )
+        sneaked = chain.append(TASK, payload, int(time.time() * 1000))
+        assert store.size() == client.follower.replica.size
+        store.append([sneaked])  # a well-formed entry the hub never signed a root over
+        store.close()
+        cluster.start_site("hospital-c", wait=False)
+        wait_for("hospital-c to refuse", lambda: not cluster.alive("hospital-c"), timeout=30)
+        error = cluster.status("hospital-c").get("error") or ""
+        assert "never verified against the hub" in error, error
+        assert not study.containers_of(sneaked.hash.hex())
+    finally:
+        shutil.move(backup, home / "ledger.db")
+        for suffix in ("-wal", "-shm"):
+            (home / f"ledger.db{suffix}").unlink(missing_ok=True)
+        cluster.start_site("hospital-c")
+
+
 def test_a_tampered_ledger_copy_executes_nothing_and_says_why(study: Study) -> None:
     client, cluster = study.client, study.cluster
     first = client.publish(
