@@ -124,7 +124,13 @@ def _wait_with_progress(client: Client, task_id: str, timeout: float | None) -> 
 @click.option(
     "--data", "data", multiple=True, help="A site data label the task reads (repeatable)."
 )
-@click.option("--timeout", type=click.IntRange(1, 7 * 24 * 3600), default=600, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, 7 * 24 * 3600),
+    default=600,
+    show_default=True,
+    help="Seconds each site lets the container run (a site may allow less).",
+)
 @click.option("--memory", default=None, help="Memory per site, e.g. 512m (default 512m).")
 @click.option("--cpus", type=click.FloatRange(0.01, 1024), default=None, help="CPUs (default 1).")
 @click.option("--algorithm", default=None, help="A name for the task, e.g. summary/v1.")
