@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nacl.bindings
 import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import raw_ed25519_verifies_per_second  # noqa: E402  (one baseline for all)
 
 from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
@@ -74,19 +77,6 @@ def wait_for(what: str, pred: Any, timeout: float = 120.0) -> Any:
             pass
         time.sleep(0.05)
     raise SystemExit(f"timed out waiting for {what}")
-
-
-def raw_verify_rate(seconds: float = 2.0) -> float:
-    signer = Signer.generate()
-    message = b"ptm/entry/v1\n" + bytes(200)
-    signed = signer.sign(message) + message
-    pk = signer.public_key
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(200):
-            nacl.bindings.crypto_sign_open(signed, pk)
-        count += 200
-    return count / (time.perf_counter() - start)
 
 
 def make_collab(root: Path, sites: int) -> tuple[Home, Home, list[Home]]:
@@ -348,7 +338,7 @@ def main() -> None:
     parser.add_argument("--throughput", type=int, default=20_000)
     args = parser.parse_args()
 
-    baseline = raw_verify_rate()
+    baseline = raw_ed25519_verifies_per_second()
     print(f"raw Ed25519 verifications/s (this machine, one core): {baseline:,.0f}")
     catch = bench_catchup(args.entries, baseline)
     print(
