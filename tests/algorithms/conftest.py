@@ -7,52 +7,15 @@ columns are coded as the researcher would before a Cox fit: ``horTh`` and ``meno
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
-COVARIATES = [
-    "horTh",
-    "age",
-    "menostat",
-    "tsize",
-    "tgrade_II",
-    "tgrade_III",
-    "pnodes",
-    "progrec",
-    "estrec",
-]
-SIZES = (360, 214, 112)  # uneven on purpose
+from ptm_p2p.algorithms import datasets
 
-
-def load_gbsg2() -> pd.DataFrame:
-    from lifelines.datasets import load_gbsg2 as raw
-
-    d = raw()
-    return pd.DataFrame(
-        {
-            "horTh": (d.horTh == "yes").astype(int),
-            "age": d.age,
-            "menostat": (d.menostat == "Post").astype(int),
-            "tsize": d.tsize,
-            "tgrade_II": (d.tgrade == "II").astype(int),
-            "tgrade_III": (d.tgrade == "III").astype(int),
-            "pnodes": d.pnodes,
-            "progrec": d.progrec,
-            "estrec": d.estrec,
-            "time": d.time,
-            "cens": d.cens,
-        }
-    )
-
-
-def split(frame: pd.DataFrame, sizes: tuple[int, ...], seed: int = 20261124) -> list[pd.DataFrame]:
-    order = np.random.default_rng(seed).permutation(len(frame))
-    bounds = np.cumsum((0, *sizes))
-    return [
-        frame.iloc[order[a:b]].reset_index(drop=True)
-        for a, b in zip(bounds, bounds[1:], strict=False)
-    ]
+COVARIATES = list(datasets.COVARIATES)
+SIZES = datasets.SIZES  # 360, 214, 112: uneven on purpose
+load_gbsg2 = datasets.load_gbsg2
+split = datasets.split
 
 
 @pytest.fixture(scope="session")
