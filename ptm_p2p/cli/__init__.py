@@ -63,9 +63,9 @@ def main() -> None:
 
 def _register_all() -> None:
     # Each module adds its commands to ``main``; the import order is the help order.
-    from ptm_p2p.cli import demo, executor, identity, ledger, network, researcher
+    from ptm_p2p.cli import demo, executor, identity, ledger, network, researcher, study
 
-    for module in (demo, identity, ledger, network, researcher, executor):
+    for module in (demo, identity, ledger, network, researcher, study, executor):
         module.register(main)
 
 

@@ -15,6 +15,9 @@ One live collaboration for the module (set-up ~15 s), five site daemons:
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,7 @@ FULL = ("hospital-a", "hospital-b", "hospital-c")
 NO_POOLED = "hospital-d"
 SMALL = "clinic-e"
 COVARIATES = list(datasets.COVARIATES)
+ANALYST = "analyst"  # a second researcher: the CLI runs as its own process and home
 
 
 @dataclass
@@ -91,6 +95,7 @@ def survival(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator
         for site in frames:
             cluster.admit(site, "site")
         cluster.admit("researcher", "researcher", org=RESEARCHER_ORG)
+        cluster.admit(ANALYST, "researcher", org=RESEARCHER_ORG)  # for `ptm study`
         with Client(cluster.root / "researcher", cluster.invitation_path) as client:
             yield Survival(cluster, client, images, frames)
 
@@ -168,3 +173,58 @@ def test_a_site_under_its_minimum_group_size_refuses(survival: Survival) -> None
     (answer,) = survival.client.results(task.id).values()
     assert answer.status == "refused" and "minimum group size" in (answer.reason or "")
     assert "4" not in (answer.reason or "")  # the public reason never states the count
+
+
+def ptm_study(survival: Survival, *args: str) -> subprocess.CompletedProcess[str]:
+    home = survival.cluster.path(ANALYST)
+    return subprocess.run(
+        [sys.executable, "-m", "ptm_p2p.cli", "study", *args, "--home", str(home),
+         "--invitation", str(survival.cluster.invitation_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_ptm_study_coxph_prints_the_same_fit(survival: Survival) -> None:
+    covariates = "horTh,age,tsize,pnodes,progrec"
+    done = ptm_study(
+        survival, "coxph", "--to", ",".join(FULL), "--data", LABEL, "--duration", "time",
+        "--event", "cens", "--covariates", covariates, "--ties", "breslow", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    fit = json.loads(done.stdout)
+    local = coxph.fit_local(
+        survival.local(FULL), "time", "cens", covariates.split(","), ties="breslow"
+    )
+    assert {c: v["coef"] for c, v in fit["coefficients"].items()} == local.params
+    assert {c: v["se"] for c, v in fit["coefficients"].items()} == local.standard_errors
+    assert fit["log_likelihood"] == local.log_likelihood and fit["rounds"] == local.rounds
+    # progress on stderr: the image by digest, then one line per round
+    assert "image coxph-pooled: 127.0.0.1:5000/ptm/coxph-pooled@sha256:" in done.stderr
+    for number in range(1, local.rounds + 1):
+        assert f"round {number} (coxph-pooled " in done.stderr
+    assert f"round {local.rounds + 1} " not in done.stderr
+
+
+def test_ptm_study_km_prints_curves_and_draws_them(survival: Survival, tmp_path: Path) -> None:
+    plot = tmp_path / "km.png"
+    done = ptm_study(
+        survival, "km", "--to-all", "--data", LABEL, "--duration", "time", "--event", "cens",
+        "--plot", str(plot),
+    )  # fmt: skip
+    # --to-all includes clinic-e, under its minimum: the round fails, naming it
+    assert done.returncode == 1
+    assert f"{SMALL}: refused: fewer than 5 patients" in done.stderr
+    assert not plot.exists()
+    done = ptm_study(
+        survival, "km", "--to", ",".join(FULL), "--data", LABEL, "--duration", "time",
+        "--event", "cens", "--group", "horTh", "--plot", str(plot),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    local = km.fit_local(survival.local(FULL), "time", "cens", group_col="horTh")
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line}
+    for curve in ("pooled", "site:hospital-a", "group:0", "group:1"):
+        values = local.curves[curve]
+        assert rows[curve][1] == f"{values['at_risk'][0]:g}"
+        assert rows[curve][2] == f"{sum(values['events']):g}"
+    assert "round 1 (km): 3 site(s) answered" in done.stderr

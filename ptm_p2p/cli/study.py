@@ -1,0 +1,340 @@
+"""``ptm study``: federated survival analysis over the live collaboration, from the shell.
+
+``ptm study coxph`` fits a Cox proportional-hazards model (pooled or site-stratified) and
+``ptm study km`` Kaplan–Meier curves; every round is one signed task through the hub
+(``ptm_p2p.algorithms.network.NetworkRunner`` over the researcher's client), the sites'
+answers are aggregates only (docs/survival.md says what each round reveals). The fit on
+stdout (``--json`` for machines), one progress line per round on stderr. The client,
+libp2p, NumPy and pandas load inside the commands, so ``ptm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ptm_p2p.cli.researcher import home_option, invitation_option, json_option
+
+if TYPE_CHECKING:
+    from ptm_p2p.algorithms.network import NetworkRunner
+    from ptm_p2p.client import Client
+
+
+def register(main: click.Group) -> None:
+    main.add_command(study)
+
+
+@click.group()
+def study() -> None:
+    """Federated survival analysis: Cox regression and Kaplan–Meier curves.
+
+    Each round is a signed task to the named sites, which run the algorithm image next to
+    their data and answer with aggregates only (docs/survival.md lists what each round
+    reveals). The images are resolved to digests once, before the first round.
+
+    \b
+    Examples:
+      ptm study coxph --to-all --data gbsg2 --duration time --event cens \\
+          --covariates age,tsize,pnodes --home researcher/
+      ptm study km --to-all --data gbsg2 --duration time --event cens --plot km.png
+    """
+
+
+def _targets(to: str | None, to_all: bool) -> list[str] | None:
+    """Named sites, or None for every admitted site (resolved once connected)."""
+    if bool(to) == to_all:
+        raise click.UsageError("name the sites: --to SITE[,SITE…] or --to-all")
+    if to_all:
+        return None
+    names = [s.strip() for s in (to or "").split(",") if s.strip()]
+    if not names:
+        raise click.UsageError("--to needs at least one site name")
+    return names
+
+
+def _columns(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise click.BadParameter("give one or more column names: A,B,C", param_hint="--covariates")
+    return names
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _runner(
+    client: Client, registry: str, data: str, timeout: float, names: tuple[str, ...]
+) -> NetworkRunner:
+    from ptm_p2p.algorithms.network import NetworkRunner, describe_round, images_from_registry
+
+    images = images_from_registry(registry, names)
+    for name in names:
+        _say(f"image {name}: {images[name]}")
+
+    def on_round(number: int, info: Any) -> None:
+        _say(describe_round(number, info))
+
+    return NetworkRunner(client, images, data, on_round=on_round, timeout=timeout)
+
+
+def _sites(client: Client, targets: list[str] | None) -> list[str]:
+    client.sync()
+    if targets is not None:
+        return targets
+    names = sorted(client.sites())
+    if not names:
+        raise click.ClickException("the collaboration has no admitted sites yet")
+    return names
+
+
+def _connect(home: str | None, invitation: str | None) -> Client:
+    from ptm_p2p.cli.researcher import _client
+
+    return _client(home, invitation)
+
+
+to_option = click.option("--to", "to", default=None, help="The sites, by organisation: A,B,C.")
+to_all_option = click.option("--to-all", is_flag=True, help="Every admitted site.")
+data_option = click.option(
+    "--data", "data", required=True, help="The sites' data label (a CSV each site offers)."
+)
+duration_option = click.option(
+    "--duration", required=True, help="Column of follow-up times (non-negative numbers)."
+)
+event_option = click.option(
+    "--event", required=True, help="Column of event indicators: 1 event, 0 censored."
+)
+registry_option = click.option(
+    "--registry",
+    default="127.0.0.1:5000",
+    show_default=True,
+    help="Registry holding the ptm/<algorithm>:latest images (resolved to digests once).",
+)
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(1, 7 * 24 * 3600),
+    default=300,
+    show_default=True,
+    help="Seconds each round may take before the sites that have not answered are named.",
+)
+
+
+@study.command()
+@to_option
+@to_all_option
+@data_option
+@duration_option
+@event_option
+@click.option(
+    "--covariates", required=True, help="Numeric covariate columns, comma-separated: A,B,C."
+)
+@click.option(
+    "--ties",
+    type=click.Choice(["efron", "breslow"]),
+    default="efron",
+    show_default=True,
+    help="How tied event times are handled.",
+)
+@click.option(
+    "--stratify-sites",
+    is_flag=True,
+    help="Each site its own baseline hazard: sites send only ℓ, score and information at β.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="1 − confidence level of the intervals.",
+)
+@registry_option
+@timeout_option
+@home_option
+@invitation_option
+@json_option
+def coxph(
+    to: str | None,
+    to_all: bool,
+    data: str,
+    duration: str,
+    event: str,
+    covariates: str,
+    ties: str,
+    stratify_sites: bool,
+    alpha: float,
+    registry: str,
+    timeout: float,
+    home: str | None,
+    invitation: str | None,
+    as_json: bool,
+) -> None:
+    """Fit a Cox proportional-hazards model over the sites' patients, who never leave them.
+
+    Pooled (default): the same fit as pooling every patient in one place (WebDISCO-style,
+    global risk sets; the sites send risk-set sums per event time). --stratify-sites: each
+    site keeps its own baseline hazard and sends only its log-likelihood, score and
+    information per round; a site's policy may allow this image and refuse the pooled one.
+    Prints coef, exp(coef), se, z, p and the confidence interval per covariate, the
+    likelihood-ratio test and the rounds used; one line per round on stderr.
+
+    \b
+    Example:
+      ptm study coxph --to hospital-a,hospital-b,hospital-c --data gbsg2 \\
+          --duration time --event cens --covariates age,tsize,pnodes,progrec \\
+          --ties efron --home researcher/
+    """
+    from ptm_p2p.algorithms import coxph as cox
+
+    targets = _targets(to, to_all)
+    names = _columns(covariates)
+    image = cox.STRATIFIED if stratify_sites else cox.POOLED
+    with _connect(home, invitation) as client:
+        sites = _sites(client, targets)
+        _say(f"Cox regression ({image}) over {len(sites)} site(s): {', '.join(sites)}")
+        runner = _runner(client, registry, data, timeout, (image,))
+        fit = cox.fit(
+            runner,
+            sites,
+            duration,
+            event,
+            names,
+            ties=ties,
+            stratify_sites=stratify_sites,
+            data=data,
+            alpha=alpha,
+        )
+    if as_json:
+        click.echo(json.dumps(fit.to_dict(), indent=2))
+    else:
+        click.echo(fit.summary())
+
+
+@study.command()
+@to_option
+@to_all_option
+@data_option
+@duration_option
+@event_option
+@click.option("--group", "group", default=None, help="Also a curve per value of this column.")
+@click.option(
+    "--time-unit",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Sites round every time up to a multiple of this first (coarser reveals less).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Draw the curves with their confidence bands to this PNG file.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="1 − confidence level of the band.",
+)
+@registry_option
+@timeout_option
+@home_option
+@invitation_option
+@json_option
+def km(
+    to: str | None,
+    to_all: bool,
+    data: str,
+    duration: str,
+    event: str,
+    group: str | None,
+    time_unit: float | None,
+    plot_path: str | None,
+    alpha: float,
+    registry: str,
+    timeout: float,
+    home: str | None,
+    invitation: str | None,
+    as_json: bool,
+) -> None:
+    """Kaplan–Meier survival curves over the sites' patients, in one round.
+
+    Each site sends, per published time, its numbers of events and censorings, rounded so
+    every count is a multiple of its minimum group size (exact when that is 1). Curves:
+    pooled, per site, and per --group value (groups smaller than a site's minimum are
+    suppressed there), with Greenwood's log(−log) band. Prints each curve's patients,
+    events and median survival; --json gives every row, --plot a PNG.
+
+    \b
+    Example:
+      ptm study km --to-all --data gbsg2 --duration time --event cens --group horTh \\
+          --plot km.png --home researcher/
+    """
+    from ptm_p2p.algorithms import km as kaplan_meier
+
+    targets = _targets(to, to_all)
+    with _connect(home, invitation) as client:
+        sites = _sites(client, targets)
+        _say(f"Kaplan–Meier over {len(sites)} site(s): {', '.join(sites)}")
+        runner = _runner(client, registry, data, timeout, (kaplan_meier.IMAGE,))
+        curves = kaplan_meier.fit(
+            runner, sites, duration, event, group, data=data, time_unit=time_unit, alpha=alpha
+        )
+    if plot_path is not None:
+        kaplan_meier.plot(curves, plot_path)
+        _say(f"plot written to {plot_path}")
+    if as_json:
+        click.echo(json.dumps(curves.to_dict(), indent=2))
+        return
+    click.echo(_km_table(curves))
+
+
+def _km_table(curves: Any) -> str:
+    """Per curve: patients, events, median survival with its confidence interval."""
+    level = f"{1 - curves.alpha:.0%}"
+    width = max(12, *(len(name) for name in curves.curves))
+    lines = [
+        f"Federated Kaplan–Meier ({len(curves.sites)} sites, counts rounded to multiples of "
+        f"each site's minimum group size: {_sizes(curves.min_group_sizes)})",
+        "",
+        f"{'curve':<{width}}{'patients':>10}{'events':>8}{'median':>10}"
+        f"{f'{level} CI':>20}{'last time':>11}{'survival':>10}",
+    ]
+    for name, values in curves.curves.items():
+        times, survival = values["time"], values["survival"]
+        median = _first_time_at_or_below(times, survival, 0.5)
+        lower = _first_time_at_or_below(times, values["ci_lower"], 0.5)
+        upper = _first_time_at_or_below(times, values["ci_upper"], 0.5)
+        interval = f"{_fmt(lower)} – {_fmt(upper)}"
+        lines.append(
+            f"{name:<{width}}{values['at_risk'][0]:>10g}{sum(values['events']):>8g}"
+            f"{_fmt(median):>10}{interval:>20}{times[-1]:>11g}{survival[-1]:>10.3f}"
+        )
+    suppressed = {s: g for s, g in curves.suppressed_groups.items() if g}
+    if suppressed:
+        lines.append("")
+        for site, groups in sorted(suppressed.items()):
+            lines.append(f"suppressed at {site} (under its minimum): {', '.join(groups)}")
+    lines += ["", "every row: --json; the picture: --plot FILE.png"]
+    return "\n".join(lines)
+
+
+def _first_time_at_or_below(times: list[float], values: list[float], level: float) -> float | None:
+    for t, v in zip(times, values, strict=True):
+        if v <= level:
+            return t
+    return None
+
+
+def _fmt(value: float | None) -> str:
+    return "NA" if value is None else f"{value:g}"
+
+
+def _sizes(sizes: dict[str, int]) -> str:
+    distinct = sorted(set(sizes.values()))
+    return (
+        str(distinct[0]) if len(distinct) == 1 else ", ".join(f"{s} {k}" for s, k in sizes.items())
+    )
