@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 RESUBMIT_INTERVAL = 1.0
 SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, cancels)
+KILL_RETRY = 3.0  # seconds between kills of a cancelled task's container
 SITE_LABEL = "ptm_p2p.site"  # container label: which site started it (engines may be shared)
 TASK_LABEL = "ptm_p2p.task"
 INTERRUPTED = (
@@ -69,6 +70,7 @@ class Active:
     state: str = "queued"  # queued | running | answering
     started: float = 0.0
     cancel: bool = False
+    killed_at: float = float("-inf")  # monotonic time of the last kill sent to its container
 
 
 class TaskWorker:
@@ -135,13 +137,17 @@ class TaskWorker:
         state = self.site.replica.state
         if self._why_halted():
             return
-        # Cancels reaching running tasks: stop their containers.
+        # Cancels reaching running tasks: stop their containers. Again every few seconds
+        # while the run goes on: a container still being created is not there to stop yet.
+        now = time.monotonic()
         for task_hash, active in list(self.active.items()):
             task = state.tasks.get(task_hash)
-            if task is not None and task.cancelled_at is not None and not active.cancel:
-                active.cancel = True
-                if active.state == "running":
-                    nursery.start_soon(self._kill_container, task_hash)
+            if task is None or task.cancelled_at is None:
+                continue
+            active.cancel = True
+            if active.state == "running" and now - active.killed_at > KILL_RETRY:
+                active.killed_at = now
+                nursery.start_soon(self._kill_container, task_hash)
         if self.site.witness_size < self.site.replica.size:
             # Entries we verified but have not vouched for (e.g. a restart between storing
             # and cosigning): cosign now if consistent, rather than wait for the log to grow.
@@ -183,8 +189,11 @@ class TaskWorker:
     async def _act_unqueued(self, task: LoggedTask) -> None:
         active = self.active[task.hash]
         state = self.site.replica.state
-        if self.me in task.results or self._why_halted():
+        # Re-read from the current state: the run may have waited in the queue meanwhile.
+        current = state.tasks.get(task.hash)
+        if current is None or self.me in current.results or self._why_halted():
             return
+        task = current
         entry = self._task_entry(task)
         if entry is None:
             return
