@@ -30,7 +30,7 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer, short
 from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.network import protocol
-from ptm_p2p.network.replica import Replica
+from ptm_p2p.network.replica import Replica, is_local_fault
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ MAX_QUEUED = 50_000
 # Pauses between attempts to store the checkpoint over entries already appended.
 SIGN_RETRY_PAUSE = 0.5
 SIGN_RETRY_MAX_PAUSE = 10.0
+# Pauses before trying a batch again whose append the store refused (busy, locked, full).
+APPEND_RETRY_PAUSES = (0.25, 0.5, 1.0)
 # Submissions this large are signature-checked on a worker thread, off the trio loop.
 THREAD_DECODE = 64
 
@@ -151,19 +153,34 @@ class Sequencer:
                 count += len(sub.entries)
                 size += sum(len(e.raw) for e in sub.entries)
             if batch:
-                try:
-                    self._sequence(batch)
-                except Exception as exc:  # a full disk or a bug: answer from the store
-                    if isinstance(exc, StoreError):
-                        log.error("sequencing a batch failed: %s", exc)
-                    else:
-                        log.exception("sequencing a batch failed; rebuilding state from the store")
-                    self._recover()
-                    self._answer_from_store(batch, exc)
+                await self._sequence_with_retries(batch)
                 for sub in batch:
                     sub.done.set()
             # Let the handlers answer and new submissions arrive before the next batch.
             await trio.sleep(0)
+
+    async def _sequence_with_retries(self, batch: list[Submission]) -> None:
+        """Sequence ``batch``; a store that is busy or full a moment is tried again a few
+        times (nothing of a failed append is in the log, so trying again repeats nothing)
+        before the submitters are told to send their entries again."""
+        for pause in (*APPEND_RETRY_PAUSES, None):
+            try:
+                self._sequence(batch)
+                return
+            except Exception as exc:  # a full disk or a bug: answer from the store
+                self._recover()
+                if pause is not None and is_local_fault(exc):
+                    log.warning("the hub's ledger refused a write (%s); trying again", exc)
+                    for sub in batch:
+                        sub.indexes, sub.error = [], None
+                    await trio.sleep(pause)
+                    continue
+                if isinstance(exc, StoreError):
+                    log.error("sequencing a batch failed: %s", exc)
+                else:
+                    log.exception("sequencing a batch failed; rebuilding state from the store")
+                self._answer_from_store(batch, exc)
+                return
 
     def _answer_from_store(self, batch: list[Submission], exc: Exception) -> None:
         """After a failure, tell each submitter exactly which of its entries the log holds."""

@@ -61,6 +61,7 @@ from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import RESPONSE_BUDGET
 from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import public_key_of
+from ptm_p2p.network.rpc import LogLimiter
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ MAX_STRANGERS = 256
 # cap keeps a lying hub that signs fork after fork from filling the disk (the first items
 # are the ones that matter; one is enough to stop trusting the hub).
 MAX_EVIDENCE = 1_000
+# Complaints about what peers send, logged at most rpc.LOG_BURST times a minute per kind.
+_peer_noise = LogLimiter()
 # Pending long-polls: each holds a task and a stream; beyond this, ``wait`` answers at once.
 MAX_WAITERS = 4_096
 # How long one write waits for another process's SQLite write lock before it fails (and is
@@ -764,7 +767,14 @@ class Replica:
             return protocol.ok(confirmed=self._check_equivocation(fields, source))
         # Anything else cannot be checked here: log it, store nothing (a stranger must not
         # be able to write to our disk).
-        log.warning("peer %s reported %r evidence we cannot check; ignored", source, kind[:64])
+        _peer_noise.log(
+            log,
+            logging.WARNING,
+            "unknown-evidence",
+            "peer %s reported %r evidence we cannot check; ignored",
+            source,
+            kind[:64],
+        )
         return protocol.ok(confirmed=False)
 
     def _check_equivocation(self, fields: dict[str, Any], source: str) -> bool:

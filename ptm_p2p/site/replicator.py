@@ -129,6 +129,7 @@ class Site:
         self.local_fault: str | None = None
         self._fault_pause = 0.0
         self._fault_until = 0.0
+        self._unverified_warned = False  # see on_note, before the genesis entry arrives
         self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
 
     def _check_covered(self) -> None:
@@ -391,6 +392,20 @@ class Site:
             origin = self.replica.origin_mismatch(note) if isinstance(note, str) else None
             if origin is not None:
                 raise self._wrong_origin(origin) from exc
+            if self.replica.origin is None:
+                # Before the genesis entry, origin and hub key come only from the invitation:
+                # a note that does not verify may be our configuration's fault, so nobody is
+                # blamed for it (nothing unverified is stored either way).
+                if not self._unverified_warned:
+                    self._unverified_warned = True
+                    log.warning(
+                        "a checkpoint from %s does not verify under the invitation's hub key "
+                        "and origin %r (%s); if every peer's fails, the invitation is wrong",
+                        source,
+                        self.invitation.origin,
+                        exc,
+                    )
+                return
             await self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
             return
         try:
