@@ -146,6 +146,7 @@ def collect(home: Path) -> dict[str, Any]:
             "sequenced",
             "tasks",
             "error",
+            "local_fault",
         ):
             if key in daemon:
                 data[key] = daemon[key]
@@ -162,6 +163,8 @@ def render(data: dict[str, Any]) -> str:
         lines.append("daemon      none: no daemon has run in this home")
     if data.get("error"):
         lines.append(f"STOPPED     {data['error']}")
+    if data["running"] and data.get("local_fault"):
+        lines.append(f"LOCAL FAULT {data['local_fault']} (this machine's, not a peer's)")
     lines.append(f"log size    {data['size']}")
     lines.append(f"member      {_render_membership(data.get('membership'))}")
     tasks = data.get("tasks") if data["running"] else None
