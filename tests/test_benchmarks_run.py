@@ -24,6 +24,14 @@ CASES = {
         ["--sizes", "1", "--reps", "1", "--tasks", "2", "--publishes", "3"],
         "throughput 3 sites",
     ),
+    "bench_survival.py": (
+        ["--sizes", "2", "--reps", "1", "--bare-reps", "1", "--covariates", "2"],
+        "wall ÷ (rounds × one bare docker run)",
+    ),
+    "bench_flood.py": (
+        ["--identities", "2", "--streams", "8", "--ops", "50", "--hold", "2"],
+        "within bounds",
+    ),
     "bench_network.py": (
         ["--entries", "500", "--sites", "3", "--rounds", "3", "--throughput", "500"],
         "latency, 3 sites",

@@ -1,0 +1,286 @@
+"""Benchmark the federated Cox fit through the real network against bare ``docker run``.
+
+A live collaboration on this machine (hub and site daemons as separate processes, the real
+Docker engine and registry), GBSG2 split unevenly over the sites, and the pooled Cox model
+(Efron ties, the nine GBSG2 covariates) fitted through ``NetworkRunner``: every round is a
+signed task the site daemons find in their verified replicas and run in the sandbox.
+Reported per site count (3 and 10 by default):
+
+* rounds, the JSON bytes sent to and received from each site per round, and the wall time
+  of the whole fit (goal at 3 sites: <= 6 rounds and < 10 s);
+* the same fit's wall time ÷ (rounds × one bare ``docker run --rm`` of the same image with a
+  real evaluate request, measured in the same run), and ÷ (rounds × that many bare runs
+  started at once, the container floor of a round on this machine);
+* where a round's time goes, from the verified log (entry timestamps and the timings each
+  site signs): publish (sign + hub's durable ack), task → site starts its container
+  (replication, checkpoint, cosign, scan), the container (prepare, run), and the last
+  result signed → the researcher holds every result (hub sequencing, checkpoint, the
+  client's wait, opening).
+
+Usage::
+
+    python bench/bench_survival.py [--sizes 3,10] [--reps 3] [--bare-reps 5] [--covariates 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ptm_p2p.algorithms import coxph, datasets
+from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
+from ptm_p2p.client import Client
+from ptm_p2p.dev.stack import ensure_stack
+from ptm_p2p.ledger.entry import Entry
+from ptm_p2p.local_cluster import LocalCluster
+
+LABEL = "gbsg2"
+PUBLISHER_ORG = "bench"
+IMAGE = coxph.POOLED
+
+
+class Recorder:
+    """A ``RoundRunner`` around ``NetworkRunner`` that keeps each round's requests and its
+    wall-clock start and end (for the profile against the log's timestamps)."""
+
+    def __init__(self, runner: NetworkRunner) -> None:
+        self.runner = runner
+        runner.on_progress = self._progress
+        self.requests: list[dict[str, dict[str, Any]]] = []
+        self.spans: list[tuple[float, float]] = []
+        self.all_seen: list[float] = []  # when the client's wait first saw every answer
+        self._seen: float | None = None
+
+    def _progress(self, view: Any) -> None:
+        if view.done and self._seen is None:
+            self._seen = time.time()
+
+    def __call__(
+        self, image: str, requests: Mapping[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        started, self._seen = time.time(), None
+        try:
+            return self.runner(image, requests)
+        finally:
+            ended = time.time()
+            self.requests.append(dict(requests))
+            self.spans.append((started, ended))
+            self.all_seen.append(self._seen or ended)
+
+
+def bare_runs(image: str, input_file: Path, data_file: Path, count: int) -> float:
+    """Seconds until ``count`` bare ``docker run --rm`` of ``image``, started at once, end."""
+
+    def one() -> None:
+        subprocess.run(
+            [
+                "docker", "run", "--rm", "--network", "none",
+                "-v", f"{input_file}:/ptm/input:ro",
+                "-v", f"{data_file}:/ptm/data/{LABEL}:ro",
+                "-e", f"PTM_DATA_LABELS={LABEL}",
+                "--tmpfs", "/ptm/output:uid=65534",
+                image,
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def shares(n_sites: int) -> list[Any]:
+    gbsg2 = datasets.load_gbsg2()
+    sizes = datasets.SIZES if n_sites == 3 else datasets.uneven_sizes(n_sites, len(gbsg2))
+    return datasets.split(gbsg2, sizes)
+
+
+def profile(client: Client, recorder: Recorder, first_round: int) -> list[dict[str, float]]:
+    """Per round of the last fit: where the time went, from the verified log (seconds)."""
+    tasks = client.tasks(mine=True)
+    spans = recorder.spans[first_round:]
+    seen = recorder.all_seen[first_round:]
+    rows = []
+    for task, (start, end), all_seen in zip(tasks[-len(spans) :], spans, seen, strict=True):
+        store = client.follower.store
+        (task_raw,) = store.raw_range(task.index, task.index + 1)
+        published = Entry.from_bytes(task_raw).timestamp_ms / 1000
+        site_start, container, run, signed = [], [], [], []
+        for answer in client.results(task.id).values():
+            (raw,) = store.raw_range(answer.index, answer.index + 1)
+            result_at = Entry.from_bytes(raw).timestamp_ms / 1000
+            total = answer.timings.get("total_ms", 0) / 1000
+            site_start.append(result_at - total - published)
+            container.append(total)
+            run.append(answer.timings.get("run_ms", 0) / 1000)
+            signed.append(result_at)
+        rows.append(
+            {
+                "publish": published - start,
+                "to_site_start": statistics.median(site_start),
+                "to_site_start_max": max(site_start),
+                "container": statistics.median(container),
+                "container_max": max(container),
+                "run": statistics.median(run),
+                "return": end - max(signed),
+                "to_wait_done": all_seen - max(signed),
+                "open": end - all_seen,
+                "round": end - start,
+            }
+        )
+    return rows
+
+
+def bench_size(
+    stack: Any, root: Path, n_sites: int, covariates: list[str], reps: int, bare_reps: int
+) -> None:
+    images = {name: stack.images[name] for name in SURVIVAL_IMAGES}
+    frames = shares(n_sites)
+    sites = [f"site-{i:02d}" for i in range(n_sites)]
+    with LocalCluster(root / f"cluster-{n_sites}") as cluster:
+        cluster.create(f"ptm.example/bench-survival-{n_sites}", "consortium")
+        cluster.start_hub()
+        for site, frame in zip(sites, frames, strict=True):
+            cluster.home(site)
+            path = cluster.path(site) / "gbsg2.csv"
+            frame.to_csv(path, index=False)
+            cluster.configure_site(
+                site,
+                images=[images[IMAGE].split("@", 1)[0]],
+                publishers=[PUBLISHER_ORG],
+                data={LABEL: path},
+            )
+            cluster.start_site(site)
+        for site in sites:
+            cluster.admit(site, "site")
+        cluster.admit("researcher", "researcher", org=PUBLISHER_ORG)
+        print(
+            f"cluster: hub + {n_sites} site daemons on 127.0.0.1, GBSG2 split "
+            f"{'/'.join(str(len(f)) for f in frames)}; image {images[IMAGE]}"
+        )
+
+        with Client(cluster.root / "researcher", cluster.invitation_path) as client:
+            client.sync()
+            recorder = Recorder(NetworkRunner(client, images, LABEL, timeout=300))
+
+            def fit() -> tuple[coxph.CoxResult, float]:
+                started = time.perf_counter()
+                result = coxph.fit(
+                    recorder, sites, "time", "cens", covariates, ties="efron", data=LABEL
+                )
+                return result, time.perf_counter() - started
+
+            fit()  # warm-up: every site has run the image once, page cache warm
+            walls, first_round = [], 0
+            result = None
+            for _ in range(reps):
+                first_round = len(recorder.spans)
+                result, wall = fit()
+                walls.append(wall)
+            assert result is not None
+            rounds = profile(client, recorder, first_round)
+
+        # the baseline, same run, same image, a real evaluate request of the largest site
+        request = recorder.requests[-1][sites[0]]
+        work = root / f"bare-{n_sites}"
+        work.mkdir()
+        input_file = work / "input.json"
+        input_file.write_text(json.dumps(request, sort_keys=True, separators=(",", ":")))
+        data_file = cluster.path(sites[0]) / "gbsg2.csv"
+        input_file.chmod(0o644)
+        bare_runs(images[IMAGE], input_file, data_file, 1)  # warm-up
+        one = statistics.median(
+            bare_runs(images[IMAGE], input_file, data_file, 1) for _ in range(bare_reps)
+        )
+        together = statistics.median(
+            bare_runs(images[IMAGE], input_file, data_file, n_sites) for _ in range(bare_reps)
+        )
+
+    wall = statistics.median(walls)
+    n = result.rounds
+    print(
+        f"fit {n_sites:>2} sites: pooled Efron, {len(covariates)} covariates, {result.n} "
+        f"patients, {result.n_events} events: {n} rounds ({result.iterations} Newton "
+        f"iterations), wall {wall:.2f} s (median of {reps}; min {min(walls):.2f} s, "
+        f"max {max(walls):.2f} s; goal <= 6 rounds, < 10 s at 3 sites)"
+    )
+    for number, info in enumerate(result.round_log, start=1):
+        sent = sorted(info.request_bytes.values())
+        got = sorted(info.answer_bytes.values())
+        print(
+            f"  round {number} ({info.label}): per site sent {_kb(sent[-1])}, received "
+            f"{_kb(got[0])}–{_kb(got[-1])}; {info.seconds:.2f} s"
+        )
+    print(
+        f"  bare docker run --rm of {IMAGE} (evaluate input): one {one:.3f} s, "
+        f"{n_sites} at once {together:.3f} s (median of {bare_reps})"
+    )
+    print(
+        f"ratio {n_sites:>2} sites: wall ÷ (rounds × one bare docker run) = {wall:.2f} ÷ "
+        f"({n} × {one:.3f}) = {wall / (n * one):.2f}x; ÷ (rounds × {n_sites} bare runs at once) "
+        f"= {wall / (n * together):.2f}x"
+    )
+    keys = (
+        "publish",
+        "to_site_start",
+        "container",
+        "run",
+        "return",
+        "to_wait_done",
+        "open",
+        "round",
+    )
+    med = {k: statistics.median(r[k] for r in rounds) for k in keys}
+    print(
+        f"profile {n_sites:>2} sites, median per round of the last fit: publish "
+        f"{med['publish'] * 1000:.0f} ms; task → site starts its container "
+        f"{med['to_site_start'] * 1000:.0f} ms (slowest site: "
+        f"{statistics.median(r['to_site_start_max'] for r in rounds) * 1000:.0f} ms); "
+        f"container {med['container'] * 1000:.0f} ms (of which running "
+        f"{med['run'] * 1000:.0f} ms; slowest site "
+        f"{statistics.median(r['container_max'] for r in rounds) * 1000:.0f} ms); last "
+        f"result signed → researcher holds all {med['return'] * 1000:.0f} ms (until its wait "
+        f"sees every answer {med['to_wait_done'] * 1000:.0f} ms, then opening and decoding "
+        f"{med['open'] * 1000:.0f} ms); round "
+        f"{med['round'] * 1000:.0f} ms"
+    )
+
+
+def _kb(n: int) -> str:
+    return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="3,10", help="site counts, comma-separated")
+    parser.add_argument("--reps", type=int, default=3, help="timed fits per site count")
+    parser.add_argument("--bare-reps", type=int, default=5, help="bare docker runs to time")
+    parser.add_argument(
+        "--covariates",
+        type=int,
+        default=len(datasets.COVARIATES),
+        help="how many of GBSG2's nine coded covariates to fit",
+    )
+    args = parser.parse_args()
+    covariates = list(datasets.COVARIATES[: args.covariates])
+    stack = ensure_stack()
+    with tempfile.TemporaryDirectory(prefix="ptm-bench-survival-") as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            bench_size(stack, Path(tmp), size, covariates, args.reps, args.bare_reps)
+
+
+if __name__ == "__main__":
+    main()
