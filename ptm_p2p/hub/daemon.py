@@ -26,7 +26,7 @@ from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import DamagedLedger, Replica, shorten_busy_wait
+from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, DamagedLedger, Replica
 
 from .sequencer import Sequencer
 
@@ -38,8 +38,7 @@ GENESIS_FILE = "genesis.entry"
 class Hub:
     def __init__(self, home: Home, genesis: Path | None = None) -> None:
         self.home = home
-        self.store = SqliteStore(home.ledger_path)
-        shorten_busy_wait(self.store)
+        self.store = SqliteStore(home.ledger_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
             self.replica = Replica(self.store, home.name)
         except DamagedLedger as exc:

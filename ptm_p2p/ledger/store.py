@@ -447,12 +447,16 @@ class SqliteStore(LogStore):
     writes with two or more fsyncs, and readers (sync requests, proofs) never block the writer.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, read_only: bool = False, busy_timeout_ms: int = 10_000
+    ) -> None:
         """Open (or create) the ledger at ``path``.
 
         ``read_only`` is for auditors and status readers: the file must already be a ptm
         ledger, nothing is ever written to it or beside it (see ``_connect_read_only``), and a
-        running daemon's writes are not blocked by schema checks.
+        running daemon's writes are not blocked by schema checks. ``busy_timeout_ms`` is how
+        long a write waits for another process's lock before failing with a busy StoreError
+        (daemons pass a short one: their event loop must not stall in SQLite's wait).
         """
         self.path = Path(path)
         self.read_only = read_only
@@ -468,7 +472,7 @@ class SqliteStore(LogStore):
             raise self._cannot_open(exc) from exc
         self._conn = conn
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             if not read_only:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":

@@ -109,17 +109,6 @@ def is_local_fault(exc: BaseException) -> bool:
     return not (isinstance(code, int) and code & 0xFF in damage)
 
 
-def shorten_busy_wait(store: Any, timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-    """Make ``store``'s writes give up on another process's write lock after ``timeout_ms``.
-
-    ``SqliteStore`` has no setting for this yet, so the pragma goes to its connection; a
-    store without one (``MemoryStore``) never waits.
-    """
-    conn = getattr(store, "_conn", None)
-    if conn is not None:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
-
-
 class BadRange(ProtocolError):
     """A peer served entries that do not verify; names the peer and what was wrong."""
 

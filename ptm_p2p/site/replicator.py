@@ -59,13 +59,13 @@ from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.replica import (
+    BUSY_TIMEOUT_MS,
     BadRange,
     DamagedLedger,
     PeerRecord,
     Replica,
     RootMismatch,
     is_local_fault,
-    shorten_busy_wait,
 )
 from ptm_p2p.network.rpc import PeerClient
 
@@ -95,8 +95,7 @@ class Site:
     def __init__(self, home: Home, invitation: Invitation, extra_peers: list[str]) -> None:
         self.home = home
         self.invitation = invitation
-        self.store = SqliteStore(home.ledger_path)
-        shorten_busy_wait(self.store)
+        self.store = SqliteStore(home.ledger_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
             self.replica = Replica(self.store, home.name)
         except DamagedLedger as exc:
