@@ -19,10 +19,12 @@ def demo_command(workdir: Path) -> None:
     """Run a federated study on real survival data on this machine, then audit it.
 
     Sets up the local Docker engine, registry and images if needed; splits the GBSG2 breast
-    cancer study over three hospitals; publishes a signed task (image by digest, sealed
-    inputs); runs it at each site in the sandbox; records sealed results and a cosigned
-    checkpoint; combines the results and compares them with a central computation; audits the
-    ledger, and shows the audit catching a forged entry. Exit 0 when everything checks out.
+    cancer study over three hospitals, each with a site daemon and a deny-by-default policy;
+    a researcher publishes signed tasks (images by digest, sealed inputs) that the site
+    daemons run on their own; the pooled summary, a federated Cox regression and Kaplan-Meier
+    curves are printed beside central computations; every ledger copy is audited, and the
+    audit catches a forged entry. Exit 0 when everything checks out; the last line names the
+    study's ledger copy for `ptm audit`.
 
     \b
     Example:
