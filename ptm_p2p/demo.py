@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.errors import PtmError
 from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
 from ptm_p2p.ledger.simulate import simulate
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.local_cluster import LocalCluster
 
 SITES = ("hospital-a", "hospital-b", "hospital-c")
 RESEARCHER = "researcher-1"

@@ -12,14 +12,14 @@ import pytest
 # pytest is invoked (from the repository root or from this folder).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Cluster  # noqa: E402
+from harness import ADMIN_ORG, ORIGIN, Cluster  # noqa: E402
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path)
     try:
-        c.create()
+        c.create(ORIGIN, ADMIN_ORG)
         yield c
     finally:
         c.close()

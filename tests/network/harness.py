@@ -11,36 +11,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ptm_p2p.dev.cluster import PTM, LocalCluster, wait_for
 from ptm_p2p.ledger.entry import Entry, membership_payload
 from ptm_p2p.ledger.replay import replay
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.local_cluster import LocalCluster
 from ptm_p2p.network.client import submit
 
 HERE = Path(__file__).resolve().parent
-PTM = [sys.executable, "-c", "from ptm_p2p.cli import main; main()"]
-
-
-def wait_for(
-    what: str, predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05
-) -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the file may be half-written; retry
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_exc})")
+ORIGIN = "test.example/study"
+ADMIN_ORG = "uni"
 
 
 def audit(home: Path) -> int:
@@ -62,9 +45,6 @@ class Cluster(LocalCluster):
         self.admin = self.home("admin")
         self.hub_home = self.home("hub")
         self.counter = 0
-
-    def create(self) -> None:  # type: ignore[override]
-        super().create("test.example/study", "uni")
 
     def address(self, name: str) -> str:
         return wait_for(f"{name}'s address", lambda: self.status(name).get("address"))
@@ -115,4 +95,4 @@ def run_json(args: list[str]) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
-__all__ = ["Cluster", "wait_for", "audit", "run_json", "HERE", "os"]
+__all__ = ["ADMIN_ORG", "ORIGIN", "PTM", "Cluster", "wait_for", "audit", "run_json", "HERE", "os"]

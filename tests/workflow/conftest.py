@@ -17,8 +17,8 @@ import docker
 import pytest
 
 from ptm_p2p.client import Client
+from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack, ensure_stack
-from ptm_p2p.local_cluster import LocalCluster
 
 SITES = ("hospital-a", "hospital-b", "hospital-c")
 RESEARCHER = "researcher"
