@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,61 +27,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline import raw_ed25519_verifies_per_second  # noqa: E402  (one baseline for all)
 
+from ptm_p2p.dev.cluster import LocalCluster, wait_for
 from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry, genesis_payload, membership_payload
+from ptm_p2p.ledger.merkle import CompactRange
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.status import collect
 
-PTM = [sys.executable, "-c", "from ptm_p2p.cli import main; main()"]
 ORIGIN = "bench.example/log"
 
 
-class Procs:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(args, stdout=log, stderr=log)
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def wait_for(what: str, pred: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def make_collab(root: Path, sites: int) -> tuple[Home, Home, list[Home]]:
-    admin = Home.init(root / "admin", "admin")
-    hub = Home.init(root / "hub", "hub")
-    homes = [Home.init(root / f"site-{i}", f"site-{i}") for i in range(sites)]
+def make_collab(cluster: LocalCluster, sites: int) -> tuple[Home, Home, list[Home]]:
+    admin = cluster.home("admin")
+    hub = cluster.home("hub")
+    homes = [cluster.home(f"site-{i}") for i in range(sites)]
     chain = AuthorChain(admin.signer)
     now = int(time.time() * 1000)
     genesis = chain.append(
@@ -119,7 +82,7 @@ def prefill(hub: Home, admin: Home, count: int, sites: list[Home]) -> None:
             )
         )
     store = SqliteStore(hub.ledger_path)
-    frontier = Frontier()
+    frontier = CompactRange()
     for begin in range(0, count, 1000):
         batch = entries[begin : begin + 1000]
         store.append(batch)
@@ -141,48 +104,23 @@ def _daemon_size(home: Path) -> int:
     return int(json.loads((home / "status.json").read_text())["size"])
 
 
-def start_hub(procs: Procs, hub: Home) -> Invitation:
-    invite = procs.root / "invite.json"
-    procs.spawn(
-        "hub",
-        [
-            *PTM,
-            "hub",
-            "--home",
-            str(hub.path),
-            "--port",
-            str(free_port()),
-            "--invitation",
-            str(invite),
-        ],
-    )
-    wait_for("hub invitation", invite.exists, 300)
-    return Invitation.load(invite)
-
-
-def start_site(procs: Procs, site: Home, invite: Path) -> None:
-    procs.spawn(site.name, [*PTM, "node", "--home", str(site.path), "--join", str(invite)])
-
-
 # --- 1. catch-up -----------------------------------------------------------------------------
 
 
 def bench_catchup(entries: int, baseline: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        procs = Procs(root)
-        try:
-            admin, hub, (site,) = make_collab(root, 1)
+        with LocalCluster(root) as cluster:
+            admin, hub, (site,) = make_collab(cluster, 1)
             t0 = time.perf_counter()
             prefill(hub, admin, entries, [])
             print(
                 f"  prefilled {entries} entries in {time.perf_counter() - t0:.1f} s",
                 file=sys.stderr,
             )
-            start_hub(procs, hub)
-            wait_for("hub up", lambda: collect(hub.path)["running"], 300)
+            cluster.start_hub(timeout=300)
             start = time.perf_counter()
-            start_site(procs, site, root / "invite.json")
+            cluster.start_site(site.name, wait=False)
             # Poll the daemon's status.json, not the ledger: opening the SQLite file 20
             # times a second would compete with the site's own writes and skew the figure.
             wait_for("catch-up", lambda: _daemon_size(site.path) >= entries, 600)
@@ -194,8 +132,6 @@ def bench_catchup(entries: int, baseline: float) -> dict[str, Any]:
             ]
             n = sum(v[0] for v in verified)
             secs = sum(v[1] for v in verified)
-        finally:
-            procs.close()
     rate = n / secs
     return {
         "entries": n,
@@ -232,21 +168,16 @@ async def _until_all(sites: list[PeerClient], size: int) -> None:
 
 
 def bench_cluster(n_sites: int, rounds: int, throughput: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        procs = Procs(root)
-        try:
-            admin, hub, sites = make_collab(root, n_sites)
-            invite = start_hub(procs, hub)
-            for site in sites:
-                start_site(procs, site, root / "invite.json")
-            addrs = [
-                wait_for(f"{s.name} address", lambda s=s: collect(s.path).get("address"), 120)
-                for s in sites
-            ]
-            return trio.run(_drive, admin, invite, addrs, rounds, throughput, sites)
-        finally:
-            procs.close()
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp)) as cluster:
+        admin, hub, sites = make_collab(cluster, n_sites)
+        cluster.start_hub(timeout=300)
+        for site in sites:
+            cluster.start_site(site.name, wait=False)
+        addrs = [
+            wait_for(f"{s.name} address", lambda s=s: collect(s.path).get("address"), 120)
+            for s in sites
+        ]
+        return trio.run(_drive, admin, cluster.invitation, addrs, rounds, throughput, sites)
 
 
 async def _drive(

@@ -198,30 +198,6 @@ class _Findings:
             )
 
 
-class _CompactRange:
-    """The perfect subtrees of the leaves seen so far: any prefix root in O(log n)."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._stack: list[tuple[int, bytes]] = []  # (level, hash), largest subtree first
-
-    def append(self, leaf: bytes) -> None:
-        level, acc = 0, leaf
-        while self._stack and self._stack[-1][0] == level:
-            acc = merkle.node_hash(self._stack.pop()[1], acc)
-            level += 1
-        self._stack.append((level, acc))
-        self.size += 1
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return merkle.empty_root()
-        acc = self._stack[-1][1]
-        for _, h in reversed(self._stack[:-1]):
-            acc = merkle.node_hash(h, acc)
-        return acc
-
-
 def _read_batch(store: LogStore, start: int, end: int, findings: _Findings) -> list[bytes | None]:
     """Entries ``start..end-1``; ``None`` (and a problem) where the copy has a hole."""
     try:
@@ -249,7 +225,7 @@ class _CheckpointChecker:
         self.store = store
         self.state = state
         self.findings = findings
-        self.tree = _CompactRange()
+        self.tree = merkle.CompactRange()
         self.pending = sorted(store.checkpoints(), key=lambda item: item[0])
         self.reports: list[CheckpointReport] = []
         self.previous: list[SignedCheckpoint] = []  # hub-signed, in order

@@ -14,9 +14,10 @@ Two families of functions compute the same values:
   its length, largest first) folded from the right. A root or proof therefore needs at most
   O(log² n) — in practice ~2 log n — node reads, fetched in one batch.
 
-``extend_nodes`` computes the perfect nodes that an append completes, from the "right
-frontier" of the old tree (the perfect subtrees of ``[0, old_size)``), so a store never
-recomputes the whole tree.
+``CompactRange`` is the one compact range (the "right frontier": the perfect subtrees of
+``[0, size)``): extended leaf by leaf it gives any prefix root in O(log n), and
+``extend_nodes`` reports every perfect node an append completes, so a store never recomputes
+the whole tree. The store, the audit and replication all use it.
 
 Verification follows the iterative algorithms of RFC 9162 §2.1.3.2 (inclusion) and
 §2.1.4.2 (consistency) and raises ``ProofError`` on any mismatch or malformed input.
@@ -259,6 +260,71 @@ def frontier(size: int) -> list[Coord]:
     return range_decomposition(0, size)
 
 
+class CompactRange:
+    """The compact range ``[0, size)`` (RFC 9162 §2.1.1 tree hash, kept incrementally).
+
+    ``hashes`` are the perfect-subtree hashes of ``frontier(size)``, largest first: one per
+    set bit of ``size``. Appending leaf ``i`` merges exactly like binary addition: it
+    completes one parent per trailing 1-bit of ``i``.
+    """
+
+    __slots__ = ("size", "hashes")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        _check_int("tree size", size)
+        if size < 0:
+            raise ProofError(f"tree size {size} is negative")
+        if len(hashes) != size.bit_count():
+            raise ProofError(
+                f"tree of size {size} has {size.bit_count()} frontier nodes, got {len(hashes)}"
+            )
+        self.size = size
+        self.hashes = list(hashes)
+
+    def copy(self) -> CompactRange:
+        return CompactRange(self.size, self.hashes)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash."""
+        hashes, i, acc = self.hashes, self.size, leaf
+        while i & 1:
+            acc = node_hash(hashes.pop(), acc)
+            i >>= 1
+        hashes.append(acc)
+        self.size += 1
+
+    def extend(self, leaf_hashes: Sequence[bytes]) -> None:
+        """Add leaf hashes in order."""
+        for leaf in leaf_hashes:
+            self.append(leaf)
+
+    def extend_nodes(self, leaf_hashes: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+        """Add leaf hashes; return ``(level, index, hash)`` of every perfect node completed.
+
+        That is the new leaves (level 0) and every interior node they complete, about 2 per
+        leaf: what a store writes on append.
+        """
+        hashes, pos = self.hashes, self.size
+        out: list[tuple[int, int, bytes]] = []
+        for leaf in leaf_hashes:
+            out.append((0, pos, leaf))
+            acc, level, index = leaf, 0, pos
+            # a right child completes its parent, whose left sibling is the last hash held
+            while index & 1:
+                acc = node_hash(hashes.pop(), acc)
+                level, index = level + 1, index >> 1
+                out.append((level, index, acc))
+            hashes.append(acc)
+            pos += 1
+        self.size = pos
+        return out
+
+    def root(self) -> bytes:
+        """MTH(D[0:size]): RFC 9162 splits at the largest power of two below n, i.e. the
+        leftmost perfect subtree; folding the frontier from the right reproduces that."""
+        return _fold_right(self.hashes) if self.hashes else _EMPTY_ROOT
+
+
 def extend_nodes(
     old_size: int, frontier_hashes: Sequence[bytes], new_leaf_hashes: Sequence[bytes]
 ) -> list[tuple[int, int, bytes]]:
@@ -266,28 +332,11 @@ def extend_nodes(
 
     ``frontier_hashes`` are the hashes of ``frontier(old_size)`` in order. Returns
     ``(level, index, hash)`` for the new leaves (level 0) and every interior node they
-    complete — about 2 per leaf. This is the compact-range / Merkle-mountain-range append.
+    complete (``CompactRange.extend_nodes``).
     """
-    coords = frontier(old_size)
-    if len(frontier_hashes) != len(coords):
-        raise ProofError(
-            f"tree of size {old_size} has {len(coords)} frontier nodes, got {len(frontier_hashes)}"
-        )
+    tree = CompactRange(old_size, frontier_hashes)
     _check_leaves(new_leaf_hashes)
-    # stack of (level, index, hash) of the current perfect subtrees, largest first
-    stack = [(lv, ix, h) for (lv, ix), h in zip(coords, frontier_hashes, strict=True)]
-    out: list[tuple[int, int, bytes]] = []
-    for i, h in enumerate(new_leaf_hashes, start=old_size):
-        level, index, acc = 0, i, h
-        out.append((0, i, h))
-        # a right child completes its parent; merge while the left sibling is on the stack
-        while stack and stack[-1][0] == level and index & 1:
-            _, _, left = stack.pop()
-            acc = node_hash(left, acc)
-            level, index = level + 1, index >> 1
-            out.append((level, index, acc))
-        stack.append((level, index, acc))
-    return out
+    return tree.extend_nodes(new_leaf_hashes)
 
 
 # --- verification ---------------------------------------------------------------------------

@@ -334,30 +334,22 @@ class LogStore(ABC):
         Raises ``StoreError`` naming the first entry or node that does not match.
         """
         size = self.size()
-        table: dict[merkle.Coord, bytes] = {}
+        tree = merkle.CompactRange()
         step = 4096
         for start in range(0, size, step):
             raws = self.raw_range(start, min(size, start + step))
-            fr = [table[c] for c in merkle.frontier(start)]
-            for lv, ix, h in merkle.extend_nodes(start, fr, [merkle.leaf_hash(r) for r in raws]):
-                table[(lv, ix)] = h
-            # keep only what later batches need: the frontier of the tree so far
-            keep = set(merkle.frontier(start + len(raws)))
-            new = [(c, h) for c, h in table.items() if c[0] == 0 or c not in keep]
-            coords = [c for c, _ in new]
+            new = tree.extend_nodes([merkle.leaf_hash(r) for r in raws])
             try:
-                stored = self._read_nodes(coords)
+                stored = self._read_nodes([(lv, ix) for lv, ix, _ in new])
             except StoreError as exc:
                 raise StoreError(f"log tree is incomplete near entry {start}: {exc}") from exc
-            for (c, h), s in zip(new, stored, strict=True):
+            for (lv, ix, h), s in zip(new, stored, strict=True):
                 if s != h:
-                    lv, ix = c
                     raise StoreError(
                         f"tree node (level {lv}, index {ix}) covering entries "
                         f"[{ix << lv}, {(ix + 1) << lv}) does not match the stored entries: "
                         "the ledger file was altered or corrupted — restore it from a peer"
                     )
-            table = {c: table[c] for c in keep}
 
 
 # --- in memory ---------------------------------------------------------------------------------

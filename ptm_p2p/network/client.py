@@ -18,7 +18,6 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry
-from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.protocol import RemoteError
@@ -100,7 +99,7 @@ def fetch_log(signer: Signer, invitation: Invitation) -> list[Entry]:
             if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
                 raise ProtocolError(f"the hub answered entries {len(raws)}.. with no entries")
             raws.extend(got)
-        frontier = Frontier()
+        frontier = merkle.CompactRange()
         frontier.extend([merkle.leaf_hash(r) for r in raws[:size]])
         if frontier.root() != signed.checkpoint.root:
             raise ProtocolError("the hub's entries do not hash to the root it signed")

@@ -59,7 +59,6 @@ from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.ledger.replay import State
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import RESPONSE_BUDGET
-from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import public_key_of
 from ptm_p2p.network.rpc import LogLimiter
 
@@ -157,7 +156,7 @@ class Replica:
         self.store = store
         self.name = name
         self.state = State()
-        self.frontier = Frontier()
+        self.frontier = merkle.CompactRange()
         self.trust = Trust()
         # Peers we may dial: members that said hello, the hub's list, --peer, peers.json.
         self.peers: dict[str, PeerRecord] = {}
@@ -395,7 +394,7 @@ class Replica:
 
     def verify_batch(
         self, start: int, raws: Sequence[bytes], signed: cp.SignedCheckpoint, source: str
-    ) -> tuple[list[Entry], Frontier]:
+    ) -> tuple[list[Entry], merkle.CompactRange]:
         """Steps 1-2 of the module docstring; returns the entries and the new frontier."""
         target = signed.checkpoint
         if start != self.size:
@@ -410,7 +409,7 @@ class Replica:
 
     async def verify_batch_async(
         self, start: int, raws: Sequence[bytes], signed: cp.SignedCheckpoint, source: str
-    ) -> tuple[list[Entry], Frontier]:
+    ) -> tuple[list[Entry], merkle.CompactRange]:
         """``verify_batch`` with signature checks spread over worker threads.
 
         PyNaCl's C calls release the GIL, so on two cores two threads verify nearly twice as
@@ -445,7 +444,7 @@ class Replica:
 
     def check_root(
         self, start: int, entries: list[Entry], signed: cp.SignedCheckpoint, source: str
-    ) -> Frontier:
+    ) -> merkle.CompactRange:
         target = signed.checkpoint
         frontier = self.frontier.copy()
         frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
@@ -457,7 +456,11 @@ class Replica:
         return frontier
 
     def commit(
-        self, entries: list[Entry], frontier: Frontier, signed: cp.SignedCheckpoint, source: str
+        self,
+        entries: list[Entry],
+        frontier: merkle.CompactRange,
+        signed: cp.SignedCheckpoint,
+        source: str,
     ) -> None:
         """Steps 3-4: replay rules, then the durable append."""
         start = self.size

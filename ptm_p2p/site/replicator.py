@@ -55,7 +55,6 @@ from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import write_json_atomic
-from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.replica import (
@@ -439,7 +438,7 @@ class Site:
         does not give the target root, the peer serves entries the hub never signed.
         """
         n, ours = self.replica.size, self.replica.frontier.root()
-        frontier, ours_there = Frontier(), None
+        frontier, ours_there = merkle.CompactRange(), None
         while frontier.size < target.checkpoint.size:
             resp = await client.call(
                 "entries", start=frontier.size, end=target.checkpoint.size, old_size=0, timeout=60

@@ -17,6 +17,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from ptm_p2p.errors import ConfigError, NetworkError, ProtocolError
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import Signer
+from ptm_p2p.ledger.merkle import CompactRange
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import (
     FrameTooLarge,
@@ -27,7 +28,6 @@ from ptm_p2p.network.framing import (
     read_frame,
     write_frame,
 )
-from ptm_p2p.network.frontier import Frontier
 from ptm_p2p.network.host import free_port, listen_addr, make_host, peer_id_of, public_key_of
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.rpc import PeerClient, RpcServer
@@ -204,7 +204,7 @@ def test_request_validation_examples() -> None:
 @given(st.lists(st.binary(max_size=8), max_size=70), st.integers(0, 70))
 def test_frontier_matches_the_rfc_9162_root(leaves: list[bytes], cut: int) -> None:
     hashes = [merkle.leaf_hash(b) for b in leaves]
-    frontier = Frontier()
+    frontier = CompactRange()
     frontier.extend(hashes[:cut])
     frontier.extend(hashes[cut:])
     assert frontier.root() == merkle.root(hashes)
