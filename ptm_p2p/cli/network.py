@@ -512,12 +512,10 @@ def _admission(
     A revocation must repeat them exactly; given ones that differ are reported with what the
     admission said, before anything is signed.
     """
-    from ptm_p2p.ledger.replay import State
+    from ptm_p2p.ledger.replay import replay
     from ptm_p2p.network.client import fetch_log
 
-    state = State()
-    for index, entry in enumerate(fetch_log(admin.signer, invitation)):
-        state.apply(entry, index)
+    state = replay(fetch_log(admin.signer, invitation))
     member = state.members.get(key)
     if member is None:
         raise PtmError(
@@ -691,17 +689,15 @@ def _members_from_copy(ledger: Path | None, home: str | None) -> tuple[Any, str,
 
 
 def _members_from_hub(home: str | None, invitation_path: Path) -> tuple[Any, str, int]:
-    from ptm_p2p.ledger.replay import State
+    from ptm_p2p.ledger.replay import replay
     from ptm_p2p.network.client import fetch_log
     from ptm_p2p.network.invitation import Invitation
 
     identity = _home(home)
     invitation = Invitation.load(invitation_path)
     _quiet_libp2p()
-    state = State()
     entries = fetch_log(identity.signer, invitation)
-    for index, entry in enumerate(entries):
-        state.apply(entry, index)
+    state = replay(entries)
     return state, f"the hub's log, {invitation_path}", len(entries)
 
 

@@ -84,13 +84,11 @@ class Sequencer:
         self._index_store()
 
     def _index_store(self) -> None:
-        size = self.replica.size
-        for begin in range(0, size, 5000):
-            raws = self.replica.store.raw_range(begin, min(size, begin + 5000))
-            for offset, raw in enumerate(raws):
+        for begin, raws in self.replica.store.read_batches(0, self.replica.size):
+            for index, raw in enumerate(raws, begin):
                 entry = Entry.from_bytes(raw)
                 self.by_author_seq[(entry.author, entry.seq)] = entry.hash
-                self.index_of[entry.hash] = begin + offset
+                self.index_of[entry.hash] = index
         for item in self.replica.store.evidence():
             if item.kind == "equivocation":
                 with contextlib.suppress(LedgerError):

@@ -26,7 +26,7 @@ lookups only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ptm_p2p.errors import (
@@ -49,6 +49,7 @@ from ptm_p2p.ledger.entry import (
     Entry,
     digest_of_image,
 )
+from ptm_p2p.ledger.store import READ_BATCH, LogStore
 
 ADMIN_ROLE = "admin"
 
@@ -471,4 +472,31 @@ def replay(entries: Iterable[Entry | bytes], state: State | None = None) -> Stat
     for item in entries:
         apply(item if isinstance(item, Entry) else decode_at(item, index, state), index)
         index += 1
+    return state
+
+
+def replay_store(
+    store: LogStore,
+    state: State | None = None,
+    batch: int = READ_BATCH,
+    on_batch: Callable[[int, list[Entry]], None] | None = None,
+) -> State:
+    """Fold a store's entries from ``state.size`` on (all of them into a new State by
+    default) into ``state`` and return it, reading ``batch`` entries at a time;
+    ``on_batch(first index, entries)`` is called after each batch is applied.
+
+    Each entry is decoded with ``Entry.from_bytes`` and checked with ``State.apply``. The
+    first failure (DecodeError, SignatureError, ReplayError) is raised unchanged; a refused
+    entry leaves the state as it was, so ``state.size`` is then that entry's index.
+    """
+    state = State() if state is None else state
+    apply = state.apply
+    for begin, raws in store.read_batches(state.size, batch=batch):
+        entries = []
+        for index, raw in enumerate(raws, begin):
+            entry = Entry.from_bytes(raw)
+            apply(entry, index)
+            entries.append(entry)
+        if on_batch is not None:
+            on_batch(begin, entries)
     return state

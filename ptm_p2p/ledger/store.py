@@ -34,6 +34,10 @@ from ptm_p2p.ledger import merkle
 SCHEMA_APPLICATION = "ptm-ledger"
 SCHEMA_VERSION = 1
 
+#: Entries read at a time when a whole log is walked (replay, indexes, integrity checks):
+#: bounds memory while amortising the reads.
+READ_BATCH = 5000
+
 EVIDENCE_EQUIVOCATION = "equivocation"
 EVIDENCE_SPLIT_VIEW = "split-view"
 
@@ -284,6 +288,15 @@ class LogStore(ABC):
         """Encoded entry at ``index``."""
         return self.raw_range(index, index + 1)[0]
 
+    def read_batches(
+        self, start: int = 0, end: int | None = None, batch: int = READ_BATCH
+    ) -> Iterator[tuple[int, list[bytes]]]:
+        """``(first index, encoded entries)`` for ``[start, end)`` (default: to the current
+        size), ``batch`` entries at a time."""
+        end = self.size() if end is None else end
+        for begin in range(start, end, batch):
+            yield begin, self.raw_range(begin, min(end, begin + batch))
+
     def leaf_hash(self, index: int) -> bytes:
         """Merkle leaf hash of entry ``index``: SHA-256(0x00 || raw)."""
         self._check_index(index, self.size())
@@ -333,11 +346,8 @@ class LogStore(ABC):
 
         Raises ``StoreError`` naming the first entry or node that does not match.
         """
-        size = self.size()
         tree = merkle.CompactRange()
-        step = 4096
-        for start in range(0, size, step):
-            raws = self.raw_range(start, min(size, start + step))
+        for start, raws in self.read_batches():
             new = tree.extend_nodes([merkle.leaf_hash(r) for r in raws])
             try:
                 stored = self._read_nodes([(lv, ix) for lv, ix, _ in new])

@@ -56,7 +56,7 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry
-from ptm_p2p.ledger.replay import State
+from ptm_p2p.ledger.replay import State, replay_store
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import RESPONSE_BUDGET
 from ptm_p2p.network.host import public_key_of
@@ -189,18 +189,17 @@ class Replica:
         keeps state and frontier exact, and a tampered file fails loudly here."""
         size = self.store.size()
         start = time.perf_counter()
-        step = 5000
-        for begin in range(0, size, step):
-            raws = self.store.raw_range(begin, min(size, begin + step))
-            entries = []
-            for offset, raw in enumerate(raws):
-                try:
-                    entry = Entry.from_bytes(raw)
-                    self.state.apply(entry, begin + offset)
-                except LedgerError as exc:
-                    raise self._damaged(f"entry {begin + offset}: {exc}") from exc
-                entries.append(entry)
-            self.frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
+        try:
+            replay_store(
+                self.store,
+                self.state,
+                on_batch=lambda _, entries: self.frontier.extend(
+                    [merkle.leaf_hash(e.raw) for e in entries]
+                ),
+            )
+        except LedgerError as exc:
+            # A refused entry leaves the state as it was: its size is the entry's index.
+            raise self._damaged(f"entry {self.state.size}: {exc}") from exc
         if size:
             # The tree nodes serve every proof and old root: a flipped bit there would make an
             # honest hub's old checkpoint look like a split view, or our proofs fail for everyone.
@@ -509,12 +508,7 @@ class Replica:
         log.debug("appended %d entries from %s, size now %d", len(entries), source, self.size)
 
     def _rebuild_state(self) -> None:
-        state = State()
-        size = self.store.size()
-        for begin in range(0, size, 5000):
-            for offset, raw in enumerate(self.store.raw_range(begin, min(size, begin + 5000))):
-                state.apply(Entry.from_bytes(raw), begin + offset)
-        self.state = state
+        self.state = replay_store(self.store)
 
     def append_genesis(self, raw: bytes) -> Entry:
         """Start a log: its first entry must be a genesis entry (used by the hub)."""
@@ -568,12 +562,10 @@ class Replica:
     def _check_stored_root(self, size: int, stored: bytes) -> None:
         """Recompute the root at ``size`` from our entries; a different stored root means our
         own tree nodes are damaged (``DamagedLedger``), not that the hub split the log."""
-        leaves: list[bytes] = []
-        for begin in range(0, size, 5000):
-            leaves.extend(
-                merkle.leaf_hash(r) for r in self.store.raw_range(begin, min(size, begin + 5000))
-            )
-        if merkle.root(leaves) != stored:
+        tree = merkle.CompactRange()
+        for _, raws in self.store.read_batches(0, size):
+            tree.extend([merkle.leaf_hash(r) for r in raws])
+        if tree.root() != stored:
             fault = self._damaged(
                 f"its stored tree nodes give another root at size {size} than its entries"
             )

@@ -382,3 +382,37 @@ def test_entries_apply_in_log_order_only() -> None:
 def test_empty_state() -> None:
     state = State()
     assert state.size == 0 and state.admin is None and not state.members
+
+
+def test_replay_store_folds_a_store_in_batches_like_replay() -> None:
+    from ptm_p2p.ledger.replay import replay, replay_store
+    from ptm_p2p.ledger.simulate import simulate
+    from ptm_p2p.ledger.store import MemoryStore
+
+    store = MemoryStore()
+    simulate(store, 60, 3, checkpoint_every=10)
+    whole = replay(store.raw_range(0, store.size()))
+    seen: list[int] = []
+    batched = replay_store(store, batch=7, on_batch=lambda begin, entries: seen.append(begin))
+    assert seen == list(range(0, 60, 7))
+    assert (batched.size, batched.members, batched.tasks) == (60, whole.members, whole.tasks)
+    # from a partial state on: only the entries after it
+    partial = replay(store.raw_range(0, 25))
+    assert replay_store(store, partial).size == 60
+
+
+def test_replay_store_stops_at_the_first_bad_entry_with_its_index_as_size() -> None:
+    from ptm_p2p.errors import LedgerError
+    from ptm_p2p.ledger.replay import State, replay_store
+    from ptm_p2p.ledger.simulate import simulate
+    from ptm_p2p.ledger.store import MemoryStore
+
+    store = MemoryStore()
+    simulate(store, 30, 2, checkpoint_every=10)
+    raw = bytearray(store._raws[12])  # a stored copy altered after the fact
+    raw[-1] ^= 1
+    store._raws[12] = bytes(raw)
+    state = State()
+    with pytest.raises(LedgerError):
+        replay_store(store, state, batch=5)
+    assert state.size == 12

@@ -17,7 +17,7 @@ from typing import Any
 
 from ptm_p2p.dev.cluster import PTM, LocalCluster, wait_for
 from ptm_p2p.ledger.entry import Entry, membership_payload
-from ptm_p2p.ledger.replay import replay
+from ptm_p2p.ledger.replay import replay_store
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.client import submit
 
@@ -30,9 +30,7 @@ def audit(home: Path) -> int:
     """Replay a home's ledger from scratch (signatures + rules); return its size."""
     store = SqliteStore(home / "ledger.db", read_only=True)
     try:
-        size = store.size()
-        replay(store.raw_range(0, size)) if size else None
-        return size
+        return replay_store(store).size
     finally:
         store.close()
 
