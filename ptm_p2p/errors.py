@@ -96,6 +96,17 @@ class StoreError(PtmError):
     """The durable store cannot be opened, read or written."""
 
 
+class DamagedLedger(StoreError):
+    """Our own ledger file does not match itself (entries, tree nodes): stop, repair.
+
+    ``path`` is the file; daemons add the fix for their role (a site resyncs, a hub restores).
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ConfigError(PtmError):
     """A home folder, key file or config.toml is missing or invalid."""
 
@@ -113,6 +124,67 @@ class ProtocolError(NetworkError):
     def __init__(self, message: str, detail: Any = None) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class FrameTooLarge(ProtocolError):
+    """The peer announced a frame over the limit; the stream cannot be resynchronised."""
+
+
+class StreamClosed(ProtocolError):
+    """The stream ended (cleanly between frames, or in the middle of one).
+
+    ``between_frames`` is true when not one byte of the frame being read had arrived: the
+    peer closed or reset the stream before it started to answer (e.g. it gave up on a stream
+    that had been idle), as opposed to a frame cut in the middle.
+    """
+
+    def __init__(self, message: str, *, between_frames: bool = False) -> None:
+        super().__init__(message)
+        self.between_frames = between_frames
+
+
+class StreamIdle(StreamClosed):
+    """No frame started within the idle timeout; the reader gives up on the stream."""
+
+
+class RemoteError(ProtocolError):
+    """The peer answered with an error response."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"peer refused: {code}: {message}", detail=code)
+        self.code = code
+        self.reason = message  # the peer's own words, for messages that name the peer
+
+
+class BadRange(ProtocolError):
+    """A peer served entries that do not verify; names the peer and what was wrong."""
+
+    index: int = -1  # the first entry that failed to decode, when known
+
+
+class RootMismatch(BadRange):
+    """Well-signed entries that, appended to our log, do not give the signed root.
+
+    Either the peer altered, dropped or reordered entries, or the hub signed a checkpoint
+    that does not extend ours (a split view): ``Site`` tells the two apart by rehashing the
+    peer's whole log.
+    """
+
+
+class PeerUnreachable(NetworkError):
+    """No connection to the peer could be opened; ``why`` says so in a few plain words."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+class StepTooLarge(NetworkError):
+    """The range up to the chosen checkpoint is too large to hold before verifying it.
+
+    Control flow inside the site's replicator: it then tries a nearer checkpoint, or says
+    which peer offers none (a ``NetworkError`` with the limits).
+    """
 
 
 # --- execution ------------------------------------------------------------------------------

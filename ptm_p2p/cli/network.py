@@ -477,10 +477,10 @@ def _membership(
     reason: str | None,
     as_json: bool,
 ) -> None:
+    from ptm_p2p.errors import RemoteError
     from ptm_p2p.ledger.entry import membership_payload
     from ptm_p2p.network.client import submit_one
     from ptm_p2p.network.invitation import Invitation
-    from ptm_p2p.network.protocol import RemoteError
 
     admin = _home(home)
     invitation = Invitation.load(Path(join))

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import ConfigError, LedgerError, PtmError, ReplayError
+from ptm_p2p.errors import ConfigError, DamagedLedger, LedgerError, PtmError, ReplayError
 from ptm_p2p.home import Home
 from ptm_p2p.ledger.checkpoint import parse_checkpoint
 from ptm_p2p.ledger.crypto import short
@@ -26,7 +26,7 @@ from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, DamagedLedger, Replica
+from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, Replica
 
 from .sequencer import Sequencer
 

@@ -13,15 +13,14 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import NetworkError, ProtocolError, PtmError
+from ptm_p2p.errors import NetworkError, PeerUnreachable, ProtocolError, PtmError, RemoteError
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry
 from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.protocol import RemoteError
-from ptm_p2p.network.rpc import PeerClient, PeerUnreachable
+from ptm_p2p.network.rpc import PeerClient
 
 Build = Callable[[AuthorChain], list[Entry]]
 

@@ -17,7 +17,10 @@ from typing import Any, Protocol
 import msgpack
 import trio
 
+from ptm_p2p.errors import FrameTooLarge as FrameTooLarge
 from ptm_p2p.errors import ProtocolError
+from ptm_p2p.errors import StreamClosed as StreamClosed
+from ptm_p2p.errors import StreamIdle as StreamIdle
 
 HEADER = struct.Struct(">I")
 # 8 MiB: large enough for a few thousand entries per response, small enough that a peer
@@ -34,27 +37,6 @@ class ByteStream(Protocol):
     async def read(self, n: int | None = None) -> bytes: ...
 
     async def write(self, data: bytes) -> None: ...
-
-
-class FrameTooLarge(ProtocolError):
-    """The peer announced a frame over the limit; the stream cannot be resynchronised."""
-
-
-class StreamClosed(ProtocolError):
-    """The stream ended (cleanly between frames, or in the middle of one).
-
-    ``between_frames`` is true when not one byte of the frame being read had arrived: the
-    peer closed or reset the stream before it started to answer (e.g. it gave up on a stream
-    that had been idle), as opposed to a frame cut in the middle.
-    """
-
-    def __init__(self, message: str, *, between_frames: bool = False) -> None:
-        super().__init__(message)
-        self.between_frames = between_frames
-
-
-class StreamIdle(StreamClosed):
-    """No frame started within the idle timeout; the reader gives up on the stream."""
 
 
 async def read_exactly(stream: ByteStream, n: int, *, frame_started: bool = False) -> bytes:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ptm_p2p.errors import ProtocolError
+from ptm_p2p.errors import RemoteError as RemoteError
 
 PROTOCOL_ID = "/ptm/sync/1.0.0"
 VERSION = 1
@@ -128,15 +129,6 @@ def ok(**fields: Any) -> dict[str, Any]:
 
 def error(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": code, "message": message[:1000]}
-
-
-class RemoteError(ProtocolError):
-    """The peer answered with an error response."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"peer refused: {code}: {message}", detail=code)
-        self.code = code
-        self.reason = message  # the peer's own words, for messages that name the peer
 
 
 def check_response(message: dict[str, Any]) -> dict[str, Any]:

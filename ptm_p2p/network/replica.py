@@ -42,13 +42,16 @@ import trio
 from libp2p.peer.id import ID
 
 from ptm_p2p.errors import (
+    BadRange,
     CheckpointError,
+    DamagedLedger,
     EquivocationError,
     LedgerError,
     ProofError,
     ProtocolError,
     PtmError,
     ReplayError,
+    RootMismatch,
     SplitViewError,
     StoreError,
 )
@@ -82,17 +85,6 @@ MAX_WAITERS = 4_096
 BUSY_TIMEOUT_MS = 250
 
 
-class DamagedLedger(StoreError):
-    """Our own ledger file does not match itself (entries, tree nodes): stop, repair.
-
-    ``path`` is the file; daemons add the fix for their role (a site resyncs, a hub restores).
-    """
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
 def is_local_fault(exc: BaseException) -> bool:
     """True for a write of ours that failed and may work later (busy, locked, disk full).
 
@@ -106,21 +98,6 @@ def is_local_fault(exc: BaseException) -> bool:
     code = getattr(cause, "sqlite_errorcode", None)
     damage = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
     return not (isinstance(code, int) and code & 0xFF in damage)
-
-
-class BadRange(ProtocolError):
-    """A peer served entries that do not verify; names the peer and what was wrong."""
-
-    index: int = -1  # the first entry that failed to decode, when known
-
-
-class RootMismatch(BadRange):
-    """Well-signed entries that, appended to our log, do not give the signed root.
-
-    Either the peer altered, dropped or reordered entries, or the hub signed a checkpoint
-    that does not extend ours (a split view): ``Site`` tells the two apart by rehashing the
-    peer's whole log.
-    """
 
 
 @dataclass
@@ -825,4 +802,4 @@ def describe_error(exc: PtmError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-__all__ = ["BadRange", "Replica", "ProofError"]
+__all__ = ["BadRange", "DamagedLedger", "RootMismatch", "Replica", "ProofError"]

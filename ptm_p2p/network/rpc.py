@@ -38,14 +38,19 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
-from ptm_p2p.errors import NetworkError, ProtocolError, PtmError
+from ptm_p2p.errors import (
+    FrameTooLarge,
+    NetworkError,
+    ProtocolError,
+    PtmError,
+    StreamClosed,
+    StreamIdle,
+)
+from ptm_p2p.errors import PeerUnreachable as PeerUnreachable
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import (
     MAX_FRAME,
     FrameBudget,
-    FrameTooLarge,
-    StreamClosed,
-    StreamIdle,
     decode,
     encode,
     read_body,
@@ -345,14 +350,6 @@ async def _close_quietly(stream: Any) -> None:
             await stream.close()
     except Exception:
         pass
-
-
-class PeerUnreachable(NetworkError):
-    """No connection to the peer could be opened; ``why`` says so in a few plain words."""
-
-    def __init__(self, message: str, why: str) -> None:
-        super().__init__(message)
-        self.why = why
 
 
 def _tcp_target(addr: multiaddr.Multiaddr) -> str:

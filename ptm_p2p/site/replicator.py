@@ -40,13 +40,17 @@ from typing import Any
 import trio
 
 from ptm_p2p.errors import (
+    BadRange,
     CheckpointError,
     ConfigError,
+    DamagedLedger,
     LedgerError,
     NetworkError,
     ProofError,
     PtmError,
+    RootMismatch,
     SplitViewError,
+    StepTooLarge,
     StoreError,
 )
 from ptm_p2p.home import Home
@@ -57,15 +61,7 @@ from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import write_json_atomic
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import (
-    BUSY_TIMEOUT_MS,
-    BadRange,
-    DamagedLedger,
-    PeerRecord,
-    Replica,
-    RootMismatch,
-    is_local_fault,
-)
+from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, PeerRecord, Replica, is_local_fault
 from ptm_p2p.network.rpc import PeerClient
 
 log = logging.getLogger(__name__)
@@ -546,15 +542,15 @@ class Site:
             step = await self._checkpoint_between(client, n + CHUNK, target) or target
         try:
             raws, proof = await self._fetch_range(client, n, step, source)
-        except _StepTooLarge:
+        except StepTooLarge:
             # Big entries: take the very next checkpoint the peer holds instead.
             smaller = await self._checkpoint_between(client, n + 1, step)
             try:
                 if smaller is None:
-                    raise _StepTooLarge() from None
+                    raise StepTooLarge() from None
                 step = smaller
                 raws, proof = await self._fetch_range(client, n, step, source)
-            except _StepTooLarge:
+            except StepTooLarge:
                 # Not proof of lying (a site keeps only some checkpoints): skip, don't distrust.
                 raise NetworkError(
                     f"{source} offers no checkpoint within {MAX_STEP_ENTRIES} entries or "
@@ -597,7 +593,7 @@ class Site:
         """The raw entries [n, step.size) and the served consistency proof n -> step.size."""
         want = step.checkpoint.size - n
         if want > MAX_STEP_ENTRIES:
-            raise _StepTooLarge()
+            raise StepTooLarge()
         raws: list[bytes] = []
         proof: list[bytes] | None = None
         held = 0
@@ -612,7 +608,7 @@ class Site:
                 raise BadRange(f"{source} sent more entries than the checkpoint covers")
             held += sum(len(r) for r in got)
             if held > MAX_STEP_BYTES:
-                raise _StepTooLarge()
+                raise StepTooLarge()
             if proof is None:
                 served = self.replica.parse_signed(str(resp.get("note", "")))
                 if served.checkpoint != step.checkpoint:
@@ -794,10 +790,6 @@ def _fatal(exc: BaseException) -> bool:
     if isinstance(exc, ConfigError | DamagedLedger):
         return True
     return isinstance(exc, StoreError) and not is_local_fault(exc)
-
-
-class _StepTooLarge(Exception):
-    """The range to the chosen checkpoint is too large to hold before verifying it."""
 
 
 def _valid_addrs(pid: str, addrs: Any) -> list[str]:
