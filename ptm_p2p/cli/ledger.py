@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ptm_p2p.errors import StoreError
+from ptm_p2p.home import LEDGER_FILE
 
 if TYPE_CHECKING:  # imported where used: `ptm --help` must not pay for the ledger and rich
     from ptm_p2p.ledger.audit import AuditReport
@@ -57,7 +58,7 @@ def _progress(label: str, total: int, quiet: bool) -> Iterator[Callable[[int, in
 
 def _ledger_path(path: Path) -> Path:
     """A ledger file, or a home folder holding one."""
-    return path / "ledger.db" if path.is_dir() else path
+    return path / LEDGER_FILE if path.is_dir() else path
 
 
 def _open_existing(path: Path) -> SqliteStore:

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from ptm_p2p.errors import ConfigError, LedgerError, PtmError
-from ptm_p2p.home import Home, resolve_home
+from ptm_p2p.home import LEDGER_FILE, Home, resolve_home
 
 # Where a hub remembers the invitation file it last wrote (an absolute path, one line), so a
 # restart on another address without --invitation can warn that the file is stale.
@@ -669,7 +669,7 @@ def _members_from_copy(ledger: Path | None, home: str | None) -> tuple[Any, str,
 
     path = ledger if ledger is not None else resolve_home(home)
     if path.is_dir():
-        path = path / "ledger.db"
+        path = path / LEDGER_FILE
     store = SqliteStore(path, read_only=True)
     try:
         if store.size() == 0:

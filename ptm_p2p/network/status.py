@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ptm_p2p.errors import LedgerError, PtmError
+from ptm_p2p.home import KEY_FILE, LEDGER_FILE
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.store import SqliteStore
 
 # The daemon's status file; equal to ``ptm_p2p.network.daemon.STATUS_FILE`` (a test checks),
 # repeated here because importing the daemon module imports libp2p (~1 s).
 STATUS_FILE = "status.json"
-KEY_FILE = "identity.key"
 STALE_SECONDS = 5.0
 
 
@@ -78,7 +78,7 @@ def _own_key(home: Path) -> bytes | None:
 
 
 def collect(home: Path) -> dict[str, Any]:
-    store = SqliteStore(Path(home) / "ledger.db", read_only=True)
+    store = SqliteStore(Path(home) / LEDGER_FILE, read_only=True)
     try:
         size = store.size()
         notes = store.checkpoints()
