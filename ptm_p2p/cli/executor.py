@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -151,26 +150,9 @@ def dev_up(no_images: bool, as_json: bool) -> None:
     Example:
       ptm dev up --json > images.json
     """
-    from ptm_p2p.dev.stack import ensure_stack
+    from ptm_p2p.dev import commands
 
-    stack = ensure_stack(build_images=not no_images)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "registry": stack.registry,
-                    "base_image": stack.base_image,
-                    "images": stack.images,
-                },
-                indent=2,
-            )
-        )
-        return
-    click.echo(f"engine         docker {stack.client.version().get('Version')}")
-    click.echo(f"registry       {stack.registry}")
-    click.echo(f"base image     {stack.base_image}")
-    for name, ref in stack.images.items():
-        click.echo(f"{name:<14} {ref}")
+    _echo(commands.up(build_images=not no_images, as_json=as_json))
 
 
 @dev.command("status")
@@ -187,14 +169,9 @@ def dev_status(as_json: bool) -> None:
       ptm dev status
       ptm dev status --json
     """
-    from ptm_p2p.dev.stack import status
+    from ptm_p2p.dev import commands
 
-    info = status()
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    for key, value in info.items():
-        click.echo(f"{key:<22} {value}")
+    _echo(commands.status(as_json=as_json))
 
 
 @dev.command("down")
@@ -207,13 +184,9 @@ def dev_down() -> None:
     Example:
       ptm dev down
     """
-    from ptm_p2p.dev.engine import stop_engine
-    from ptm_p2p.dev.registry import stop_registry
-    from ptm_p2p.dev.settings import DevSettings
+    from ptm_p2p.dev import commands
 
-    settings = DevSettings.from_env()
-    click.echo(f"registry {'stopped' if stop_registry(settings) else 'not started by us'}")
-    click.echo(f"dockerd  {'stopped' if stop_engine(settings) else 'not started by us'}")
+    _echo(commands.down())
 
 
 @dev.command("clear-cache")
@@ -227,11 +200,14 @@ def dev_clear_cache() -> None:
     Example:
       ptm dev clear-cache && ptm dev up
     """
-    from ptm_p2p.dev.settings import DevSettings
+    from ptm_p2p.dev import commands
 
-    cache = DevSettings.from_env().cache_dir
-    shutil.rmtree(cache, ignore_errors=True)
-    click.echo(f"removed {cache}")
+    _echo(commands.clear_cache())
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 def register(main: click.Group) -> None:
