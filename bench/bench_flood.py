@@ -34,8 +34,8 @@ from typing import Any
 
 import trio
 
+from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.ledger.crypto import Signer
-from ptm_p2p.local_cluster import LocalCluster
 from ptm_p2p.network.framing import HEADER, MAX_FRAME, decode, encode, read_frame, write_frame
 from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
 from ptm_p2p.network.protocol import PROTOCOL_ID

@@ -38,9 +38,9 @@ from typing import Any
 from ptm_p2p.algorithms import coxph, datasets
 from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
 from ptm_p2p.client import Client
+from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import ensure_stack
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.local_cluster import LocalCluster
 
 LABEL = "gbsg2"
 PUBLISHER_ORG = "bench"

@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ptm_p2p.client import Client
+from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import ensure_stack
-from ptm_p2p.local_cluster import LocalCluster
 
 ECHO = b'{"action": "echo"}'
 PUBLISHER_ORG = "bench"

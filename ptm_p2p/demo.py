@@ -45,6 +45,7 @@ from typing import Any
 
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.errors import PtmError
+from ptm_p2p.home import LEDGER_FILE
 from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
 from ptm_p2p.ledger.simulate import simulate
 from ptm_p2p.ledger.store import SqliteStore
@@ -202,7 +203,7 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
         audits = {name: _audit_home(cluster.root / name) for name in ["hub", *SITES]}
         roots = {report.checkpoints[-1].root for report in audits.values() if report.checkpoints}
         exits = {name: cluster.stop(name) for name in ["hub", *SITES]}
-        _copy_ledger(cluster.root / "hub" / "ledger.db", ledger_copy)
+        _copy_ledger(cluster.root / "hub" / LEDGER_FILE, ledger_copy)
     replicas_ok = all(r.ok for r in audits.values()) and len(roots) == 1
     clean_stop = all(code == 0 for code in exits.values())
     matches = federated.keys() == central.keys() and all(
@@ -328,7 +329,7 @@ def _copy_ledger(source: Path, target: Path) -> None:
 
 
 def _audit_home(home: Path) -> AuditReport:
-    store = SqliteStore(home / "ledger.db", read_only=True)
+    store = SqliteStore(home / LEDGER_FILE, read_only=True)
     try:
         return audit(store)
     finally:

@@ -215,3 +215,7 @@ class StudyError(PtmError):
 
 class TaskLookupError(PtmError):
     """A task id, site name or key that the researcher's verified copy of the log lacks."""
+
+
+class ImageResolveError(PtmError):
+    """An image tag that cannot be resolved to a digest through its registry at publish time."""

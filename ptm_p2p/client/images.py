@@ -12,7 +12,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from ptm_p2p.errors import PtmError
+from ptm_p2p.errors import ImageResolveError, PtmError
 from ptm_p2p.executor.imageref import ImageRef
 
 MANIFEST_TYPES = (
@@ -22,10 +22,6 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
 )
 LOOPBACK = ("127.", "localhost", "[::1]")
-
-
-class ImageResolveError(PtmError):
-    """A tag that cannot be resolved to a digest."""
 
 
 def resolve_image(reference: str, timeout: float = 10.0) -> str:

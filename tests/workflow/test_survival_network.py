@@ -29,9 +29,9 @@ from ptm_p2p.algorithms import coxph, datasets, km
 from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
 from ptm_p2p.algorithms.rounds import RoundInfo
 from ptm_p2p.client import Client
+from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import StudyError
-from ptm_p2p.local_cluster import LocalCluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from ptm_p2p.demo import combine
+from ptm_p2p.dev.cluster import wait_for
 from ptm_p2p.errors import LedgerError, PtmError, StudyError
 from ptm_p2p.ledger.entry import TASK, Entry, task_payload
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.local_cluster import wait_for
 from ptm_p2p.network.client import submit_one
 
 from .conftest import RESEARCHER, SITES, Study
