@@ -13,9 +13,12 @@ read by the CLI at call time, never at import time.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,3 +132,24 @@ def resolve_home(home: str | Path | None) -> Path:
     if env:
         return Path(env)
     raise ConfigError("no home folder given: pass --home DIR or set PTM_HOME")
+
+
+AUTHOR_LOCK_FILE = "author.lock"
+
+
+@contextmanager
+def author_lock(home: Path) -> Iterator[None]:
+    """Serialise this identity's signers across processes (an exclusive ``flock`` on
+    ``HOME/author.lock``).
+
+    Signing reads the author's chain head, signs the next entry and submits it. Two processes
+    doing that at once would sign two different entries with one sequence number, which the
+    hub must record as equivocation and refuse the key from then on. Every command and the
+    client that signs as a home holds this lock from reading the head until the hub answered.
+    """
+    with open(Path(home) / AUTHOR_LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

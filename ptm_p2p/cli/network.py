@@ -490,7 +490,7 @@ def _membership(
     assert role is not None and org is not None
     payload = membership_payload(action, key, org, role, reason)
     try:
-        answer = submit_one(admin.signer, invitation, "membership", payload)
+        answer = submit_one(admin.signer, invitation, "membership", payload, home=admin.path)
     except RemoteError as exc:
         raise PtmError(f"the hub refused the {action}: {exc.reason}") from exc
     data = {

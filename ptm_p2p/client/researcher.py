@@ -17,12 +17,10 @@ two processes of one researcher never sign two different entries with one sequen
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +29,13 @@ from ptm_p2p.client.follower import LogFollower
 from ptm_p2p.client.images import resolve_image
 from ptm_p2p.client.session import Session
 from ptm_p2p.errors import ConfigError, LedgerError, PtmError, StudyError, TaskLookupError
-from ptm_p2p.home import Home, resolve_home
+from ptm_p2p.home import Home, author_lock, resolve_home
 from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import CANCEL, TASK, AuthorChain, Entry, cancel_payload, task_payload
 from ptm_p2p.ledger.replay import Task
 from ptm_p2p.network.invitation import Invitation
 
 INVITATION_FILE = "invitation.json"
-AUTHOR_LOCK = "author.lock"
 DEFAULT_LIMITS = {"timeout_s": 600, "memory_mb": 512, "cpu_millis": 1000}
 FINAL = ("ok", "failed", "timeout", "refused", "cancelled")
 
@@ -213,19 +210,9 @@ class Client:
 
     # --- signing ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _author_lock(self) -> Iterator[None]:
-        """Serialise this key's signers across processes (see the module docstring)."""
-        with open(self.home.path / AUTHOR_LOCK, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _submit(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
         """Sign ``payload`` as our next entry and submit it; the entry and its log index."""
-        with self._author_lock():
+        with author_lock(self.home.path):
             return self.session.call(self._submit_async, kind, payload)
 
     async def _submit_async(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:

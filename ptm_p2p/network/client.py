@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from ptm_p2p.errors import NetworkError, PeerUnreachable, ProtocolError, PtmError, RemoteError
+from ptm_p2p.home import author_lock
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry
-from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
+from ptm_p2p.network.host import make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.rpc import PeerClient
 
@@ -30,7 +32,7 @@ async def _with_hub(
 ) -> Any:
     host = make_host(signer.seed)
     info = parse_peer_addr(invitation.hub_addr)
-    async with host.run([listen_addr("127.0.0.1", free_port())]):
+    async with host.run([]):  # no listen address: a one-shot client only dials
         client = PeerClient(host, info.peer_id, info.addrs)
         try:
             # Return domain errors as values: raised inside libp2p's nurseries they would
@@ -53,12 +55,19 @@ def _run(signer: Signer, invitation: Invitation, work: Callable[[PeerClient], An
     return value
 
 
-def submit(signer: Signer, invitation: Invitation, build: Build) -> dict[str, Any]:
+def submit(
+    signer: Signer, invitation: Invitation, build: Build, home: Path | None = None
+) -> dict[str, Any]:
     """Sign the entries ``build(chain)`` makes from our current head and submit them.
 
     Returns the hub's answer: ``indexes`` (log positions) and ``size``. Raises
-    ``RemoteError`` with the hub's reason when it refuses.
+    ``RemoteError`` with the hub's reason when it refuses. With ``home`` (the signer's home
+    folder) the whole read-head, sign, submit runs under the home's author lock, so two
+    processes of one identity can never sign two entries with one sequence number.
     """
+    if home is not None:
+        with author_lock(home):
+            return submit(signer, invitation, build)
 
     async def work(hub: PeerClient) -> dict[str, Any]:
         head = await hub.call("head", author=signer.public_key, timeout=15)
@@ -71,10 +80,17 @@ def submit(signer: Signer, invitation: Invitation, build: Build) -> dict[str, An
 
 
 def submit_one(
-    signer: Signer, invitation: Invitation, kind: str, payload: Mapping[str, Any]
+    signer: Signer,
+    invitation: Invitation,
+    kind: str,
+    payload: Mapping[str, Any],
+    home: Path | None = None,
 ) -> dict[str, Any]:
     return submit(
-        signer, invitation, lambda chain: [chain.append(kind, payload, int(time.time() * 1000))]
+        signer,
+        invitation,
+        lambda chain: [chain.append(kind, payload, int(time.time() * 1000))],
+        home,
     )
 
 
