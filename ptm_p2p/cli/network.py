@@ -203,6 +203,15 @@ def register(main: click.Group) -> None:
     help="Write the invitation file (hub address, key, origin) here, for sites and the admin "
     "(they read it with --invitation FILE). Give it again after a change of --host/--port.",
 )
+@click.option(
+    "--pardon",
+    "pardons",
+    multiple=True,
+    callback=lambda ctx, param, values: [_pubkey(v) for v in values],
+    help="Let an author the hub refuses for equivocation sign again (a key, 64 hex; "
+    "repeatable; recorded in HOME/pardoned.json). Only after its owner confirms an honest "
+    "collision (two of its own processes), never for a key that may be stolen.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def hub(
     home: str | None,
@@ -210,18 +219,29 @@ def hub(
     port: int,
     genesis: str | None,
     invitation: str | None,
+    pardons: list[bytes],
     verbose: bool,
 ) -> None:
     """Run the hub: sequencer, checkpoint signer and bootstrap peer.
 
     The hub remembers where it last wrote its invitation; started on another address
-    without --invitation, it warns that the file is stale.
+    without --invitation, it warns that the file is stale. An author that signed two entries
+    with one sequence number is refused from then on (the evidence is kept); --pardon KEY
+    is the way out for an honest collision: the author goes on from the entry that was
+    sequenced, and the evidence stays for auditors.
 
     \b
     Example:
       ptm hub --home hub/ --port 4001 --invitation invite.json
     """
     identity = _home(home)
+    if pardons:
+        from ptm_p2p.hub.daemon import add_pardons
+
+        add_pardons(identity.path, pardons)
+        click.echo(
+            f"pardoned {len(pardons)} key(s) for equivocation (HOME/pardoned.json)", err=True
+        )
     _check_config(identity)
     _check_writable(identity.path, "hub")
     _remember_invitation(identity, host, port, Path(invitation) if invitation else None)

@@ -117,15 +117,19 @@ class LocalCluster:
             admin_org,
         )
 
-    def start_hub(self, timeout: float = 30.0) -> None:
-        """``ptm hub``; waits ``timeout`` seconds for its invitation, then as long to run."""
+    def start_hub(self, timeout: float = 30.0, extra: Sequence[str] = ()) -> None:
+        """``ptm hub`` (plus ``extra`` options); waits ``timeout`` seconds for its
+        invitation, then as long to run."""
         self.invitation_path.unlink(missing_ok=True)
         hub = str(self.root / "hub")
         port = str(self.hub_port)
         self.spawn(
             "hub",
-            [*PTM, "hub", "--home", hub, "--port", port, "--invitation", str(self.invitation_path)],
-        )
+            [
+                *PTM, "hub", "--home", hub, "--port", port,
+                "--invitation", str(self.invitation_path), *extra,
+            ],
+        )  # fmt: skip
         wait_for("the hub's invitation file", self.invitation_path.exists, timeout)
         wait_for("the hub to run", lambda: self.status("hub")["running"], timeout)
 

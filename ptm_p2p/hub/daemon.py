@@ -11,7 +11,9 @@ moment a new checkpoint is signed): no gossip needed, no polling interval to tun
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.network.daemon import home_lock, run_daemon
+from ptm_p2p.network.daemon import home_lock, run_daemon, write_json_atomic
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, Replica
 
@@ -59,7 +61,7 @@ class Hub:
                 raise
             entry = self.replica.append_genesis(raw)
             log.info("started log %s from genesis %s", self.replica.origin, entry.hash.hex()[:16])
-        self.sequencer = Sequencer(self.replica, home.signer)
+        self.sequencer = Sequencer(self.replica, home.signer, load_pardons(home.path))
         if (
             self.replica.latest_note is None
             or parse_checkpoint(self.replica.latest_note).checkpoint.size != self.replica.size
@@ -154,3 +156,27 @@ def _serve_hub(
     finally:
         hub.replica.flush_notes()
         hub.store.close()
+
+
+PARDON_FILE = "pardoned.json"
+
+
+def load_pardons(home: Path) -> list[bytes]:
+    """Keys the hub operator pardoned for an honest equivocation (``ptm hub --pardon``)."""
+    path = home / PARDON_FILE
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        return [bytes.fromhex(key) for key in data["keys"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} is not a list of pardoned keys ({exc}); fix or remove it"
+        ) from exc
+
+
+def add_pardons(home: Path, keys: Iterable[bytes]) -> list[bytes]:
+    """Record pardons durably (they hold across restarts); returns every pardoned key."""
+    merged = list(dict.fromkeys([*load_pardons(home), *keys]))
+    write_json_atomic(home / PARDON_FILE, {"keys": [k.hex() for k in merged]}, durable=True)
+    return merged

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,7 @@ class Submission:
 class Sequencer:
     """Owns the hub's write path: only the sequencer task appends to the hub's store."""
 
-    def __init__(self, replica: Replica, signer: Signer) -> None:
+    def __init__(self, replica: Replica, signer: Signer, pardoned: Iterable[bytes] = ()) -> None:
         if replica.hub_key is not None and replica.hub_key != signer.public_key:
             raise RuleError(
                 f"this home's key {short(signer.public_key)} is not the hub key "
@@ -77,6 +78,7 @@ class Sequencer:
         self.by_author_seq: dict[tuple[bytes, int], bytes] = {}
         self.index_of: dict[bytes, int] = {}
         self.equivocators: set[bytes] = set()
+        self.pardoned = frozenset(pardoned)
         self.sequenced = 0
         # The log holds entries no stored checkpoint covers yet (its signing failed).
         self.unsigned = False
@@ -93,6 +95,9 @@ class Sequencer:
             if item.kind == "equivocation":
                 with contextlib.suppress(LedgerError):
                     self.equivocators.add(Entry.from_bytes(bytes(item.first)).author)
+        # The evidence stays in the store for auditors; a pardon only lets the author go on
+        # from the entry that was sequenced (its twin never entered the log).
+        self.equivocators -= self.pardoned
 
     def sign_head(self) -> cp.SignedCheckpoint:
         checkpoint = cp.Checkpoint(
@@ -229,7 +234,9 @@ class Sequencer:
                 if entry.author in self.equivocators:
                     sub.error = (
                         f"author {short(entry.author)} equivocated earlier; its entries "
-                        "are refused until the admin revokes or re-admits it"
+                        "are refused until the admin revokes it or, after checking with its "
+                        "owner that it was an honest collision and not a stolen key, the hub "
+                        f"operator pardons it (`ptm hub --pardon {entry.author.hex()}`)"
                     )
                     break
                 if existing is not None:
