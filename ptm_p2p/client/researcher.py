@@ -248,6 +248,10 @@ class Client:
         pinned = resolve_image(image)
         if inputs is not None:
             keys = self._site_keys_synced(list(inputs))
+            if len(keys) != len(inputs):
+                raise TaskLookupError(
+                    f"inputs name one site twice (by organisation and by key): {list(inputs)}"
+                )
             plain = dict(zip(keys, inputs.values(), strict=True))
         else:
             plain = {key: input for key in self._site_keys_synced(to)}
