@@ -6,7 +6,10 @@ baseline and the thing measured.
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
+from collections.abc import Sequence
 
 import nacl.signing
 
@@ -30,6 +33,32 @@ def raw_ed25519_verifies_per_second(seconds: float = 2.0, message_size: int = 30
         now = time.perf_counter()
         if now >= deadline:
             return count / (now - start)
+
+
+def bare_docker_runs(
+    image: str, volumes: Sequence[str], count: int, each: int = 1, env: Sequence[str] = ()
+) -> float:
+    """Seconds until ``count`` parallel lanes have each run ``each`` bare ``docker run --rm``
+    of ``image`` (no network, ``volumes`` as ``-v`` mounts, ``env`` as ``-e``, the output
+    tmpfs a site also gives): the container floor the task benchmarks divide by."""
+    argv = ["docker", "run", "--rm", "--network", "none"]
+    for volume in volumes:
+        argv += ["-v", volume]
+    for item in env:
+        argv += ["-e", item]
+    argv += ["--tmpfs", "/ptm/output:uid=65534", image]
+
+    def lane() -> None:
+        for _ in range(each):
+            subprocess.run(argv, check=True, capture_output=True)
+
+    threads = [threading.Thread(target=lane) for _ in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

@@ -27,13 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import bare_docker_runs  # noqa: E402  (one module for every baseline)
 
 from ptm_p2p.algorithms import coxph, datasets
 from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
@@ -78,28 +81,8 @@ class Recorder:
 
 def bare_runs(image: str, input_file: Path, data_file: Path, count: int) -> float:
     """Seconds until ``count`` bare ``docker run --rm`` of ``image``, started at once, end."""
-
-    def one() -> None:
-        subprocess.run(
-            [
-                "docker", "run", "--rm", "--network", "none",
-                "-v", f"{input_file}:/ptm/input:ro",
-                "-v", f"{data_file}:/ptm/data/{LABEL}:ro",
-                "-e", f"PTM_DATA_LABELS={LABEL}",
-                "--tmpfs", "/ptm/output:uid=65534",
-                image,
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started
+    volumes = [f"{input_file}:/ptm/input:ro", f"{data_file}:/ptm/data/{LABEL}:ro"]
+    return bare_docker_runs(image, volumes, count, env=[f"PTM_DATA_LABELS={LABEL}"])
 
 
 def shares(n_sites: int) -> list[Any]:

@@ -24,10 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import bare_docker_runs  # noqa: E402  (one module for every baseline)
 
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
@@ -39,28 +42,8 @@ PUBLISH_PAUSE = 0.3  # seconds between timed publishes
 
 
 def bare_runs(image: str, input_file: Path, count: int, each: int = 1) -> float:
-    """Seconds until ``count`` parallel lanes have each run ``each`` bare containers."""
-
-    def lane() -> None:
-        for _ in range(each):
-            subprocess.run(
-                [
-                    "docker", "run", "--rm", "--network", "none",
-                    "-v", f"{input_file}:/ptm/input:ro",
-                    "--tmpfs", "/ptm/output:uid=65534",
-                    image,
-                ],
-                check=True,
-                capture_output=True,
-            )  # fmt: skip
-
-    threads = [threading.Thread(target=lane) for _ in range(count)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started
+    """Seconds until ``count`` lanes have each run ``each`` bare containers of ``image``."""
+    return bare_docker_runs(image, [f"{input_file}:/ptm/input:ro"], count, each)
 
 
 def timed(work: Callable[[], object]) -> float:
