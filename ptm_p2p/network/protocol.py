@@ -4,6 +4,11 @@ Every request is a msgpack map ``{"v": 1, "op": NAME, ...fields}``; every respon
 ``{"ok": True, ...fields}`` or ``{"ok": False, "error": CODE, "message": TEXT}``. Nothing here
 knows about libp2p: the same messages could run over any framed byte stream.
 
+Each request and each successful response is a typed msgspec Struct below (``EntriesRequest``
+→ ``EntriesReply`` …): strict (no unknown fields, no bool for a number, numbers and lengths in
+range), checked in one pass. ``parse_request`` is what a server applies to what arrives;
+``parse_reply`` is what a client applies to the answer, so no caller reads an unchecked map.
+
 Requests (see docs/network.md for the full table):
 
 - ``hello``      {addrs, name}                  → {origin, size}; a peer says where it listens
@@ -20,9 +25,9 @@ Requests (see docs/network.md for the full table):
 
 from __future__ import annotations
 
-from collections.abc import Sized
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
+
+import msgspec
 
 from ptm_p2p.errors import ProtocolError
 from ptm_p2p.errors import RemoteError as RemoteError
@@ -45,34 +50,160 @@ UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
 
 
-@dataclass(frozen=True)
-class Field:
-    kind: type | tuple[type, ...]
-    required: bool = True
-    max_len: int | None = None
+# --- typed messages -------------------------------------------------------------------------
+# Every request and every successful response is a msgspec Struct: the schema is the class,
+# checked strictly (no unknown fields, no bool where a number belongs, numbers in range,
+# bounded lengths) in one C pass. A request class names its response class (``reply``), so a
+# caller gets a typed answer back (``PeerClient.ask``) instead of a dict checked ad hoc.
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
+R = TypeVar("R", bound="Reply")
 
 
-_SCHEMAS: dict[str, dict[str, Field]] = {
-    "hello": {
-        "addrs": Field(list, max_len=16),
-        "name": Field(str, required=False, max_len=64),
-    },
-    "peers": {},
-    "checkpoint": {"at_least": Field(int, required=False)},
-    "wait": {"after": Field(int), "timeout_ms": Field(int)},
-    "entries": {"start": Field(int), "end": Field(int), "old_size": Field(int)},
-    "submit": {"entries": Field(list, max_len=MAX_ENTRIES_PER_REQUEST)},
-    "head": {"author": Field(bytes, max_len=32)},
-    "cosign": {"note": Field(str, max_len=MAX_NOTE)},
-    "evidence": {
-        "kind": Field(str, max_len=64),
-        "first": Field(bytes, max_len=MAX_NOTE * 4),
-        "second": Field(bytes, max_len=MAX_NOTE * 4),
-        "detail": Field(str, max_len=4096),
-    },
+class Reply(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A successful response: ``{"ok": True, ...fields}`` on the wire."""
+
+    ok: bool = True
+
+
+class HelloReply(Reply):
+    origin: str | None
+    size: Count
+
+
+class PeerAddress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    addrs: list[str]
+    name: str = ""
+
+
+class PeersReply(Reply):
+    peers: list[PeerAddress]
+
+
+class CheckpointReply(Reply):
+    """The answer to ``checkpoint`` and ``wait``: a hub-signed note (None before the first)."""
+
+    note: str | None
+    size: Count
+
+
+class EntriesReply(Reply):
+    entries: list[bytes]
+    note: str
+    proof: list[bytes]
+
+
+class SubmitReply(Reply):
+    indexes: list[Count]
+    size: Count
+
+
+class HeadReply(Reply):
+    seq: Count
+    hash: bytes
+
+
+class CosignReply(Reply):
+    added: Count
+
+
+class EvidenceReply(Reply):
+    confirmed: bool
+
+
+class Request(
+    msgspec.Struct,
+    Generic[R],
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+    tag_field="op",
+):
+    """A request: ``{"v": 1, "op": NAME, ...fields}`` on the wire; ``reply`` is its answer."""
+
+    v: int = VERSION
+    reply: ClassVar[type[Reply]]
+
+    @property
+    def op(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+
+class HelloRequest(Request[HelloReply], tag="hello", frozen=True):
+    # Kept loose (any item): a peer's addresses are filtered one by one where they are used.
+    addrs: Annotated[list[Any], msgspec.Meta(max_length=16)]
+    name: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    reply = HelloReply
+
+
+class PeersRequest(Request[PeersReply], tag="peers", frozen=True):
+    reply = PeersReply
+
+
+class CheckpointRequest(Request[CheckpointReply], tag="checkpoint", frozen=True):
+    at_least: Count | None = None
+    reply = CheckpointReply
+
+
+class WaitRequest(Request[CheckpointReply], tag="wait", frozen=True):
+    after: Count
+    timeout_ms: Count
+    reply = CheckpointReply
+
+
+class EntriesRequest(Request[EntriesReply], tag="entries", frozen=True):
+    start: Count
+    end: Count
+    old_size: Count
+    reply = EntriesReply
+
+
+class SubmitRequest(Request[SubmitReply], tag="submit", frozen=True):
+    # Items are checked by the hub (``submit: entry N is not bytes``), with their index.
+    entries: Annotated[list[Any], msgspec.Meta(max_length=MAX_ENTRIES_PER_REQUEST)]
+    reply = SubmitReply
+
+
+class HeadRequest(Request[HeadReply], tag="head", frozen=True):
+    author: Annotated[bytes, msgspec.Meta(max_length=32)]
+    reply = HeadReply
+
+
+class CosignRequest(Request[CosignReply], tag="cosign", frozen=True):
+    note: Note
+    reply = CosignReply
+
+
+class EvidenceRequest(Request[EvidenceReply], tag="evidence", frozen=True):
+    kind: Annotated[str, msgspec.Meta(max_length=64)]
+    first: Annotated[bytes, msgspec.Meta(max_length=MAX_NOTE * 4)]
+    second: Annotated[bytes, msgspec.Meta(max_length=MAX_NOTE * 4)]
+    detail: Annotated[str, msgspec.Meta(max_length=4096)]
+    reply = EvidenceReply
+
+
+REQUESTS: dict[str, type[Request[Any]]] = {
+    str(cls.__struct_config__.tag): cls
+    for cls in (
+        HelloRequest,
+        PeersRequest,
+        CheckpointRequest,
+        WaitRequest,
+        EntriesRequest,
+        SubmitRequest,
+        HeadRequest,
+        CosignRequest,
+        EvidenceRequest,
+    )
 }
-
-OPS = frozenset(_SCHEMAS)
+OPS = frozenset(REQUESTS)
+# Field names of each request, and the required ones (checked by hand, for clear messages).
+_FIELDS = {
+    op: {f.name: f.required for f in msgspec.structs.fields(cls) if f.name != "v"}
+    for op, cls in REQUESTS.items()
+}
 
 
 def request(op: str, **fields: Any) -> dict[str, Any]:
@@ -92,35 +223,55 @@ def shown(value: Any, limit: int = 80) -> str:
     return text
 
 
-def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Check version, op and field types; return (op, fields) or raise ``ProtocolError``."""
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_request(message: dict[str, Any]) -> Request[Any]:
+    """Check version, op and fields of a decoded request; the typed request or ``ProtocolError``.
+
+    Version, op, missing and unexpected fields are checked here (so their messages say which
+    field, in our words); types, ranges and lengths by msgspec against the request's class.
+    """
     if message.get("v") != VERSION:
         raise ProtocolError(f"unsupported protocol version {shown(message.get('v'))}, expected 1")
     op = message.get("op")
-    if not isinstance(op, str) or op not in _SCHEMAS:
+    if not isinstance(op, str) or op not in REQUESTS:
         raise ProtocolError(f"unknown operation {shown(op)}", detail=UNKNOWN_OP)
-    schema = _SCHEMAS[op]
-    fields: dict[str, Any] = {}
-    for name, spec in schema.items():
-        if name not in message:
-            if spec.required:
-                raise ProtocolError(f"{op}: field {name!r} is missing")
-            continue
-        value: Any = message[name]
-        # bool is an int in Python; never accept it where a number is expected.
-        if not isinstance(value, spec.kind) or isinstance(value, bool):
-            raise ProtocolError(f"{op}: field {name!r} must be {spec.kind}, got {type(value)}")
-        if isinstance(value, int) and not 0 <= value <= MAX_INT:
-            raise ProtocolError(f"{op}: field {name!r} out of range: {value}")
-        if spec.max_len is not None and len(cast(Sized, value)) > spec.max_len:
-            size = len(cast(Sized, value))
-            raise ProtocolError(f"{op}: field {name!r} too long ({size} > {spec.max_len})")
-        fields[name] = value
-    extra = set(message) - set(schema) - {"v", "op"}
+    fields = _FIELDS[op]
+    for name, required in fields.items():
+        if required and name not in message:
+            raise ProtocolError(f"{op}: field {name!r} is missing")
+    extra = set(message) - set(fields) - {"v", "op"}
     if extra:
         names = sorted(shown(k, 40) for k in extra)
         raise ProtocolError(f"{op}: {len(extra)} unexpected field(s) {', '.join(names[:5])}")
-    return op, fields
+    try:
+        parsed: Request[Any] = msgspec.convert(message, REQUESTS[op], strict=True)
+        return parsed
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"{op}: {_cut(str(exc))}") from exc
+
+
+def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``parse_request`` as (op, the fields the message carried)."""
+    parsed = parse_request(message)
+    fields = {name: getattr(parsed, name) for name in _FIELDS[parsed.op] if name in message}
+    return parsed.op, fields
+
+
+def encode_message(message: Request[Any] | Reply | dict[str, Any]) -> bytes:
+    """A request, a typed reply or an error map as msgpack (bytes stay bytes, str stays str)."""
+    return msgspec.msgpack.encode(message)
+
+
+def parse_reply(request: Request[R], message: dict[str, Any]) -> R:
+    """A successful, well-formed answer to ``request``; else ``RemoteError``/``ProtocolError``."""
+    check_response(message)
+    try:
+        return cast(R, msgspec.convert(message, request.reply, strict=True))
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"malformed {request.op} answer: {_cut(str(exc))}") from exc
 
 
 def ok(**fields: Any) -> dict[str, Any]:

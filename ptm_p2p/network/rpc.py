@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import multiaddr
 import trio
@@ -52,7 +52,6 @@ from ptm_p2p.network.framing import (
     MAX_FRAME,
     FrameBudget,
     decode,
-    encode,
     read_body,
     read_frame,
     read_header,
@@ -60,6 +59,7 @@ from ptm_p2p.network.framing import (
 )
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=protocol.Reply)
 
 Handler = Callable[[str, dict[str, Any], ID], Awaitable[dict[str, Any]]]
 PROTOCOL = TProtocol(protocol.PROTOCOL_ID)
@@ -271,7 +271,7 @@ class RpcServer:
                     del payload
                 finally:
                     self.budget.give(key, length)
-                await write_frame(stream, encode(response), self.max_frame)
+                await write_frame(stream, protocol.encode_message(response), self.max_frame)
         except StreamClosed:
             return
         except trio.Cancelled:
@@ -331,7 +331,7 @@ async def _send_and_receive(stream: Any, request: bytes) -> bytes:
 async def _send_quietly(stream: Any, message: dict[str, Any]) -> None:
     try:
         with trio.move_on_after(2):
-            await write_frame(stream, encode(message))
+            await write_frame(stream, protocol.encode_message(message))
     except Exception:
         pass
 
@@ -396,11 +396,26 @@ class PeerClient:
                 "no connection could be opened to " + ", ".join(_tcp_target(a) for a in self.addrs),
             ) from exc
 
+    async def ask(
+        self, request: protocol.Request[R], *, channel: str = "main", timeout: float = 30.0
+    ) -> R:
+        """Send one typed request; its typed answer, or ``RemoteError``/``ProtocolError``."""
+        message = await self._round_trip(
+            request.op, protocol.encode_message(request), channel, timeout
+        )
+        return protocol.parse_reply(request, message)
+
     async def call(
         self, op: str, *, channel: str = "main", timeout: float = 30.0, **fields: Any
     ) -> dict[str, Any]:
-        """Send one request and return the successful response (``RemoteError`` otherwise)."""
-        request = encode(protocol.request(op, **fields))
+        """Send one request built from keywords; the successful answer as a map (tests and
+        tools that speak the protocol loosely; daemons use ``ask``)."""
+        request = protocol.encode_message(protocol.request(op, **fields))
+        return protocol.check_response(await self._round_trip(op, request, channel, timeout))
+
+    async def _round_trip(
+        self, op: str, request: bytes, channel: str, timeout: float
+    ) -> dict[str, Any]:
         lock = self._locks.setdefault(channel, trio.Lock())
         async with lock:
             try:
@@ -418,7 +433,7 @@ class PeerClient:
             except Exception as exc:
                 await self._drop(channel)
                 raise NetworkError(f"{op} to {self.peer_id}: {type(exc).__name__}: {exc}") from exc
-        return protocol.check_response(decode(payload))
+        return decode(payload)
 
     async def _exchange(self, channel: str, request: bytes, timeout: float) -> bytes:
         """Send ``request`` on the channel's stream and return the answer's payload.
