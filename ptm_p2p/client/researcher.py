@@ -28,11 +28,19 @@ from typing import Any
 from ptm_p2p.client.follower import LogFollower
 from ptm_p2p.client.images import resolve_image
 from ptm_p2p.client.session import Session
-from ptm_p2p.errors import ConfigError, LedgerError, PtmError, StudyError, TaskLookupError
+from ptm_p2p.errors import (
+    ConfigError,
+    LedgerError,
+    ProtocolError,
+    PtmError,
+    StudyError,
+    TaskLookupError,
+)
 from ptm_p2p.home import Home, author_lock, resolve_home
 from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import CANCEL, TASK, AuthorChain, Entry, cancel_payload, task_payload
 from ptm_p2p.ledger.replay import Task
+from ptm_p2p.network import protocol
 from ptm_p2p.network.invitation import Invitation
 
 INVITATION_FILE = "invitation.json"
@@ -218,11 +226,13 @@ class Client:
     async def _submit_async(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
         hub = self.session.hub
         assert hub is not None
-        head = await hub.call("head", author=self.home.public_key, timeout=15)
-        chain = AuthorChain(self.home.signer, int(head["seq"]), bytes(head["hash"]))
+        head = await hub.ask(protocol.HeadRequest(author=self.home.public_key), timeout=15)
+        chain = AuthorChain(self.home.signer, head.seq, head.hash)
         entry = chain.append(kind, payload, int(time.time() * 1000))
-        answer = await hub.call("submit", entries=[entry.raw], timeout=30)
-        return entry, int(answer["indexes"][0])
+        answer = await hub.ask(protocol.SubmitRequest(entries=[entry.raw]), timeout=30)
+        if len(answer.indexes) != 1:
+            raise ProtocolError(f"the hub answered one submitted entry with {answer.indexes}")
+        return entry, answer.indexes[0]
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -345,8 +355,10 @@ class Client:
     async def _long_poll(self, size: int, seconds: float) -> None:
         """Return when the hub signs a checkpoint beyond ``size``, or after ``seconds``."""
         assert self.session.hub is not None
-        await self.session.hub.call(
-            "wait", channel="wait", after=size, timeout_ms=int(seconds * 1000), timeout=seconds + 10
+        await self.session.hub.ask(
+            protocol.WaitRequest(after=size, timeout_ms=int(seconds * 1000)),
+            channel="wait",
+            timeout=seconds + 10,
         )
 
     def results(self, task_id: str) -> dict[str, SiteAnswer]:

@@ -42,6 +42,7 @@ from ptm_p2p.errors import LedgerError, NetworkError, PtmError, StoreError
 from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import RESULT, AuthorChain, Entry, digest_of_image, result_payload
 from ptm_p2p.ledger.replay import Task as LoggedTask
+from ptm_p2p.network import protocol
 from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal
 
 if TYPE_CHECKING:
@@ -415,7 +416,7 @@ class TaskWorker:
         if not waiting or self.site.host is None or not self.site.hub_up:
             return
         hub = self.site.client(self.site.host, str(self.site.hub_id))
-        await hub.call("submit", entries=waiting, timeout=30)
+        await hub.ask(protocol.SubmitRequest(entries=waiting), timeout=30)
 
     # --- recovery ------------------------------------------------------------------------
 
