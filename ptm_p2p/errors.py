@@ -3,15 +3,39 @@
 Every error the package raises on purpose is a ``PtmError``. Messages say what happened,
 where, and what to do next, because they end up in front of site operators and auditors.
 Parsers never leak ``ValueError`` or msgpack exceptions: they wrap them in one of these.
+
+Each error also says how ``ptm`` exits on it (``exit_code`` below, the one table of exit
+codes; ``ptm --help`` and the README show it), so a script can tell a refusal from an
+unreachable peer from a bad file without reading the message.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# --- exit codes of `ptm` (the one table; documented in `ptm --help` and the README) ---------
+
+EXIT_OK = 0
+EXIT_DOMAIN = 1  # a domain error: bad input file, damaged ledger, verification failure, …
+EXIT_USAGE = 2  # a usage error (click's own code: unknown option, bad argument)
+EXIT_REFUSED = 3  # the hub or a peer refused the request (not admitted, revoked, a rule)
+EXIT_NOT_DONE = 4  # `ptm wait` / `ptm publish --wait`: the deadline passed first
+EXIT_UNREACHABLE = 5  # no connection to the peer, or no answer in time: retrying may help
+
+EXIT_CODES = {
+    EXIT_OK: "ok",
+    EXIT_DOMAIN: "error: a bad input file, a damaged ledger, a failed verification, …",
+    EXIT_USAGE: "usage error: an unknown option, a missing or bad argument",
+    EXIT_REFUSED: "refused: the hub or a peer said no (not admitted, revoked, a log rule)",
+    EXIT_NOT_DONE: "not done: `ptm wait` reached its --timeout before every site answered",
+    EXIT_UNREACHABLE: "unreachable: no connection to the hub or peer, or no answer in time",
+}
+
 
 class PtmError(Exception):
     """Root of every domain error in ptm_p2p."""
+
+    exit_code: int = EXIT_DOMAIN
 
 
 # --- ledger -------------------------------------------------------------------------------
@@ -154,6 +178,11 @@ class RemoteError(ProtocolError):
         super().__init__(f"peer refused: {code}: {message}", detail=code)
         self.code = code
         self.reason = message  # the peer's own words, for messages that name the peer
+        # The codes of network/protocol.py: REFUSED is a "no"; UNAVAILABLE a busy peer that
+        # asks to be asked again; the others (bad-request, internal…) are errors.
+        self.exit_code = {"refused": EXIT_REFUSED, "unavailable": EXIT_UNREACHABLE}.get(
+            code, EXIT_DOMAIN
+        )
 
 
 class BadRange(ProtocolError):
@@ -173,6 +202,8 @@ class RootMismatch(BadRange):
 
 class PeerUnreachable(NetworkError):
     """No connection to the peer could be opened; ``why`` says so in a few plain words."""
+
+    exit_code = EXIT_UNREACHABLE
 
     def __init__(self, message: str, why: str) -> None:
         super().__init__(message)
@@ -219,3 +250,37 @@ class TaskLookupError(PtmError):
 
 class ImageResolveError(PtmError):
     """An image tag that cannot be resolved to a digest through its registry at publish time."""
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+class Refused(PtmError):
+    """The hub, a peer or the log's rules refuse what was asked, though it was well formed:
+    a key that is not (or no longer) a member, a member admitted twice, a revoked author."""
+
+    exit_code = EXIT_REFUSED
+
+
+# --- how `ptm` exits ------------------------------------------------------------------------
+
+# Timeouts raised below the error tree: the builtin one, and trio's (named, not imported:
+# this module imports nothing, so the ledger can use it).
+_TIMEOUTS = ("TooSlowError",)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code ``ptm`` ends with on ``exc``: the first specific kind along the chain of
+    explicit causes (``raise … from``), so a "cannot reach the hub" ``NetworkError`` raised
+    from a ``PeerUnreachable`` or from a timeout is "unreachable", and a message that wraps a
+    hub's refusal without saying so stays a refusal; otherwise a domain error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PtmError) and current.exit_code != EXIT_DOMAIN:
+            return current.exit_code
+        if isinstance(current, TimeoutError) or type(current).__name__ in _TIMEOUTS:
+            return EXIT_UNREACHABLE
+        current = current.__cause__
+    return EXIT_DOMAIN

@@ -8,27 +8,22 @@ every other command reads it with ``--invitation FILE``. ``--join FILE``, its ol
 reading side, still works (hidden, noted in each command's help) for one release.
 
 Nothing heavy is imported at module level: ``ptm --help`` and ``ptm status`` must not pay for
-libp2p (~1 s); each command imports what it uses.
+libp2p (~1 s); each command imports what it uses. What the commands do lives in
+``ptm_p2p.admin`` (genesis, members, a daemon's home); this module parses, calls and prints.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ptm_p2p.errors import ConfigError, LedgerError, PtmError
-from ptm_p2p.home import LEDGER_FILE, Home, resolve_home
-
-# Where a hub remembers the invitation file it last wrote (an absolute path, one line), so a
-# restart on another address without --invitation can warn that the file is stale.
-INVITATION_RECORD = "invitation.last"
+from ptm_p2p.cli.common import quiet_libp2p
+from ptm_p2p.errors import LedgerError
+from ptm_p2p.home import Home, resolve_home
 
 home_option = click.option(
     "--home",
@@ -80,41 +75,6 @@ def _invitation(invitation: str | None, join_alias: str | None, required: bool) 
     return chosen
 
 
-def _check_writable(path: Path, role: str) -> None:
-    """A daemon writes its ledger, status and lock in its home: refuse a home it cannot write
-    at once, in one line, rather than with a traceback from the first file it touches."""
-    try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"home {path} is not writable ({exc.strerror}): a {role} keeps its ledger copy, "
-            "status and lock there; make the folder writable by this user (or run as its "
-            "owner), or choose another --home"
-        ) from None
-
-
-def _damaged_ledger(identity: Home, exc: LedgerError, role: str) -> PtmError:
-    """The start-up error for a ledger copy whose own entries do not verify."""
-    path = identity.ledger_path
-    if role == "node":
-        recover = (
-            "start the node again: it fetches a fresh copy from the hub and peers and "
-            "verifies every entry"
-        )
-    else:
-        recover = (
-            "restore the log from a site's verified copy (`ptm ledger copy SITE_HOME "
-            f"{path}`) and start the hub again"
-        )
-    return PtmError(
-        f"{path}: this home's ledger copy holds an entry that does not verify ({exc}). The "
-        "file was damaged or changed outside ptm; nothing in it is acted on. To recover, keep "
-        f"it as evidence (`mv {path} {path}.bad`; `ptm audit {path}.bad` lists every bad "
-        f"entry), then {recover}"
-    )
-
-
 def _home(home: str | None) -> Home:
     return Home.load(resolve_home(home))
 
@@ -141,34 +101,6 @@ def _pubkey(text: str) -> bytes:
 def _pubkey_param(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
     # As a callback, so click's "Invalid value for 'PUBKEY'" names the argument.
     return None if value is None else _pubkey(value)
-
-
-def _ledger_size(path: Path) -> int:
-    """Entries in the ledger at ``path`` (0 if there is none), read without locking it."""
-    from ptm_p2p.ledger.store import SqliteStore
-
-    if not path.exists():
-        return 0
-    store = SqliteStore(path, read_only=True)
-    try:
-        return store.size()
-    finally:
-        store.close()
-
-
-def _quiet_libp2p() -> None:
-    """Silence py-libp2p's own loggers in one-shot commands.
-
-    It logs every failed dial at ERROR ("Failed to open TCP stream…") straight to stderr;
-    the command reports the outcome itself, in one line.
-    """
-    import logging
-
-    import libp2p  # noqa: F401 - importing it (re)configures its loggers; quiet them after
-
-    quiet = logging.getLogger("libp2p")
-    quiet.setLevel(logging.CRITICAL + 1)
-    quiet.addHandler(logging.NullHandler())
 
 
 def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
@@ -242,9 +174,13 @@ def hub(
         click.echo(
             f"pardoned {len(pardons)} key(s) for equivocation (HOME/pardoned.json)", err=True
         )
-    _check_config(identity)
-    _check_writable(identity.path, "hub")
-    _remember_invitation(identity, host, port, Path(invitation) if invitation else None)
+    from ptm_p2p.admin import daemons
+
+    daemons.check_config(identity)
+    daemons.check_writable(identity.path, "hub")
+    written = Path(invitation) if invitation else None
+    for warning in daemons.remember_invitation(identity, host, port, written):
+        click.echo(f"warning: {warning}", err=True)
 
     from ptm_p2p.hub.daemon import run_hub
     from ptm_p2p.network.daemon import setup_logging
@@ -259,62 +195,7 @@ def hub(
             Path(invitation) if invitation else None,
         )
     except LedgerError as exc:
-        raise _damaged_ledger(identity, exc, "hub") from exc
-
-
-def _remember_invitation(identity: Home, host: str, port: int, written: Path | None) -> None:
-    """Record where the invitation goes; warn when an earlier one no longer names this hub."""
-    record = identity.path / INVITATION_RECORD
-    previous: Path | None = None
-    try:
-        previous = Path(record.read_text().strip()) if record.exists() else None
-    except OSError:
-        previous = None
-    if written is not None:
-        record.write_text(f"{written.resolve()}\n")
-        if previous is not None and previous != written.resolve() and previous.exists():
-            _warn(
-                f"the invitation is now written to {written}; {previous}, written by an earlier "
-                "run, may be stale"
-            )
-        return
-    if previous is None or not previous.exists():
-        return
-    old = _invitation_address(previous)
-    if old is None:
-        return
-    if port == 0 or old != (host, port):
-        _warn(
-            f"{previous} (the invitation an earlier run of this hub wrote) names "
-            f"{old[0]}:{old[1]}, but this hub listens on {host}:{port or 'a random port'}: "
-            "sites and the admin holding that file cannot reach it. Restart with "
-            f"--invitation {previous} and send the new file to them"
-        )
-
-
-def _invitation_address(path: Path) -> tuple[str, int] | None:
-    """(host, port) of an invitation file's hub address, without importing libp2p."""
-    try:
-        parts = str(json.loads(path.read_text())["hub_addr"]).split("/")
-        return parts[2], int(parts[4])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
-
-
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
-
-
-def _check_config(identity: Home) -> Any:
-    """The home's validated config.toml, data paths included: a daemon refuses to start on
-    a configuration `ptm config check` would refuse (exit 1, the file, the key, the fix)."""
-    from ptm_p2p.config import load_config
-
-    config = load_config(identity.path)
-    problems = config.check_data()
-    if problems:
-        raise ConfigError("; ".join(problems) + " (check again with `ptm config check`)")
-    return config
+        raise daemons.damaged_ledger(identity, exc, "hub") from exc
 
 
 @click.command()
@@ -350,31 +231,22 @@ def node(
     join = _invitation(invitation, join_alias, required=True)
     assert join is not None
     identity = _home(home)
-    _check_config(identity)
-    _check_writable(identity.path, "node")
+    from ptm_p2p.admin import daemons
+
+    daemons.check_config(identity)
+    daemons.check_writable(identity.path, "node")
 
     from ptm_p2p.network.daemon import setup_logging
-    from ptm_p2p.network.host import free_port
     from ptm_p2p.network.invitation import Invitation
     from ptm_p2p.site.replicator import run_node
 
     setup_logging(verbose)
     if not port:
-        # Keep the port across restarts so the addresses other sites remember stay valid.
-        port_file = identity.path / "node.port"
-        try:
-            port = int(port_file.read_text()) if port_file.exists() else free_port(host)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{port_file} does not hold a port number; fix it or delete it"
-            ) from exc
-        if not 0 < port < 65536:
-            raise ConfigError(f"{port_file} holds {port}, not a TCP port; fix it or delete it")
-        port_file.write_text(f"{port}\n")
+        port = daemons.node_port(identity, host)
     try:
         run_node(identity, Invitation.load(Path(join)), host, port, list(peers))
     except LedgerError as exc:
-        raise _damaged_ledger(identity, exc, "node") from exc
+        raise daemons.damaged_ledger(identity, exc, "node") from exc
 
 
 # --- collaboration set-up ------------------------------------------------------------------
@@ -435,55 +307,28 @@ def collab_create(
       ptm collab create --home admin/ --hub-home hub/ --origin example.org/study --org uni
       ptm hub --home hub/ --invitation invite.json
     """
-    from ptm_p2p.hub.daemon import GENESIS_FILE
-    from ptm_p2p.ledger.entry import AuthorChain, genesis_payload
+    from ptm_p2p.admin.genesis import create_genesis, hub_key_of_home
+    from ptm_p2p.hub.daemon import GENESIS_FILE  # where the hub reads it from
 
     admin = _home(home)
     if hub_home:
-        hub_identity = Home.load(Path(hub_home))
-        hub_pk = hub_identity.public_key
-        held = _ledger_size(hub_identity.ledger_path)
-        if held:
-            entries = "1 entry" if held == 1 else f"{held} entries"
-            raise ConfigError(
-                f"the hub home {hub_home} already holds a log ({entries}): it runs a "
-                "collaboration already. Use a fresh hub home (`ptm init`) for a new one"
-            )
+        hub_pk = hub_key_of_home(Path(hub_home))
     elif hub_key:
         hub_pk = hub_key
     else:
         raise click.UsageError("give --hub-home DIR or --hub-key HEX")
-    if hub_pk == admin.public_key:
-        raise ConfigError("the admin and the hub must be different identities (two homes)")
-    payload = genesis_payload(origin, admin.public_key, admin_org, hub_pk, hub_org, description)
-    entry = AuthorChain(admin.signer).append("genesis", payload, int(time.time() * 1000))
-    written = []
+    # --out, and the hub's home when it is here; else the admin's own home.
     targets = [Path(out)] if out else []
     if hub_home:
         targets.append(Path(hub_home) / GENESIS_FILE)
     if not targets:
         targets.append(admin.path / GENESIS_FILE)
-    for path in targets:
-        if path.exists():
-            raise ConfigError(
-                f"{path} already exists: a genesis entry was made before (a second one would "
-                "start a different log). Delete it first if you really mean to replace it"
-            )
-    for path in targets:
-        with open(path, "xb") as handle:  # "x": never overwrite, even in a race
-            handle.write(entry.raw)
-        written.append(str(path))
-    data = {
-        "origin": origin,
-        "genesis": entry.hash.hex(),
-        "admin": admin.public_key.hex(),
-        "hub": hub_pk.hex(),
-        "written": written,
-    }
+    genesis = create_genesis(admin, origin, admin_org, hub_pk, hub_org, description, targets)
+    written = ", ".join(str(p) for p in genesis.written)
     _emit(
-        data,
+        genesis.to_dict(),
         as_json,
-        f"genesis {entry.hash.hex()[:16]}… for {origin} written to " + ", ".join(written),
+        f"genesis {genesis.entry.hash.hex()[:16]}… for {origin} written to {written}",
     )
 
 
@@ -497,61 +342,22 @@ def _membership(
     reason: str | None,
     as_json: bool,
 ) -> None:
-    from ptm_p2p.errors import RemoteError
-    from ptm_p2p.ledger.entry import membership_payload
-    from ptm_p2p.network.client import submit_one
+    from ptm_p2p.admin import members
     from ptm_p2p.network.invitation import Invitation
 
     admin = _home(home)
     invitation = Invitation.load(Path(join))
-    _quiet_libp2p()
+    quiet_libp2p()
     if action == "revoke":
-        role, org = _admission(admin, invitation, key, role, org)
-    assert role is not None and org is not None
-    payload = membership_payload(action, key, org, role, reason)
-    try:
-        answer = submit_one(admin.signer, invitation, "membership", payload, home=admin.path)
-    except RemoteError as exc:
-        raise PtmError(f"the hub refused the {action}: {exc.reason}") from exc
-    data = {
-        "action": action,
-        "key": key.hex(),
-        "org": org,
-        "role": role,
-        "index": answer["indexes"][0] if answer.get("indexes") else None,
-        "size": answer.get("size"),
-    }
-    _emit(data, as_json, f"{action}: {org} ({role}) {key.hex()[:16]}… at log index {data['index']}")
-
-
-def _admission(
-    admin: Home, invitation: Any, key: bytes, role: str | None, org: str | None
-) -> tuple[str, str]:
-    """The role and organisation ``key`` holds now, from the hub's (verified) log.
-
-    A revocation must repeat them exactly; given ones that differ are reported with what the
-    admission said, before anything is signed.
-    """
-    from ptm_p2p.ledger.replay import replay
-    from ptm_p2p.network.client import fetch_log
-
-    state = replay(fetch_log(admin.signer, invitation))
-    member = state.members.get(key)
-    if member is None:
-        raise PtmError(
-            f"key {key.hex()[:16]}… was never admitted to {invitation.origin}; nothing to revoke"
-        )
-    if member.revoked_at is not None:
-        raise PtmError(
-            f"key {key.hex()[:16]}… was already revoked at log index {member.revoked_at}"
-        )
-    if (role or member.role, org or member.org) != (member.role, member.org):
-        raise PtmError(
-            f"key {key.hex()[:16]}… was admitted as {member.role} of {member.org} (log index "
-            f"{member.admitted_at}), not as {role or member.role} of {org or member.org}; "
-            "leave out --role/--org to take them from the admission"
-        )
-    return member.role, member.org
+        change = members.revoke(admin, invitation, key, role, org, reason)
+    else:
+        assert role is not None and org is not None
+        change = members.admit(admin, invitation, key, role, org)
+    _emit(
+        change.to_dict(),
+        as_json,
+        f"{action}: {change.org} ({change.role}) {key.hex()[:16]}… at log index {change.index}",
+    )
 
 
 @collab.command("admit")
@@ -655,11 +461,19 @@ def collab_members(
       ptm collab members --home admin/ --invitation invite.json --json
     """
     join = _invitation(invitation, join_alias, required=False)
+    from ptm_p2p.admin.members import members_from_copy, members_from_hub
+
     if join is not None:
-        state, source, size = _members_from_hub(home, Path(join))
+        from ptm_p2p.network.invitation import Invitation
+
+        identity = _home(home)
+        loaded = Invitation.load(Path(join))
+        quiet_libp2p()
+        found = members_from_hub(identity, loaded, Path(join))
     else:
-        state, source, size = _members_from_copy(ledger, home)
-    members = [
+        found = members_from_copy(ledger if ledger is not None else resolve_home(home))
+    state, source, size = found.state, found.source, found.size
+    members: list[dict[str, Any]] = [
         {
             "key": m.key.hex(),
             "org": m.org,
@@ -681,44 +495,6 @@ def collab_members(
             f"  {m['org']:<20} {m['role']:<11} {m['key'][:16]}…  admitted at entry "
             f"{m['admitted_at']}, {status}"
         )
-
-
-def _members_from_copy(ledger: Path | None, home: str | None) -> tuple[Any, str, int]:
-    from ptm_p2p.ledger.audit import audit, default_workers
-    from ptm_p2p.ledger.store import SqliteStore
-
-    path = ledger if ledger is not None else resolve_home(home)
-    if path.is_dir():
-        path = path / LEDGER_FILE
-    store = SqliteStore(path, read_only=True)
-    try:
-        if store.size() == 0:
-            raise PtmError(
-                f"{path} holds no entries (only a hub's or a site's home keeps a copy of the "
-                "log); give a copy (`ptm ledger copy`) or read the hub's with --invitation FILE"
-            )
-        report = audit(store, None, default_workers(store.size(), os.cpu_count()))
-    finally:
-        store.close()
-    if report.problems:
-        raise PtmError(
-            f"{path} does not verify ({report.problems[0].message}); members are listed only "
-            f"from a copy that verifies — `ptm audit {path}` shows everything found"
-        )
-    return report.state, str(path), report.size
-
-
-def _members_from_hub(home: str | None, invitation_path: Path) -> tuple[Any, str, int]:
-    from ptm_p2p.ledger.replay import replay
-    from ptm_p2p.network.client import fetch_log
-    from ptm_p2p.network.invitation import Invitation
-
-    identity = _home(home)
-    invitation = Invitation.load(invitation_path)
-    _quiet_libp2p()
-    entries = fetch_log(identity.signer, invitation)
-    state = replay(entries)
-    return state, f"the hub's log, {invitation_path}", len(entries)
 
 
 # --- status --------------------------------------------------------------------------------

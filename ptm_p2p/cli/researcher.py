@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.errors import PtmError
+from ptm_p2p.errors import EXIT_NOT_DONE, PtmError
 
 if TYPE_CHECKING:
     from ptm_p2p.client import Client, TaskView
 
-EXIT_NOT_DONE = 4  # `ptm wait`: the deadline passed before every site answered
 
 home_option = click.option(
     "--home",
@@ -46,11 +45,12 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _client(home: str | None, invitation: str | None) -> Client:
-    from ptm_p2p.cli.network import _quiet_libp2p
+def open_client(home: str | None, invitation: str | None) -> Client:
+    """The researcher's client for ``home`` and ``invitation``, libp2p's own logs quieted."""
+    from ptm_p2p.cli.common import quiet_libp2p
     from ptm_p2p.client import Client
 
-    _quiet_libp2p()
+    quiet_libp2p()
     return Client(home, invitation)
 
 
@@ -172,7 +172,7 @@ def publish(
     payload = input_file.read() if input_file is not None else _parse_params(params)
     targets: Any = "all" if to_all else [s.strip() for s in (to or "").split(",") if s.strip()]
     memory_mb = _parse_memory(memory)
-    with _client(home, invitation) as client:
+    with open_client(home, invitation) as client:
         client.sync()
         task = client.publish(
             image,
@@ -216,7 +216,7 @@ def wait(
     Example:
       ptm wait 93c17583ced5fdc8 --timeout 300 --home researcher/
     """
-    with _client(home, invitation) as client:
+    with open_client(home, invitation) as client:
         client.sync()
         view = _wait_with_progress(client, task, timeout)
     if as_json:
@@ -286,7 +286,7 @@ def results(
     Example:
       ptm results 93c17583ced5fdc8 --json --home researcher/
     """
-    with _client(home, invitation) as client:
+    with open_client(home, invitation) as client:
         client.sync()
         _print_results(client, task, as_json, out)
 
@@ -303,7 +303,7 @@ def tasks(mine: bool, home: str | None, invitation: str | None, as_json: bool) -
     Example:
       ptm tasks --mine --home researcher/
     """
-    with _client(home, invitation) as client:
+    with open_client(home, invitation) as client:
         views = client.tasks(mine=mine)
     if as_json:
         click.echo(json.dumps([v.to_dict() for v in views], indent=2))
@@ -337,7 +337,7 @@ def cancel(
     Example:
       ptm cancel 93c17583ced5fdc8 --reason "wrong covariates" --home researcher/
     """
-    with _client(home, invitation) as client:
+    with open_client(home, invitation) as client:
         view = client.cancel(task, reason)
     if as_json:
         click.echo(json.dumps(view.to_dict(), indent=2))

@@ -91,9 +91,9 @@ def _sites(client: Client, targets: list[str] | None) -> list[str]:
 
 
 def _connect(home: str | None, invitation: str | None) -> Client:
-    from ptm_p2p.cli.researcher import _client
+    from ptm_p2p.cli.researcher import open_client
 
-    return _client(home, invitation)
+    return open_client(home, invitation)
 
 
 to_option = click.option("--to", "to", default=None, help="The sites, by organisation: A,B,C.")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import trio
 from harness import Cluster
@@ -33,11 +33,8 @@ STALLED_BYTES = 4 * 1024 * 1024
 
 
 def _rss(pid: int) -> int:
-    """Resident memory of a process, in bytes (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    """Resident memory of a process, in bytes."""
+    return int(psutil.Process(pid).memory_info().rss)
 
 
 async def _attacker(addr: str, attack: Any) -> Any:
