@@ -187,13 +187,7 @@ def hub(
 
     setup_logging(verbose)
     try:
-        run_hub(
-            identity,
-            host,
-            port,
-            Path(genesis) if genesis else None,
-            Path(invitation) if invitation else None,
-        )
+        run_hub(identity, host, port, Path(genesis) if genesis else None, written)
     except LedgerError as exc:
         raise daemons.damaged_ledger(identity, exc, "hub") from exc
 
