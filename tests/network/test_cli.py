@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from harness import Cluster, wait_for
 
 from ptm_p2p.cli import main
-from ptm_p2p.errors import ConfigError
+from ptm_p2p.errors import EXIT_REFUSED, EXIT_UNREACHABLE, ConfigError
 from ptm_p2p.home import Home
 from ptm_p2p.hub.daemon import GENESIS_FILE, Hub
 from ptm_p2p.ledger.entry import Entry
@@ -164,7 +164,8 @@ def test_commands_against_a_stopped_and_a_running_hub(cluster: Cluster) -> None:
     site_key = cluster.home("site-a").public_key.hex()
     admin = ["--home", str(cluster.path("admin")), "--join", str(cluster.invitation_path)]
     dead = ptm("collab", "admit", *admin, "--role", "site", "--org", "site-a", site_key)
-    assert dead.exit_code == 1
+    # Issue 7 changed this from 1: an unreachable hub has its own exit code (5).
+    assert dead.exit_code == EXIT_UNREACHABLE
     assert "cannot reach the hub at /ip4/127.0.0.1/tcp/" in dead.output
     assert "is `ptm hub` running?" in dead.output
     assert "Failed to open TCP stream" not in dead.output and "refused" not in dead.output
@@ -188,7 +189,8 @@ def test_commands_against_a_stopped_and_a_running_hub(cluster: Cluster) -> None:
         ),
     )
     again = ptm("collab", "admit", *admin, "--role", "site", "--org", "site-a", site_key)
-    assert again.exit_code == 1
+    # Issue 7 changed this from 1: a refusal has its own exit code (3).
+    assert again.exit_code == EXIT_REFUSED
     assert again.output.startswith("error: the hub refused the admit: ")
     assert "peer refused" not in again.output and "refused: refused" not in again.output
     assert "already a member" in again.output
