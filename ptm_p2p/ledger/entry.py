@@ -11,16 +11,26 @@ An entry is bytes first (``docs/ledger.md``, section Entries, has the exact layo
 field types, payload schema for the kind, then the signature. ``Entry.create`` signs and then
 goes through the same checks, so an entry that can be created can always be read back.
 
+Each kind's payload is a strict msgspec Struct (``GenesisPayload`` … ``CancelPayload``):
+decoding a well-formed entry is two C-level decodes and one re-encode compared byte for byte
+with the input (the canonical-form check). When that fast path refuses an entry, the
+hand-written checks below (``_decode_by_hand``) decode it again to say exactly what is wrong,
+so every error message stays as precise as before; they are also the reference the Structs
+are tested against. ``Entry.payload`` stays a plain dict for callers; ``Entry.typed_payload``
+is the same payload as its Struct.
+
 What this module does *not* know is the log's state: whether the author is a member, whether
 a task exists, whether ``seq``/``prev`` continue the author's chain. That is ``replay``'s job.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+import msgspec
 
 from ptm_p2p.errors import DecodeError, SignatureError
 from ptm_p2p.ledger import crypto
@@ -96,9 +106,13 @@ MAX_IMAGE_LEN = 255 + len("@sha256:") + 64
 # --- the entry --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Entry:
-    """One signed ledger entry. Every field is derived from ``raw``; equality is on ``raw``."""
+class Entry(msgspec.Struct, frozen=True, eq=False):
+    """One signed ledger entry. Every field is derived from ``raw``; equality is on ``raw``.
+
+    A frozen msgspec Struct rather than a frozen dataclass: an audit builds one per entry,
+    and a Struct is built in C, about ten times faster (0.2 µs against 2.7 µs for these
+    eleven fields, a tenth of what an audit spends per entry besides the signature check).
+    """
 
     version: int
     kind: str
@@ -106,10 +120,22 @@ class Entry:
     seq: int
     prev: bytes
     timestamp_ms: int
-    payload: dict[str, Any] = field(repr=False)
-    signature: bytes = field(repr=False)
-    raw: bytes = field(repr=False)
+    typed_payload: Payload
+    """The payload as its kind's Struct: what the replay reads (typed, checked by mypy)."""
+    signature: bytes
+    raw: bytes
     hash: bytes
+    _payload: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as a plain dict, exactly as msgpack decodes it. Made on first use:
+        the replay reads ``typed_payload``, so an audit never pays for building it."""
+        payload = self._payload
+        if payload is None:
+            payload = msgspec.to_builtins(self.typed_payload, builtin_types=(bytes,))
+            _cache_payload(self, payload)
+        return payload
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Entry):
@@ -175,53 +201,76 @@ class Entry:
         if len(raw) > MAX_ENTRY_SIZE:
             raise DecodeError(f"entry is {len(raw)} bytes, over the {MAX_ENTRY_SIZE}-byte limit")
         body_bytes, signature = split_raw(raw)
-        body = unpack_canonical(body_bytes, MAX_BODY_SIZE, max_depth=MAX_DEPTH)
-        if type(body) is not list or len(body) != 7:
-            raise DecodeError(
-                "entry body is a 7-element array "
-                "[version, kind, author, seq, prev, timestamp_ms, payload]"
-            )
-        version, kind, author, seq, prev, timestamp_ms, payload = body
-        if version != VERSION or type(version) is not int:
-            raise DecodeError(f"entry version {version!r} is not supported (this code reads 1)")
-        validate = _VALIDATORS.get(kind) if type(kind) is str else None
-        if validate is None:
-            raise DecodeError(f"unknown entry kind {kind!r}; known kinds: {', '.join(KINDS)}")
-        if type(author) is not bytes or len(author) != crypto.PUBLIC_KEY_SIZE:
-            raise DecodeError(f"{kind} entry: author must be a 32-byte public key")
-        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-            raise DecodeError(f"{kind} entry by {crypto.short(author)}: seq {seq!r} is not >= 1")
-        if type(prev) is not bytes or len(prev) != HASH_SIZE:
-            raise DecodeError(f"{kind} entry by {crypto.short(author)}: prev must be 32 bytes")
-        if seq == 1 and prev != ZERO_HASH:
-            raise DecodeError(
-                f"{kind} entry by {crypto.short(author)}: seq 1 must have an all-zero prev"
-            )
-        if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
-            raise DecodeError(
-                f"{kind} entry by {crypto.short(author)}: timestamp_ms {timestamp_ms!r} "
-                "is not a non-negative integer"
-            )
-        if type(payload) is not dict:
-            raise DecodeError(f"{kind} entry by {crypto.short(author)}: payload must be a map")
-        validate(payload, author, seq)
+        fast = _decode_typed(body_bytes)
+        payload: dict[str, Any] | None = None
+        if fast is not None:
+            kind, author, seq = fast.kind, fast.author, fast.seq
+            prev, timestamp_ms, typed = fast.prev, fast.timestamp_ms, fast.payload
+        else:
+            # Raises the precise DecodeError; returns only if the two schemas disagree.
+            _, kind, author, seq, prev, timestamp_ms, payload = _decode_by_hand(body_bytes)
+            typed = _typed_from_dict(kind, payload)
         if check_signature and not crypto.verify(author, SIGNING_PREFIX + body_bytes, signature):
             raise SignatureError(
                 f"{kind} #{seq} by {crypto.short(author)}: signature does not verify "
                 f"(key {author.hex()}); the copy is corrupt or forged"
             )
         return cls(
-            version,
+            VERSION,
             kind,
             author,
             seq,
             prev,
             timestamp_ms,
-            payload,
+            typed,
             signature,
             raw,
             crypto.sha256(raw),
+            payload,
         )
+
+
+def _decode_by_hand(
+    body_bytes: bytes,
+) -> tuple[int, str, bytes, int, bytes, int, dict[str, Any]]:
+    """The entry body's fields, each checked by hand: slower than ``_decode_typed`` but it
+    names the first thing wrong (DecodeError), which is what it is called for."""
+    body = unpack_canonical(body_bytes, MAX_BODY_SIZE, max_depth=MAX_DEPTH)
+    if type(body) is not list or len(body) != 7:
+        raise DecodeError(
+            "entry body is a 7-element array "
+            "[version, kind, author, seq, prev, timestamp_ms, payload]"
+        )
+    version, kind, author, seq, prev, timestamp_ms, payload = body
+    if version != VERSION or type(version) is not int:
+        raise DecodeError(f"entry version {version!r} is not supported (this code reads 1)")
+    validate = _VALIDATORS.get(kind) if type(kind) is str else None
+    if validate is None:
+        raise DecodeError(f"unknown entry kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if type(author) is not bytes or len(author) != crypto.PUBLIC_KEY_SIZE:
+        raise DecodeError(f"{kind} entry: author must be a 32-byte public key")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise DecodeError(f"{kind} entry by {crypto.short(author)}: seq {seq!r} is not >= 1")
+    if type(prev) is not bytes or len(prev) != HASH_SIZE:
+        raise DecodeError(f"{kind} entry by {crypto.short(author)}: prev must be 32 bytes")
+    if seq == 1 and prev != ZERO_HASH:
+        raise DecodeError(
+            f"{kind} entry by {crypto.short(author)}: seq 1 must have an all-zero prev"
+        )
+    if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        raise DecodeError(
+            f"{kind} entry by {crypto.short(author)}: timestamp_ms {timestamp_ms!r} "
+            "is not a non-negative integer"
+        )
+    if type(payload) is not dict:
+        raise DecodeError(f"{kind} entry by {crypto.short(author)}: payload must be a map")
+    validate(payload, author, seq)
+    return version, kind, author, seq, prev, timestamp_ms, payload
+
+
+# A cache, not a change of value: the slot's own setter is the one way to fill it in a
+# frozen Struct (its __setattr__ refuses everyone).
+_cache_payload = Entry.__dict__["_payload"].__set__
 
 
 def split_raw(raw: bytes) -> tuple[bytes, bytes]:
@@ -255,6 +304,23 @@ def split_raw(raw: bytes) -> tuple[bytes, bytes]:
             f"this one is {size} bytes where its body length says {end + 66}"
         )
     return raw[start:end], raw[end + 2 :]
+
+
+def claimed_author(body: bytes) -> bytes | None:
+    """The author key in an entry body, read at its fixed offset without decoding the body;
+    None if the body does not start as a canonical one does.
+
+    A canonical body starts ``0x97`` (array of 7), ``0x01`` (version 1), the kind as a fixstr
+    (``0xa0 | length``, then the name), then the author as ``0xc4 0x20`` and 32 bytes. The
+    audit's workers verify signatures under this key while the main process decodes: if the
+    body then decodes, it has exactly this layout, so the key verified is the entry's author.
+    """
+    if len(body) < 40 or body[0] != 0x97 or body[1] != 0x01:
+        return None
+    at = body[2] - 0xA0 + 3
+    if not 3 <= at < 35 or body[at : at + 2] != b"\xc4\x20":
+        return None
+    return body[at + 2 : at + 2 + crypto.PUBLIC_KEY_SIZE]
 
 
 # --- payload schemas: one validator per kind ---------------------------------------------------
@@ -465,6 +531,246 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], bytes, int], None]] = {
     RESULT: _validate_result,
     CANCEL: _validate_cancel,
 }
+
+
+# --- typed payloads: the fast decode --------------------------------------------------------
+#
+# One frozen msgspec Struct per kind. msgspec checks in C what the validators above check in
+# Python: field names (no unknown, none missing), types, fixed lengths, ranges, choices.
+# ``well_formed`` adds the rules a type cannot state (patterns, UTF-8 byte lengths, unique
+# targets, who signs genesis). Fields are declared in canonical key order (shorter names
+# first, then bytewise: the order ``pack`` emits), so re-encoding a decoded Struct gives the
+# canonical bytes and comparing them with the input is the canonical-form check. Optional
+# fields default to None and are omitted when encoding, so an explicit nil on the wire does
+# not round-trip and is refused. ``tests/ledger/test_typed_payloads.py`` holds the Structs
+# and the validators to the same verdicts.
+
+Key = Annotated[bytes, msgspec.Meta(min_length=HASH_SIZE, max_length=HASH_SIZE)]
+"""A 32-byte public key or SHA-256 hash (bin)."""
+Sealed = Annotated[bytes, msgspec.Meta(min_length=SEAL_OVERHEAD)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LEN)]
+"""Free text; msgspec counts characters, ``_fits`` then counts UTF-8 bytes."""
+Org = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
+
+
+# The ranges of LIMIT_RANGES, as types.
+TimeoutS = Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)]
+MemoryMb = Annotated[int, msgspec.Meta(ge=16, le=1024 * 1024)]
+CpuMillis = Annotated[int, msgspec.Meta(ge=10, le=1024 * 1000)]
+
+
+def _fits(text: str | None, max_len: int) -> bool:
+    """``text`` is absent or at most ``max_len`` bytes of UTF-8 (ASCII: one byte a char)."""
+    return text is None or text.isascii() or len(text.encode("utf-8")) <= max_len
+
+
+def _matches(pattern: re.Pattern[str], text: str | None) -> bool:
+    return text is None or _fullmatch(pattern, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fullmatch(pattern: re.Pattern[str], text: str) -> bool:
+    # fullmatch, as the validators: "$" in the patterns would let a trailing newline through.
+    # Cached because a log names the same few images, digests and organisations in entry
+    # after entry, and the image grammar costs more to match than the whole typed decode.
+    return pattern.fullmatch(text) is not None
+
+
+class _Typed(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, kw_only=True
+):
+    """Base of the payload Structs (strict: unknown fields are refused)."""
+
+    kind: ClassVar[str]
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        """The kind's rules that no field type states; False sends the entry to the
+        hand-written checks, which say what is wrong."""
+        raise NotImplementedError
+
+
+class GenesisPayload(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = GENESIS
+    hub: Key
+    admin: Key
+    origin: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ORIGIN_LEN)]
+    hub_org: Org
+    admin_org: Org
+    description: Text | None = None
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return (
+            _matches(ORIGIN_PATTERN, self.origin)
+            and _matches(ORG_PATTERN, self.hub_org)
+            and _matches(ORG_PATTERN, self.admin_org)
+            and _fits(self.description, MAX_TEXT_LEN)
+            and self.admin != self.hub
+            and author == self.admin
+            and seq == 1
+        )
+
+
+class MembershipPayload(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = MEMBERSHIP
+    key: Key
+    org: Org
+    role: Literal["hub", "site", "researcher", "auditor"]
+    action: Literal["admit", "revoke"]
+    reason: Text | None = None
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return _matches(ORG_PATTERN, self.org) and _fits(self.reason, MAX_TEXT_LEN)
+
+
+class TaskLimits(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = "task limits"
+    memory_mb: MemoryMb
+    timeout_s: TimeoutS
+    cpu_millis: CpuMillis
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return True
+
+
+class TaskPayload(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = TASK
+    data: Annotated[list[Label], msgspec.Meta(min_length=1, max_length=MAX_DATA_LABELS)] | None = (
+        None
+    )
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IMAGE_LEN)]
+    inputs: dict[Key, Sealed]
+    limits: TaskLimits
+    targets: Annotated[list[Key], msgspec.Meta(min_length=1, max_length=MAX_TARGETS)]
+    algorithm: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ALGORITHM_LEN)] | None = (
+        None
+    )
+    description: Text | None = None
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        targets, inputs, data = self.targets, self.inputs, self.data
+        unique = set(targets)
+        return (
+            _matches(IMAGE_PATTERN, self.image)
+            and len(unique) == len(targets)
+            and inputs.keys() == unique
+            # A dict re-encodes in wire order, so its key order is checked here: all keys are
+            # 32-byte bins, whose canonical order is plain bytewise order.
+            and list(inputs) == sorted(inputs)
+            and _matches(ALGORITHM_PATTERN, self.algorithm)
+            and _fits(self.description, MAX_TEXT_LEN)
+            and (
+                data is None
+                or (
+                    len(set(data)) == len(data)
+                    and all(_fullmatch(DATA_LABEL_PATTERN, label) for label in data)
+                )
+            )
+        )
+
+
+class ResultTimings(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = "result timings"
+    run_ms: Millis | None = None
+    total_ms: Millis | None = None
+    prepare_ms: Millis | None = None
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return True
+
+
+class ResultPayload(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = RESULT
+    task: Key
+    output: Sealed
+    reason: Text | None = None
+    status: Literal["ok", "failed", "timeout", "refused", "cancelled"]
+    timings: ResultTimings | None = None
+    log_digest: Key
+    image_digest: Annotated[str, msgspec.Meta(min_length=1, max_length=71)]
+    output_digest: Key | None = None
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return _matches(DIGEST_PATTERN, self.image_digest) and _fits(self.reason, MAX_TEXT_LEN)
+
+
+class CancelPayload(_Typed, frozen=True, kw_only=True):
+    kind: ClassVar[str] = CANCEL
+    task: Key
+    reason: Text | None = None
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return _fits(self.reason, MAX_TEXT_LEN)
+
+
+Payload = GenesisPayload | MembershipPayload | TaskPayload | ResultPayload | CancelPayload
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    GENESIS: GenesisPayload,
+    MEMBERSHIP: MembershipPayload,
+    TASK: TaskPayload,
+    RESULT: ResultPayload,
+    CANCEL: CancelPayload,
+}
+
+
+_P = TypeVar("_P", bound=_Typed)
+
+
+class _Body(msgspec.Struct, Generic[_P], frozen=True, array_like=True):
+    """The signed body array, its payload typed by kind (one decoder per kind)."""
+
+    version: Literal[1]
+    kind: str
+    author: Key
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+    prev: Key
+    timestamp_ms: Millis
+    payload: _P
+
+
+# Keyed by the kind's UTF-8 name, as it appears in the body (see ``_decode_typed``).
+_BODY_DECODERS: dict[bytes, msgspec.msgpack.Decoder[_Body[Any]]] = {
+    kind.encode(): msgspec.msgpack.Decoder(_Body[payload_type])  # type: ignore[valid-type]
+    for kind, payload_type in PAYLOAD_TYPES.items()
+}
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _decode_typed(body: bytes) -> _Body[Any] | None:
+    """The body, typed, if it is a valid canonical entry body; else None (the caller then
+    runs the hand-written checks to say why).
+
+    The kind picks the decoder. It is read from the bytes, where a canonical body has it
+    (``0x97 0x01``, then the kind as a fixstr), so the body is decoded once, straight into
+    its Structs; the re-encoding comparison below also confirms the kind was read right.
+    """
+    if len(body) > MAX_BODY_SIZE or len(body) < 40:
+        return None
+    decoder = _BODY_DECODERS.get(body[3 : body[2] - 0x9D])  # 3 + (body[2] - 0xa0)
+    if decoder is None:
+        return None
+    try:
+        decoded = decoder.decode(body)
+        again = _ENCODER.encode(decoded)
+    except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. a str that is not UTF-8
+        return None
+    if again != body or (decoded.seq == 1 and decoded.prev != ZERO_HASH):
+        return None
+    if not decoded.payload.well_formed(decoded.author, decoded.seq):
+        return None
+    return decoded
+
+
+def _typed_from_dict(kind: str, payload: dict[str, Any]) -> Payload:
+    """The Struct of a payload the hand-written checks accepted but the fast path did not.
+
+    Never reached while the two agree (the tests hold them to that); if they ever disagree,
+    the hand-written checks, which carry the messages, decide."""
+    try:
+        return msgspec.convert(payload, PAYLOAD_TYPES[kind])
+    except msgspec.MsgspecError as exc:
+        raise DecodeError(f"{kind} payload: {exc}") from exc
 
 
 def digest_of_image(image: str) -> str:

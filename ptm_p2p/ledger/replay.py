@@ -21,7 +21,7 @@ The rules (each broken rule raises ``ReplayError`` naming the entry index, kind 
 commits, so a rejected entry always leaves the state as it was; the hub calls ``check`` before
 sequencing. The commit step cannot fail. Replay is the auditor's hot loop (millions of
 entries): each entry is decoded once (``Entry.from_bytes``) and checked with dictionary
-lookups only.
+lookups only, on its typed payload (``Entry.typed_payload``), so mypy checks every field read.
 """
 
 from __future__ import annotations
@@ -40,13 +40,17 @@ from ptm_p2p.errors import (
 )
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import (
-    CANCEL,
     GENESIS,
     MEMBERSHIP,
     RESULT,
     TASK,
     ZERO_HASH,
+    CancelPayload,
     Entry,
+    GenesisPayload,
+    MembershipPayload,
+    ResultPayload,
+    TaskPayload,
     digest_of_image,
 )
 from ptm_p2p.ledger.store import READ_BATCH, LogStore
@@ -95,10 +99,14 @@ class Task:
     algorithm: str | None
     results: dict[bytes, Result] = field(default_factory=dict)
     cancelled_at: int | None = None  # index of the publisher's cancel entry, if any
+    # Every ``ok`` result is compared with the digest: parse the image reference only once.
+    _image_digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def image_digest(self) -> str:
-        return digest_of_image(self.image)
+        if self._image_digest is None:
+            self._image_digest = digest_of_image(self.image)
+        return self._image_digest
 
     @property
     def done(self) -> bool:
@@ -241,125 +249,133 @@ class State:
                 ),
             )
 
-        payload = entry.payload
-        if kind == MEMBERSHIP:
+        payload = entry.typed_payload
+        if isinstance(payload, ResultPayload):
+            self._check_result(entry, index, payload)
+        elif isinstance(payload, TaskPayload):
+            self._check_task(entry, index, member, payload)
+        elif isinstance(payload, MembershipPayload):
             self._check_membership(entry, index, payload)
-        elif kind == TASK:
-            if member.role != "researcher":
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"only researchers publish tasks; the author's role is {member.role}"
-                    ),
+        elif isinstance(payload, CancelPayload):
+            self._check_cancel(entry, index, payload)
+
+    def _check_task(self, entry: Entry, index: int, member: Member, payload: TaskPayload) -> None:
+        if member.role != "researcher":
+            raise self._fail(
+                entry,
+                index,
+                RuleError(f"only researchers publish tasks; the author's role is {member.role}"),
+            )
+        for target in payload.targets:
+            site = self.members.get(target)
+            if site is None or site.role != "site" or site.revoked_at is not None:
+                what = (
+                    "not a member"
+                    if site is None
+                    else f"revoked at entry {site.revoked_at}"
+                    if site.revoked_at is not None
+                    else f"a {site.role}, not a site"
                 )
-            for target in payload["targets"]:
-                site = self.members.get(target)
-                if site is None or site.role != "site" or site.revoked_at is not None:
-                    what = (
-                        "not a member"
-                        if site is None
-                        else f"revoked at entry {site.revoked_at}"
-                        if site.revoked_at is not None
-                        else f"a {site.role}, not a site"
-                    )
-                    raise self._fail(
-                        entry,
-                        index,
-                        RuleError(f"target {self.describe(target)} is {what}"),
-                        "tasks may only target admitted sites",
-                    )
-        elif kind == CANCEL:
-            task = self.tasks.get(payload["task"])
-            if task is None:
                 raise self._fail(
                     entry,
                     index,
-                    UnknownTaskError(
-                        f"cancels task {payload['task'].hex()[:16]}…, which is not an earlier "
-                        "task entry of this log"
-                    ),
-                )
-            if task.publisher != author:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"cancels the task at entry {task.index}, published by "
-                        f"{self.describe(task.publisher)}: only its publisher may cancel it"
-                    ),
-                )
-            if task.cancelled_at is not None:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"the task at entry {task.index} was already cancelled at entry "
-                        f"{task.cancelled_at}"
-                    ),
-                )
-            if task.done:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(f"the task at entry {task.index} has every result already"),
-                    "there is nothing left to cancel",
-                )
-        elif kind == RESULT:
-            task = self.tasks.get(payload["task"])
-            if task is None:
-                raise self._fail(
-                    entry,
-                    index,
-                    UnknownTaskError(
-                        f"reports on task {payload['task'].hex()[:16]}…, which is not an earlier "
-                        "task entry of this log"
-                    ),
-                )
-            if author not in task.targets:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"reports on task at entry {task.index}, which does not target this site"
-                    ),
-                )
-            if author in task.results:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"a second result on task at entry {task.index} (the first is entry "
-                        f"{task.results[author].index})"
-                    ),
-                )
-            if payload["status"] == "cancelled" and task.cancelled_at is None:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"status cancelled, but the task at entry {task.index} was not cancelled"
-                    ),
-                )
-            if payload["status"] == "ok" and payload["image_digest"] != task.image_digest:
-                raise self._fail(
-                    entry,
-                    index,
-                    RuleError(
-                        f"status ok with image {payload['image_digest']}, but the task (entry "
-                        f"{task.index}) named {task.image_digest}"
-                    ),
+                    RuleError(f"target {self.describe(target)} is {what}"),
+                    "tasks may only target admitted sites",
                 )
 
-    def _check_membership(self, entry: Entry, index: int, payload: dict[str, object]) -> None:
+    def _check_cancel(self, entry: Entry, index: int, payload: CancelPayload) -> None:
+        task = self.tasks.get(payload.task)
+        if task is None:
+            raise self._fail(
+                entry,
+                index,
+                UnknownTaskError(
+                    f"cancels task {payload.task.hex()[:16]}…, which is not an earlier "
+                    "task entry of this log"
+                ),
+            )
+        if task.publisher != entry.author:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"cancels the task at entry {task.index}, published by "
+                    f"{self.describe(task.publisher)}: only its publisher may cancel it"
+                ),
+            )
+        if task.cancelled_at is not None:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"the task at entry {task.index} was already cancelled at entry "
+                    f"{task.cancelled_at}"
+                ),
+            )
+        if task.done:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(f"the task at entry {task.index} has every result already"),
+                "there is nothing left to cancel",
+            )
+
+    def _check_result(self, entry: Entry, index: int, payload: ResultPayload) -> None:
+        author = entry.author
+        task = self.tasks.get(payload.task)
+        if task is None:
+            raise self._fail(
+                entry,
+                index,
+                UnknownTaskError(
+                    f"reports on task {payload.task.hex()[:16]}…, which is not an earlier "
+                    "task entry of this log"
+                ),
+            )
+        if author not in task.targets:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"reports on task at entry {task.index}, which does not target this site"
+                ),
+            )
+        if author in task.results:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"a second result on task at entry {task.index} (the first is entry "
+                    f"{task.results[author].index})"
+                ),
+            )
+        status = payload.status
+        if status == "cancelled" and task.cancelled_at is None:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"status cancelled, but the task at entry {task.index} was not cancelled"
+                ),
+            )
+        if status == "ok" and payload.image_digest != task.image_digest:
+            raise self._fail(
+                entry,
+                index,
+                RuleError(
+                    f"status ok with image {payload.image_digest}, but the task (entry "
+                    f"{task.index}) named {task.image_digest}"
+                ),
+            )
+
+    def _check_membership(self, entry: Entry, index: int, payload: MembershipPayload) -> None:
         if entry.author != self.admin:
             raise self._fail(
                 entry, index, RuleError("only the admin named in genesis admits or revokes members")
             )
-        key = payload["key"]
-        assert isinstance(key, bytes)
+        key = payload.key
         current = self.members.get(key)
-        if payload["action"] == "admit":
+        if payload.action == "admit":
             if current is not None:
                 state = (
                     f"was revoked at entry {current.revoked_at}; revocation is final, "
@@ -377,12 +393,12 @@ class State:
             )
         if current.role == ADMIN_ROLE:
             raise self._fail(entry, index, RuleError("the admin's own key cannot be revoked"))
-        if current.org != payload["org"] or current.role != payload["role"]:
+        if current.org != payload.org or current.role != payload.role:
             raise self._fail(
                 entry,
                 index,
                 RuleError(
-                    f"revokes {short(key)} as {payload['role']} of {payload['org']}, but it was "
+                    f"revokes {short(key)} as {payload.role} of {payload.org}, but it was "
                     f"admitted as {current.role} of {current.org}"
                 ),
             )
@@ -390,49 +406,54 @@ class State:
     def _commit(self, entry: Entry, index: int) -> None:
         # Only assignments from here on: every rule was checked in _check.
         author = entry.author
-        payload = entry.payload
-        kind = entry.kind
-        if kind == GENESIS:
-            self.origin = payload["origin"]
-            self.admin = payload["admin"]
-            self.hub = payload["hub"]
-            self.members[payload["admin"]] = Member(
-                payload["admin"], payload["admin_org"], ADMIN_ROLE, index
+        payload = entry.typed_payload
+        if isinstance(payload, ResultPayload):
+            result = Result(
+                payload.task,
+                author,
+                payload.status,
+                payload.image_digest,
+                payload.log_digest,
+                index,
+                entry.hash,
             )
-            self.members[payload["hub"]] = Member(payload["hub"], payload["hub_org"], "hub", index)
-        elif kind == MEMBERSHIP:
-            key = payload["key"]
-            if payload["action"] == "admit":
-                self.members[key] = Member(key, payload["org"], payload["role"], index)
-            else:
-                self.members[key] = replace(self.members[key], revoked_at=index)
-        elif kind == TASK:
+            self.tasks[payload.task].results[author] = result
+            self.results[entry.hash] = result
+        elif isinstance(payload, TaskPayload):
+            limits = payload.limits
             self.tasks[entry.hash] = Task(
                 entry.hash,
                 author,
-                payload["image"],
-                tuple(payload["targets"]),
-                payload["limits"],
+                payload.image,
+                tuple(payload.targets),
+                {
+                    "memory_mb": limits.memory_mb,
+                    "timeout_s": limits.timeout_s,
+                    "cpu_millis": limits.cpu_millis,
+                },
                 index,
-                payload.get("algorithm"),
+                payload.algorithm,
             )
-        elif kind == CANCEL:
-            self.tasks[payload["task"]].cancelled_at = index
-        else:
-            result = Result(
-                payload["task"],
-                author,
-                payload["status"],
-                payload["image_digest"],
-                payload["log_digest"],
-                index,
-                entry.hash,
+        elif isinstance(payload, MembershipPayload):
+            key = payload.key
+            if payload.action == "admit":
+                self.members[key] = Member(key, payload.org, payload.role, index)
+            else:
+                self.members[key] = replace(self.members[key], revoked_at=index)
+        elif isinstance(payload, CancelPayload):
+            self.tasks[payload.task].cancelled_at = index
+        elif isinstance(payload, GenesisPayload):
+            self.origin = payload.origin
+            self.admin = payload.admin
+            self.hub = payload.hub
+            self.members[payload.admin] = Member(
+                payload.admin, payload.admin_org, ADMIN_ROLE, index
             )
-            self.tasks[payload["task"]].results[author] = result
-            self.results[entry.hash] = result
+            self.members[payload.hub] = Member(payload.hub, payload.hub_org, "hub", index)
         self.heads[author] = (entry.seq, entry.hash)
         self._last_timestamp[author] = entry.timestamp_ms
         # Kinds appear in the counts once seen (a log without cancels reports four kinds).
+        kind = entry.kind
         self.kind_counts[kind] = self.kind_counts.get(kind, 0) + 1
         self.size = index + 1
 

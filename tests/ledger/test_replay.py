@@ -3,10 +3,10 @@ once, raises a ReplayError naming the entry index and the author."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import Any
 
+import msgspec
 import pytest
 
 from ptm_p2p.errors import ChainError, DecodeError, ReplayError, RuleError, SignatureError
@@ -308,8 +308,7 @@ def test_results_only_from_targeted_sites_once_for_known_tasks() -> None:
 
     c = Collab().start()
     c.task(["site-a"])
-    fake = copy.copy(c.log[0])
-    object.__setattr__(fake, "hash", b"\x99" * 32)
+    fake = msgspec.structs.replace(c.log[0], hash=b"\x99" * 32)  # a task no log holds
     c.result("site-a", fake)
     fails(c.log, 7, "site-a", RuleError, "not an earlier task entry")
 
