@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+import msgspec
+
 from ptm_p2p.errors import (
     ChainError,
     DecodeError,
@@ -73,9 +75,12 @@ class Member:
         return self.revoked_at is None
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One site's signed answer to a task."""
+class Result(msgspec.Struct, frozen=True):
+    """One site's signed answer to a task.
+
+    A frozen Struct, not a frozen dataclass, because the replay makes one for most entries
+    of a log and a Struct is built in C (0.2 µs; a frozen dataclass takes 1.5 µs).
+    """
 
     task: bytes
     site: bytes
