@@ -104,14 +104,10 @@ class Task:
     algorithm: str | None
     results: dict[bytes, Result] = field(default_factory=dict)
     cancelled_at: int | None = None  # index of the publisher's cancel entry, if any
-    # Every ``ok`` result is compared with the digest: parse the image reference only once.
-    _image_digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def image_digest(self) -> str:
-        if self._image_digest is None:
-            self._image_digest = digest_of_image(self.image)
-        return self._image_digest
+        return digest_of_image(self.image)  # cached: every ``ok`` result asks
 
     @property
     def done(self) -> bool:
