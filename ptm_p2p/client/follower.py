@@ -3,10 +3,10 @@
 A researcher acts on results only after checking them as a site would: every entry's
 signature and chain, the replay rules, and that the entries hash to a root the hub signed
 (RFC 9162 tree, C2SP checkpoint). The copy lives in the researcher's home
-(``HOME/ledger.db``), so later syncs fetch only what is new. Holding every entry, the client
-checks the hub's next checkpoint by recomputing its root over the old entries plus the new
-ones: a match proves the old tree is a prefix of the new one, which is what a consistency
-proof would show.
+(``HOME/ledger.db``), so later syncs fetch only what is new, through the same
+``fetch.fetch_range`` the sites use: the new entries appended to the verified frontier must
+give the hub-signed root (which proves the old tree a prefix of the new one), and the hub's
+consistency proof must verify.
 
 It also records, per site, the largest checkpoint the site cosigned (C2SP tlog-cosignature):
 a site that cosigned a tree containing a task provably holds that task.
@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ptm_p2p.errors import LedgerError, ProtocolError
+from ptm_p2p.errors import LedgerError
 from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network.checkpoint_book import CheckpointBook
+from ptm_p2p.network.fetch import fetch_range
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.protocol import MAX_ENTRIES_PER_REQUEST
-from ptm_p2p.network.replica import Replica
 from ptm_p2p.network.rpc import PeerClient
+from ptm_p2p.network.trust import TrustRegistry
+from ptm_p2p.network.verified_log import VerifiedLog
 
 MAX_CATCH_UP = 200_000  # entries verified in one step; beyond that, walk checkpoint by checkpoint
 
@@ -33,7 +35,9 @@ class LogFollower:
     def __init__(self, home: Home, invitation: Invitation) -> None:
         self.store = SqliteStore(home.ledger_path)
         try:
-            self.replica = Replica(self.store, home.name)
+            self.trust = TrustRegistry(self.store)
+            self.book = CheckpointBook(self.store)
+            self.replica = VerifiedLog(self.store, self.book, self.trust)  # the verified copy
             self.replica.expect(invitation.origin, invitation.hub_key)
         except BaseException:
             self.store.close()
@@ -45,7 +49,7 @@ class LogFollower:
         return self.replica.state
 
     def close(self) -> None:
-        self.replica.flush_notes()
+        self.book.flush()
         self.store.close()
 
     async def sync(self, hub: PeerClient) -> int:
@@ -61,7 +65,7 @@ class LogFollower:
             if target <= n:
                 self.replica.check_against_ours(signed, "the hub")  # a split view raises
                 with contextlib.suppress(LedgerError):
-                    self.replica.merge_cosignatures(signed)
+                    self.book.merge_cosignatures(signed, self.replica.witness_verifiers())
                 self._note_cosigners(signed)
                 return n
             if target - n > MAX_CATCH_UP:
@@ -81,18 +85,16 @@ class LogFollower:
         return self.replica.parse_signed(note)
 
     async def _catch_up(self, hub: PeerClient, step: cp.SignedCheckpoint) -> None:
-        n, end = self.replica.size, step.checkpoint.size
-        raws: list[bytes] = []
-        while n + len(raws) < end:
-            resp = await hub.call("entries", start=n + len(raws), end=end, old_size=0, timeout=60)
-            got = resp.get("entries")
-            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
-                raise ProtocolError(f"the hub answered entries {n + len(raws)}.. with no entries")
-            if len(got) > MAX_ENTRIES_PER_REQUEST or n + len(raws) + len(got) > end:
-                raise ProtocolError("the hub sent more entries than its checkpoint covers")
-            raws.extend(got)
-        entries, frontier = await self.replica.verify_batch_async(n, raws, step, "the hub")
-        self.replica.commit(entries, frontier, step, "the hub")
+        ours = self.book.note_of(self.replica.size)
+        fetched = await fetch_range(
+            hub,
+            step,
+            self.replica.log_verifier(),
+            "the hub",
+            base=self.replica.frontier,
+            base_note=cp.parse_checkpoint(ours) if ours else None,
+        )
+        self.replica.commit(fetched.entries, fetched.frontier, step, "the hub")
 
     def _note_cosigners(self, signed: cp.SignedCheckpoint) -> None:
         size = signed.checkpoint.size

@@ -21,14 +21,14 @@ import trio
 
 from ptm_p2p.errors import ConfigError, DamagedLedger, LedgerError, PtmError, ReplayError
 from ptm_p2p.home import Home
-from ptm_p2p.ledger.checkpoint import parse_checkpoint
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import home_lock, run_daemon, write_json_atomic
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, Replica
+from ptm_p2p.network.sync_server import SyncServer
+from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
 
 from .sequencer import Sequencer
 
@@ -42,7 +42,7 @@ class Hub:
         self.home = home
         self.store = SqliteStore(home.ledger_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
-            self.replica = Replica(self.store, home.name)
+            self.server = SyncServer(self.store, home.name)
         except DamagedLedger as exc:
             self.store.close()
             raise DamagedLedger(
@@ -52,36 +52,35 @@ class Hub:
                 "sites refuse a hub that lost entries it signed",
                 exc.path,
             ) from exc
-        if self.replica.size == 0:
+        self.log = self.server.log
+        self.book = self.server.book
+        if self.log.size == 0:
             path = genesis or home.path / GENESIS_FILE
             try:
                 raw = _checked_genesis(path, home)
             except PtmError:
                 self.store.close()
                 raise
-            entry = self.replica.append_genesis(raw)
-            log.info("started log %s from genesis %s", self.replica.origin, entry.hash.hex()[:16])
-        self.sequencer = Sequencer(self.replica, home.signer, load_pardons(home.path))
-        if (
-            self.replica.latest_note is None
-            or parse_checkpoint(self.replica.latest_note).checkpoint.size != self.replica.size
-        ):
+            entry = self.log.append_genesis(raw)
+            log.info("started log %s from genesis %s", self.log.origin, entry.hash.hex()[:16])
+        self.sequencer = Sequencer(
+            self.log, self.book, self.server.trust, home.signer, load_pardons(home.path)
+        )
+        if self.book.latest is None or self.book.latest_size != self.log.size:
             self.sequencer.sign_head()
 
     def invitation(self, address: str) -> Invitation:
-        assert self.replica.origin is not None
-        return Invitation(address, self.home.public_key, self.replica.origin)
+        assert self.log.origin is not None
+        return Invitation(address, self.home.public_key, self.log.origin)
 
     async def handle(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
         if op == "submit":
             return await self.sequencer.submit(fields["entries"])
-        return await self.replica.serve(op, fields, peer)
+        return await self.server.serve(op, fields, peer)
 
     def status(self, host: Any) -> dict[str, Any]:
-        self.replica.flush_notes()
-        data = self.replica.status()
+        data = self.server.status()
         data["sequenced"] = self.sequencer.sequenced
-        data["known_peers"] = {pid: rec.name for pid, rec in self.replica.peers.items()}
         return data
 
 
@@ -148,13 +147,13 @@ def _serve_hub(
                 host_ip=host_ip,
                 port=port,
                 handler=hub.handle,
-                tasks=[write_invitation, sequencer, hub.replica.watch_faults],
+                tasks=[write_invitation, sequencer, *hub.server.tasks()],
                 status=hub.status,
                 role="hub",
             )
         )
     finally:
-        hub.replica.flush_notes()
+        hub.book.flush()
         hub.store.close()
 
 

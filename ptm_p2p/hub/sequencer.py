@@ -31,7 +31,9 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer, short
 from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.network import protocol
-from ptm_p2p.network.replica import Replica, is_local_fault
+from ptm_p2p.network.checkpoint_book import CheckpointBook
+from ptm_p2p.network.trust import EQUIVOCATION, Party, TrustRegistry
+from ptm_p2p.network.verified_log import VerifiedLog, is_local_fault
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,23 @@ class Submission:
 class Sequencer:
     """Owns the hub's write path: only the sequencer task appends to the hub's store."""
 
-    def __init__(self, replica: Replica, signer: Signer, pardoned: Iterable[bytes] = ()) -> None:
-        if replica.hub_key is not None and replica.hub_key != signer.public_key:
+    def __init__(
+        self,
+        log: VerifiedLog,
+        book: CheckpointBook,
+        trust: TrustRegistry,
+        signer: Signer,
+        pardoned: Iterable[bytes] = (),
+    ) -> None:
+        if log.hub_key is not None and log.hub_key != signer.public_key:
             raise RuleError(
                 f"this home's key {short(signer.public_key)} is not the hub key "
-                f"{short(replica.hub_key)} named by the genesis entry; start the hub with "
+                f"{short(log.hub_key)} named by the genesis entry; start the hub with "
                 "the home whose key the admin put in `ptm collab create --hub-key`"
             )
-        self.replica = replica
+        self.log = log
+        self.book = book
+        self.trust = trust
         self.signer = signer
         self.queue: list[Submission] = []
         self._wakeup = trio.Event()
@@ -86,13 +97,13 @@ class Sequencer:
         self._index_store()
 
     def _index_store(self) -> None:
-        for begin, raws in self.replica.store.read_batches(0, self.replica.size):
+        for begin, raws in self.log.store.read_batches(0, self.log.size):
             for index, raw in enumerate(raws, begin):
                 entry = Entry.from_bytes(raw)
                 self.by_author_seq[(entry.author, entry.seq)] = entry.hash
                 self.index_of[entry.hash] = index
-        for item in self.replica.store.evidence():
-            if item.kind == "equivocation":
+        for item in self.log.store.evidence():
+            if item.kind == EQUIVOCATION:
                 with contextlib.suppress(LedgerError):
                     self.equivocators.add(Entry.from_bytes(bytes(item.first)).author)
         # The evidence stays in the store for auditors; a pardon only lets the author go on
@@ -101,10 +112,10 @@ class Sequencer:
 
     def sign_head(self) -> cp.SignedCheckpoint:
         checkpoint = cp.Checkpoint(
-            self.replica.log_verifier().name, self.replica.size, self.replica.frontier.root()
+            self.log.log_verifier().name, self.log.size, self.log.frontier.root()
         )
         signed = cp.sign_checkpoint(checkpoint, self.signer)
-        self.replica.record_checkpoint(signed)
+        self.book.record(signed)
         return signed
 
     async def submit(self, raws: list[Any]) -> dict[str, Any]:
@@ -113,7 +124,7 @@ class Sequencer:
             if not isinstance(raw, bytes):
                 raise ProtocolError(f"submit: entry {i} is not bytes")
         if not raws:
-            return protocol.ok(indexes=[], size=self.replica.size)
+            return protocol.ok(indexes=[], size=self.log.size)
         queued = sum(len(sub.entries) for sub in self.queue)
         if queued + len(raws) > MAX_QUEUED:
             return protocol.error(
@@ -134,7 +145,7 @@ class Sequencer:
             return protocol.error(protocol.REFUSED, submission.error) | {
                 "indexes": submission.indexes
             }
-        return protocol.ok(indexes=submission.indexes, size=self.replica.size)
+        return protocol.ok(indexes=submission.indexes, size=self.log.size)
 
     async def run(self) -> None:
         """The sequencer task: drain the queue in batches until cancelled."""
@@ -209,20 +220,20 @@ class Sequencer:
             )
             log.debug("checkpoint still not stored (next try in %.1f s): %s", self._sign_pause, exc)
             return
-        log.info("checkpoint of size %d stored; sites can follow again", self.replica.size)
+        log.info("checkpoint of size %d stored; sites can follow again", self.log.size)
         self.unsigned = False
         self._sign_pause = 0.0
 
     def _recover(self) -> None:
-        self.replica._rebuild_state()
+        self.log.rebuild()
         self.by_author_seq.clear()
         self.index_of.clear()
         self._index_store()
 
     def _sequence(self, batch: list[Submission]) -> None:
-        state = self.replica.state
+        state = self.log.state
         accepted: list[Entry] = []
-        start = self.replica.size
+        start = self.log.size
         for sub in batch:
             for entry in sub.entries:
                 existing = self.by_author_seq.get((entry.author, entry.seq))
@@ -256,7 +267,7 @@ class Sequencer:
             t0 = time.perf_counter()
             # One transaction: on failure nothing of ``accepted`` is in the log (``run``
             # rebuilds the state from the store and answers each submitter from it).
-            self.replica.append_local(accepted)
+            self.log.append_local(accepted)
             self.sequenced += len(accepted)
             try:
                 self.sign_head()
@@ -268,7 +279,7 @@ class Sequencer:
                         "entries %d..%d are appended but the checkpoint over them could not "
                         "be stored (%s); retrying until it is",
                         start,
-                        self.replica.size - 1,
+                        self.log.size - 1,
                         exc,
                     )
                 self.unsigned = True
@@ -276,7 +287,7 @@ class Sequencer:
             log.debug(
                 "sequenced %d entries (size %d) in %.1f ms",
                 len(accepted),
-                self.replica.size,
+                self.log.size,
                 (time.perf_counter() - t0) * 1000,
             )
 
@@ -285,14 +296,14 @@ class Sequencer:
     ) -> str:
         index = self.index_of[existing_hash]
         # The first twin may be in this very batch, not yet in the store.
-        first = accepted[index - start].raw if index >= start else self.replica.store.raw(index)
+        first = accepted[index - start].raw if index >= start else self.log.store.raw(index)
         detail = (
-            f"equivocation: author {self.replica.member_name(entry.author)} signed two "
+            f"equivocation: author {self.log.member_name(entry.author)} signed two "
             f"entries with seq {entry.seq} (the first is log entry {index})"
         )
-        self.replica.record_evidence("equivocation", first, entry.raw, detail)
+        self.trust.record_evidence(EQUIVOCATION, first, entry.raw, detail)
         self.equivocators.add(entry.author)
-        self.replica.trust.distrust(f"author {short(entry.author)}", detail)
+        self.trust.distrust(Party.author(entry.author), detail)
         return str(EquivocationError(detail + "; both are kept as evidence", first, entry.raw))
 
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.errors import NetworkError, PeerUnreachable, ProtocolError, PtmError, RemoteError
+from ptm_p2p.errors import NetworkError, PeerUnreachable, PtmError, RemoteError
 from ptm_p2p.home import author_lock
 from ptm_p2p.ledger import checkpoint as cp
-from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry
+from ptm_p2p.network.fetch import fetch_range
 from ptm_p2p.network.host import make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.rpc import PeerClient
@@ -101,27 +101,16 @@ def fetch_log(signer: Signer, invitation: Invitation) -> list[Entry]:
     which role) without a replica of their own.
     """
 
-    async def work(hub: PeerClient) -> list[bytes]:
+    hub_key = cp.Verifier.log(invitation.origin, invitation.hub_key)
+
+    async def work(hub: PeerClient) -> list[Entry]:
         resp = await hub.call("checkpoint", timeout=15)
         signed = cp.parse_checkpoint(str(resp.get("note") or ""))
-        cp.verify_checkpoint(signed, cp.Verifier.log(invitation.origin, invitation.hub_key))
-        size = signed.checkpoint.size
-        raws: list[bytes] = []
-        while len(raws) < size:
-            got = (
-                await hub.call("entries", start=len(raws), end=size, old_size=0, timeout=60)
-            ).get("entries")
-            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
-                raise ProtocolError(f"the hub answered entries {len(raws)}.. with no entries")
-            raws.extend(got)
-        frontier = merkle.CompactRange()
-        frontier.extend([merkle.leaf_hash(r) for r in raws[:size]])
-        if frontier.root() != signed.checkpoint.root:
-            raise ProtocolError("the hub's entries do not hash to the root it signed")
-        return raws[:size]
+        cp.verify_checkpoint(signed, hub_key)
+        return (await fetch_range(hub, signed, hub_key, "the hub")).entries
 
-    raws: list[bytes] = _run(signer, invitation, work)
-    return [Entry.from_bytes(raw) for raw in raws]
+    entries: list[Entry] = _run(signer, invitation, work)
+    return entries
 
 
 __all__ = ["submit", "submit_one", "fetch_log", "RemoteError"]

@@ -112,3 +112,26 @@ def parse_peer_addr(addr: str) -> PeerInfo:
         raise NetworkError(
             f"{addr!r} is not a peer address; expected /ip4/HOST/tcp/PORT/p2p/PEERID"
         ) from exc
+
+
+MAX_ADDR_CHARS = 200
+
+
+def is_listen_addr(peer_id: str, addr: object) -> bool:
+    """Whether ``addr`` is a usable address that others gave for where ``peer_id`` listens.
+
+    The one check for addresses learnt from the network or a file (a peer's ``hello``, the
+    hub's ``peers`` answer, ``HOME/peers.json``): text of at most ``MAX_ADDR_CHARS`` with a
+    TCP port and no ``/p2p/`` part of its own, which with ``/p2p/PEER_ID`` appended is a peer
+    address ``parse_peer_addr`` accepts. A bad address is dropped when it is learnt, never
+    found when we dial.
+    """
+    if not isinstance(addr, str) or len(addr) > MAX_ADDR_CHARS or "/p2p/" in addr:
+        return False
+    try:
+        if multiaddr.Multiaddr(addr).value_for_protocol("tcp") is None:
+            return False
+        parse_peer_addr(f"{addr}/p2p/{peer_id}")
+    except Exception:  # multiaddr raises assorted errors on junk; NetworkError from the parse
+        return False
+    return True

@@ -46,7 +46,6 @@ from ptm_p2p.errors import (
     DamagedLedger,
     LedgerError,
     NetworkError,
-    ProofError,
     PtmError,
     RootMismatch,
     SplitViewError,
@@ -59,10 +58,14 @@ from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import write_json_atomic
+from ptm_p2p.network.fetch import fetch_range, pages
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import BUSY_TIMEOUT_MS, PeerRecord, Replica, is_local_fault
+from ptm_p2p.network.peer_book import MAX_PEERS
 from ptm_p2p.network.rpc import PeerClient
+from ptm_p2p.network.sync_server import SyncServer
+from ptm_p2p.network.trust import Party
+from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS, is_local_fault
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +77,8 @@ CHUNK = 5_000  # entries verified and committed per step of a catch-up
 # checkpoints a site can serve grow by up to CHUNK per generation of site-to-site catch-up.
 MAX_STEP_ENTRIES = 20 * CHUNK
 MAX_STEP_BYTES = 256 * 1024 * 1024
-MAX_PEERS = 1_024  # addresses taken from the hub's list (sites of one collaboration)
 PEERS_FILE = "peers.json"
 DISTRUST_FILE = "distrusted.json"
-MAX_REASON = 500  # characters of a refusal reason kept in DISTRUST_FILE
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
 PEERS_REFRESH = 2.0
@@ -92,7 +93,7 @@ class Site:
         self.invitation = invitation
         self.store = SqliteStore(home.ledger_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
-            self.replica = Replica(self.store, home.name)
+            self.server = SyncServer(self.store, home.name, home.path / DISTRUST_FILE)
         except DamagedLedger as exc:
             self.store.close()
             raise DamagedLedger(
@@ -101,7 +102,11 @@ class Site:
                 f"({WITNESS_FILE} keeps what it cosigned)",
                 exc.path,
             ) from exc
-        self.replica.expect(invitation.origin, invitation.hub_key)
+        self.log = self.server.log  # the verified copy of the log
+        self.book = self.server.book  # its hub-signed checkpoints
+        self.peers = self.server.peers  # where other sites listen
+        self.trust = self.server.trust  # whom we no longer believe (and the evidence)
+        self.log.expect(invitation.origin, invitation.hub_key)
         self._check_covered()
         hub = parse_peer_addr(invitation.hub_addr)
         self.hub_id = hub.peer_id
@@ -116,8 +121,6 @@ class Site:
         self.last_synced = 0.0
         self._cosigned = trio.Event()
         self._load_peers(extra_peers)
-        # peer id -> {"reason", "since"}: peers refused for serving bad ranges, in any run.
-        self.distrusted_peers: dict[str, dict[str, Any]] = self._load_distrust()
         self.witness_size, self.witness_root = self._load_witness()
         # Our own store failing to write (see LOCAL_FAULT_PAUSE): what, and until when to wait.
         self.local_fault: str | None = None
@@ -129,18 +132,18 @@ class Site:
     def _check_covered(self) -> None:
         """Refuse a store whose entries no stored hub-signed checkpoint covers.
 
-        A site stores a checkpoint with every batch it verified (``Replica.commit``), so its
+        A site stores a checkpoint with every batch it verified (``VerifiedLog.commit``), so its
         whole log always sits under one. Entries beyond that were never verified (the home
         was used for something else, e.g. a ``ptm hub`` start that failed): comparing them
         with the hub's checkpoints would raise false split-view evidence against an honest hub.
         """
-        size = self.replica.size
+        size = self.log.size
         if size == 0:
             return
-        note = self.replica.notes.get(size)
+        note = self.book.note_of(size)
         problem = None
         if note is None:
-            held = [s for s in self.replica.sizes if s <= size]
+            held = [s for s in self.book.sizes if s <= size]
             problem = (
                 f"its last checkpoint covers only {held[-1]} of them"
                 if held
@@ -148,11 +151,11 @@ class Site:
             )
         else:
             try:
-                signed = self.replica.parse_signed(note)
+                signed = self.log.parse_signed(note)
             except LedgerError as exc:
                 problem = f"its checkpoint of size {size} does not verify: {exc}"
             else:
-                if signed.checkpoint.root != self.replica.frontier.root():
+                if signed.checkpoint.root != self.log.frontier.root():
                     problem = f"its checkpoint of size {size} has another root than its entries"
         if problem is not None:
             self.store.close()
@@ -166,70 +169,10 @@ class Site:
     # --- persistence of small things -----------------------------------------------------
 
     def _load_peers(self, extra: list[str]) -> None:
-        path = self.home.path / PEERS_FILE
-        if path.exists():
-            try:
-                for pid, rec in json.loads(path.read_text()).items():
-                    addrs = _valid_addrs(pid, rec["addrs"])
-                    if addrs:
-                        self.replica.peers[pid] = PeerRecord(addrs, str(rec.get("name", "")))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                log.warning("%s is unreadable; starting with no known peers", path)
+        self.peers.load(self.home.path / PEERS_FILE)
         for addr in extra:
             info = parse_peer_addr(addr)
-            self.replica.pin_peer(str(info.peer_id), addr.split("/p2p/")[0])
-
-    def _save_peers(self) -> None:
-        data = {
-            pid: {"addrs": rec.addrs, "name": rec.name} for pid, rec in self.replica.peers.items()
-        }
-        try:
-            write_json_atomic(self.home.path / PEERS_FILE, data)
-        except OSError as exc:  # a full disk: the addresses stay known in memory
-            log.warning("could not write %s: %s", self.home.path / PEERS_FILE, exc)
-
-    def _load_distrust(self) -> dict[str, dict[str, Any]]:
-        """Peers refused in earlier runs, distrusted again before anything is dialed.
-
-        A lost file costs little (a liar is caught again by the same checks, nothing it sends
-        is stored), so an unreadable one is reported and ignored rather than fatal.
-        """
-        path = self.home.path / DISTRUST_FILE
-        if not path.exists():
-            return {}
-        try:
-            records: dict[str, dict[str, Any]] = {
-                str(pid): {"reason": str(rec["reason"]), "since": float(rec.get("since", 0))}
-                for pid, rec in json.loads(path.read_text()).items()
-            }
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning(
-                "%s is unreadable (%s); peers refused in earlier runs are trusted again until "
-                "they serve a bad range again",
-                path,
-                exc,
-            )
-            return {}
-        for pid, rec in records.items():
-            self.replica.trust.restore(f"peer {pid}", rec["reason"])
-        if records:
-            log.info(
-                "still distrusting %d peer(s) refused in earlier runs (%s): %s",
-                len(records),
-                path.name,
-                ", ".join(sorted(records)),
-            )
-        return records
-
-    def _save_distrust(self) -> None:
-        path = self.home.path / DISTRUST_FILE
-        try:
-            # Durable: the whole point is that the refusal outlives a crash or restart.
-            write_json_atomic(path, self.distrusted_peers, durable=True)
-        except OSError as exc:
-            log.error(
-                "could not write %s (%s): this distrust will not survive a restart", path, exc
-            )
+            self.peers.pin(str(info.peer_id), addr.split("/p2p/")[0])
 
     def _load_witness(self) -> tuple[int, bytes]:
         path = self.home.path / WITNESS_FILE
@@ -265,7 +208,7 @@ class Site:
         if peer_id == str(self.hub_id):
             client = PeerClient(host, self.hub_id, self.hub_addrs)
         else:
-            rec = self.replica.peers.get(peer_id)
+            rec = self.peers.get(peer_id)
             if rec is None or not rec.addrs:
                 raise NetworkError(f"no address known for peer {peer_id}")
             infos = [parse_peer_addr(f"{r}/p2p/{peer_id}") for r in rec.addrs]
@@ -287,7 +230,7 @@ class Site:
         backoff = 0.2
         hub = self.client(host, str(self.hub_id))
         while True:
-            if not self.replica.trust.trusted("hub"):
+            if not self.trust.hub_trusted:
                 self.hub_up = False
                 await trio.sleep(1.0)
                 continue
@@ -308,7 +251,7 @@ class Site:
                 self._hub_reported_down = False
                 self.hub_up = True
                 await self._refresh_peers(hub)
-                while self.replica.trust.trusted("hub"):
+                while self.trust.hub_trusted:
                     await self._pause_for_local_fault()
                     after = self._checkpoint_size()
                     resp = await hub.call(
@@ -342,8 +285,7 @@ class Site:
                 backoff = min(backoff * 2, 2.0)
 
     def _checkpoint_size(self) -> int:
-        note = self.replica.latest_note
-        return cp.parse_checkpoint(note).checkpoint.size if note else 0
+        return self.book.latest_size
 
     async def _refresh_peers(self, hub: PeerClient) -> None:
         resp = await hub.call("peers", timeout=10)
@@ -352,27 +294,16 @@ class Site:
         for item in items[:MAX_PEERS] if isinstance(items, list) else []:
             if not isinstance(item, dict):
                 continue
-            pid, addrs = item.get("id"), item.get("addrs")
+            pid = item.get("id")
             if not isinstance(pid, str) or not pid or self.me.endswith(pid):
                 continue
             if pid == str(self.hub_id):
                 continue  # the invitation gives the hub's address; nobody else does
-            # Every address must parse: one bad one from a lying hub must not crash the
-            # daemon later, when we dial.
-            clean = _valid_addrs(pid, addrs)
-            if not clean:
-                continue
-            if pid not in self.replica.peers and len(self.replica.peers) >= MAX_PEERS:
-                continue
-            # The hub may add addresses; the operator's (--peer) stay, and stay first.
-            merged = self.replica.with_pinned(pid, clean)
-            rec = self.replica.peers.get(pid)
-            if rec is None or rec.addrs != merged:
-                self.replica.peers[pid] = PeerRecord(merged, str(item.get("name", ""))[:64])
+            if self.peers.offer(pid, item.get("addrs"), str(item.get("name", ""))):
                 await self._forget_client(pid)  # its addresses changed
                 changed = True
         if changed:
-            self._save_peers()
+            self.peers.save(self.home.path / PEERS_FILE)
 
     # --- checkpoints from anyone ---------------------------------------------------------
 
@@ -381,12 +312,12 @@ class Site:
         try:
             if not isinstance(note, str):
                 raise CheckpointError(f"the checkpoint sent is a {type(note).__name__}, not text")
-            signed = self.replica.parse_signed(note)
+            signed = self.log.parse_signed(note)
         except LedgerError as exc:
-            origin = self.replica.origin_mismatch(note) if isinstance(note, str) else None
+            origin = self.log.origin_mismatch(note) if isinstance(note, str) else None
             if origin is not None:
                 raise self._wrong_origin(origin) from exc
-            if self.replica.origin is None:
+            if self.log.origin is None:
                 # Before the genesis entry, origin and hub key come only from the invitation:
                 # a note that does not verify may be our configuration's fault, so nobody is
                 # blamed for it (nothing unverified is stored either way).
@@ -403,9 +334,8 @@ class Site:
             await self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
             return
         try:
-            if signed.checkpoint.size <= self.replica.size:
-                self.replica.check_against_ours(signed, source)
-                self.replica.merge_cosignatures(signed)
+            if signed.checkpoint.size <= self.log.size:
+                self.server.observe(signed, source)
             else:
                 try:
                     await self.sync_from(client, signed, source)
@@ -433,40 +363,30 @@ class Site:
         signed two inconsistent trees: a split view (raised as ``SplitViewError``). If it
         does not give the target root, the peer serves entries the hub never signed.
         """
-        n, ours = self.replica.size, self.replica.frontier.root()
+        n, ours = self.log.size, self.log.frontier.root()
         frontier, ours_there = merkle.CompactRange(), None
-        while frontier.size < target.checkpoint.size:
-            resp = await client.call(
-                "entries", start=frontier.size, end=target.checkpoint.size, old_size=0, timeout=60
-            )
-            got = resp.get("entries")
-            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
-                return
-            for raw in got[: target.checkpoint.size - frontier.size]:
-                frontier.extend([merkle.leaf_hash(raw)])
-                if frontier.size == n:
-                    ours_there = frontier.root()
+        try:
+            async for page in pages(client, 0, target.checkpoint.size, old_size=0, source=source):
+                for raw in page.raws:
+                    frontier.extend([merkle.leaf_hash(raw)])
+                    if frontier.size == n:
+                        ours_there = frontier.root()
+        except BadRange:
+            return  # it serves no such log: its lie is the root mismatch already raised
         if frontier.root() == target.checkpoint.root and ours_there not in (None, ours):
-            note = self.replica.note_at_least(n) or ""
             detail = (
                 f"the hub signed size {target.checkpoint.size} over a log (served by "
                 f"{source}) whose first {n} entries hash to {ours_there.hex()[:16]}…, but "
                 f"it signed size {n} with root {ours.hex()[:16]}… for us: split view"
             )
-            self.replica.record_evidence("split-view", note.encode(), target.text.encode(), detail)
-            self.replica.split_view = True
-            self.replica.trust.distrust("hub", "split view: signed two inconsistent checkpoints")
-            raise SplitViewError(detail, note, target.text)
+            self.trust.declare_split_view(self.book.note_at_least(n) or "", target.text, detail)
 
     async def _refuse(self, source: str, reason: str) -> None:
         if source == "hub":
             log.error("hub: %s", reason)
             return
-        self.replica.trust.distrust(f"peer {source}", reason)
+        self.trust.distrust(Party.peer(source), reason)  # recorded in DISTRUST_FILE
         await self._forget_client(source)
-        if source not in self.distrusted_peers:
-            self.distrusted_peers[source] = {"reason": reason[:MAX_REASON], "since": time.time()}
-            self._save_distrust()
 
     # --- our own faults ----------------------------------------------------------------------
 
@@ -516,32 +436,32 @@ class Site:
         if time.monotonic() < self._fault_until:
             return  # our store failed a moment ago: the next try comes after the pause
         async with self.sync_lock:
-            started, begin = time.perf_counter(), self.replica.size
-            while self.replica.size < target.checkpoint.size:
+            started, begin = time.perf_counter(), self.log.size
+            while self.log.size < target.checkpoint.size:
                 await self._sync_step(client, target, source)
-            if self.replica.size > begin:
+            if self.log.size > begin:
                 self.last_synced = time.time()
                 took = time.perf_counter() - started
                 log.info(
                     "verified %d entries from %s in %.3f s (size %d)",
-                    self.replica.size - begin,
+                    self.log.size - begin,
                     source,
                     took,
-                    self.replica.size,
+                    self.log.size,
                 )
         self.cosign()
 
     async def _sync_step(
         self, client: PeerClient, target: cp.SignedCheckpoint, source: str
     ) -> None:
-        n = self.replica.size
+        n = self.log.size
         step = target
         if target.checkpoint.size - n > CHUNK:
             # Walk the log checkpoint by checkpoint so memory stays bounded: each step is
             # verified against a signed root before it is stored.
             step = await self._checkpoint_between(client, n + CHUNK, target) or target
         try:
-            raws, proof = await self._fetch_range(client, n, step, source)
+            fetched = await self._fetch(client, step, source)
         except StepTooLarge:
             # Big entries: take the very next checkpoint the peer holds instead.
             smaller = await self._checkpoint_between(client, n + 1, step)
@@ -549,7 +469,7 @@ class Site:
                 if smaller is None:
                     raise StepTooLarge() from None
                 step = smaller
-                raws, proof = await self._fetch_range(client, n, step, source)
+                fetched = await self._fetch(client, step, source)
             except StepTooLarge:
                 # Not proof of lying (a site keeps only some checkpoints): skip, don't distrust.
                 raise NetworkError(
@@ -557,22 +477,22 @@ class Site:
                     f"{MAX_STEP_BYTES >> 20} MiB after size {n}; a range that large cannot be "
                     "verified in bounded memory, so it is fetched from another peer"
                 ) from None
-        entries, frontier = await self.replica.verify_batch_async(n, raws, step, source)
-        if n > 0:
-            try:
-                merkle.verify_consistency(
-                    n,
-                    step.checkpoint.size,
-                    proof or [],
-                    self.replica.frontier.root(),
-                    step.checkpoint.root,
-                )
-            except ProofError as exc:
-                raise BadRange(
-                    f"{source} sent a consistency proof that does not verify: {exc}"
-                ) from exc
-        self.replica.commit(entries, frontier, step, source)
+        self.log.commit(fetched.entries, fetched.frontier, step, source)
         self._local_fault_cleared()
+
+    async def _fetch(self, client: PeerClient, step: cp.SignedCheckpoint, source: str) -> Any:
+        """Entries from our size up to ``step``, verified (``fetch.fetch_range``)."""
+        ours = self.book.note_of(self.log.size)
+        return await fetch_range(
+            client,
+            step,
+            self.log.log_verifier(),
+            source,
+            base=self.log.frontier,
+            base_note=cp.parse_checkpoint(ours) if ours else None,
+            max_entries=MAX_STEP_ENTRIES,
+            max_bytes=MAX_STEP_BYTES,
+        )
 
     async def _checkpoint_between(
         self, client: PeerClient, at_least: int, below: cp.SignedCheckpoint
@@ -582,57 +502,15 @@ class Site:
         note = resp.get("note")
         if not isinstance(note, str) or not note:
             return None
-        candidate = self.replica.parse_signed(note)
+        candidate = self.log.parse_signed(note)
         if at_least <= candidate.checkpoint.size < below.checkpoint.size:
             return candidate
         return None
 
-    async def _fetch_range(
-        self, client: PeerClient, n: int, step: cp.SignedCheckpoint, source: str
-    ) -> tuple[list[bytes], list[bytes] | None]:
-        """The raw entries [n, step.size) and the served consistency proof n -> step.size."""
-        want = step.checkpoint.size - n
-        if want > MAX_STEP_ENTRIES:
-            raise StepTooLarge()
-        raws: list[bytes] = []
-        proof: list[bytes] | None = None
-        held = 0
-        while len(raws) < want:
-            resp = await client.call(
-                "entries", start=n + len(raws), end=step.checkpoint.size, old_size=n, timeout=60
-            )
-            got = resp.get("entries")
-            if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
-                raise BadRange(f"{source} answered entries {n + len(raws)}.. with no entries")
-            if len(raws) + len(got) > want:
-                raise BadRange(f"{source} sent more entries than the checkpoint covers")
-            held += sum(len(r) for r in got)
-            if held > MAX_STEP_BYTES:
-                raise StepTooLarge()
-            if proof is None:
-                served = self.replica.parse_signed(str(resp.get("note", "")))
-                if served.checkpoint != step.checkpoint:
-                    if served.checkpoint.size == step.checkpoint.size:
-                        # Two hub-signed roots for one size: let check_against_ours decide
-                        # once we hold that size; for now the peer is not serving our target.
-                        raise BadRange(
-                            f"{source} served a different checkpoint of size {step.checkpoint.size}"
-                        )
-                    raise BadRange(
-                        f"{source} served entries under checkpoint "
-                        f"{served.checkpoint.size}, asked for {step.checkpoint.size}"
-                    )
-                served_proof = resp.get("proof")
-                if not isinstance(served_proof, list) or len(served_proof) > 128:
-                    raise BadRange(f"{source} sent a malformed consistency proof")
-                proof = [p for p in served_proof if isinstance(p, bytes)]
-            raws.extend(got)
-        return raws, proof
-
     # --- witnessing ------------------------------------------------------------------------
 
     def witness_name(self) -> str | None:
-        member = self.replica.state.members.get(self.home.public_key)
+        member = self.log.state.members.get(self.home.public_key)
         if member is None or not member.active or member.role != "site":
             return None
         return member.org
@@ -640,26 +518,22 @@ class Site:
     def cosign(self) -> None:
         """Cosign our newest checkpoint (C2SP tlog-cosignature) if it extends the last one."""
         name = self.witness_name()
-        note = self.replica.latest_note
-        if name is None or note is None or not self.replica.trust.trusted("hub"):
+        note = self.book.latest
+        if name is None or note is None or not self.trust.hub_trusted:
             return
         signed = cp.parse_checkpoint(note)
         size = signed.checkpoint.size
-        if size <= self.witness_size or size > self.replica.size:
+        if size <= self.witness_size or size > self.log.size:
             return
         if self.witness_size:
-            proof = self.store.consistency_proof(self.witness_size, size)
-            try:
-                merkle.verify_consistency(
-                    self.witness_size, size, proof, self.witness_root, signed.checkpoint.root
-                )
-            except ProofError as exc:
+            problem = self._not_extending_witnessed(signed)
+            if problem is not None:
                 log.error(
                     "refusing to cosign size %d: not consistent with the checkpoint of "
                     "size %d we cosigned: %s",
                     size,
                     self.witness_size,
-                    exc,
+                    problem,
                 )
                 return
         # Record what we vouch for durably *before* the cosignature exists: after a crash we
@@ -674,16 +548,38 @@ class Site:
             return
         self.witness_size, self.witness_root = size, signed.checkpoint.root
         mine = cp.cosign(signed, self.home.signer, name, int(time.time()))
-        self.replica.merge_cosignatures(mine)
+        self.book.merge_cosignatures(mine, self.log.witness_verifiers())
         self._cosigned.set()
+
+    def _not_extending_witnessed(self, signed: cp.SignedCheckpoint) -> str | None:
+        """Why ``signed`` does not extend the checkpoint we cosigned last, or None.
+
+        The hub's note of the cosigned size and ``signed`` are checked with
+        ``checkpoint.check_consistent`` and a consistency proof from our own verified store.
+        """
+        old_size, size = self.witness_size, signed.checkpoint.size
+        held = self.book.note_of(old_size)
+        witnessed = cp.parse_checkpoint(held) if held else None
+        if witnessed is None or witnessed.checkpoint.root != self.witness_root:
+            # We no longer hold that note (the ledger was moved away and resynced along other
+            # checkpoints): the tree we vouched for must then be our verified log's prefix.
+            if self.store.root(old_size) != self.witness_root:
+                return f"our verified log has another root at size {old_size}"
+            return None
+        proof = self.store.consistency_proof(old_size, size)
+        try:
+            cp.check_consistent(witnessed, signed, proof, self.log.log_verifier())
+        except LedgerError as exc:
+            return str(exc.__cause__ or exc)
+        return None
 
     async def push_cosignatures(self, host: Any, me: str) -> None:
         hub = self.client(host, str(self.hub_id))
         while True:
             await self._cosigned.wait()
             self._cosigned = trio.Event()
-            note = self.replica.notes.get(self.witness_size)
-            if note is None or not self.hub_up or not self.replica.trust.trusted("hub"):
+            note = self.book.note_of(self.witness_size)
+            if note is None or not self.hub_up or not self.trust.hub_trusted:
                 continue
             try:
                 await hub.call("cosign", channel="cosign", note=note, timeout=10)
@@ -696,11 +592,11 @@ class Site:
         hub = str(self.hub_id)
         return [
             pid
-            for pid, rec in self.replica.peers.items()
+            for pid, rec in self.peers.items()
             if pid != hub
             and rec.addrs
             and not self.me.endswith(pid)
-            and self.replica.trust.trusted(f"peer {pid}")
+            and self.trust.trusted(Party.peer(pid))
         ]
 
     async def anti_entropy(self, host: Any, me: str) -> None:
@@ -731,8 +627,8 @@ class Site:
                     resp = await client.call("checkpoint", timeout=5)
                     if resp.get("note"):
                         await self.on_note(resp["note"], client, pid)
-                    ours = self.replica.latest_note
-                    if ours and self.replica.trust.trusted(f"peer {pid}"):
+                    ours = self.book.latest
+                    if ours and self.trust.trusted(Party.peer(pid)):
                         await client.call("cosign", note=ours, timeout=5)
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("exchange with %s failed: %s", pid[-8:], exc)
@@ -769,14 +665,12 @@ class Site:
     # --- status --------------------------------------------------------------------------
 
     def status(self, host: Any) -> dict[str, Any]:
-        self.replica.flush_notes()
-        data = self.replica.status()
+        data = self.server.status()
         data.update(
             hub_up=self.hub_up,
             hub_size=self.hub_size,
-            lag=max(0, self.hub_size - self.replica.size) if self.hub_up else None,
+            lag=max(0, self.hub_size - self.log.size) if self.hub_up else None,
             witness_size=self.witness_size,
-            known_peers={pid: rec.name for pid, rec in self.replica.peers.items()},
             local_fault=self.local_fault,
         )
         if self.worker is not None:
@@ -790,19 +684,6 @@ def _fatal(exc: BaseException) -> bool:
     if isinstance(exc, ConfigError | DamagedLedger):
         return True
     return isinstance(exc, StoreError) and not is_local_fault(exc)
-
-
-def _valid_addrs(pid: str, addrs: Any) -> list[str]:
-    """The (at most four) addresses of ``pid`` that parse, or [] if any of them does not."""
-    if not isinstance(addrs, list) or not addrs:
-        return []
-    clean = [a for a in addrs[:4] if isinstance(a, str) and len(a) <= 200 and "/p2p/" not in a]
-    try:
-        for addr in clean:
-            parse_peer_addr(f"{addr}/p2p/{pid}")
-    except PtmError:
-        return []
-    return clean
 
 
 def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:
@@ -838,11 +719,12 @@ def _serve_node(
                 seed=home.signer.seed,
                 host_ip=host_ip,
                 port=port,
-                handler=site.replica.serve,
+                handler=site.server.serve,
                 tasks=[
                     site.follow_hub,
                     site.anti_entropy,
                     site.push_cosignatures,
+                    site.book.keep_flushed,
                     site.worker.run,
                 ],
                 status=site.status,
@@ -850,7 +732,7 @@ def _serve_node(
             )
         )
     finally:
-        site.replica.flush_notes()
+        site.book.flush()
         site.worker.close()
         site.store.close()
 

@@ -109,11 +109,11 @@ class TaskWorker:
 
     async def _wait_for_work(self) -> None:
         """Until a new checkpoint arrives, a run finishes, or SCAN_INTERVAL passes."""
-        replica = self.site.replica
-        after = replica.sizes[-1] if replica.sizes else 0
+        book = self.site.book
+        after = book.latest_size
 
         async def change(scope: trio.CancelScope) -> None:
-            await replica.wait_for_change(after, SCAN_INTERVAL)
+            await book.wait_newer(after, SCAN_INTERVAL)
             scope.cancel()
 
         async def woken(scope: trio.CancelScope) -> None:
@@ -127,15 +127,15 @@ class TaskWorker:
                 waiters.start_soon(woken, waiters.cancel_scope)
 
     def _why_halted(self) -> str | None:
-        replica = self.site.replica
-        if replica.split_view:
+        trust = self.site.trust
+        if trust.split_view:
             return "split view evidence against the hub: executing nothing (see evidence)"
-        if not replica.trust.trusted("hub"):
+        if not trust.hub_trusted:
             return "the hub is distrusted (see evidence): executing nothing"
         return self.halted
 
     def _scan(self, nursery: trio.Nursery) -> None:
-        state = self.site.replica.state
+        state = self.site.log.state
         if self._why_halted():
             return
         # Cancels reaching running tasks: stop their containers. Again every few seconds
@@ -149,7 +149,7 @@ class TaskWorker:
             if active.state == "running" and now - active.killed_at > KILL_RETRY:
                 active.killed_at = now
                 nursery.start_soon(self._kill_container, task_hash)
-        if self.site.witness_size < self.site.replica.size:
+        if self.site.witness_size < self.site.log.size:
             # Entries we verified but have not vouched for (e.g. a restart between storing
             # and cosigning): cosign now if consistent, rather than wait for the log to grow.
             self.site.cosign()
@@ -166,7 +166,7 @@ class TaskWorker:
             nursery.start_soon(self._act, task)
 
     def _my_open_tasks(self) -> list[LoggedTask]:
-        state = self.site.replica.state
+        state = self.site.log.state
         mine = [
             t for t in state.tasks.values() if self.me in t.targets and self.me not in t.results
         ]
@@ -189,7 +189,7 @@ class TaskWorker:
 
     async def _act_unqueued(self, task: LoggedTask) -> None:
         active = self.active[task.hash]
-        state = self.site.replica.state
+        state = self.site.log.state
         # Re-read from the current state: the run may have waited in the queue meanwhile.
         current = state.tasks.get(task.hash)
         if current is None or self.me in current.results or self._why_halted():
@@ -272,7 +272,7 @@ class TaskWorker:
         )
 
     def _cancelled(self, task: LoggedTask) -> bool:
-        current = self.site.replica.state.tasks.get(task.hash)
+        current = self.site.log.state.tasks.get(task.hash)
         return current is not None and current.cancelled_at is not None
 
     def _task_entry(self, task: LoggedTask) -> Entry | None:
@@ -357,7 +357,7 @@ class TaskWorker:
     ) -> None:
         """Sign a result, journal its bytes, then hand it to the hub."""
         async with self.sign_lock:
-            state = self.site.replica.state
+            state = self.site.log.state
             task = state.tasks[task_entry.hash]
             if self.me in task.results:
                 return
@@ -405,7 +405,7 @@ class TaskWorker:
                 await self._submit_wanted.wait()
 
     async def _resubmit_once(self) -> None:
-        state = self.site.replica.state
+        state = self.site.log.state
         waiting = []
         for row in sorted(self.journal.in_state(SIGNED), key=lambda r: r.seq or 0):
             raw = row.result or b""

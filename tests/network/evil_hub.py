@@ -24,21 +24,21 @@ from ptm_p2p.ledger.entry import AuthorChain, genesis_payload, membership_payloa
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import run_daemon, setup_logging
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.replica import Replica
+from ptm_p2p.network.sync_server import SyncServer
 
 ORIGIN = "evil.example/study"
 
 
 def build_view(
     path: Path, hub: Home, admin: Home, sites: list[tuple[bytes, str]], researchers: int
-) -> Replica:
-    replica = Replica(SqliteStore(path), f"view-{path.stem}")
+) -> SyncServer:
+    view = SyncServer(SqliteStore(path), f"view-{path.stem}")
     chain = AuthorChain(admin.signer)
     now = int(time.time() * 1000)
     genesis = chain.append(
         "genesis", genesis_payload(ORIGIN, admin.public_key, "uni", hub.public_key, "hub"), now
     )
-    replica.append_genesis(genesis.raw)
+    view.log.append_genesis(genesis.raw)
     entries = [
         chain.append("membership", membership_payload("admit", key, org, "site"), now)
         for key, org in sites
@@ -52,10 +52,10 @@ def build_view(
         for i in range(researchers)
     ]
     for i, entry in enumerate(entries, start=1):
-        replica.state.apply(entry, i)
-    replica.append_local(entries)
-    Sequencer(replica, hub.signer).sign_head()
-    return replica
+        view.log.state.apply(entry, i)
+    view.log.append_local(entries)
+    Sequencer(view.log, view.book, view.trust, hub.signer).sign_head()
+    return view
 
 
 def main() -> None:

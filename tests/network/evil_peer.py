@@ -25,7 +25,7 @@ from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.daemon import run_daemon, setup_logging
-from ptm_p2p.network.replica import Replica
+from ptm_p2p.network.sync_server import SyncServer
 
 
 def tamper(mode: str, raws: list[bytes], forger: Signer) -> list[bytes]:
@@ -52,7 +52,7 @@ def main() -> None:
     port, mode = int(sys.argv[2]), sys.argv[3]
     setup_logging()
     store = SqliteStore(home.ledger_path)
-    replica = Replica(store, home.name)
+    replica = SyncServer(store, home.name)
     forger = Signer.generate()
 
     async def handle(op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:

@@ -63,25 +63,25 @@ def test_the_hubs_peer_list_adds_to_but_never_replaces_operator_addresses(tmp_pa
             ]
         )
         trio.run(site._refresh_peers, answer)
-        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/127.0.9.9/tcp/7000"]
-        assert site.replica.peers[given].name == "site-b"
-        assert site.replica.peers[other].addrs == ["/ip4/127.0.0.1/tcp/5002"]
-        assert str(site.hub_id) not in site.replica.peers
+        assert site.peers[given].addrs == [operator_addr, "/ip4/127.0.9.9/tcp/7000"]
+        assert site.peers[given].name == "site-b"
+        assert site.peers[other].addrs == ["/ip4/127.0.0.1/tcp/5002"]
+        assert str(site.hub_id) not in site.peers
         # The client dials the operator's address first.
         client = site.client(None, given)
         assert [str(a) for a in client.addrs][0] == operator_addr
 
         # A later answer that moves or drops the peer still leaves the operator's address.
         trio.run(site._refresh_peers, HubAnswer([{"id": given, "addrs": ["/ip4/127.0.9.8/tcp/1"]}]))
-        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/127.0.9.8/tcp/1"]
+        assert site.peers[given].addrs == [operator_addr, "/ip4/127.0.9.8/tcp/1"]
         trio.run(site._refresh_peers, HubAnswer([]))
-        assert site.replica.peers[given].addrs[0] == operator_addr
+        assert site.peers[given].addrs[0] == operator_addr
         # And so does the peer's own hello.
-        site.replica.note_hello(given, ["/ip4/127.0.9.7/tcp/2"], "site-b")
-        assert site.replica.peers[given].addrs == [operator_addr, "/ip4/127.0.9.7/tcp/2"]
+        site.peers.note_hello(given, ["/ip4/127.0.9.7/tcp/2"], "site-b")
+        assert site.peers[given].addrs == [operator_addr, "/ip4/127.0.9.7/tcp/2"]
         # Peers the operator did not name follow the hub's latest answer, as before.
         trio.run(site._refresh_peers, HubAnswer([{"id": other, "addrs": ["/ip4/127.0.0.1/tcp/6"]}]))
-        assert site.replica.peers[other].addrs == ["/ip4/127.0.0.1/tcp/6"]
+        assert site.peers[other].addrs == ["/ip4/127.0.0.1/tcp/6"]
     finally:
         site.store.close()
 
@@ -91,8 +91,8 @@ def test_the_hubs_peer_list_adds_to_but_never_replaces_operator_addresses(tmp_pa
     assert saved[given]["addrs"][0] == operator_addr
     site = _site(tmp_path, [f"/ip4/127.0.0.1/tcp/5003/p2p/{given}"])
     try:
-        assert site.replica.peers[given].addrs == ["/ip4/127.0.0.1/tcp/5003"]
-        assert site.replica.peers[other].addrs == ["/ip4/127.0.0.1/tcp/6"]
+        assert site.peers[given].addrs == ["/ip4/127.0.0.1/tcp/5003"]
+        assert site.peers[other].addrs == ["/ip4/127.0.0.1/tcp/6"]
     finally:
         site.store.close()
 

@@ -1,0 +1,224 @@
+"""The read side of the sync protocol, served by every daemon (hub and sites alike).
+
+``SyncServer`` composes a daemon's parts and answers from them:
+
+* ``VerifiedLog`` (``verified_log.py``): the store, replayed state and frontier;
+* ``CheckpointBook`` (``checkpoint_book.py``): the signed notes served, cosignatures merged;
+* ``PeerBook`` (``peer_book.py``): who said hello, and which members may be listed;
+* ``TrustRegistry`` (``trust.py``): distrust and evidence.
+
+It answers ``checkpoint``, ``wait`` (long-polls, at most ``MAX_WAITERS`` parked at once),
+``entries``, ``peers``, ``hello``, ``head``, ``cosign`` and ``evidence``, and gives the
+daemon's status. The write side (``submit``) is the hub's sequencer, not served here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ptm_p2p.errors import DamagedLedger, LedgerError, ProtocolError, SplitViewError
+from ptm_p2p.ledger import checkpoint as cp
+from ptm_p2p.ledger.entry import Entry
+from ptm_p2p.network import protocol
+from ptm_p2p.network.checkpoint_book import CheckpointBook
+from ptm_p2p.network.framing import RESPONSE_BUDGET
+from ptm_p2p.network.peer_book import PeerBook
+from ptm_p2p.network.rpc import LogLimiter
+from ptm_p2p.network.trust import EQUIVOCATION, SPLIT_VIEW, Party, TrustRegistry
+from ptm_p2p.network.verified_log import VerifiedLog
+
+log = logging.getLogger(__name__)
+
+# Pending long-polls: each holds a task and a stream; beyond this, ``wait`` answers at once.
+MAX_WAITERS = 4_096
+# Complaints about what peers send, logged at most rpc.LOG_BURST times a minute per kind.
+_peer_noise = LogLimiter()
+
+
+class SyncServer:
+    """One daemon's verified log, checkpoint book, peer book and trust, and their server."""
+
+    def __init__(self, store: Any, name: str, distrust_file: Path | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.trust = TrustRegistry(store, distrust_file)
+        self.book = CheckpointBook(store)
+        self.log = VerifiedLog(store, self.book, self.trust)
+        self.peers = PeerBook(lambda key: self.log.is_member(key))
+        self.waiters = 0
+
+    # --- composed operations ---------------------------------------------------------------
+
+    def observe(self, signed: cp.SignedCheckpoint, source: str) -> int:
+        """A hub-signed checkpoint no larger than our log: compare it with our tree (a split
+        view raises ``SplitViewError``), then merge its cosignatures; returns how many."""
+        self.log.check_against_ours(signed, source)
+        return self.book.merge_cosignatures(signed, self.log.witness_verifiers())
+
+    def cosigners(self, note: str | None = None) -> list[str]:
+        return self.book.cosigners(note, self.log.witness_verifiers())
+
+    async def wait_for_change(self, after: int, timeout: float) -> None:
+        if self.waiters >= MAX_WAITERS:
+            return  # answer at once: the caller simply asks again
+        self.waiters += 1
+        try:
+            await self.book.wait_newer(after, timeout)
+        finally:
+            self.waiters -= 1
+
+    def tasks(self) -> list[Any]:
+        """Daemon tasks the parts need: durable cosignatures, and stopping on our own fault."""
+        return [self.book.keep_flushed, self.log.watch_faults]
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def serve(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
+        """Answer the read-side requests every peer serves (hub and sites alike)."""
+        if op == "checkpoint":
+            at_least = fields.get("at_least")
+            note = self.book.latest if at_least is None else self.book.note_at_least(at_least)
+            return protocol.ok(note=note, size=self.log.size)
+        if op == "wait":
+            timeout = min(fields["timeout_ms"], protocol.MAX_WAIT_MS) / 1000
+            await self.wait_for_change(fields["after"], timeout)
+            return protocol.ok(note=self.book.latest, size=self.log.size)
+        if op == "entries":
+            return self._serve_entries(fields["start"], fields["end"], fields["old_size"])
+        if op == "peers":
+            return protocol.ok(peers=self.peers.member_peers()[:64])
+        if op == "hello":
+            if peer is not None:
+                self.peers.note_hello(str(peer), fields["addrs"], fields.get("name", ""))
+            return protocol.ok(origin=self.log.origin, size=self.log.size)
+        if op == "head":
+            seq, last = self.log.state.heads.get(fields["author"], (0, bytes(32)))
+            return protocol.ok(seq=seq, hash=last)
+        if op == "cosign":
+            return self._guarded(self._receive_note, fields["note"], str(peer))
+        if op == "evidence":
+            return self._guarded(self._receive_evidence, fields, str(peer))
+        raise ProtocolError(
+            f"operation {op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
+        )
+
+    def _guarded(self, handle: Any, *args: Any) -> dict[str, Any]:
+        """Run a handler that compares notes with our tree: a damaged file of ours found
+        there stops the daemon (``VerifiedLog.watch_faults``)."""
+        try:
+            answer: dict[str, Any] = handle(*args)
+        except DamagedLedger as fault:
+            self.log.report_fault(fault)
+            raise
+        return answer
+
+    def _serve_entries(self, start: int, end: int, old_size: int) -> dict[str, Any]:
+        if not start < end:
+            raise ProtocolError(f"entries: empty or reversed range {start}..{end}")
+        size = self.log.size
+        if end > size:
+            return protocol.error(protocol.NOT_FOUND, f"we hold {size} entries, not {end}")
+        note = self.book.note_at_least(end)
+        if note is None:
+            return protocol.error(protocol.NOT_FOUND, "no checkpoint yet")
+        note_size = cp.parse_checkpoint(note).checkpoint.size
+        if old_size > note_size:
+            raise ProtocolError(f"entries: old_size {old_size} beyond checkpoint {note_size}")
+        stop = min(end, start + protocol.MAX_ENTRIES_PER_REQUEST)
+        raws = self.store.raw_range(start, stop)
+        # Keep the response under the frame budget: cut the range, the client continues.
+        total, kept = 0, 0
+        for raw in raws:
+            total += len(raw) + 5
+            if total > RESPONSE_BUDGET and kept:
+                break
+            kept += 1
+        proof = (
+            self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size else []
+        )
+        return protocol.ok(entries=raws[:kept], note=note, proof=proof)
+
+    def _receive_note(self, note: str, source: str) -> dict[str, Any]:
+        signed = self.log.parse_signed(note)
+        if signed.checkpoint.size <= self.log.size:
+            return protocol.ok(added=self.observe(signed, source))
+        return protocol.ok(added=0)
+
+    def _receive_evidence(self, fields: dict[str, Any], source: str) -> dict[str, Any]:
+        kind = fields["kind"]
+        if kind == SPLIT_VIEW:
+            # Check it ourselves: both notes must carry valid hub signatures and disagree.
+            try:
+                first, second = fields["first"].decode(), fields["second"].decode()
+                a, b = self.log.parse_signed(first), self.log.parse_signed(second)
+            except (LedgerError, UnicodeDecodeError) as exc:
+                raise ProtocolError(f"split-view evidence does not verify: {exc}") from exc
+            try:
+                for signed in (a, b):
+                    self.log.check_against_ours(signed, source)
+                same_size = a.checkpoint.size == b.checkpoint.size
+                if not same_size or a.checkpoint.root == b.checkpoint.root:
+                    return protocol.ok(confirmed=False)
+                self.trust.declare_split_view(
+                    first,
+                    second,
+                    f"reported by {source}: {fields['detail']}",
+                    reason="split view reported and checked",
+                )
+            except SplitViewError:
+                return protocol.ok(confirmed=True)
+        if kind == EQUIVOCATION:
+            return protocol.ok(confirmed=self._check_equivocation(fields, source))
+        # Anything else cannot be checked here: log it, store nothing (a stranger must not
+        # be able to write to our disk).
+        _peer_noise.log(
+            log,
+            logging.WARNING,
+            "unknown-evidence",
+            "peer %s reported %r evidence we cannot check; ignored",
+            source,
+            kind[:64],
+        )
+        return protocol.ok(confirmed=False)
+
+    def _check_equivocation(self, fields: dict[str, Any], source: str) -> bool:
+        """Two validly signed entries of one member with one seq: store them as evidence."""
+        try:
+            a, b = Entry.from_bytes(fields["first"]), Entry.from_bytes(fields["second"])
+        except LedgerError as exc:
+            raise ProtocolError(f"equivocation evidence does not verify: {exc}") from exc
+        if (a.author, a.seq) != (b.author, b.seq) or a.hash == b.hash:
+            raise ProtocolError("equivocation evidence: the entries are not two versions of one")
+        if a.author not in self.log.state.members:
+            # A stranger can equivocate with a fresh key at will; only members' forks matter.
+            return False
+        detail = (
+            f"reported by {source}: author {self.log.member_name(a.author)} signed two entries "
+            f"with seq {a.seq}"
+        )
+        self.trust.record_evidence(EQUIVOCATION, a.raw, b.raw, detail)
+        self.trust.distrust(Party.author(a.author), detail)
+        return True
+
+    # --- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        note = self.book.latest
+        checkpoint_size = cp.parse_checkpoint(note).checkpoint.size if note else 0
+        return {
+            "name": self.name,
+            "origin": self.log.origin,
+            "size": self.log.size,
+            "checkpoint_size": checkpoint_size,
+            "checkpoint": note,
+            "cosigners": self.cosigners(note),
+            "split_view": self.trust.split_view,
+            "distrusted": self.trust.distrusted(),
+            "evidence": [{"kind": e.kind, "detail": e.detail} for e in self.store.evidence()],
+            "known_peers": self.peers.names(),
+        }
+
+
+__all__ = ["MAX_WAITERS", "SyncServer"]
