@@ -1,18 +1,23 @@
 """Audit throughput against raw Ed25519 verification, measured in one run.
 
-    python3 bench/bench_ledger.py [--entries 100000] [--sites 5]
+    python3 bench/bench_ledger.py [--entries 100000] [--sites 5] [--repeat 3]
 
-Prints raw PyNaCl verifications per second on one core (the baseline), then the rate at
-which ``ptm_p2p.ledger.audit.audit`` replays a simulated ledger (decode, canonical check,
-signature, chain, rules, Merkle tree, checkpoints), and their ratio — once all in one
-process, once with signatures verified by worker processes (what ``ptm audit`` does on
-logs of 20,000 entries or more). Target: >= 0.8.
+Prints the rate at which ``ptm_p2p.ledger.audit.audit`` replays a simulated ledger (decode,
+canonical check, signature, chain, rules, Merkle tree, checkpoints) as a ratio to raw PyNaCl
+verifications per second on one core — once all in one process (target: >= 0.8), once with
+signatures verified by worker processes (what ``ptm audit`` does on logs of 20,000 entries
+or more; target: >= 1.6 on two cores, whose physical limit is 2.0).
+
+On a shared machine the rate of both drifts with what else runs, so each audit run is
+divided by the mean of raw rates measured right before and right after it, and the median
+of ``--repeat`` runs is what meets or misses the target.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -26,13 +31,29 @@ from ptm_p2p.ledger.audit import audit  # noqa: E402
 from ptm_p2p.ledger.simulate import simulate  # noqa: E402
 from ptm_p2p.ledger.store import SqliteStore  # noqa: E402
 
-TARGET = 0.8
+ONE_PROCESS_TARGET = 0.8
+PARALLEL_TARGET = 1.6
+BASELINE_SECONDS = 1.0
+
+
+def _audit_once(path: Path, entries: int, workers: int) -> tuple[float, float, int]:
+    """(audit rate, raw verify rate around it, checkpoints checked)."""
+    raw_before = raw_ed25519_verifies_per_second(BASELINE_SECONDS)
+    store = SqliteStore(path, read_only=True)
+    start = time.perf_counter()
+    report = audit(store, workers=workers)
+    elapsed = time.perf_counter() - start
+    store.close()
+    raw_after = raw_ed25519_verifies_per_second(BASELINE_SECONDS)
+    assert report.ok, report.problems[:3]
+    return entries / elapsed, (raw_before + raw_after) / 2, len(report.checkpoints)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--sites", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="audit runs per mode (median)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
@@ -43,26 +64,24 @@ def main() -> None:
         store.close()
         print(f"simulated ledger: {args.entries:,} entries, {args.sites} sites ({built:.1f} s)")
 
-        raw_rate = raw_ed25519_verifies_per_second()
-        print(f"baseline: raw Ed25519 verifications: {raw_rate:,.0f}/s (PyNaCl, one core)")
-
-        for label, workers in (
-            ("audit, one process", 0),
-            ("audit, parallel verify", os.cpu_count() or 1),
+        cpus = os.cpu_count() or 1
+        for label, workers, target in (
+            ("audit, one process", 0, ONE_PROCESS_TARGET),
+            (f"audit, parallel verify ({cpus} workers)", cpus, PARALLEL_TARGET),
         ):
-            store = SqliteStore(path, read_only=True)
-            start = time.perf_counter()
-            report = audit(store, workers=workers)
-            elapsed = time.perf_counter() - start
-            store.close()
-            assert report.ok, report.problems[:3]
-            rate = args.entries / elapsed
-            ratio = rate / raw_rate
-            verdict = "meets" if ratio >= TARGET else "misses"
+            ratios = []
+            for _ in range(args.repeat):
+                rate, raw_rate, checkpoints = _audit_once(path, args.entries, workers)
+                ratios.append(rate / raw_rate)
+                print(
+                    f"  {label}: {rate:,.0f} entries/s, raw Ed25519 verify {raw_rate:,.0f}/s "
+                    f"(PyNaCl, one core), {checkpoints} checkpoints = {rate / raw_rate:.2f} x"
+                )
+            ratio = statistics.median(ratios)
+            verdict = "meets" if ratio >= target else "misses"
             print(
-                f"{label}: {rate:,.0f} entries/s ({elapsed:.2f} s, "
-                f"{len(report.checkpoints)} checkpoints) = {ratio:.2f} x raw verify "
-                f"({verdict} the target of {TARGET})"
+                f"{label}: median {ratio:.2f} x raw verify over {len(ratios)} runs "
+                f"({verdict} the target of {target})"
             )
 
 

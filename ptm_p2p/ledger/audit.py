@@ -29,7 +29,7 @@ from ptm_p2p.ledger.checkpoint import (
     verify_checkpoint,
     verify_cosignatures,
 )
-from ptm_p2p.ledger.entry import SIGNING_PREFIX, Entry, claimed_author, split_raw
+from ptm_p2p.ledger.entry import SIGNING_PREFIX, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, decode_at
 from ptm_p2p.ledger.store import LogStore
 
@@ -437,13 +437,10 @@ def _signature_failures(raws: list[bytes | None]) -> list[int]:
 
 def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: bool) -> None:
     try:
-        if verified:
-            # A worker verified this exact byte string's signature; the decode still
-            # checks everything else (canonical form, schema, limits).
-            entry: Entry = Entry.from_bytes_signature_checked_elsewhere(raw)
-        else:
-            entry = decode_at(raw, index, state)
-        state.apply(entry, index)
+        # A worker may have verified this exact byte string's signature; the decode still
+        # checks everything else (canonical form, schema, limits), and reports a failure in
+        # the same words either way.
+        state.apply(decode_at(raw, index, state, signature_checked=verified), index)
     except ReplayError as exc:
         findings.refused(exc, index)
     except LedgerError as exc:  # a rule error not wrapped by replay: still name the entry

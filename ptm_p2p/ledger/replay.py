@@ -459,9 +459,17 @@ class State:
         self.size = index + 1
 
 
-def decode_at(raw: bytes, index: int, state: State | None = None) -> Entry:
-    """``Entry.from_bytes`` with a decode or signature failure reported as entry ``index``."""
+def decode_at(
+    raw: bytes, index: int, state: State | None = None, *, signature_checked: bool = False
+) -> Entry:
+    """``Entry.from_bytes`` with a decode or signature failure reported as entry ``index``.
+
+    ``signature_checked``: the caller has verified this exact byte string's signature
+    already (the audit's workers); everything else is still checked.
+    """
     try:
+        if signature_checked:
+            return Entry.from_bytes_signature_checked_elsewhere(raw)
         return Entry.from_bytes(raw)
     except SignatureError as exc:
         # Failure path only: decode again without the signature to name the claimed author.
