@@ -344,11 +344,9 @@ def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -
     checkpoints = _CheckpointChecker(store, state, findings)
     tree = checkpoints.tree
     checkpoints.at_current_size()
-    append_leaf, leaf_hash, at_checkpoint = (
-        tree.append,
-        merkle.leaf_hash,
-        checkpoints.at_current_size,
-    )
+    # Bound once: the loop below runs for every entry.
+    append_leaf, leaf_hash = tree.append, merkle.leaf_hash
+    at_checkpoint = checkpoints.at_current_size
     for start, raws, bad in _batches(store, size, findings, workers):
         for index, raw in enumerate(raws, start):
             # A hole still occupies its position: the tree over this copy has no leaf there,
