@@ -150,6 +150,11 @@ class ProtocolError(NetworkError):
         self.detail = detail
 
 
+class MalformedAnswer(ProtocolError):
+    """A peer's answer does not match the reply type of what we asked (a missing field, a
+    wrong type, an unknown field): the peer does not speak the protocol, or lies."""
+
+
 class FrameTooLarge(ProtocolError):
     """The peer announced a frame over the limit; the stream cannot be resynchronised."""
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # loaded in load/init: `ptm --help` must not pay for PyNaCl
 KEY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
 LEDGER_FILE = "ledger.db"
+GENESIS_FILE = "genesis.entry"  # in a hub's home: the entry its log starts from
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

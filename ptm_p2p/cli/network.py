@@ -302,7 +302,7 @@ def collab_create(
       ptm hub --home hub/ --invitation invite.json
     """
     from ptm_p2p.admin.genesis import create_genesis, hub_key_of_home
-    from ptm_p2p.hub.daemon import GENESIS_FILE  # where the hub reads it from
+    from ptm_p2p.home import GENESIS_FILE  # where the hub reads it from
 
     admin = _home(home)
     if hub_home:

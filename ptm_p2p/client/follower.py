@@ -21,6 +21,7 @@ from ptm_p2p.errors import LedgerError
 from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network import protocol
 from ptm_p2p.network.checkpoint_book import CheckpointBook
 from ptm_p2p.network.fetch import fetch_range
 from ptm_p2p.network.invitation import Invitation
@@ -55,11 +56,10 @@ class LogFollower:
     async def sync(self, hub: PeerClient) -> int:
         """Bring the copy up to the hub's latest checkpoint; return the verified size."""
         while True:
-            resp = await hub.call("checkpoint", timeout=15)
-            note = resp.get("note")
-            if not isinstance(note, str) or not note:
+            resp = await hub.ask(protocol.CheckpointRequest(), timeout=15)
+            if not resp.note:
                 return self.replica.size
-            signed = self.replica.parse_signed(note)  # the hub's signature, or an error
+            signed = self.replica.parse_signed(resp.note)  # the hub's signature, or an error
             target = signed.checkpoint.size
             n = self.replica.size
             if target <= n:
@@ -78,11 +78,10 @@ class LogFollower:
     async def _checkpoint_at_least(
         self, hub: PeerClient, size: int, fallback: cp.SignedCheckpoint
     ) -> cp.SignedCheckpoint:
-        resp = await hub.call("checkpoint", at_least=size, timeout=15)
-        note = resp.get("note")
-        if not isinstance(note, str) or not note:
+        resp = await hub.ask(protocol.CheckpointRequest(at_least=size), timeout=15)
+        if not resp.note:
             return fallback
-        return self.replica.parse_signed(note)
+        return self.replica.parse_signed(resp.note)
 
     async def _catch_up(self, hub: PeerClient, step: cp.SignedCheckpoint) -> None:
         ours = self.book.note_of(self.replica.size)

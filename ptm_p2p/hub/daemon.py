@@ -20,21 +20,21 @@ from typing import Any
 import trio
 
 from ptm_p2p.errors import ConfigError, DamagedLedger, LedgerError, PtmError, ReplayError
+from ptm_p2p.home import GENESIS_FILE as GENESIS_FILE
 from ptm_p2p.home import Home
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network import protocol
 from ptm_p2p.network.daemon import home_lock, run_daemon, write_json_atomic
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.sync_server import SyncServer
+from ptm_p2p.network.sync_server import Answer, SyncServer
 from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
 
 from .sequencer import Sequencer
 
 log = logging.getLogger(__name__)
-
-GENESIS_FILE = "genesis.entry"
 
 
 class Hub:
@@ -73,10 +73,10 @@ class Hub:
         assert self.log.origin is not None
         return Invitation(address, self.home.public_key, self.log.origin)
 
-    async def handle(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
-        if op == "submit":
-            return await self.sequencer.submit(fields["entries"])
-        return await self.server.serve(op, fields, peer)
+    async def handle(self, request: protocol.Request[Any], peer: Any) -> Answer:
+        if isinstance(request, protocol.SubmitRequest):
+            return await self.sequencer.submit(request.entries)
+        return await self.server.answer(request, peer)
 
     def status(self, host: Any) -> dict[str, Any]:
         data = self.server.status()

@@ -32,6 +32,7 @@ from ptm_p2p.ledger.crypto import Signer, short
 from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.network import protocol
 from ptm_p2p.network.checkpoint_book import CheckpointBook
+from ptm_p2p.network.sync_server import Answer
 from ptm_p2p.network.trust import EQUIVOCATION, Party, TrustRegistry
 from ptm_p2p.network.verified_log import VerifiedLog, is_local_fault
 
@@ -118,13 +119,13 @@ class Sequencer:
         self.book.record(signed)
         return signed
 
-    async def submit(self, raws: list[Any]) -> dict[str, Any]:
+    async def submit(self, raws: list[Any]) -> Answer:
         """Handle a ``submit`` request: decode, queue, wait for the sequencer's verdict."""
         for i, raw in enumerate(raws):
             if not isinstance(raw, bytes):
                 raise ProtocolError(f"submit: entry {i} is not bytes")
         if not raws:
-            return protocol.ok(indexes=[], size=self.log.size)
+            return protocol.SubmitReply(indexes=[], size=self.log.size)
         queued = sum(len(sub.entries) for sub in self.queue)
         if queued + len(raws) > MAX_QUEUED:
             return protocol.error(
@@ -145,7 +146,7 @@ class Sequencer:
             return protocol.error(protocol.REFUSED, submission.error) | {
                 "indexes": submission.indexes
             }
-        return protocol.ok(indexes=submission.indexes, size=self.log.size)
+        return protocol.SubmitReply(indexes=submission.indexes, size=self.log.size)
 
     async def run(self) -> None:
         """The sequencer task: drain the queue in batches until cancelled."""

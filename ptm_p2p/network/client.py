@@ -19,6 +19,7 @@ from ptm_p2p.home import author_lock
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry
+from ptm_p2p.network import protocol
 from ptm_p2p.network.fetch import fetch_range
 from ptm_p2p.network.host import make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
@@ -70,10 +71,10 @@ def submit(
             return submit(signer, invitation, build)
 
     async def work(hub: PeerClient) -> dict[str, Any]:
-        head = await hub.call("head", author=signer.public_key, timeout=15)
-        chain = AuthorChain(signer, int(head["seq"]), bytes(head["hash"]))
-        entries = build(chain)
-        return await hub.call("submit", entries=[e.raw for e in entries], timeout=30)
+        head = await hub.ask(protocol.HeadRequest(author=signer.public_key), timeout=15)
+        entries = build(AuthorChain(signer, head.seq, head.hash))
+        reply = await hub.ask(protocol.SubmitRequest(entries=[e.raw for e in entries]), timeout=30)
+        return protocol.as_map(reply)
 
     result: dict[str, Any] = _run(signer, invitation, work)
     return result
@@ -104,8 +105,8 @@ def fetch_log(signer: Signer, invitation: Invitation) -> list[Entry]:
     hub_key = cp.Verifier.log(invitation.origin, invitation.hub_key)
 
     async def work(hub: PeerClient) -> list[Entry]:
-        resp = await hub.call("checkpoint", timeout=15)
-        signed = cp.parse_checkpoint(str(resp.get("note") or ""))
+        resp = await hub.ask(protocol.CheckpointRequest(), timeout=15)
+        signed = cp.parse_checkpoint(resp.note or "")
         cp.verify_checkpoint(signed, hub_key)
         return (await fetch_range(hub, signed, hub_key, "the hub")).entries
 

@@ -23,10 +23,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ptm_p2p.errors import BadRange, LedgerError, RootMismatch, StepTooLarge
+from ptm_p2p.errors import BadRange, LedgerError, MalformedAnswer, RootMismatch, StepTooLarge
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.entry import Entry
+from ptm_p2p.network import protocol
 from ptm_p2p.network.verified_log import decode_entries_async
 
 MAX_PROOF = 128  # hashes in a consistency proof (a tree of 2**64 leaves needs fewer)
@@ -36,8 +37,8 @@ MAX_PROOF = 128  # hashes in a consistency proof (a tree of 2**64 leaves needs f
 class Page:
     start: int
     raws: list[bytes]
-    note: Any  # the note served with the page, unchecked
-    proof: Any  # the consistency proof served with the page, unchecked
+    note: str  # the note served with the page, not yet checked
+    proof: list[bytes]  # the consistency proof served with the page, not yet checked
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,18 @@ async def pages(
     """The raw entries [start, end) as the peer serves them, one response at a time."""
     at = start
     while at < end:
-        resp = await peer.call("entries", start=at, end=end, old_size=old_size, timeout=60)
-        got = resp.get("entries")
-        if not isinstance(got, list) or not got or not all(isinstance(r, bytes) for r in got):
+        request = protocol.EntriesRequest(start=at, end=end, old_size=old_size)
+        try:
+            resp = await peer.ask(request, timeout=60)
+        except MalformedAnswer as exc:
+            # Junk instead of entries is a lie about the log, like a forged entry.
+            raise BadRange(f"{source} sent a malformed answer: {exc}") from exc
+        got = resp.entries
+        if not got:
             raise BadRange(f"{source} answered entries {at}.. with no entries")
         if at + len(got) > end:
             raise BadRange(f"{source} sent more entries than the checkpoint covers")
-        yield Page(at, got, resp.get("note"), resp.get("proof"))
+        yield Page(at, got, resp.note, resp.proof)
         at += len(got)
 
 
@@ -119,7 +125,7 @@ def _check_served(
     page: Page, target: cp.SignedCheckpoint, verifier: cp.Verifier, source: str
 ) -> list[bytes]:
     """The served note must be the target the hub signed; returns the served proof."""
-    served = cp.parse_checkpoint(str(page.note or ""))  # CheckpointError: not hub-signed
+    served = cp.parse_checkpoint(page.note)  # CheckpointError: not hub-signed
     cp.verify_checkpoint(served, verifier)
     if served.checkpoint != target.checkpoint:
         if served.checkpoint.size == target.checkpoint.size:
@@ -132,9 +138,9 @@ def _check_served(
             f"{source} served entries under checkpoint "
             f"{served.checkpoint.size}, asked for {target.checkpoint.size}"
         )
-    if not isinstance(page.proof, list) or len(page.proof) > MAX_PROOF:
+    if len(page.proof) > MAX_PROOF:
         raise BadRange(f"{source} sent a malformed consistency proof")
-    return [p for p in page.proof if isinstance(p, bytes)]
+    return page.proof
 
 
 __all__ = ["Page", "VerifiedRange", "fetch_range", "pages"]

@@ -29,7 +29,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import msgspec
 
-from ptm_p2p.errors import ProtocolError
+from ptm_p2p.errors import MalformedAnswer, ProtocolError
 from ptm_p2p.errors import RemoteError as RemoteError
 
 PROTOCOL_ID = "/ptm/sync/1.0.0"
@@ -265,13 +265,21 @@ def encode_message(message: Request[Any] | Reply | dict[str, Any]) -> bytes:
     return msgspec.msgpack.encode(message)
 
 
+def as_map(message: Request[Any] | Reply | dict[str, Any]) -> dict[str, Any]:
+    """A typed message as the map it is on the wire (bytes stay bytes), for loose readers."""
+    if isinstance(message, dict):
+        return message
+    return cast(dict[str, Any], msgspec.to_builtins(message, builtin_types=(bytes,)))
+
+
 def parse_reply(request: Request[R], message: dict[str, Any]) -> R:
-    """A successful, well-formed answer to ``request``; else ``RemoteError``/``ProtocolError``."""
+    """A successful, well-formed answer to ``request``; else ``RemoteError`` (the peer said
+    no) or ``MalformedAnswer`` (what it said is not the reply type of the request)."""
     check_response(message)
     try:
         return cast(R, msgspec.convert(message, request.reply, strict=True))
     except msgspec.ValidationError as exc:
-        raise ProtocolError(f"malformed {request.op} answer: {_cut(str(exc))}") from exc
+        raise MalformedAnswer(f"malformed {request.op} answer: {_cut(str(exc))}") from exc
 
 
 def ok(**fields: Any) -> dict[str, Any]:

@@ -61,7 +61,8 @@ from ptm_p2p.network.framing import (
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=protocol.Reply)
 
-Handler = Callable[[str, dict[str, Any], ID], Awaitable[dict[str, Any]]]
+# A handler gets a checked, typed request and answers with a typed reply or an error map.
+Handler = Callable[[protocol.Request[Any], ID], Awaitable[protocol.Reply | dict[str, Any]]]
 PROTOCOL = TProtocol(protocol.PROTOCOL_ID)
 # How long a server waits for the first bytes of the next request on an open stream. Clients
 # keep streams open between requests (and a site's ``wait`` channel asks again as soon as a
@@ -150,7 +151,7 @@ class LogLimiter:
 
 
 class RpcServer:
-    """Serve the sync protocol on ``host`` with ``handler(op, fields, peer_id) -> response``.
+    """Serve the sync protocol on ``host`` with ``handler(request, peer_id) -> reply``.
 
     ``idle_timeout`` (seconds) bounds the wait for the next request on a stream; daemons use
     the default, tests may shorten it.
@@ -290,11 +291,12 @@ class RpcServer:
     def _info(self, kind: str, msg: str, *args: Any) -> None:
         self.limiter.log(log, logging.INFO, kind, msg, *args)
 
-    async def _answer(self, payload: bytes, peer: Any) -> dict[str, Any]:
+    async def _answer(self, payload: bytes, peer: Any) -> protocol.Reply | dict[str, Any]:
         op = "?"
         try:
-            op, fields = protocol.validate_request(decode(payload))
-            return await self.handler(op, fields, peer)
+            request = protocol.parse_request(decode(payload))
+            op = request.op
+            return await self.handler(request, peer)
         except ProtocolError as exc:
             self.bad_requests += 1
             self._warn("bad-request", "peer %s: bad request (%s): %s", peer, op, clip(exc))

@@ -31,6 +31,8 @@ from ptm_p2p.network.verified_log import VerifiedLog
 
 log = logging.getLogger(__name__)
 
+# What a request is answered with: a typed reply, or an error map (``protocol.error``).
+Answer = protocol.Reply | dict[str, Any]
 # Pending long-polls: each holds a task and a stream; beyond this, ``wait`` answers at once.
 MAX_WAITERS = 4_096
 # Complaints about what peers send, logged at most rpc.LOG_BURST times a minute per kind.
@@ -75,46 +77,53 @@ class SyncServer:
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def serve(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
-        """Answer the read-side requests every peer serves (hub and sites alike)."""
-        if op == "checkpoint":
-            at_least = fields.get("at_least")
-            note = self.book.latest if at_least is None else self.book.note_at_least(at_least)
-            return protocol.ok(note=note, size=self.log.size)
-        if op == "wait":
-            timeout = min(fields["timeout_ms"], protocol.MAX_WAIT_MS) / 1000
-            await self.wait_for_change(fields["after"], timeout)
-            return protocol.ok(note=self.book.latest, size=self.log.size)
-        if op == "entries":
-            return self._serve_entries(fields["start"], fields["end"], fields["old_size"])
-        if op == "peers":
-            return protocol.ok(peers=self.peers.member_peers()[:64])
-        if op == "hello":
-            if peer is not None:
-                self.peers.note_hello(str(peer), fields["addrs"], fields.get("name", ""))
-            return protocol.ok(origin=self.log.origin, size=self.log.size)
-        if op == "head":
-            seq, last = self.log.state.heads.get(fields["author"], (0, bytes(32)))
-            return protocol.ok(seq=seq, hash=last)
-        if op == "cosign":
-            return self._guarded(self._receive_note, fields["note"], str(peer))
-        if op == "evidence":
-            return self._guarded(self._receive_evidence, fields, str(peer))
+    async def answer(self, request: protocol.Request[Any], peer: Any) -> Answer:
+        """Answer a read-side request every peer serves (hub and sites alike): a typed reply,
+        or an error map (``protocol.error``) for a range we do not hold."""
+        match request:
+            case protocol.CheckpointRequest(at_least=at_least):
+                note = self.book.latest if at_least is None else self.book.note_at_least(at_least)
+                return protocol.CheckpointReply(note=note, size=self.log.size)
+            case protocol.WaitRequest(after=after, timeout_ms=timeout_ms):
+                await self.wait_for_change(after, min(timeout_ms, protocol.MAX_WAIT_MS) / 1000)
+                return protocol.CheckpointReply(note=self.book.latest, size=self.log.size)
+            case protocol.EntriesRequest(start=start, end=end, old_size=old_size):
+                return self._serve_entries(start, end, old_size)
+            case protocol.PeersRequest():
+                listed = self.peers.member_peers()[:64]
+                return protocol.PeersReply(peers=[protocol.PeerAddress(**p) for p in listed])
+            case protocol.HelloRequest(addrs=addrs, name=name):
+                if peer is not None:
+                    self.peers.note_hello(str(peer), addrs, name)
+                return protocol.HelloReply(origin=self.log.origin, size=self.log.size)
+            case protocol.HeadRequest(author=author):
+                seq, last = self.log.state.heads.get(author, (0, bytes(32)))
+                return protocol.HeadReply(seq=seq, hash=last)
+            case protocol.CosignRequest(note=note):
+                return self._guarded(self._receive_note, note, str(peer))
+            case protocol.EvidenceRequest():
+                return self._guarded(self._receive_evidence, request, str(peer))
         raise ProtocolError(
-            f"operation {op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
+            f"operation {request.op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
         )
 
-    def _guarded(self, handle: Any, *args: Any) -> dict[str, Any]:
+    async def serve(self, op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
+        """``answer`` for a request given as op and fields, answered as the wire map (tests
+        and tools that speak the protocol loosely; ``ProtocolError`` for a malformed one)."""
+        request = protocol.parse_request({"v": protocol.VERSION, "op": op, **fields})
+        return protocol.as_map(await self.answer(request, peer))
+
+    def _guarded(self, handle: Any, *args: Any) -> protocol.Reply:
         """Run a handler that compares notes with our tree: a damaged file of ours found
         there stops the daemon (``VerifiedLog.watch_faults``)."""
         try:
-            answer: dict[str, Any] = handle(*args)
+            answer: protocol.Reply = handle(*args)
         except DamagedLedger as fault:
             self.log.report_fault(fault)
             raise
         return answer
 
-    def _serve_entries(self, start: int, end: int, old_size: int) -> dict[str, Any]:
+    def _serve_entries(self, start: int, end: int, old_size: int) -> Answer:
         if not start < end:
             raise ProtocolError(f"entries: empty or reversed range {start}..{end}")
         size = self.log.size
@@ -138,20 +147,22 @@ class SyncServer:
         proof = (
             self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size else []
         )
-        return protocol.ok(entries=raws[:kept], note=note, proof=proof)
+        return protocol.EntriesReply(entries=raws[:kept], note=note, proof=proof)
 
-    def _receive_note(self, note: str, source: str) -> dict[str, Any]:
+    def _receive_note(self, note: str, source: str) -> protocol.CosignReply:
         signed = self.log.parse_signed(note)
         if signed.checkpoint.size <= self.log.size:
-            return protocol.ok(added=self.observe(signed, source))
-        return protocol.ok(added=0)
+            return protocol.CosignReply(added=self.observe(signed, source))
+        return protocol.CosignReply(added=0)
 
-    def _receive_evidence(self, fields: dict[str, Any], source: str) -> dict[str, Any]:
-        kind = fields["kind"]
+    def _receive_evidence(
+        self, report: protocol.EvidenceRequest, source: str
+    ) -> protocol.EvidenceReply:
+        kind = report.kind
         if kind == SPLIT_VIEW:
             # Check it ourselves: both notes must carry valid hub signatures and disagree.
             try:
-                first, second = fields["first"].decode(), fields["second"].decode()
+                first, second = report.first.decode(), report.second.decode()
                 a, b = self.log.parse_signed(first), self.log.parse_signed(second)
             except (LedgerError, UnicodeDecodeError) as exc:
                 raise ProtocolError(f"split-view evidence does not verify: {exc}") from exc
@@ -160,17 +171,17 @@ class SyncServer:
                     self.log.check_against_ours(signed, source)
                 same_size = a.checkpoint.size == b.checkpoint.size
                 if not same_size or a.checkpoint.root == b.checkpoint.root:
-                    return protocol.ok(confirmed=False)
+                    return protocol.EvidenceReply(confirmed=False)
                 self.trust.declare_split_view(
                     first,
                     second,
-                    f"reported by {source}: {fields['detail']}",
+                    f"reported by {source}: {report.detail}",
                     reason="split view reported and checked",
                 )
             except SplitViewError:
-                return protocol.ok(confirmed=True)
+                return protocol.EvidenceReply(confirmed=True)
         if kind == EQUIVOCATION:
-            return protocol.ok(confirmed=self._check_equivocation(fields, source))
+            return protocol.EvidenceReply(confirmed=self._check_equivocation(report, source))
         # Anything else cannot be checked here: log it, store nothing (a stranger must not
         # be able to write to our disk).
         _peer_noise.log(
@@ -181,12 +192,12 @@ class SyncServer:
             source,
             kind[:64],
         )
-        return protocol.ok(confirmed=False)
+        return protocol.EvidenceReply(confirmed=False)
 
-    def _check_equivocation(self, fields: dict[str, Any], source: str) -> bool:
+    def _check_equivocation(self, report: protocol.EvidenceRequest, source: str) -> bool:
         """Two validly signed entries of one member with one seq: store them as evidence."""
         try:
-            a, b = Entry.from_bytes(fields["first"]), Entry.from_bytes(fields["second"])
+            a, b = Entry.from_bytes(report.first), Entry.from_bytes(report.second)
         except LedgerError as exc:
             raise ProtocolError(f"equivocation evidence does not verify: {exc}") from exc
         if (a.author, a.seq) != (b.author, b.seq) or a.hash == b.hash:

@@ -57,6 +57,7 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network import protocol
 from ptm_p2p.network.daemon import write_json_atomic
 from ptm_p2p.network.fetch import fetch_range, pages
 from ptm_p2p.network.host import parse_peer_addr
@@ -235,14 +236,11 @@ class Site:
                 await trio.sleep(1.0)
                 continue
             try:
-                hello = await hub.call(
-                    "hello", addrs=[me.split("/p2p/")[0]], name=self.home.name, timeout=10
-                )
+                hello = await hub.ask(self._hello(me), timeout=10)
                 # The hub is authenticated (its peer id is the invited key): if it names
                 # another log than the invitation, the invitation is wrong, not the hub.
-                served = hello.get("origin")
-                if isinstance(served, str) and served != self.invitation.origin:
-                    raise self._wrong_origin(served)
+                if hello.origin is not None and hello.origin != self.invitation.origin:
+                    raise self._wrong_origin(hello.origin)
                 if not self.hub_up:
                     if self._hub_reported_down:
                         log.info("reconnected to the hub at %s", self.invitation.hub_addr)
@@ -254,15 +252,14 @@ class Site:
                 while self.trust.hub_trusted:
                     await self._pause_for_local_fault()
                     after = self._checkpoint_size()
-                    resp = await hub.call(
-                        "wait", channel="wait", after=after, timeout_ms=5000, timeout=15
+                    resp = await hub.ask(
+                        protocol.WaitRequest(after=after, timeout_ms=5000),
+                        channel="wait",
+                        timeout=15,
                     )
-                    size = resp.get("size")
-                    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
-                        self.hub_size = size
-                    note = resp.get("note")
-                    if note:
-                        await self.on_note(note, hub, "hub")
+                    self.hub_size = resp.size
+                    if resp.note:
+                        await self.on_note(resp.note, hub, "hub")
                     backoff = 0.2
             except (NetworkError, trio.TooSlowError) as exc:
                 # Once per outage, also when the hub is down from the start.
@@ -284,22 +281,23 @@ class Site:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
+    def _hello(self, me: str) -> protocol.HelloRequest:
+        """Where we listen (our address without the /p2p/ suffix) and our name."""
+        return protocol.HelloRequest(addrs=[me.split("/p2p/")[0]], name=self.home.name)
+
     def _checkpoint_size(self) -> int:
         return self.book.latest_size
 
     async def _refresh_peers(self, hub: PeerClient) -> None:
-        resp = await hub.call("peers", timeout=10)
+        resp = await hub.ask(protocol.PeersRequest(), timeout=10)
         changed = False
-        items = resp.get("peers")
-        for item in items[:MAX_PEERS] if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            pid = item.get("id")
-            if not isinstance(pid, str) or not pid or self.me.endswith(pid):
+        for item in resp.peers[:MAX_PEERS]:
+            pid = item.id
+            if not pid or self.me.endswith(pid):
                 continue
             if pid == str(self.hub_id):
                 continue  # the invitation gives the hub's address; nobody else does
-            if self.peers.offer(pid, item.get("addrs"), str(item.get("name", ""))):
+            if self.peers.offer(pid, item.addrs, item.name):
                 await self._forget_client(pid)  # its addresses changed
                 changed = True
         if changed:
@@ -498,11 +496,10 @@ class Site:
         self, client: PeerClient, at_least: int, below: cp.SignedCheckpoint
     ) -> cp.SignedCheckpoint | None:
         """A hub-signed checkpoint the peer holds with size in [at_least, below.size)."""
-        resp = await client.call("checkpoint", at_least=at_least, timeout=30)
-        note = resp.get("note")
-        if not isinstance(note, str) or not note:
+        resp = await client.ask(protocol.CheckpointRequest(at_least=at_least), timeout=30)
+        if not resp.note:
             return None
-        candidate = self.log.parse_signed(note)
+        candidate = self.log.parse_signed(resp.note)
         if at_least <= candidate.checkpoint.size < below.checkpoint.size:
             return candidate
         return None
@@ -582,7 +579,7 @@ class Site:
             if note is None or not self.hub_up or not self.trust.hub_trusted:
                 continue
             try:
-                await hub.call("cosign", channel="cosign", note=note, timeout=10)
+                await hub.ask(protocol.CosignRequest(note=note), channel="cosign", timeout=10)
             except NetworkError as exc:
                 log.debug("could not hand our cosignature to the hub: %s", exc)
 
@@ -612,9 +609,7 @@ class Site:
                 # admitted since we connected.
                 with contextlib.suppress(NetworkError):
                     hub = self.client(host, str(self.hub_id))
-                    await hub.call(
-                        "hello", addrs=[me.split("/p2p/")[0]], name=self.home.name, timeout=10
-                    )
+                    await hub.ask(self._hello(me), timeout=10)
                     await self._refresh_peers(hub)
             candidates = self._candidates()
             if not candidates:
@@ -624,12 +619,12 @@ class Site:
             try:
                 client = self.client(host, pid)
                 with trio.fail_after(30):
-                    resp = await client.call("checkpoint", timeout=5)
-                    if resp.get("note"):
-                        await self.on_note(resp["note"], client, pid)
+                    resp = await client.ask(protocol.CheckpointRequest(), timeout=5)
+                    if resp.note:
+                        await self.on_note(resp.note, client, pid)
                     ours = self.book.latest
                     if ours and self.trust.trusted(Party.peer(pid)):
-                        await client.call("cosign", note=ours, timeout=5)
+                        await client.ask(protocol.CosignRequest(note=ours), timeout=5)
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("exchange with %s failed: %s", pid[-8:], exc)
             except PtmError as exc:
@@ -651,14 +646,10 @@ class Site:
                     if self.host is None:
                         continue
                     client = self.client(self.host, pid)
-                await client.call(
-                    "evidence",
-                    kind=kind,
-                    first=first,
-                    second=second,
-                    detail=detail[:4000],
-                    timeout=5,
+                report = protocol.EvidenceRequest(
+                    kind=kind, first=first, second=second, detail=detail[:4000]
                 )
+                await client.ask(report, timeout=5)
             except (NetworkError, KeyError) as exc:
                 log.debug("could not report evidence to %s: %s", pid[-8:], exc)
 
@@ -719,7 +710,7 @@ def _serve_node(
                 seed=home.signer.seed,
                 host_ip=host_ip,
                 port=port,
-                handler=site.server.serve,
+                handler=site.server.answer,
                 tasks=[
                     site.follow_hub,
                     site.anti_entropy,

@@ -22,9 +22,10 @@ from ptm_p2p.hub.sequencer import Sequencer
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, genesis_payload, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network import protocol
 from ptm_p2p.network.daemon import run_daemon, setup_logging
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.sync_server import SyncServer
+from ptm_p2p.network.sync_server import Answer, SyncServer
 
 ORIGIN = "evil.example/study"
 
@@ -68,9 +69,9 @@ def main() -> None:
     y = build_view(hub.path / "y.db", hub, admin, sites, 1 + extra)
     y.peers = x.peers  # one address book, so the sites find each other
 
-    async def handle(op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
+    async def handle(request: protocol.Request, peer: Any) -> Answer:
         view = x if str(peer) == victim else y
-        return await view.serve(op, fields, peer)
+        return await view.answer(request, peer)
 
     async def invite(host: Any, me: str) -> None:
         Invitation(me, hub.public_key, ORIGIN).save(invitation_path)

@@ -24,6 +24,7 @@ from ptm_p2p.home import Home
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network import protocol
 from ptm_p2p.network.daemon import run_daemon, setup_logging
 from ptm_p2p.network.sync_server import SyncServer
 
@@ -55,9 +56,9 @@ def main() -> None:
     replica = SyncServer(store, home.name)
     forger = Signer.generate()
 
-    async def handle(op: str, fields: dict[str, Any], peer: Any) -> dict[str, Any]:
-        answer = await replica.serve(op, fields, peer)
-        if op == "entries" and answer.get("ok"):
+    async def handle(request: protocol.Request, peer: Any) -> dict[str, Any]:
+        answer = protocol.as_map(await replica.answer(request, peer))
+        if request.op == "entries" and answer.get("ok"):
             answer["entries"] = tamper(mode, answer["entries"], forger)
         return answer
 

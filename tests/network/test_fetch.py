@@ -15,6 +15,7 @@ from ptm_p2p.errors import BadRange, RootMismatch, StepTooLarge
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import membership_payload
+from ptm_p2p.network import protocol
 from ptm_p2p.network.fetch import fetch_range
 from ptm_p2p.network.sync_server import SyncServer
 
@@ -22,14 +23,16 @@ Tamper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Peer:
-    """What ``fetch_range`` needs of a ``PeerClient``: ``call``, answered by a real server."""
+    """What ``fetch_range`` needs of a ``PeerClient``: ``ask``, answered by a real server
+    through the wire map (which ``tamper`` may change) and the client's reply check."""
 
     def __init__(self, server: SyncServer, tamper: Tamper = lambda a: a) -> None:
         self.server, self.tamper, self.calls = server, tamper, 0
 
-    async def call(self, op: str, timeout: float = 0, **fields: Any) -> dict[str, Any]:
+    async def ask(self, request: protocol.Request, timeout: float = 0) -> Any:
         self.calls += 1
-        return self.tamper(await self.server.serve(op, fields, "peer-x"))
+        answer = protocol.as_map(await self.server.answer(request, "peer-x"))
+        return protocol.parse_reply(request, self.tamper(answer))
 
 
 def _grow(log: HubLog, count: int) -> None:
@@ -106,8 +109,10 @@ def test_a_bad_consistency_proof_is_refused(tmp_path: Path) -> None:
     _grow(log, 5)
     with pytest.raises(BadRange, match="consistency proof that does not verify"):
         _fetch(log, site, Peer(log.server, lambda a: a | {"proof": [bytes(32)] * 3}))
-    with pytest.raises(BadRange, match="malformed consistency proof"):
+    with pytest.raises(BadRange, match="malformed answer: .*proof"):
         _fetch(log, site, Peer(log.server, lambda a: a | {"proof": "no"}))
+    with pytest.raises(BadRange, match="malformed consistency proof"):
+        _fetch(log, site, Peer(log.server, lambda a: a | {"proof": [bytes(32)] * 200}))
 
 
 def test_bounds_before_and_while_fetching(tmp_path: Path) -> None:

@@ -241,9 +241,9 @@ def test_rpc_round_trip_and_noise_only() -> None:
         port = free_port()
         seen = []
 
-        async def handler(op, fields, peer):
+        async def handler(request, peer):
             seen.append(peer)
-            if op == "peers":
+            if request.op == "peers":
                 return protocol.ok(peers=[])
             raise ProtocolError("not here")
 
@@ -291,9 +291,9 @@ def test_idle_streams_are_closed_and_clients_reopen_them_transparently() -> None
         client_host = make_host(Signer.generate().seed)
         port = free_port()
 
-        async def handler(op: str, fields: dict, peer: Any) -> dict:
-            if op == "wait":  # a long-poll that outlasts the idle timeout
-                await trio.sleep(fields["timeout_ms"] / 1000)
+        async def handler(request: protocol.Request, peer: Any) -> dict:
+            if isinstance(request, protocol.WaitRequest):  # a long-poll outlasting the timeout
+                await trio.sleep(request.timeout_ms / 1000)
             return protocol.ok(peers=[])
 
         async with (

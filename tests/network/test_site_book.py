@@ -16,6 +16,7 @@ import trio
 
 from ptm_p2p.home import Home
 from ptm_p2p.ledger.crypto import Signer
+from ptm_p2p.network import protocol
 from ptm_p2p.network.host import peer_id_of
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.site.replicator import DISTRUST_FILE, PEERS_FILE, Site
@@ -29,9 +30,9 @@ class HubAnswer:
     def __init__(self, peers: list[dict[str, Any]]) -> None:
         self.peers = peers
 
-    async def call(self, op: str, **_: Any) -> dict[str, Any]:
-        assert op == "peers"
-        return {"ok": True, "peers": self.peers}
+    async def ask(self, request: protocol.Request, **_: Any) -> protocol.PeersReply:
+        assert request.op == "peers"
+        return protocol.parse_reply(request, {"ok": True, "peers": self.peers})
 
 
 def _pid() -> str:
