@@ -715,8 +715,10 @@ def _serve_node(
                     site.follow_hub,
                     site.anti_entropy,
                     site.push_cosignatures,
-                    site.book.keep_flushed,
                     site.worker.run,
+                    # Durable cosignatures, and a stop on damage to our own file found
+                    # while serving a peer (as the hub does).
+                    *site.server.tasks(),
                 ],
                 status=site.status,
                 role="node",
