@@ -3,7 +3,7 @@
     python bench/bench_network.py [--entries 100000] [--sites 3,20] [--throughput 20000]
 
 1. catch-up: a fresh site pulls an N-entry log from one peer (the hub); the rate is compared
-   with raw Ed25519 verifications per second measured in this run (target >= 0.6);
+   with raw Ed25519 verifications per second measured just before and after it (target >= 0.8);
 2. latency: one entry submitted to the hub until every site holds it (a long-poll ``wait`` on
    each site returns), with 3 and 20 sites (targets < 100 ms and < 300 ms);
 3. throughput: entries/s the hub sequences (and the sites hold) with 3 sites cosigning,
@@ -107,7 +107,7 @@ def _daemon_size(home: Path) -> int:
 # --- 1. catch-up -----------------------------------------------------------------------------
 
 
-def bench_catchup(entries: int, baseline: float) -> dict[str, Any]:
+def bench_catchup(entries: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with LocalCluster(root) as cluster:
@@ -137,7 +137,6 @@ def bench_catchup(entries: int, baseline: float) -> dict[str, Any]:
         "entries": n,
         "sync_seconds": secs,
         "rate": rate,
-        "ratio": rate / baseline,
         "wall_seconds_incl_startup": wall,
     }
 
@@ -269,13 +268,21 @@ def main() -> None:
     parser.add_argument("--throughput", type=int, default=20_000)
     args = parser.parse_args()
 
-    baseline = raw_ed25519_verifies_per_second()
-    print(f"raw Ed25519 verifications/s (this machine, one core): {baseline:,.0f}")
-    catch = bench_catchup(args.entries, baseline)
+    # The raw rate drifts on a shared machine (a third from one minute to the next here), so
+    # the baseline is measured right before and right after the catch-up, and averaged.
+    before = raw_ed25519_verifies_per_second()
+    catch = bench_catchup(args.entries)
+    after = raw_ed25519_verifies_per_second()
+    baseline = (before + after) / 2
+    catch["ratio"] = catch["rate"] / baseline
+    print(
+        f"raw Ed25519 verifications/s (this machine, one core): {baseline:,.0f} "
+        f"(before the catch-up {before:,.0f}, after {after:,.0f})"
+    )
     print(
         f"catch-up: {catch['entries']:,} entries verified+stored in "
         f"{catch['sync_seconds']:.2f} s = {catch['rate']:,.0f} entries/s = "
-        f"{catch['ratio']:.2f} x raw verify (target >= 0.6); wall incl. process start "
+        f"{catch['ratio']:.2f} x raw verify (target >= 0.8); wall incl. process start "
         f"{catch['wall_seconds_incl_startup']:.1f} s"
     )
     for n in [int(x) for x in args.sites.split(",") if x]:
