@@ -1,8 +1,8 @@
 """The genesis entry: the admin names itself and the hub, and the log starts from it.
 
-``create_genesis`` signs it as the admin and writes it to every target at once or to none:
-a second genesis would start a different log, so an existing file is never overwritten, and
-a hub home that already holds a log gets none.
+``create_genesis`` signs it as the admin and writes it to every target, checking first that
+none exists: a second genesis would start a different log, so an existing file is never
+overwritten (each is created exclusively), and a hub home that already holds a log gets none.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ table portably and checks, before each signal, that the pid still names the same
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import psutil
@@ -37,7 +38,8 @@ def stop_pidfile(pid_path: Path, program: str, wait_s: float = 20.0) -> bool:
         process.terminate()
         process.wait(timeout=wait_s)
     except psutil.TimeoutExpired:
-        process.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):  # it may end just now
+            process.kill()
     except psutil.NoSuchProcess:
         pass  # it ended on its own meanwhile
     pid_path.unlink(missing_ok=True)

@@ -5,7 +5,8 @@ or another site, the researcher's follower, one-shot commands reading the hub's 
 verified tree of size ``start`` (``base``, empty for a whole log) to a hub-signed ``target``:
 
 1. ask ``entries`` page by page (a response is cut at the frame budget; the client goes on);
-   the note served with them must be the hub-signed target, and the proof well-formed;
+   the note served with the first page must be the hub-signed target, and its proof
+   well-formed (later pages need no note: step 3 checks the whole range against the target);
 2. every entry decodes canonically and its signature verifies (``decode_entries_async``);
 3. the entries, appended to ``base``, hash to exactly the target's root (RFC 9162), so the
    range is neither forged, altered, truncated nor reordered;
@@ -23,12 +24,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ptm_p2p.errors import BadRange, LedgerError, MalformedAnswer, RootMismatch, StepTooLarge
+from ptm_p2p.errors import BadRange, LedgerError, MalformedAnswer, StepTooLarge
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.network import protocol
-from ptm_p2p.network.verified_log import decode_entries_async
+from ptm_p2p.network.verified_log import decode_entries_async, extend_to_root
 
 MAX_PROOF = 128  # hashes in a consistency proof (a tree of 2**64 leaves needs fewer)
 
@@ -90,6 +91,8 @@ async def fetch_range(
     """
     base = base if base is not None else merkle.CompactRange()
     start, size = base.size, target.checkpoint.size
+    if size < start:
+        raise BadRange(f"{source}: a checkpoint of size {size} is behind our {start} entries")
     if max_entries is not None and size - start > max_entries:
         raise StepTooLarge()
     raws: list[bytes] = []
@@ -103,13 +106,7 @@ async def fetch_range(
             proof = _check_served(page, target, verifier, source)
         raws.extend(page.raws)
     entries = await decode_entries_async(raws, start, source)
-    frontier = base.copy()
-    frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
-    if frontier.root() != target.checkpoint.root:
-        raise RootMismatch(
-            f"{source} served entries {start}..{size - 1} that do not hash to the "
-            f"root the hub signed for size {size}: forged, altered or reordered"
-        )
+    frontier = extend_to_root(base, entries, target, source)
     if start > 0 and base_note is not None:
         try:
             cp.check_consistent(base_note, target, proof or [], verifier)

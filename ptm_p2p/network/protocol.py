@@ -12,22 +12,24 @@ range), checked in one pass. ``parse_request`` is what a server applies to what 
 Requests (see docs/network.md for the full table):
 
 - ``hello``      {addrs, name}                  → {origin, size}; a peer says where it listens
-- ``peers``      {}                             → {peers: [{id, addrs}]}: sites known to this peer
-- ``checkpoint`` {at_least?}                    → {note}: latest (or first ≥ at_least) checkpoint
-- ``wait``       {after, timeout_ms}            → {note}: long-poll until a checkpoint > after
+- ``peers``      {}                             → {peers: [{id, addrs, name}]}: active members
+- ``checkpoint`` {at_least?}                    → {note, size}: latest (or first ≥ at_least)
+- ``wait``       {after, timeout_ms}            → {note, size}: long-poll until a checkpoint > after
 - ``entries``    {start, end, old_size}         → {entries, note, proof}: raw entries [start, end)
   plus the signed checkpoint of size ``end`` and the consistency proof old_size → end
 - ``submit``     {entries}                      → {indexes, size}: hub only
 - ``head``       {author}                       → {seq, hash}: an author's last entry
-- ``cosign``     {note}                         → {}: hand over a checkpoint with cosignatures
-- ``evidence``   {kind, first, second, detail}  → {}: report a split view or equivocation
+- ``cosign``     {note}                         → {added}: cosignatures merged from the note
+- ``evidence``   {kind, first, second, detail}  → {confirmed}: whether the receiver checked it
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import msgspec
+import msgspec.inspect
 
 from ptm_p2p.errors import MalformedAnswer, ProtocolError
 from ptm_p2p.errors import RemoteError as RemoteError
@@ -143,7 +145,9 @@ class PeersRequest(Request[PeersReply], tag="peers", frozen=True):
 
 
 class CheckpointRequest(Request[CheckpointReply], tag="checkpoint", frozen=True):
-    at_least: Count | None = None
+    # Left out of the message when not given (UNSET), as peers of the first protocol
+    # version require: they refuse a nil where they expect a number.
+    at_least: Count | msgspec.UnsetType = msgspec.UNSET
     reply = CheckpointReply
 
 
@@ -206,6 +210,25 @@ _FIELDS = {
 }
 
 
+def _limits(kind: Any) -> tuple[int | None, int | None]:
+    """(maximum length, maximum number) of a field's msgspec type, for error messages."""
+    for option in getattr(kind, "types", (kind,)):  # a union: int | UNSET
+        if isinstance(option, msgspec.inspect.IntType):
+            return None, option.le
+        if hasattr(option, "max_length"):
+            return option.max_length, None
+    return None, None
+
+
+_LIMITS = {
+    op: {
+        f.name: _limits(f.type)
+        for f in cast(msgspec.inspect.StructType, msgspec.inspect.type_info(cls)).fields
+    }
+    for op, cls in REQUESTS.items()
+}
+
+
 def request(op: str, **fields: Any) -> dict[str, Any]:
     return {"v": VERSION, "op": op, **fields}
 
@@ -250,7 +273,26 @@ def parse_request(message: dict[str, Any]) -> Request[Any]:
         parsed: Request[Any] = msgspec.convert(message, REQUESTS[op], strict=True)
         return parsed
     except msgspec.ValidationError as exc:
-        raise ProtocolError(f"{op}: {_cut(str(exc))}") from exc
+        raise ProtocolError(_in_our_words(op, message, exc)) from exc
+
+
+def _in_our_words(op: str, message: dict[str, Any], exc: msgspec.ValidationError) -> str:
+    """msgspec's complaint about a request field, said as this protocol always said it:
+    "entries: field 'start' out of range: -1", "head: field 'author' too long (33 > 32)",
+    "wait: field 'after' must be int, got bool"."""
+    found = re.search(r"- at `\$\.(\w+)`$", str(exc))
+    name = found.group(1) if found else ""
+    if name not in _LIMITS[op]:
+        return f"{op}: {_cut(str(exc))}"
+    value, (max_len, max_int) = message[name], _LIMITS[op][name]
+    if isinstance(value, int) and not isinstance(value, bool) and max_int is not None:
+        return f"{op}: field {name!r} out of range: {_cut(str(value), 40)}"
+    if isinstance(value, str | bytes | list) and max_len is not None and len(value) > max_len:
+        return f"{op}: field {name!r} too long ({len(value)} > {max_len})"
+    wanted = re.match(r"Expected `(\w+)`", str(exc))
+    kind = wanted.group(1) if wanted else "another type"
+    kind = {"array": "list", "object": "map"}.get(kind, kind)
+    return f"{op}: field {name!r} must be {kind}, got {type(value).__name__}"
 
 
 def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -82,7 +82,10 @@ class SyncServer:
         or an error map (``protocol.error``) for a range we do not hold."""
         match request:
             case protocol.CheckpointRequest(at_least=at_least):
-                note = self.book.latest if at_least is None else self.book.note_at_least(at_least)
+                if isinstance(at_least, int):
+                    note = self.book.note_at_least(at_least)
+                else:  # not given: the latest
+                    note = self.book.latest
                 return protocol.CheckpointReply(note=note, size=self.log.size)
             case protocol.WaitRequest(after=after, timeout_ms=timeout_ms):
                 await self.wait_for_change(after, min(timeout_ms, protocol.MAX_WAIT_MS) / 1000)

@@ -1,14 +1,16 @@
 """A verified copy of the log: the store, its replayed state and its Merkle frontier.
 
 Both daemons and the researcher's client hold one ``VerifiedLog``: the hub appends what it
-sequences, a site (or a client) what it has verified. It is the only place that turns bytes
-from the network into stored entries, and it does so in one order, the same for every source:
+sequences, a site (or a client) what it has verified. Bytes from the network become stored
+entries in one order, the same for every source:
 
 1. every entry decodes canonically and its signature verifies (``Entry.from_bytes``);
 2. the batch, appended to our verified frontier, gives exactly the root of a checkpoint the
-   hub signed (so the range is neither forged, altered, truncated nor reordered); the served
-   consistency proof is checked by ``fetch.fetch_range`` (RFC 9162 §2.1.4.2);
-3. every entry passes the replay rules (``State.apply``);
+   hub signed (``extend_to_root``: the range is neither forged, altered, truncated nor
+   reordered); steps 1-2 are ``fetch.fetch_range`` (which also checks the served
+   consistency proof, RFC 9162 §2.1.4.2), or ``verify_batch`` for a range already in hand;
+3. ``commit`` checks once more that the range extends exactly this log to exactly the signed
+   checkpoint, then every entry passes the replay rules (``State.apply``);
 4. only then: one atomic ``store.append``, with the checkpoint stored first.
 
 What the log finds out about others goes to its ``TrustRegistry``: a checkpoint the hub
@@ -51,7 +53,7 @@ from ptm_p2p.errors import (
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
-from ptm_p2p.ledger.entry import GENESIS, Entry
+from ptm_p2p.ledger.entry import GENESIS, Entry, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, replay_store
 
 if TYPE_CHECKING:
@@ -124,6 +126,22 @@ async def decode_entries_async(raws: Sequence[bytes], start: int, source: str) -
     if errors:
         raise min(errors, key=lambda e: e.index)
     return parts[0] + parts[1]
+
+
+def extend_to_root(
+    base: merkle.CompactRange, entries: list[Entry], signed: cp.SignedCheckpoint, source: str
+) -> merkle.CompactRange:
+    """``base`` extended by ``entries``; ``RootMismatch`` unless that is exactly the tree the
+    hub signed in ``signed`` (so nothing was forged, altered, dropped or reordered)."""
+    target = signed.checkpoint
+    frontier = base.copy()
+    frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
+    if frontier.root() != target.root:
+        raise RootMismatch(
+            f"{source} served entries {base.size}..{target.size - 1} that do not hash to the "
+            f"root the hub signed for size {target.size}: forged, altered or reordered"
+        )
+    return frontier
 
 
 class VerifiedLog:
@@ -289,15 +307,7 @@ class VerifiedLog:
     def check_root(
         self, start: int, entries: list[Entry], signed: cp.SignedCheckpoint, source: str
     ) -> merkle.CompactRange:
-        target = signed.checkpoint
-        frontier = self.frontier.copy()
-        frontier.extend([merkle.leaf_hash(e.raw) for e in entries])
-        if frontier.root() != target.root:
-            raise RootMismatch(
-                f"{source} served entries {start}..{target.size - 1} that do not hash to the "
-                f"root the hub signed for size {target.size}: forged, altered or reordered"
-            )
-        return frontier
+        return extend_to_root(self.frontier, entries, signed, source)
 
     def commit(
         self,
@@ -306,8 +316,21 @@ class VerifiedLog:
         signed: cp.SignedCheckpoint,
         source: str,
     ) -> None:
-        """Steps 3-4: replay rules, then the durable append; the checkpoint joins the book."""
+        """Steps 3-4: replay rules, then the durable append; the checkpoint joins the book.
+
+        ``entries`` and ``frontier`` come from steps 1-2 (``fetch.fetch_range``); they are
+        checked once more to extend exactly our log to exactly ``signed``, so no caller can
+        store a range verified against another starting point.
+        """
         start = self.size
+        target = signed.checkpoint
+        if not (
+            frontier.size == start + len(entries) == target.size and frontier.root() == target.root
+        ):
+            raise BadRange(
+                f"{source}: {len(entries)} entries verified up to size {frontier.size} do not "
+                f"extend our {start} entries to the checkpoint of size {target.size}"
+            )
         if start == 0 and entries and self.expected is not None:
             genesis = entries[0].payload
             if (
@@ -340,7 +363,9 @@ class VerifiedLog:
             self.store.append(entries)
         except EquivocationError as exc:
             self.rebuild()
-            self.trust.author_equivocated(entries[0].author, str(exc))
+            # The author of the conflicting pair, not of the batch's first entry.
+            author = claimed_author(split_raw(exc.second)[0]) or entries[0].author
+            self.trust.author_equivocated(author, str(exc))
             raise
         except BaseException:
             self.rebuild()

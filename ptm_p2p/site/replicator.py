@@ -45,6 +45,7 @@ from ptm_p2p.errors import (
     ConfigError,
     DamagedLedger,
     LedgerError,
+    MalformedAnswer,
     NetworkError,
     PtmError,
     RootMismatch,
@@ -59,7 +60,7 @@ from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
 from ptm_p2p.network.daemon import write_json_atomic
-from ptm_p2p.network.fetch import fetch_range, pages
+from ptm_p2p.network.fetch import VerifiedRange, fetch_range, pages
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.peer_book import MAX_PEERS
@@ -261,6 +262,12 @@ class Site:
                     if resp.note:
                         await self.on_note(resp.note, hub, "hub")
                     backoff = 0.2
+            except MalformedAnswer as exc:
+                # The hub answered, but not in the protocol: say so (it is not "unreachable").
+                await self._refuse("hub", f"sent a malformed answer: {exc}")
+                self.hub_up = False
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
             except (NetworkError, trio.TooSlowError) as exc:
                 # Once per outage, also when the hub is down from the start.
                 if not self._hub_reported_down:
@@ -375,7 +382,7 @@ class Site:
             detail = (
                 f"the hub signed size {target.checkpoint.size} over a log (served by "
                 f"{source}) whose first {n} entries hash to {ours_there.hex()[:16]}…, but "
-                f"it signed size {n} with root {ours.hex()[:16]}… for us: split view"
+                f"it signed size {n} with root {ours.hex()[:16]}… for us"
             )
             self.trust.declare_split_view(self.book.note_at_least(n) or "", target.text, detail)
 
@@ -478,7 +485,9 @@ class Site:
         self.log.commit(fetched.entries, fetched.frontier, step, source)
         self._local_fault_cleared()
 
-    async def _fetch(self, client: PeerClient, step: cp.SignedCheckpoint, source: str) -> Any:
+    async def _fetch(
+        self, client: PeerClient, step: cp.SignedCheckpoint, source: str
+    ) -> VerifiedRange:
         """Entries from our size up to ``step``, verified (``fetch.fetch_range``)."""
         ours = self.book.note_of(self.log.size)
         return await fetch_range(
@@ -625,6 +634,10 @@ class Site:
                     ours = self.book.latest
                     if ours and self.trust.trusted(Party.peer(pid)):
                         await client.ask(protocol.CosignRequest(note=ours), timeout=5)
+            except MalformedAnswer as exc:
+                # Not a network hiccup: the peer answered, with something no honest peer
+                # sends (as a note that does not verify is refused in on_note).
+                await self._refuse(pid, f"sent a malformed answer: {exc}")
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("exchange with %s failed: %s", pid[-8:], exc)
             except PtmError as exc:

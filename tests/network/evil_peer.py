@@ -6,9 +6,11 @@ copy of an honest ledger.db; MODE is one of:
 * ``forge``    an entry's signature is corrupted (the bytes no longer verify);
 * ``alter``    an entry is replaced by another validly signed entry the hub never sequenced;
 * ``truncate`` an entry in the middle of each range is left out;
-* ``reorder``  two entries of each range are swapped.
+* ``reorder``  two entries of each range are swapped;
+* ``junk``     ``checkpoint`` is answered with a map of the wrong shape (a number for a note).
 
-Everything else (checkpoints, proofs) is served honestly, so only the range check can catch it.
+Everything else (checkpoints, proofs) is served honestly, so only the range check (or, for
+``junk``, the typed reply check) can catch it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def main() -> None:
     forger = Signer.generate()
 
     async def handle(request: protocol.Request, peer: Any) -> dict[str, Any]:
+        if mode == "junk" and request.op == "checkpoint":
+            return {"ok": True, "note": 5, "size": 0}
         answer = protocol.as_map(await replica.answer(request, peer))
         if request.op == "entries" and answer.get("ok"):
             answer["entries"] = tamper(mode, answer["entries"], forger)

@@ -18,7 +18,7 @@ from ptm_p2p.network.host import free_port, peer_id_of
 from ptm_p2p.network.protocol import RemoteError
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
-MODES = ["forge", "alter", "truncate", "reorder"]
+MODES = ["forge", "alter", "truncate", "reorder", "junk"]
 
 
 def _copy_ledger(src: Path, dst: Path) -> None:
@@ -53,7 +53,7 @@ def test_peers_serving_bad_ranges_are_refused_and_named(cluster: Cluster) -> Non
             any(addr.split("/p2p/")[1] in who for who in distrusted) for addr in evil.values()
         )
 
-    wait_for("site-new to refuse and name all four tampering peers", every_evil_peer_named)
+    wait_for("site-new to refuse and name every tampering peer", every_evil_peer_named)
     assert cluster.size("site-new") == 0  # nothing unverified was stored
     reasons = " ".join(cluster.status("site-new")["distrusted"].values())
     assert "signature does not verify" in reasons

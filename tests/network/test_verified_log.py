@@ -136,3 +136,23 @@ def test_rebuild_replays_the_store(tmp_path: Path) -> None:
     log.log.state = type(log.log.state)()  # a state gone wrong in memory
     log.log.rebuild()
     assert log.log.state.size == before == log.log.size
+
+
+def test_commit_refuses_a_range_that_does_not_extend_this_log_to_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """``commit`` is where bytes are stored: a range verified against another starting
+    point, or stopping short of the checkpoint, is refused there too, and nothing stored."""
+    log = HubLog(tmp_path, 20)
+    size = log.log.size
+    site = log.fresh_site().log
+    entries, frontier = site.verify_batch(0, log.raws(), log.signed, "hub")
+    with pytest.raises(BadRange, match="do not extend our 0 entries"):
+        site.commit(entries[:-1], frontier, log.signed, "hub")
+    at_10 = cp.sign_checkpoint(cp.Checkpoint(ORIGIN, 10, log.log.store.root(10)), log.hub)
+    short = site.verify_batch(0, log.raws()[:10], at_10, "hub")[1]
+    with pytest.raises(BadRange, match=f"to the checkpoint of size {size}"):
+        site.commit(entries[:10], short, log.signed, "hub")
+    assert site.size == 0 and site.store.size() == 0 and site.store.checkpoints() == []
+    site.commit(entries, frontier, log.signed, "hub")
+    assert site.size == size
