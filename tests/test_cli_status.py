@@ -152,3 +152,26 @@ def test_status_names_the_daemons_status_file() -> None:
     from ptm_p2p.network import daemon, status
 
     assert status.STATUS_FILE == daemon.STATUS_FILE
+
+
+def test_status_shows_the_largest_checkpoint_even_when_an_older_one_was_stored_last(
+    tmp_path: Path,
+) -> None:
+    """A cosignature merged into an older checkpoint is stored as a new row for that older
+    size, after newer notes: the status still shows the newest tree, not the last row."""
+    from ptm_p2p.ledger import checkpoint as cp
+    from ptm_p2p.ledger.crypto import Signer
+    from ptm_p2p.ledger.store import SqliteStore
+    from ptm_p2p.network.status import collect
+
+    hub = Signer.generate()
+
+    def note(size: int) -> str:
+        tree = cp.Checkpoint("example.org/x", size, bytes([size]) * 32)
+        return cp.sign_checkpoint(tree, hub).text
+
+    store = SqliteStore(tmp_path / "ledger.db")
+    for size in (10, 20, 10):
+        store.add_checkpoint(note(size), size)
+    store.close()
+    assert collect(tmp_path)["checkpoint"]["size"] == 20

@@ -93,7 +93,9 @@ def collect(home: Path) -> dict[str, Any]:
             member = {"status": "unknown", "error": str(exc)}
     finally:
         store.close()
-    note = notes[-1][1] if notes else None
+    # The newest note of the largest tree, not simply the last row: a cosignature merged into
+    # an older checkpoint is stored (as a new row for that older size) after newer notes.
+    note = max(enumerate(notes), key=lambda row: (row[1][0], row[0]))[1][1] if notes else None
     checkpoint: dict[str, Any] | None = None
     signers: list[str] = []
     if note:
