@@ -265,9 +265,6 @@ class Site:
             except MalformedAnswer as exc:
                 # The hub answered, but not in the protocol: say so (it is not "unreachable").
                 await self._refuse("hub", f"sent a malformed answer: {exc}")
-                self.hub_up = False
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
             except (NetworkError, trio.TooSlowError) as exc:
                 # Once per outage, also when the hub is down from the start.
                 if not self._hub_reported_down:
@@ -277,16 +274,16 @@ class Site:
                         self.invitation.hub_addr,
                         getattr(exc, "why", None) or str(exc) or "no answer in time",
                     )
-                self.hub_up = False
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
             except Exception as exc:  # never let one bad answer stop us following the hub
                 if _fatal(exc):
                     raise
                 log.exception("following the hub failed unexpectedly; retrying")
-                self.hub_up = False
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            else:
+                continue  # the hub is no longer trusted: the loop's top waits
+            # Any failure: the hub counts as down until it answers again; back off.
+            self.hub_up = False
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     def _hello(self, me: str) -> protocol.HelloRequest:
         """Where we listen (our address without the /p2p/ suffix) and our name."""
