@@ -17,6 +17,18 @@ the verified copy, so a round costs no reconnect and no catch-up.
                         ["age", "tsize"], data="gbsg2")
     runner.rounds                                     # RoundInfo per round: bytes, seconds
 
+A hub that restarts under a study costs it nothing: within a round's deadline the client
+reconnects with back-off and goes on where the round stood (a task whose submit may or may
+not have reached the hub is submitted again byte for byte, never signed anew). With a
+``StudyState`` (``ptm_p2p.client.study_state``) every round is recorded in the researcher's
+home as it completes; when the hub stays away past a round's deadline the runner raises
+``StudyInterrupted`` naming the last completed round (exit code 5 from ``ptm study``), and a
+runner given the same state again reads the completed rounds' answers back from the log and
+publishes only the rest:
+
+    state = StudyState.load(StudyState.path_for(client.home.path, study_id))
+    runner = network.NetworkRunner(client, state.images, "gbsg2", state=state)
+
 The requests and answers are exactly what local mode passes (``rounds.LocalRunner``): the
 site containers run ``survival_site.compute`` on the same numbers, so a network fit equals
 ``fit_local`` on the same frames bit for bit.
@@ -27,10 +39,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptm_p2p.algorithms.rounds import RoundInfo, check_outputs
-from ptm_p2p.errors import StudyError
+from ptm_p2p.errors import NetworkError, StudyError
+
+if TYPE_CHECKING:
+    from ptm_p2p.client.study_state import StudyState
 
 # The three survival algorithms, as ``ptm dev up`` pushes them (``<registry>/ptm/<name>``).
 SURVIVAL_IMAGES = ("coxph-pooled", "coxph-stratified", "km")
@@ -38,6 +53,18 @@ DEFAULT_REGISTRY = "127.0.0.1:5000"
 # A round's container work is well under a second; the default leaves room for a slow
 # site pulling the image first. The task's own timeout (``timeout_s``) is the same.
 DEFAULT_ROUND_TIMEOUT = 300.0
+
+
+class StudyInterrupted(StudyError):
+    """A round could not complete for want of the hub (or another network failure) before
+    its deadline. ``last_round`` is the last completed round (0: none), ``state_path`` the
+    study state to resume from (None when the runner kept none). ``ptm`` exits with the
+    cause's code: 5 when the hub was out of reach."""
+
+    def __init__(self, message: str, last_round: int, state_path: str | None) -> None:
+        super().__init__(message)
+        self.last_round = last_round
+        self.state_path = state_path
 
 
 def _compact(value: Any) -> bytes:
@@ -83,6 +110,7 @@ class NetworkRunner:
         timeout: float = DEFAULT_ROUND_TIMEOUT,
         memory_mb: int = 512,
         on_progress: Callable[[Any], None] | None = None,
+        state: StudyState | None = None,
     ) -> None:
         self.client = client
         self.images = dict(images)
@@ -92,6 +120,8 @@ class NetworkRunner:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.rounds: list[RoundInfo] = []
+        # Completed rounds recorded in ``state`` are read back from the log, not published.
+        self.state = state
 
     @property
     def seconds(self) -> float:
@@ -107,34 +137,143 @@ class NetworkRunner:
             )
         if not requests:
             raise StudyError(f"{image}: a round needs at least one site")
+        from ptm_p2p.client.study_state import CompletedRound, digest
+
         sent = {site: len(_compact(request)) for site, request in requests.items()}
         number = len(self.rounds) + 1
+        asked = digest(dict(requests))
         started = time.perf_counter()
+        # Within the round's deadline a lost hub is reached again (back-off, jitter, cap).
+        deadline = time.monotonic() + self.timeout
         try:
-            outputs = self.client.run_round(
-                self.images[image],
-                dict(requests),
-                data=[self.data_label],
-                timeout=self.timeout,
-                algorithm=image,
-                on_progress=self.on_progress,
-                memory_mb=self.memory_mb,
-            )
+            with self.client.session.reconnecting(deadline):
+                outputs, task, replayed = self._round(image, requests, number, asked)
         except StudyError as exc:
-            raise StudyError(f"{image}, round {number}: {exc}", exc.sites) from exc
+            raise StudyError(f"{image}, round {number}: {exc}{self._stopped()}", exc.sites) from exc
+        except NetworkError as exc:
+            raise StudyInterrupted(
+                f"{image}, round {number} could not complete: {exc}{self._stopped()}",
+                number - 1,
+                None if self.state is None else str(self.state.path),
+            ) from exc
         seconds = time.perf_counter() - started
         checked = check_outputs(image, outputs)
-        step = next(iter(requests.values())).get("step")
+        if self.state is not None and not replayed:
+            label = self._label(image, requests)
+            self.state.complete(CompletedRound(number, image, label, asked, task, digest(checked)))
         info = RoundInfo(
-            f"{image} {step}" if isinstance(step, str) else image,
+            self._label(image, requests),
             seconds,
             sent,
             {site: len(_compact(output)) for site, output in checked.items()},
+            replayed,
         )
         self.rounds.append(info)
         if self.on_round is not None:
             self.on_round(number, info)
         return checked
+
+    @staticmethod
+    def _label(image: str, requests: Mapping[str, dict[str, Any]]) -> str:
+        step = next(iter(requests.values())).get("step")
+        return f"{image} {step}" if isinstance(step, str) else image
+
+    def _stopped(self) -> str:
+        """What a failed round's message adds: the last completed round, how to go on."""
+        done = len(self.rounds)
+        last = f"round {done}" if done else "none"
+        if self.state is None:
+            return f"\nthe study stopped; last completed round: {last}"
+        return (
+            f"\nthe study stopped; last completed round: {last} (recorded in "
+            f"{self.state.path}); run the same `ptm study` command with --resume (or give "
+            f"NetworkRunner this StudyState again) to go on from round {done + 1} without "
+            "publishing the completed rounds again"
+        )
+
+    def _round(
+        self, image: str, requests: Mapping[str, dict[str, Any]], number: int, asked: str
+    ) -> tuple[dict[str, Any], str, bool]:
+        """The round's outputs, its task id and whether they were read back from the log."""
+        from ptm_p2p.client.study_state import PendingRound, digest
+
+        state = self.state
+        if state is not None and number <= len(state.rounds):
+            done = state.rounds[number - 1]
+            if (done.image, done.requests) != (image, asked):
+                raise StudyError(
+                    f"the study asks something else in round {number} than the recorded run "
+                    f"did (task {done.task[:16]}…): its options, sites or data changed; start "
+                    "it afresh (without --resume)"
+                )
+            outputs = self._collect(done.task, requests)
+            if digest(outputs) != done.outputs:
+                raise StudyError(
+                    f"the answers of task {done.task[:16]}… read back from the log differ from "
+                    f"those recorded in {state.path}; start the study afresh (without --resume)"
+                )
+            return outputs, done.task, True
+        pending = None if state is None else state.pending
+        if pending is not None and (pending.number, pending.image, pending.requests) == (
+            number,
+            image,
+            asked,
+        ):
+            # Published by an earlier run that stopped while the sites computed: wait for it.
+            return self._collect(pending.task, requests, wait=True), pending.task, False
+        published: list[str] = []
+
+        def progress(view: Any) -> None:
+            if not published:
+                published.append(view.id)
+                if state is not None:
+                    state.publish(PendingRound(number, image, asked, view.id))
+            if self.on_progress is not None:
+                self.on_progress(view)
+
+        outputs = self.client.run_round(
+            self.images[image],
+            dict(requests),
+            data=[self.data_label],
+            timeout=self.timeout,
+            algorithm=image,
+            on_progress=progress,
+            memory_mb=self.memory_mb,
+        )
+        return outputs, published[0] if published else "", False
+
+    def _collect(
+        self, task: str, requests: Mapping[str, dict[str, Any]], wait: bool = False
+    ) -> dict[str, Any]:
+        """Each requested site's decoded answer to ``task``, from the verified log."""
+        if wait:
+            view = self.client.wait(task, timeout=self.timeout, on_progress=self.on_progress)
+            late = {
+                site: f"no answer within {self.timeout:g} s ({state})"
+                for site, state in view.progress.items()
+                if state not in _FINAL
+            }
+            if late:
+                raise StudyError(f"task {task[:16]}… did not complete", late)
+        answers = self.client.results(task)
+        by_key = {a.key.hex(): a for a in answers.values()}
+        outputs: dict[str, Any] = {}
+        failures: dict[str, str] = {}
+        for site in requests:
+            answer = answers.get(site) or by_key.get(site.lower())
+            if answer is None:
+                failures[site] = "no answer in the log"
+            elif answer.status != "ok":
+                failures[site] = f"{answer.status}: {answer.reason or 'no reason given'}"
+            else:
+                outputs[site] = answer.json()
+        if failures:
+            detail = "; ".join(f"{site}: {why}" for site, why in sorted(failures.items()))
+            raise StudyError(f"task {task[:16]}… did not complete: {detail}", failures)
+        return outputs
+
+
+_FINAL = ("ok", "failed", "timeout", "refused", "cancelled")
 
 
 def describe_round(number: int, info: RoundInfo) -> str:
@@ -142,6 +281,11 @@ def describe_round(number: int, info: RoundInfo) -> str:
     sent = sum(info.request_bytes.values())
     received = sum(info.answer_bytes.values())
     largest = max(info.answer_bytes.values(), default=0)
+    if info.replayed:
+        return (
+            f"round {number} ({info.label}): completed by an earlier run; {len(info.answer_bytes)}"
+            f" site(s)' answers read back from the log (received {_kb(received)})"
+        )
     return (
         f"round {number} ({info.label}): {len(info.answer_bytes)} site(s) answered in "
         f"{info.seconds:.2f} s; sent {_kb(sent)}, received {_kb(received)} "

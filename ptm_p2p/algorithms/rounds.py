@@ -35,6 +35,8 @@ class RoundInfo:
     seconds: float
     request_bytes: dict[str, int]
     answer_bytes: dict[str, int]
+    # Read back from the log by a resumed study (its task was published by an earlier run).
+    replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {

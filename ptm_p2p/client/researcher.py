@@ -219,20 +219,40 @@ class Client:
     # --- signing ---------------------------------------------------------------------------
 
     def _submit(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
-        """Sign ``payload`` as our next entry and submit it; the entry and its log index."""
-        with author_lock(self.home.path):
-            return self.session.call(self._submit_async, kind, payload)
+        """Sign ``payload`` as our next entry and submit it; the entry and its log index.
 
-    async def _submit_async(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
+        The entry is signed once, after asking the hub for our chain's head. If the submit
+        fails on the way (the hub restarting), the session's reconnect sends the *same*
+        signed bytes again: the hub answers a resubmission with the index it gave the first
+        time, so a submit that did reach the hub is neither published twice nor followed by a
+        second, different entry with the same sequence number (equivocation).
+        """
+        with author_lock(self.home.path):
+            head = self.session.call(self._head)
+            chain = AuthorChain(self.home.signer, head.seq, head.hash)
+            entry = chain.append(kind, payload, int(time.time() * 1000))
+            return entry, self.session.call(self._submit_entry, entry)
+
+    async def _head(self) -> protocol.HeadReply:
         hub = self.session.hub
         assert hub is not None
-        head = await hub.ask(protocol.HeadRequest(author=self.home.public_key), timeout=15)
-        chain = AuthorChain(self.home.signer, head.seq, head.hash)
-        entry = chain.append(kind, payload, int(time.time() * 1000))
+        return await hub.ask(protocol.HeadRequest(author=self.home.public_key), timeout=15)
+
+    async def _submit_entry(self, entry: Entry) -> int:
+        hub = self.session.hub
+        assert hub is not None
         answer = await hub.ask(protocol.SubmitRequest(entries=[entry.raw]), timeout=30)
         if len(answer.indexes) != 1:
             raise ProtocolError(f"the hub answered one submitted entry with {answer.indexes}")
-        return entry, answer.indexes[0]
+        return answer.indexes[0]
+
+    async def _submit_async(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
+        """Head, sign and submit in one go on the session's loop (not repeatable: callers
+        that may retry use ``_submit``)."""
+        head = await self._head()
+        chain = AuthorChain(self.home.signer, head.seq, head.hash)
+        entry = chain.append(kind, payload, int(time.time() * 1000))
+        return entry, await self._submit_entry(entry)
 
     # --- tasks -----------------------------------------------------------------------------
 

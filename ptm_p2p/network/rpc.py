@@ -463,8 +463,33 @@ class PeerClient:
         return await _send_and_receive(stream, request)
 
     async def _open(self, channel: str, timeout: float) -> Any:
+        """A new stream on the channel, re-dialing once over a connection that went stale.
+
+        After the peer restarts, libp2p may still list the dead connection: ``connect``
+        then sees the peer as connected and ``new_stream`` fails ("No valid connections
+        available"). Closing what is left of it and dialing again reaches the new process;
+        a failure after that is ``PeerUnreachable`` (libp2p's own exceptions never leak).
+        """
         await self.connect(timeout)
-        stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
+        try:
+            stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
+        except trio.Cancelled:
+            raise
+        except Exception as first:
+            log.debug("%s: no stream over the open connection (%s); re-dialing", self, first)
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                with trio.move_on_after(2):
+                    await self.host.disconnect(self.peer_id)
+            await self.connect(timeout)
+            try:
+                stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
+            except trio.Cancelled:
+                raise
+            except Exception as exc:
+                raise PeerUnreachable(
+                    f"cannot open a stream to peer {self.peer_id}: {type(exc).__name__}: {exc}",
+                    "a connection opened but no stream could be started on it",
+                ) from exc
         self._streams[channel] = stream
         return stream
 
