@@ -89,7 +89,7 @@ def images_from_registry(
 
 
 class NetworkRunner:
-    """A ``RoundRunner`` over ``client.run_round``: one published task per round.
+    """A ``RoundRunner`` over the researcher's client: one published task per round.
 
     ``images`` maps the algorithm's short name (``coxph-pooled``, …) to the reference to
     publish (``repo@sha256:…``; a tag is resolved at each publish, so prefer digests);
@@ -219,58 +219,98 @@ class NetworkRunner:
             image,
             asked,
         ):
-            # Published by an earlier run that stopped while the sites computed: wait for it.
-            return self._collect(pending.task, requests, wait=True), pending.task, False
-        published: list[str] = []
-
-        def progress(view: Any) -> None:
-            if not published:
-                published.append(view.id)
-                if state is not None:
-                    state.publish(PendingRound(number, image, asked, view.id))
-            if self.on_progress is not None:
-                self.on_progress(view)
-
-        outputs = self.client.run_round(
+            # An earlier run published this round (or may have: its submit was on the way
+            # when it stopped): wait for that task rather than sign a second one.
+            task = pending.task or self._own_task_after(pending.after_seq, image, requests)
+            if task:
+                if not pending.task and state is not None:
+                    state.publish(PendingRound(number, image, asked, pending.after_seq, task))
+                return self._collect(task, requests, wait=True), task, False
+        after_seq = 0
+        if state is not None:
+            self.client.sync()
+            after_seq = self.client.state.heads.get(self.client.home.public_key, (0, b""))[0]
+            state.publish(PendingRound(number, image, asked, after_seq))
+        view = self.client.publish(
             self.images[image],
-            dict(requests),
+            inputs={site: _compact(request) for site, request in requests.items()},
             data=[self.data_label],
-            timeout=self.timeout,
+            timeout_s=min(int(self.timeout), 7 * 24 * 3600),
             algorithm=image,
-            on_progress=progress,
             memory_mb=self.memory_mb,
         )
-        return outputs, published[0] if published else "", False
+        if state is not None:
+            state.publish(PendingRound(number, image, asked, after_seq, view.id))
+        return self._collect(view.id, requests, wait=True), view.id, False
+
+    def _own_task_after(
+        self, after_seq: int, image: str, requests: Mapping[str, dict[str, Any]]
+    ) -> str:
+        """The id of our entry ``after_seq + 1`` if it is this round's task, else ""."""
+        from ptm_p2p.ledger.entry import Entry
+
+        client = self.client
+        client.sync()
+        me = client.home.public_key
+        seq, _ = client.state.heads.get(me, (0, b""))
+        if seq <= after_seq:
+            return ""  # the submit never reached the hub
+        sites = client.sites()
+        targets = {sites.get(site) for site in requests}
+        for task in client.state.tasks.values():
+            if task.publisher != me or task.algorithm != image:
+                continue
+            (raw,) = client.follower.store.raw_range(task.index, task.index + 1)
+            if Entry.from_bytes(raw).seq == after_seq + 1:
+                same = task.image == self.images[image] and set(task.targets) == targets
+                return task.hash.hex() if same else ""
+        return ""
 
     def _collect(
         self, task: str, requests: Mapping[str, dict[str, Any]], wait: bool = False
     ) -> dict[str, Any]:
-        """Each requested site's decoded answer to ``task``, from the verified log."""
+        """Each requested site's decoded answer to ``task``, from the verified log.
+
+        With ``wait``, follows the task until every site answered (or the round's time ran
+        out) first. A site that did not compute is named with its reason: the algorithm's
+        own (sealed to us) where it gave one, else the public one.
+        """
+        failures: dict[str, str] = {}
         if wait:
-            view = self.client.wait(task, timeout=self.timeout, on_progress=self.on_progress)
-            late = {
-                site: f"no answer within {self.timeout:g} s ({state})"
-                for site, state in view.progress.items()
-                if state not in _FINAL
-            }
-            if late:
-                raise StudyError(f"task {task[:16]}… did not complete", late)
+            view = self.client.wait(task, timeout=self.timeout + 30, on_progress=self.on_progress)
+            for site, state in view.progress.items():
+                if state not in _FINAL:
+                    failures[site] = f"no answer within {self.timeout:g} s ({state})"
         answers = self.client.results(task)
         by_key = {a.key.hex(): a for a in answers.values()}
         outputs: dict[str, Any] = {}
-        failures: dict[str, str] = {}
         for site in requests:
             answer = answers.get(site) or by_key.get(site.lower())
             if answer is None:
-                failures[site] = "no answer in the log"
+                failures.setdefault(site, "no answer in the log")
             elif answer.status != "ok":
-                failures[site] = f"{answer.status}: {answer.reason or 'no reason given'}"
+                why = _sealed_reason(answer) or answer.reason or "no reason given"
+                failures[site] = f"{answer.status}: {why}"
             else:
                 outputs[site] = answer.json()
         if failures:
             detail = "; ".join(f"{site}: {why}" for site, why in sorted(failures.items()))
             raise StudyError(f"task {task[:16]}… did not complete: {detail}", failures)
         return outputs
+
+
+def _sealed_reason(answer: Any) -> str | None:
+    """The algorithm's own reason for not computing, from its sealed output (``{"refused":
+    …}`` or ``{"error": …}``): more specific than the public reason on the ledger."""
+    try:
+        output = answer.json()
+    except StudyError:
+        return None
+    if isinstance(output, dict):
+        for key in ("refused", "error"):
+            if isinstance(output.get(key), str):
+                return str(output[key])
+    return None
 
 
 _FINAL = ("ok", "failed", "timeout", "refused", "cancelled")

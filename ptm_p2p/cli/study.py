@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ptm_p2p.cli.researcher import home_option, invitation_option, json_option
+from ptm_p2p.errors import StudyError
 
 if TYPE_CHECKING:
     from ptm_p2p.algorithms.network import NetworkRunner
@@ -66,18 +67,49 @@ def _say(message: str) -> None:
 
 
 def _runner(
-    client: Client, registry: str, data: str, timeout: float, names: tuple[str, ...]
+    client: Client,
+    registry: str,
+    data: str,
+    timeout: float,
+    names: tuple[str, ...],
+    definition: dict[str, Any],
+    resume: bool,
 ) -> NetworkRunner:
+    """The runner of this study, recording each completed round in the home's study state;
+    with ``resume``, the state of the same study (same command, sites, data and options) is
+    read back and its completed rounds are not published again."""
     from ptm_p2p.algorithms.network import NetworkRunner, describe_round, images_from_registry
+    from ptm_p2p.client.study_state import StudyState, study_id
 
-    images = images_from_registry(registry, names)
+    path = StudyState.path_for(client.home.path, study_id(definition))
+    if resume:
+        try:
+            state = StudyState.load(path)
+        except FileNotFoundError:
+            raise StudyError(
+                f"nothing to resume: no state of this study in {path.parent} (the same command, "
+                "sites, data and options as the run that stopped); run it without --resume"
+            ) from None
+        missing = [name for name in names if name not in state.images]
+        if missing:
+            raise StudyError(f"{path} names no image for {', '.join(missing)}")
+        images = {name: state.images[name] for name in names}
+        pending = f", round {state.pending.number} published" if state.pending else ""
+        _say(
+            f"resuming study {state.study}: {state.last_completed} round(s) completed"
+            f"{pending} ({path})"
+        )
+    else:
+        images = images_from_registry(registry, names)
+        state = StudyState.new(client.home.path, definition, images)
+        state.save()
     for name in names:
         _say(f"image {name}: {images[name]}")
 
     def on_round(number: int, info: Any) -> None:
         _say(describe_round(number, info))
 
-    return NetworkRunner(client, images, data, on_round=on_round, timeout=timeout)
+    return NetworkRunner(client, images, data, on_round=on_round, timeout=timeout, state=state)
 
 
 def _sites(client: Client, targets: list[str] | None) -> list[str]:
@@ -118,7 +150,14 @@ timeout_option = click.option(
     type=click.FloatRange(1, 7 * 24 * 3600),
     default=300,
     show_default=True,
-    help="Seconds each round may take before the sites that have not answered are named.",
+    help="Seconds each round may take before the sites that have not answered are named; "
+    "a hub that restarts meanwhile is reached again within them.",
+)
+resume_option = click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on with the run of this study that stopped (same command and options): the "
+    "rounds it completed are read back from the log, not published again.",
 )
 
 
@@ -152,6 +191,7 @@ timeout_option = click.option(
 )
 @registry_option
 @timeout_option
+@resume_option
 @home_option
 @invitation_option
 @json_option
@@ -167,6 +207,7 @@ def coxph(
     alpha: float,
     registry: str,
     timeout: float,
+    resume: bool,
     home: str | None,
     invitation: str | None,
     as_json: bool,
@@ -194,7 +235,17 @@ def coxph(
     with _connect(home, invitation) as client:
         sites = _sites(client, targets)
         _say(f"Cox regression ({image}) over {len(sites)} site(s): {', '.join(sites)}")
-        runner = _runner(client, registry, data, timeout, (image,))
+        definition = {
+            "study": "coxph",
+            "sites": sites,
+            "data": data,
+            "duration": duration,
+            "event": event,
+            "covariates": names,
+            "ties": ties,
+            "stratify_sites": stratify_sites,
+        }
+        runner = _runner(client, registry, data, timeout, (image,), definition, resume)
         fit = cox.fit(
             runner,
             sites,
@@ -241,6 +292,7 @@ def coxph(
 )
 @registry_option
 @timeout_option
+@resume_option
 @home_option
 @invitation_option
 @json_option
@@ -256,6 +308,7 @@ def km(
     alpha: float,
     registry: str,
     timeout: float,
+    resume: bool,
     home: str | None,
     invitation: str | None,
     as_json: bool,
@@ -279,7 +332,16 @@ def km(
     with _connect(home, invitation) as client:
         sites = _sites(client, targets)
         _say(f"Kaplan–Meier over {len(sites)} site(s): {', '.join(sites)}")
-        runner = _runner(client, registry, data, timeout, (kaplan_meier.IMAGE,))
+        definition = {
+            "study": "km",
+            "sites": sites,
+            "data": data,
+            "duration": duration,
+            "event": event,
+            "group": group,
+            "time_unit": time_unit,
+        }
+        runner = _runner(client, registry, data, timeout, (kaplan_meier.IMAGE,), definition, resume)
         curves = kaplan_meier.fit(
             runner, sites, duration, event, group, data=data, time_unit=time_unit, alpha=alpha
         )

@@ -75,18 +75,28 @@ class CompletedRound:
 
 @dataclass(frozen=True)
 class PendingRound:
-    """A round whose task was published, not yet answered by every site."""
+    """A round being published or answered.
+
+    Recorded *before* the task is signed, with ``after_seq``, the researcher's last sequence
+    number in the log then, and again with ``task`` once the hub acknowledged it. A run that
+    stopped in between (the hub gone while the submit was on the way) left ``task`` empty: a
+    resumed study then looks in the log for our entry ``after_seq + 1``: if it is this
+    round's task, the submit did reach the hub and the round waits for it instead of signing
+    a second task.
+    """
 
     number: int
     image: str
     requests: str
-    task: str
+    after_seq: int
+    task: str = ""  # task id (hex) once the hub acknowledged it
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "image": self.image,
             "requests": self.requests,
+            "after_seq": self.after_seq,
             "task": self.task,
         }
 
@@ -147,7 +157,11 @@ class StudyState:
                 None
                 if p is None
                 else PendingRound(
-                    int(p["number"]), str(p["image"]), str(p["requests"]), str(p["task"])
+                    int(p["number"]),
+                    str(p["image"]),
+                    str(p["requests"]),
+                    int(p["after_seq"]),
+                    str(p["task"]),
                 )
             )
             state = cls(
