@@ -87,7 +87,6 @@ class Session:
         self.hub: PeerClient | None = None
         self._deadline: float | None = None  # time.monotonic() until which calls retry
         self.reconnects = 0  # calls that succeeded after at least one failed attempt
-        self.on_retry: Callable[[BaseException, float], None] | None = None
         self._thread = threading.Thread(target=self._thread_main, name="ptm-client", daemon=True)
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
@@ -158,8 +157,6 @@ class Session:
                         pause,
                         attempt + 1,
                     )
-                if self.on_retry is not None:
-                    self.on_retry(exc, pause)
                 time.sleep(pause)
                 continue
             if attempt:
