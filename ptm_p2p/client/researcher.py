@@ -246,14 +246,6 @@ class Client:
             raise ProtocolError(f"the hub answered one submitted entry with {answer.indexes}")
         return answer.indexes[0]
 
-    async def _submit_async(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
-        """Head, sign and submit in one go on the session's loop (not repeatable: callers
-        that may retry use ``_submit``)."""
-        head = await self._head()
-        chain = AuthorChain(self.home.signer, head.seq, head.hash)
-        entry = chain.append(kind, payload, int(time.time() * 1000))
-        return entry, await self._submit_entry(entry)
-
     # --- tasks -----------------------------------------------------------------------------
 
     def publish(
