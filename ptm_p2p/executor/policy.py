@@ -156,9 +156,7 @@ class SitePolicy:
             )
         control = table.get("disclosure_control", False)
         if not isinstance(control, bool):
-            raise PolicyError(
-                f"[policy] disclosure_control must be true or false, got {control!r}"
-            )
+            raise PolicyError(f"[policy] disclosure_control must be true or false, got {control!r}")
         resolution = table.get("time_resolution", DEFAULT_TIME_RESOLUTION)
         if (
             isinstance(resolution, bool)

@@ -80,15 +80,14 @@ def cox_grid_attack(
         return [], described
     events = dict(zip(described["event_times"], described["event_counts"], strict=True))
     zero = [0.0] * len(covariates)
-    first = ask(runner, "coxph-pooled", who,
-                {**base, "step": "evaluate", "times": DAYS, "betas": [zero], "at_risk": True})  # fmt: skip
+    evaluate = {**base, "step": "evaluate", "betas": [zero], "at_risk": True}
+    first = ask(runner, "coxph-pooled", who, {**evaluate, "times": DAYS})
     if "refused" in first:
         return [], first
     at_risk = first["at_risk"] + [0]
     leaving = [d for d in DAYS if at_risk[d] - at_risk[d + 1] > 0]
     grid = sorted({*leaving, *(d + 1 for d in leaving)})
-    second = ask(runner, "coxph-pooled", who,
-                 {**base, "step": "evaluate", "times": grid, "betas": [zero], "at_risk": True})  # fmt: skip
+    second = ask(runner, "coxph-pooled", who, {**evaluate, "times": grid})
     if "refused" in second:
         return [], second
     sums = site.unpack(second["points"][0]["sums"])

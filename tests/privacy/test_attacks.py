@@ -117,7 +117,10 @@ def test_duration_set_to_a_covariate(hospital_a, column):
     assert exposed(after, RESOLUTION) == 0
     times = np.array(after["overall"]["times"])
     edges = np.concatenate([[-np.inf], times])
-    held = [int(((values > lo) & (values <= hi)).sum()) for lo, hi in zip(edges, times)]
+    held = [
+        int(((values > lo) & (values <= hi)).sum())
+        for lo, hi in zip(edges[:-1], times, strict=True)
+    ]
     assert min(held) >= K
 
 
