@@ -367,15 +367,44 @@ def _round_count(count: int, controls: Controls) -> int:
     return int(math.ceil(count / controls.k) * controls.k)
 
 
-def coarsened_cox_time(
-    time: np.ndarray, event: np.ndarray, x: np.ndarray, controls: Controls
+def base_time(
+    table: Mapping[str, np.ndarray], duration: str, keep: np.ndarray, controls: Controls
 ) -> np.ndarray:
-    """The times a Cox request is answered from (the input when control is off)."""
-    if not controls.on:
-        return time
+    """The kept rows' times in the site's *base partition* of this duration column: lattice
+    cells merged until each holds ≥ k of its patients (all rows with a duration).
+
+    It depends on the data source, the duration column, k and the resolution only — not
+    on the event column, the covariates or the groups a request names — so every request
+    sees this partition or a coarsening of it, and no combination of answers (by anyone)
+    can show fewer than k patients leaving between two times. For the same reason the
+    population is fixed: a request whose columns are missing for some of the patients with
+    a duration is refused (differencing two populations would expose the difference).
+    """
     assert controls.resolution is not None
-    cells = lattice(time, controls.resolution)
-    cuts = site_cuts(cells, event, controls.k, _categorical_labels(x))
+    column = table[duration]
+    present = ~np.isnan(column)
+    if int(keep.sum()) != int(present.sum()):
+        raise AlgorithmRefusal(
+            f"under disclosure control this site answers only over all its patients with a "
+            f"{duration!r}, and some of them lack the event or a requested column; ask "
+            "without that column"
+        )
+    cells = lattice(column[present], controls.resolution)
+    cuts = site_cuts(cells, np.ones(cells.size, dtype=bool), controls.k)
+    if cuts is None:
+        raise AlgorithmRefusal(
+            f"fewer than {controls.k} patients with a {duration!r} (this site's minimum group size)"
+        )
+    return coarsen(cells, cuts)
+
+
+def coarsened_cox_time(
+    base: np.ndarray, event: np.ndarray, x: np.ndarray, controls: Controls
+) -> np.ndarray:
+    """The times a Cox request is answered from: the base partition (``base_time``) merged
+    further until events, censorings and categorical values are each 0 or ≥ k per interval.
+    """
+    cuts = site_cuts(base, event, controls.k, _categorical_labels(x))
     if cuts is None:
         raise AlgorithmRefusal(
             f"this site cannot cut its data into time intervals that each hold 0 or at least "
@@ -384,7 +413,7 @@ def coarsened_cox_time(
             f"{controls.k} times: a rare category or too few censorings; drop or merge a "
             "rare categorical covariate"
         )
-    return coarsen(cells, cuts)
+    return coarsen(base, cuts)
 
 
 # --- Cox: aggregates ------------------------------------------------------------------------
@@ -605,14 +634,15 @@ def _cox_setup(
     overlap = {duration, event_col} & set(covariates)
     if overlap or duration == event_col:
         raise AlgorithmError("the duration, the event and the covariates must be different columns")
-    time, event, x, _, dropped = _prepared(table, duration, event_col, covariates)
+    time, event, x, keep, dropped = _prepared(table, duration, event_col, covariates)
     events = int(event.sum())
     if events == 0:
         raise AlgorithmError(f"no events: {event_col!r} is 0 in every complete row")
     _guard(int(time.size), events, controls.k)
-    # under disclosure control the site answers from its own coarse intervals, whatever
-    # times the request names: no grid can isolate fewer than k of its patients
-    time = coarsened_cox_time(time, event, x, controls)
+    if controls.on:
+        # the site answers from its own coarse intervals, whatever times the request
+        # names: no grid, and no set of requests, isolates fewer than k of its patients
+        time = coarsened_cox_time(base_time(table, duration, keep, controls), event, x, controls)
     counts = {"n": int(time.size), "events": events, "incomplete": _round_count(dropped, controls)}
     return time, event, x, covariates, ties, counts
 
@@ -798,20 +828,27 @@ def kaplan_meier(
     time, event, _, keep, dropped = _prepared(table, duration, event_col, [])
     k = controls.k
     _guard(int(time.size), None, k)
-    if unit is not None:
-        # coarser times reveal less: every time becomes the end of its interval
-        time = np.ceil(time / float(unit)) * float(unit)
     if controls.on:
-        # the site's own intervals (≥ k events or none, ≥ k censorings or none): no
-        # published time is a patient's, whatever column 'duration' names
-        assert controls.resolution is not None
-        cells = lattice(time, controls.resolution)
+        # the site's own intervals (its base partition, merged until each holds ≥ k
+        # events or none and ≥ k censorings or none): no published time is a patient's,
+        # whatever column 'duration' names; 'time_unit' only merges them further
+        cells = base_time(table, duration, keep, controls)
+        if unit is not None:
+            # merge the intervals that end in the same unit, each named by its last end
+            # (a base interval end): a new name would read as a finer boundary
+            keys, inverse = np.unique(np.ceil(cells / float(unit)), return_inverse=True)
+            last = np.full(keys.size, -np.inf)
+            np.maximum.at(last, inverse, cells)
+            cells = last[inverse]
         cuts = site_cuts(cells, event, k)
         if cuts is None:
             raise AlgorithmRefusal(
                 f"fewer than {k} events or censorings (this site's minimum group size)"
             )
         time = coarsen(cells, cuts)
+    elif unit is not None:
+        # coarser times reveal less: every time becomes the end of its interval
+        time = np.ceil(time / float(unit)) * float(unit)
     out: dict[str, Any] = {
         "version": VERSION,
         "min_group_size": k,
@@ -891,9 +928,10 @@ def coarsened_table(
     duration = _text_param(params, "duration")
     event_col = _text_param(params, "event")
     covariates = _covariates_param(params)
-    time, event, x, _, _ = _prepared(table, duration, event_col, covariates)
+    time, event, x, keep, _ = _prepared(table, duration, event_col, covariates)
     _guard(int(time.size), int(event.sum()), controls.k)
-    out: Table = {duration: coarsened_cox_time(time, event, x, controls)}
+    base = base_time(table, duration, keep, controls)
+    out: Table = {duration: coarsened_cox_time(base, event, x, controls)}
     out[event_col] = event.astype(np.float64)
     for a, name in enumerate(covariates):
         out[name] = x[:, a].copy()

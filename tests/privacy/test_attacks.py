@@ -168,3 +168,60 @@ def test_subsets_through_two_data_labels(hospital_a):
         )
     assert found[False] == (1, 1)
     assert found[True] == (0, 1)  # residual: covariates without the time (see docstring)
+
+
+def _cuts_seen(runner: attacks.LocalRunner, requests: list[tuple[str, dict]]) -> set[float]:
+    """Every time at which some answer shows the site's population changing."""
+    seen: set[float] = set()
+    for image, request in requests:
+        answer = attacks.ask(runner, image, "a", request)
+        if "refused" in answer:
+            continue
+        if image == "km":
+            for curve in [answer["overall"], *answer.get("groups", {}).values()]:
+                seen.update(curve["times"])
+        else:
+            at_risk = [*answer["at_risk"], 0]
+            seen.update(float(d) for d in attacks.DAYS if at_risk[d] > at_risk[d + 1])
+    return seen
+
+
+def test_no_set_of_queries_isolates_fewer_than_k(hospital_a):
+    """The cross-query rule for the grid: every request on a data source's duration column
+    sees the site's base partition or a coarsening of it. Cox requests with different
+    covariates (so different categorical merging), with another column as the "event", and
+    Kaplan–Meier curves overall, per group and per week: the union of every time at which
+    any answer's population changes still leaves ≥ k patients between consecutive times.
+    Without control the same requests pin down single patients."""
+
+    def cox(event, covariates):
+        return ("coxph-pooled", {
+            "duration": "time", "event": event, "covariates": covariates, "ties": "breslow",
+            "step": "evaluate", "times": attacks.DAYS, "betas": [[0.0] * len(covariates)],
+            "at_risk": True,
+        })  # fmt: skip
+
+    km = {"duration": "time", "event": "cens"}
+    requests = [
+        cox("cens", ["horTh"]),
+        cox("cens", ["menostat", "age"]),
+        cox("cens", ["tgrade_II", "pnodes"]),
+        cox("cens", ALL),
+        cox("horTh", ["age"]),
+        cox("menostat", ["pnodes"]),
+        ("km", km),
+        ("km", {**km, "time_unit": 7}),
+        *(("km", {**km, "group": g}) for g in GROUPINGS),
+        ("km", {"duration": "time", "event": "horTh", "group": "menostat"}),
+    ]
+    times = hospital_a["time"].to_numpy(float)
+    smallest = {}
+    for controlled in (False, True):
+        cuts = sorted(_cuts_seen(_runner(hospital_a, controlled), requests))
+        edges = [-np.inf, *cuts[:-1]]
+        held = [
+            int(((times > lo) & (times <= hi)).sum()) for lo, hi in zip(edges, cuts, strict=True)
+        ]
+        smallest[controlled] = min(n for n in held if n > 0)  # empty intervals hide no one
+    assert smallest[False] == 1
+    assert smallest[True] >= K
