@@ -152,3 +152,25 @@ def test_policy_turns_control_on_and_reaches_the_task(monkeypatch):
     assert algorithm.time_resolution() == 30.0
     monkeypatch.setenv("PTM_TIME_RESOLUTION", "0")
     assert algorithm.time_resolution() is None
+
+
+def test_pooled_breslow_under_control_equals_statsmodels_on_coarsened_data(sites, coarse):
+    from statsmodels.duration.hazard_regression import PHReg
+
+    result = coxph.fit_local(
+        sites, "time", "cens", COVARIATES, ties="breslow",
+        min_group_size=K, time_resolution=RESOLUTION,
+    )  # fmt: skip
+    model = PHReg(
+        coarse["time"].to_numpy(float),
+        coarse[COVARIATES].to_numpy(float),
+        status=coarse["cens"].to_numpy(float),
+        ties="breslow",
+    )
+    reference = model.fit()
+    ours = np.array([result.params[c] for c in COVARIATES])
+    se = np.array([result.standard_errors[c] for c in COVARIATES])
+    coef_diff = float(np.max(np.abs(ours - reference.params)))
+    se_diff = float(np.max(np.abs(se - reference.bse)))
+    print(f"breslow: coef {coef_diff:.2e}, se {se_diff:.2e}")
+    assert coef_diff < COEF_TOL and se_diff < SE_TOL, (coef_diff, se_diff)
