@@ -44,7 +44,7 @@ value and pair of values of the categorical covariates (≤ 3 levels) 0 or ≥ k
 them (``site_cuts``); each time becomes its interval's end. A researcher's grid then
 exposes nothing finer than these intervals. Cox takes one β per request, within a bounded
 linear-predictor range; Kaplan–Meier merges each group's intervals the same way; counts
-under k are rounded up. Off (the default, documented as unsafe), answers are exact.
+under k are rounded up. Off (``disclosure_control = false``, unsafe), answers are exact.
 """
 
 from __future__ import annotations

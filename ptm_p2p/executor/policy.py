@@ -9,7 +9,7 @@ missing policy allows nothing)::
     # organisation names or 64-hex Ed25519 public keys; "*" allows every member
     publishers = ["uni-research", "9c1e…"]
     min_group_size = 5            # smallest group an aggregate output may report
-    disclosure_control = true     # answer from the site's own coarse intervals (privacy.md)
+    disclosure_control = true     # the default: answer from coarse intervals (privacy.md)
     time_resolution = 30          # its time lattice, in the data's unit (default 30)
 
     [policy.data]                 # data sources by label: a file or a folder
@@ -99,8 +99,9 @@ class SitePolicy:
     data: dict[str, Path] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE
-    # None: no disclosure control (exact answers, unsafe); else the site's time lattice
-    time_resolution: float | None = None
+    # the site's time lattice under disclosure control (on unless the policy says
+    # ``disclosure_control = false``); None: no control, exact answers (unsafe)
+    time_resolution: float | None = DEFAULT_TIME_RESOLUTION
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SitePolicy:
@@ -154,7 +155,7 @@ class SitePolicy:
             raise PolicyError(
                 f"[policy] min_group_size must be a whole number >= 1, got {min_group!r}"
             )
-        control = table.get("disclosure_control", False)
+        control = table.get("disclosure_control", True)
         if not isinstance(control, bool):
             raise PolicyError(f"[policy] disclosure_control must be true or false, got {control!r}")
         resolution = table.get("time_resolution", DEFAULT_TIME_RESOLUTION)

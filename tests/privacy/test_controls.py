@@ -135,12 +135,14 @@ def test_km_under_control_publishes_only_site_intervals(sites):
 
 
 def test_policy_turns_control_on_and_reaches_the_task(monkeypatch):
-    assert SitePolicy.from_table({}).time_resolution is None  # default: off (exact)
-    on = SitePolicy.from_table({"disclosure_control": True})
+    on = SitePolicy.from_table({})  # the default: on, 30 (days)
     assert on.time_resolution == 30.0
+    assert SitePolicy.from_table({"disclosure_control": False}).time_resolution is None
     assert SitePolicy.from_table({"disclosure_control": True, "time_resolution": 7})\
         .time_resolution == 7.0  # fmt: skip
-    assert SitePolicy.from_table({"time_resolution": 7}).time_resolution is None
+    assert SitePolicy.from_table({"time_resolution": 7}).time_resolution == 7.0
+    off = {"disclosure_control": False, "time_resolution": 7}
+    assert SitePolicy.from_table(off).time_resolution is None
     for bad in ({"disclosure_control": "yes"}, {"time_resolution": 0},
                 {"time_resolution": "30"}):  # fmt: skip
         with pytest.raises(PolicyError):
