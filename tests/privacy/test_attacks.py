@@ -225,3 +225,19 @@ def test_no_set_of_queries_isolates_fewer_than_k(hospital_a):
         smallest[controlled] = min(n for n in held if n > 0)  # empty intervals hide no one
     assert smallest[False] == 1
     assert smallest[True] >= K
+
+
+def test_the_same_query_again_reveals_nothing_new(hospital_a):
+    """A second researcher (or the first, again) asking the same question gets the same
+    bytes: the answers are deterministic functions of the site's coarse data, with no noise
+    that repetition could average away."""
+    runner = _runner(hospital_a, True)
+    cox = {"duration": "time", "event": "cens", "covariates": ALL, "ties": "efron",
+           "step": "evaluate", "times": attacks.DAYS, "betas": [[0.001] * len(ALL)],
+           "tied": list(range(0, 3000, 7)), "at_risk": True}  # fmt: skip
+    km = {"duration": "time", "event": "cens", "group": "horTh"}
+    for image, request in (("coxph-pooled", cox), ("km", km)):
+        first = attacks.ask(runner, image, "a", request)
+        second = attacks.ask(_runner(hospital_a, True), image, "a", dict(request))
+        assert "refused" not in first
+        assert first == second
