@@ -106,6 +106,16 @@ def min_group_size() -> int:
         return DEFAULT_MIN_GROUP_SIZE
 
 
+def time_resolution() -> float | None:
+    """The site's time lattice when its policy turns disclosure control on
+    (``PTM_TIME_RESOLUTION``, a positive number); None: no control (exact answers)."""
+    try:
+        value = float(os.environ.get("PTM_TIME_RESOLUTION", "0") or "0")
+    except ValueError:
+        return None
+    return value if value > 0 and value == value and value != float("inf") else None
+
+
 def output_dir() -> Path:
     return Path(os.environ.get("PTM_OUTPUT", "/ptm/output"))
 

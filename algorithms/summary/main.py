@@ -12,6 +12,12 @@ each category. A category seen fewer than ``PTM_MIN_GROUP_SIZE`` times is suppre
 so is the next smallest one when the suppressed rows would otherwise add up to a small,
 derivable group; the output lists what was suppressed. Fewer rows than the minimum in
 the whole data set: no statistics at all (exit 2 with an ``error``).
+
+Under disclosure control (``PTM_TIME_RESOLUTION`` set: the site's ``[policy]
+disclosure_control = true``, docs/privacy.md) no exact value of one patient and no count
+under k leaves: ``min``/``max`` are withheld, a numeric column with 1 to k − 1 missing
+values is suppressed whole (its count would give that number away), and ``rows`` is
+rounded up to a multiple of k.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ def compute(params: dict[str, Any]) -> dict[str, Any]:
     if not label:
         raise AlgorithmError(f"name the data source with 'data' (available: {labels})")
     k = algorithm.min_group_size()
+    controlled = algorithm.time_resolution() is not None
     path = algorithm.data_file(label, suffix=".csv")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -82,6 +89,10 @@ def compute(params: dict[str, Any]) -> dict[str, Any]:
         parsed = [_number(v) for v in present]
         if column not in forced and present and all(p is not None for p in parsed):
             nums = [p for p in parsed if p is not None]
+            missing = len(cells) - len(nums)
+            if controlled and 0 < missing < k:
+                suppressed[column] = [f"fewer than {k} missing values: the column is withheld"]
+                continue
             numeric[column] = {
                 "count": len(nums),
                 "missing": len(cells) - len(nums),
@@ -90,6 +101,8 @@ def compute(params: dict[str, Any]) -> dict[str, Any]:
                 "min": min(nums),
                 "max": max(nums),
             }
+            if controlled:  # one patient's exact value each
+                del numeric[column]["min"], numeric[column]["max"]
         else:
             counts: dict[str, int] = {}
             for v in cells:
@@ -99,9 +112,12 @@ def compute(params: dict[str, Any]) -> dict[str, Any]:
             categorical[column] = shown
             if hidden:
                 suppressed[column] = hidden
+    if controlled:
+        rows = math.ceil(rows / k) * k
     return {
         "data": label,
         "rows": rows,
+        "disclosure_control": controlled,
         "min_group_size": k,
         "numeric": numeric,
         "categorical": categorical,

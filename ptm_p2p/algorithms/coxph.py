@@ -604,6 +604,40 @@ class _PooledEvaluator:
         return loglik
 
 
+def coarsened_data(
+    site_frames: Any,
+    duration_col: str,
+    event_col: str,
+    covariates: Sequence[str],
+    *,
+    min_group_size: int | Mapping[str, int] = algorithm.DEFAULT_MIN_GROUP_SIZE,
+    time_resolution: float | Mapping[str, float],
+) -> Any:
+    """The pooled data *as the sites coarsen it* under disclosure control: one pandas
+    DataFrame (a ``site`` column, the event, the covariates, the coarsened duration) of
+    every site's complete rows, by the very function the sites answer from, so a central
+    fit on it (lifelines, R) must equal the federated fit with control on
+    (docs/privacy.md). Deterministic: the same frames and policies give the same rows."""
+    import pandas as pd
+
+    tables = tables_from_frames(site_frames)
+    params = {"duration": duration_col, "event": event_col, "covariates": list(covariates)}
+    parts = []
+    for name, table in tables.items():
+        k = (min_group_size.get(name, algorithm.DEFAULT_MIN_GROUP_SIZE)
+             if isinstance(min_group_size, Mapping) else min_group_size)  # fmt: skip
+        res = (time_resolution[name] if isinstance(time_resolution, Mapping)
+               else time_resolution)  # fmt: skip
+        try:
+            coarse = site.coarsened_table(POOLED, table, params, k, res)
+        except algorithm.AlgorithmError as exc:
+            raise StudyError(f"{name}: {exc}", {name: str(exc)}) from exc
+        frame = pd.DataFrame({c: coarse[c] for c in (duration_col, event_col, *covariates)})
+        frame.insert(0, "site", name)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
 def fit_local(
     site_frames: Any,
     duration_col: str,
@@ -613,12 +647,13 @@ def fit_local(
     stratify_sites: bool = False,
     *,
     min_group_size: int = algorithm.DEFAULT_MIN_GROUP_SIZE,
+    time_resolution: float | None = None,
     **options: Any,
 ) -> CoxResult:
     """``fit`` over in-process sites: a list of pandas DataFrames (sites ``site-1``, …) or a
     mapping site name → DataFrame. The same site code and coordinator as a federated run."""
     tables = tables_from_frames(site_frames)
-    runner = LocalRunner(tables, min_group_size)
+    runner = LocalRunner(tables, min_group_size, time_resolution)
     return fit(
         runner, list(tables), duration_col, event_col, covariates, ties, stratify_sites,
         **options,

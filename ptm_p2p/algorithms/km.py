@@ -196,11 +196,12 @@ def fit_local(
     group_col: str | None = None,
     *,
     min_group_size: int = algorithm.DEFAULT_MIN_GROUP_SIZE,
+    time_resolution: float | None = None,
     **options: Any,
 ) -> KMResult:
     """``fit`` over in-process sites (a list of DataFrames or a mapping name → DataFrame)."""
     tables = tables_from_frames(site_frames)
-    runner = LocalRunner(tables, min_group_size)
+    runner = LocalRunner(tables, min_group_size, time_resolution)
     return fit(runner, list(tables), duration_col, event_col, group_col, **options)
 
 

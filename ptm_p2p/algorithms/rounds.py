@@ -82,15 +82,23 @@ class LocalRunner:
         self,
         site_tables: Mapping[str, Mapping[str, np.ndarray]],
         min_group_size: int | Mapping[str, int] = algorithm.DEFAULT_MIN_GROUP_SIZE,
+        time_resolution: float | Mapping[str, float | None] | None = None,
     ) -> None:
         self.site_tables = dict(site_tables)
         self.min_group_size = min_group_size
+        # disclosure control as a site's policy sets it (docs/privacy.md): None = off
+        self.time_resolution = time_resolution
         self.calls: list[tuple[str, dict[str, int]]] = []  # (image, site -> answer bytes)
 
     def _k(self, site: str) -> int:
         if isinstance(self.min_group_size, int):
             return max(1, self.min_group_size)
         return max(1, int(self.min_group_size.get(site, algorithm.DEFAULT_MIN_GROUP_SIZE)))
+
+    def resolution(self, site: str) -> float | None:
+        if isinstance(self.time_resolution, Mapping):
+            return self.time_resolution.get(site)
+        return self.time_resolution
 
     def __call__(
         self, image: str, requests: Mapping[str, dict[str, Any]]
@@ -103,9 +111,9 @@ class LocalRunner:
         for site, request in requests.items():
             params = json.loads(json.dumps(request))
             table = self.site_tables[site]
-            k = self._k(site)
+            k, res = self._k(site), self.resolution(site)
             output, _ = algorithm.evaluate(
-                lambda p, t=table, k=k: survival_site.compute(image, t, p, k), params
+                lambda p, t=table, k=k, r=res: survival_site.compute(image, t, p, k, r), params
             )
             # the image writes sorted, compact JSON (algorithm.write_output): the same here
             text = json.dumps(output, sort_keys=True, separators=(",", ":"))
@@ -147,8 +155,10 @@ class SandboxRunner:
         site_data: Mapping[str, Mapping[str, Any]],
         min_group_size: int = algorithm.DEFAULT_MIN_GROUP_SIZE,
         labels: Mapping[str, str] | None = None,
+        time_resolution: float | None = None,
     ) -> None:
         self.client = client
+        self.time_resolution = time_resolution
         self.images = dict(images)
         self.site_data = {site: dict(data) for site, data in site_data.items()}
         self.min_group_size = min_group_size
@@ -167,6 +177,7 @@ class SandboxRunner:
             Limits(timeout_s=300),
             min_group_size=self.min_group_size,
             labels=self.labels,
+            time_resolution=self.time_resolution,
         )
         if result.status in ("ok", "refused") or result.exit_code == algorithm.EXIT_ERROR:
             try:

@@ -35,6 +35,16 @@ site's minimum group size.
 
 Every image refuses (``AlgorithmRefusal``, exit 3) when the site has fewer complete rows,
 or (Cox) fewer events, than its minimum group size ``PTM_MIN_GROUP_SIZE``.
+
+**Disclosure control** (``[policy] disclosure_control = true``, docs/privacy.md): the site
+answers from its data *as it coarsens it itself*, whatever the request asks. Times are
+rounded up to its lattice (``time_resolution``) and consecutive lattice cells are merged
+until every interval holds 0 or ≥ k events and 0 or ≥ k censorings, and, for Cox, every
+value and pair of values of the categorical covariates (≤ 3 levels) 0 or ≥ k times among
+them (``site_cuts``); each time becomes its interval's end. A researcher's grid then
+exposes nothing finer than these intervals. Cox takes one β per request, within a bounded
+linear-predictor range; Kaplan–Meier merges each group's intervals the same way; counts
+under k are rounded up. Off (``disclosure_control = false``, unsafe), answers are exact.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import base64
 import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -256,6 +267,155 @@ def _guard(n: int, events: int | None, k: int) -> None:
         raise AlgorithmRefusal(f"fewer than {k} events (this site's minimum group size)")
 
 
+# --- disclosure control ---------------------------------------------------------------------
+
+# A covariate with at most this many distinct values at a site is categorical: Σx and Σx²
+# over a group (which the pooled model's sums publish) determine how many have each value.
+CATEGORICAL_LEVELS = 3
+# Cox under control: one β per request (the coordinator never sends more), and a β may not
+# spread the linear predictor over more than this range at the site (weights within a
+# factor e^20): an extreme β makes one patient's weight swamp an interval's sums.
+MAX_BETAS_PER_REQUEST = 1
+MAX_LINEAR_PREDICTOR_RANGE = 20.0
+
+
+@dataclass(frozen=True)
+class Controls:
+    """How a site limits what it reveals: ``k`` its minimum group size; ``resolution`` its
+    time lattice, or None for *no* disclosure control (exact answers: unsafe, see
+    docs/privacy.md)."""
+
+    k: int
+    resolution: float | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.resolution is not None
+
+
+def lattice(time: np.ndarray, resolution: float) -> np.ndarray:
+    """Every time rounded up to a multiple of ``resolution`` (the end of its lattice cell)."""
+    return np.ceil(time / resolution) * resolution
+
+
+def _cell_ok(mask: np.ndarray, event: np.ndarray, k: int, labels: Sequence[np.ndarray]) -> bool:
+    for part in (mask & event, mask & ~event):
+        count = int(part.sum())
+        if count == 0:
+            continue
+        if count < k:
+            return False
+        for label in labels:
+            _, counts = np.unique(label[part], return_counts=True)
+            if int(counts.min()) < k:
+                return False
+    return True
+
+
+def site_cuts(
+    cells: np.ndarray, event: np.ndarray, k: int, labels: Sequence[np.ndarray] = ()
+) -> np.ndarray | None:
+    """The site's own time intervals over already-lattice times ``cells``: their ends.
+
+    Consecutive distinct values are merged, earliest first, until the interval holds 0 or
+    ≥ k events and 0 or ≥ k censorings, and each label array takes every value it has there
+    0 or ≥ k times among the events and among the censorings; a failing tail is merged
+    backwards. None when even the whole data fails (then the site refuses).
+    """
+    values = np.unique(cells)
+    index = np.searchsorted(values, cells)
+    groups: list[tuple[int, int]] = []
+    start = 0
+    for j in range(values.size):
+        if _cell_ok((index >= start) & (index <= j), event, k, labels):
+            groups.append((start, j))
+            start = j + 1
+    if start < values.size:
+        tail = (start, values.size - 1)
+        while not _cell_ok((index >= tail[0]) & (index <= tail[1]), event, k, labels):
+            if not groups:
+                return None
+            tail = (groups.pop()[0], tail[1])
+        groups.append(tail)
+    return np.array([values[end] for _, end in groups], dtype=np.float64)
+
+
+def coarsen(cells: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Each time replaced by the end of the site interval that holds it."""
+    return cuts[np.searchsorted(cuts, cells, side="left")]
+
+
+def _categorical_labels(x: np.ndarray) -> list[np.ndarray]:
+    """Codes of each categorical covariate and of each pair of them (see ``site_cuts``)."""
+    codes = []
+    for a in range(x.shape[1]):
+        values, code = np.unique(x[:, a], return_inverse=True)
+        if values.size <= CATEGORICAL_LEVELS:
+            codes.append(code.astype(np.int64))
+    pairs = [
+        codes[a] * (CATEGORICAL_LEVELS + 1) + codes[b]
+        for a in range(len(codes))
+        for b in range(a + 1, len(codes))
+    ]
+    return codes + pairs
+
+
+def _round_count(count: int, controls: Controls) -> int:
+    """A count as published: under control, 0 stays 0 and others round up to k's multiples."""
+    if not controls.on or count == 0:
+        return count
+    return int(math.ceil(count / controls.k) * controls.k)
+
+
+def base_time(
+    table: Mapping[str, np.ndarray], duration: str, keep: np.ndarray, controls: Controls
+) -> np.ndarray:
+    """The kept rows' times in the site's *base partition* of this duration column: lattice
+    cells merged until each holds ≥ k of its patients (all rows with a duration).
+
+    It depends on the data source, the duration column, k and the resolution only — not
+    on the event column, the covariates or the groups a request names — so every request
+    sees this partition or a coarsening of it, and no combination of answers (by anyone)
+    can show fewer than k patients leaving between two times. For the same reason the
+    population is fixed: a request whose columns are missing for some of the patients with
+    a duration is refused (differencing two populations would expose the difference).
+    """
+    assert controls.resolution is not None
+    column = table[duration]
+    present = ~np.isnan(column)
+    if int(keep.sum()) != int(present.sum()):
+        raise AlgorithmRefusal(
+            f"under disclosure control this site answers only over all its patients with a "
+            f"{duration!r}, and some of them lack the event or a requested column; ask "
+            "without that column"
+        )
+    cells = lattice(column[present], controls.resolution)
+    cuts = site_cuts(cells, np.ones(cells.size, dtype=bool), controls.k)
+    if cuts is None:
+        raise AlgorithmRefusal(
+            f"fewer than {controls.k} patients with a {duration!r} (this site's minimum group size)"
+        )
+    return coarsen(cells, cuts)
+
+
+def coarsened_cox_time(
+    base: np.ndarray, event: np.ndarray, x: np.ndarray, controls: Controls
+) -> np.ndarray:
+    """The times a Cox request is answered from: the base partition (``base_time``) merged
+    further until events, censorings and categorical values are each 0 or ≥ k per interval.
+    """
+    cuts = site_cuts(base, event, controls.k, _categorical_labels(x))
+    if cuts is None:
+        raise AlgorithmRefusal(
+            f"this site cannot cut its data into time intervals that each hold 0 or at least "
+            f"{controls.k} events and 0 or at least {controls.k} censorings with every value "
+            "(and pair of values) of the categorical covariates held 0 or at least "
+            f"{controls.k} times: a rare category or too few censorings; drop or merge a "
+            "rare categorical covariate"
+        )
+    return coarsen(base, cuts)
+
+
 # --- Cox: aggregates ------------------------------------------------------------------------
 
 
@@ -465,7 +625,7 @@ def _constants(x: np.ndarray) -> list[float | None]:
 
 
 def _cox_setup(
-    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, dict[str, int]]:
     duration = _text_param(params, "duration")
     event_col = _text_param(params, "event")
@@ -474,20 +634,48 @@ def _cox_setup(
     overlap = {duration, event_col} & set(covariates)
     if overlap or duration == event_col:
         raise AlgorithmError("the duration, the event and the covariates must be different columns")
-    time, event, x, _, dropped = _prepared(table, duration, event_col, covariates)
+    time, event, x, keep, dropped = _prepared(table, duration, event_col, covariates)
     events = int(event.sum())
     if events == 0:
         raise AlgorithmError(f"no events: {event_col!r} is 0 in every complete row")
-    _guard(int(time.size), events, k)
-    counts = {"n": int(time.size), "events": events, "incomplete": dropped}
+    _guard(int(time.size), events, controls.k)
+    if controls.on:
+        # the site answers from its own coarse intervals, whatever times the request
+        # names: no grid, and no set of requests, isolates fewer than k of its patients
+        time = coarsened_cox_time(base_time(table, duration, keep, controls), event, x, controls)
+    counts = {"n": int(time.size), "events": events, "incomplete": _round_count(dropped, controls)}
     return time, event, x, covariates, ties, counts
 
 
+def _controlled_betas(
+    params: Mapping[str, Any], x: np.ndarray, controls: Controls
+) -> list[np.ndarray]:
+    """The request's β, checked against the site's limits when control is on."""
+    betas = _vectors_param(params, "betas", x.shape[1])
+    if not controls.on:
+        return betas
+    if len(betas) > MAX_BETAS_PER_REQUEST:
+        raise AlgorithmRefusal(
+            f"{len(betas)} coefficient vectors in one request: this site answers at most "
+            f"{MAX_BETAS_PER_REQUEST} per request under disclosure control"
+        )
+    for beta in betas:
+        eta = _linear_predictor(x, beta)
+        if eta.size and float(eta.max() - eta.min()) > MAX_LINEAR_PREDICTOR_RANGE:
+            raise AlgorithmRefusal(
+                "this β spreads the linear predictor over more than "
+                f"{MAX_LINEAR_PREDICTOR_RANGE:g} at this site (one patient's weight would "
+                "swamp an interval's sums); a Cox fit never needs such a β: check the "
+                "covariates' scale"
+            )
+    return betas
+
+
 def coxph_pooled(
-    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
 ) -> dict[str, Any]:
     """The site's part of one round of the pooled Cox model (see the module docstring)."""
-    time, event, x, covariates, ties, counts = _cox_setup(table, params, k)
+    time, event, x, covariates, ties, counts = _cox_setup(table, params, controls)
     step = params.get("step")
     head = {"version": VERSION, "covariates": covariates, "ties": ties}
     if step == "describe":
@@ -511,7 +699,7 @@ def coxph_pooled(
         ):
             raise AlgorithmError("'tied' must be a list of indices into 'times'")
         points: list[dict[str, Any]] = []
-        for beta in _vectors_param(params, "betas", len(covariates)):
+        for beta in _controlled_betas(params, x, controls):
             terms = _weighted_terms(x, beta)
             if terms is None:
                 points.append({"overflow": True})
@@ -543,10 +731,10 @@ def _times_param(params: Mapping[str, Any]) -> np.ndarray:
 
 
 def coxph_stratified(
-    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
 ) -> dict[str, Any]:
     """The site's part of one round of the site-stratified Cox model."""
-    time, event, x, covariates, ties, counts = _cox_setup(table, params, k)
+    time, event, x, covariates, ties, counts = _cox_setup(table, params, controls)
     step = params.get("step")
     head = {"version": VERSION, "covariates": covariates, "ties": ties}
     if step == "describe":
@@ -559,7 +747,7 @@ def coxph_stratified(
             "loglik_at_zero": loglik_zero,
         }
     if step == "evaluate":
-        betas = _vectors_param(params, "betas", len(covariates))
+        betas = _controlled_betas(params, x, controls)
         points = [_local_cox(time, event, x, beta, ties) or {"overflow": True}
                   for beta in betas]  # fmt: skip
         return {**head, "points": points}
@@ -608,19 +796,21 @@ def _group_label(value: Any) -> str:
     return str(value) if str(value) else MISSING_GROUP
 
 
-def _suppress(sizes: Mapping[str, int], k: int) -> list[str]:
-    """Groups to hide: those under k, plus the smallest others while the hidden ones add up
-    to fewer than k (the overall curve minus the shown groups would reveal them)."""
+def _suppress(sizes: Mapping[str, int], k: int, forced: Iterable[str] = ()) -> list[str]:
+    """Groups to hide: those under k (and ``forced``), plus the smallest others while the
+    hidden ones add up to fewer than k (the overall curve minus the shown groups would
+    reveal them)."""
     order = sorted(sizes, key=lambda g: (sizes[g], g))
-    hidden = [g for g in order if sizes[g] < k]
-    shown = [g for g in order if sizes[g] >= k]
+    forced = set(forced)
+    hidden = [g for g in order if sizes[g] < k or g in forced]
+    shown = [g for g in order if g not in hidden]
     while hidden and sum(sizes[g] for g in hidden) < k and shown:
         hidden.append(shown.pop(0))
     return sorted(hidden)
 
 
 def kaplan_meier(
-    table: Mapping[str, np.ndarray], params: Mapping[str, Any], k: int
+    table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
 ) -> dict[str, Any]:
     """The site's Kaplan–Meier counts, overall and per group (one round)."""
     duration = _text_param(params, "duration")
@@ -636,14 +826,33 @@ def kaplan_meier(
     if group is not None and group not in table:
         raise AlgorithmError(f"no column {group!r} (columns: {', '.join(sorted(table))})")
     time, event, _, keep, dropped = _prepared(table, duration, event_col, [])
+    k = controls.k
     _guard(int(time.size), None, k)
-    if unit is not None:
+    if controls.on:
+        # the site's own intervals (its base partition, merged until each holds ≥ k
+        # events or none and ≥ k censorings or none): no published time is a patient's,
+        # whatever column 'duration' names; 'time_unit' only merges them further
+        cells = base_time(table, duration, keep, controls)
+        if unit is not None:
+            # merge the intervals that end in the same unit, each named by its last end
+            # (a base interval end): a new name would read as a finer boundary
+            keys, inverse = np.unique(np.ceil(cells / float(unit)), return_inverse=True)
+            last = np.full(keys.size, -np.inf)
+            np.maximum.at(last, inverse, cells)
+            cells = last[inverse]
+        cuts = site_cuts(cells, event, k)
+        if cuts is None:
+            raise AlgorithmRefusal(
+                f"fewer than {k} events or censorings (this site's minimum group size)"
+            )
+        time = coarsen(cells, cuts)
+    elif unit is not None:
         # coarser times reveal less: every time becomes the end of its interval
         time = np.ceil(time / float(unit)) * float(unit)
     out: dict[str, Any] = {
         "version": VERSION,
         "min_group_size": k,
-        "n_incomplete": dropped,
+        "n_incomplete": _round_count(dropped, controls),
         "overall": km_counts(time, event, k),
     }
     if group is not None:
@@ -651,10 +860,24 @@ def kaplan_meier(
         sizes: dict[str, int] = {}
         for label in labels:
             sizes[label] = sizes.get(label, 0) + 1
-        hidden = _suppress(sizes, k)
         members = np.array(labels, dtype=object)
+        group_time: dict[str, np.ndarray] = {}
+        unfit: list[str] = []
+        for g in sorted(sizes):
+            inside = members == g
+            if not controls.on:
+                group_time[g] = time[inside]
+                continue
+            # a group's curve merges the site's intervals further until each of its own
+            # holds 0 or ≥ k events and 0 or ≥ k censorings; a group that cannot is hidden
+            cuts = site_cuts(time[inside], event[inside], k)
+            if cuts is None:
+                unfit.append(g)
+            else:
+                group_time[g] = coarsen(time[inside], cuts)
+        hidden = _suppress(sizes, k, unfit)
         out["groups"] = {
-            g: km_counts(time[members == g], event[members == g], k)
+            g: km_counts(group_time[g], event[members == g], k)
             for g in sorted(sizes)
             if g not in hidden
         }
@@ -671,14 +894,48 @@ COMPUTE = {
 }
 
 
-def compute(kind: str, table: Mapping[str, np.ndarray], params: Any, k: int) -> dict[str, Any]:
+def compute(
+    kind: str,
+    table: Mapping[str, np.ndarray],
+    params: Any,
+    k: int,
+    time_resolution: float | None = None,
+) -> dict[str, Any]:
     """One site's answer to one request of image ``kind``, over its data ``table``, with
-    minimum group size ``k``. Local mode calls this; the images call it via ``run_task``."""
+    minimum group size ``k`` and disclosure control on when ``time_resolution`` is a number
+    (its time lattice). Local mode calls this; the images call it via ``run_task``."""
     if kind not in COMPUTE:
         raise AlgorithmError(f"unknown survival algorithm {kind!r} (one of {KINDS})")
     if not isinstance(params, dict):
         raise AlgorithmError("the input must be a JSON object")
-    return COMPUTE[kind](table, params, k)
+    if time_resolution is not None and not time_resolution > 0:
+        raise AlgorithmError(f"the time resolution must be positive, not {time_resolution!r}")
+    return COMPUTE[kind](table, params, Controls(max(1, int(k)), time_resolution))
+
+
+def coarsened_table(
+    kind: str,
+    table: Mapping[str, np.ndarray],
+    params: Mapping[str, Any],
+    k: int,
+    time_resolution: float,
+) -> Table:
+    """This site's complete rows of a Cox request's columns, with the duration as the site
+    coarsens it under control: the data a central fit must reproduce (docs/privacy.md)."""
+    if kind not in ("coxph-pooled", "coxph-stratified"):
+        raise AlgorithmError(f"coarsened data is defined for the Cox models, not {kind!r}")
+    controls = Controls(max(1, int(k)), time_resolution)
+    duration = _text_param(params, "duration")
+    event_col = _text_param(params, "event")
+    covariates = _covariates_param(params)
+    time, event, x, keep, _ = _prepared(table, duration, event_col, covariates)
+    _guard(int(time.size), int(event.sum()), controls.k)
+    base = base_time(table, duration, keep, controls)
+    out: Table = {duration: coarsened_cox_time(base, event, x, controls)}
+    out[event_col] = event.astype(np.float64)
+    for a, name in enumerate(covariates):
+        out[name] = x[:, a].copy()
+    return out
 
 
 def run_task(kind: str, params: Any) -> dict[str, Any]:
@@ -690,4 +947,4 @@ def run_task(kind: str, params: Any) -> dict[str, Any]:
     if not isinstance(label, str) or not label:
         raise AlgorithmError(f"name the data source with 'data' (available: {labels})")
     table = load_csv(algorithm.data_file(label, suffix=".csv"), needed_columns(kind, params))
-    return compute(kind, table, params, algorithm.min_group_size())
+    return compute(kind, table, params, algorithm.min_group_size(), algorithm.time_resolution())

@@ -54,6 +54,13 @@ def _parse_data(values: tuple[str, ...]) -> dict[str, Path]:
     show_default=True,
     help="PTM_MIN_GROUP_SIZE given to the algorithm.",
 )
+@click.option(
+    "--time-resolution",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Turn disclosure control on with this time lattice (PTM_TIME_RESOLUTION), as a "
+    "site's [policy] disclosure_control = true does; default off (docs/privacy.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 def run_local_cmd(
     image: str,
@@ -63,6 +70,7 @@ def run_local_cmd(
     timeout: float,
     memory: str,
     min_group_size: int,
+    time_resolution: float | None,
     as_json: bool,
 ) -> None:
     """Run algorithm IMAGE locally in exactly the sandbox a site uses.
@@ -100,7 +108,15 @@ def run_local_cmd(
     except PolicyError as exc:
         raise click.BadParameter(str(exc)) from exc
     input_bytes = input_file.read_bytes() if input_file else b""
-    result = run_local(client, image, _parse_data(data), input_bytes, limits, min_group_size)
+    result = run_local(
+        client,
+        image,
+        _parse_data(data),
+        input_bytes,
+        limits,
+        min_group_size,
+        time_resolution=time_resolution,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     for rel, content in result.files.items():
         target = out_dir / rel

@@ -191,6 +191,8 @@ def config_check(home: Path | None, as_json: bool) -> None:
             "publishers": sorted(policy.publishers),
             "data": {label: str(p) for label, p in sorted(policy.data.items())},
             "min_group_size": policy.min_group_size,
+            # None: no disclosure control (exact answers); else the time lattice
+            "time_resolution": policy.time_resolution,
             "limits": policy.limits.to_dict(),
         },
         "tasks": {"parallel": config.tasks_parallel},

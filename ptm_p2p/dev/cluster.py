@@ -161,16 +161,21 @@ class LocalCluster:
         publishers: Sequence[str] = (),
         data: dict[str, Path] | None = None,
         extra: str = "",
+        disclosure_control: bool = False,
     ) -> None:
         """Append a ``[policy]`` to a site's config.toml (before ``start_site``).
 
         Data files are made readable by the task's unprivileged user, as an operator would.
+        Disclosure control is written out explicitly and is *off* unless asked for: the
+        tests, benchmarks and demo built on this cluster compare the federated answers with
+        R and lifelines on the raw data (a real site's policy has it on by default).
         """
         lines = [
             "",
             "[policy]",
             f"images = {json.dumps(list(images))}",
             f"publishers = {json.dumps(list(publishers))}",
+            f"disclosure_control = {'true' if disclosure_control else 'false'}",
         ]
         if data:
             lines.append("[policy.data]")

@@ -32,6 +32,7 @@ def run_local(
     limits: Limits | None = None,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     labels: Mapping[str, str] | None = None,
+    time_resolution: float | None = None,
 ) -> RunResult:
     """Run a local image (tag or id) with the given data; ExecutorError if it is missing."""
     t0 = time.monotonic()
@@ -71,6 +72,7 @@ def run_local(
             limits=limits or Limits(),
             task_id="local",
             min_group_size=min_group_size,
+            time_resolution=time_resolution,
             labels={"ptm_p2p.task": "local", **(labels or {})},
         ),
     )

@@ -9,6 +9,8 @@ missing policy allows nothing)::
     # organisation names or 64-hex Ed25519 public keys; "*" allows every member
     publishers = ["uni-research", "9c1e…"]
     min_group_size = 5            # smallest group an aggregate output may report
+    disclosure_control = true     # the default: answer from coarse intervals (privacy.md)
+    time_resolution = 30          # its time lattice, in the data's unit (default 30)
 
     [policy.data]                 # data sources by label: a file or a folder
     registry = "/srv/data/registry.csv"
@@ -42,8 +44,18 @@ from ptm_p2p.executor.outputdir import TASK_UID
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PUBKEY_HEX = re.compile(r"^[0-9a-f]{64}$")
-KEYS = ("images", "publishers", "data", "limits", "min_group_size")
+KEYS = (
+    "images",
+    "publishers",
+    "data",
+    "limits",
+    "min_group_size",
+    "disclosure_control",
+    "time_resolution",
+)
 DEFAULT_MIN_GROUP_SIZE = 5
+# The time lattice of disclosure control when the policy names none (days, for day data).
+DEFAULT_TIME_RESOLUTION = 30.0
 # Folders of the operating system, never a site's data: a data path that is or leads into one
 # (a symlink to /etc/shadow, /dev/zero, /proc/…) is refused outright, with no chmod advice.
 SYSTEM_FOLDERS = (
@@ -87,6 +99,9 @@ class SitePolicy:
     data: dict[str, Path] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE
+    # the site's time lattice under disclosure control (on unless the policy says
+    # ``disclosure_control = false``); None: no control, exact answers (unsafe)
+    time_resolution: float | None = DEFAULT_TIME_RESOLUTION
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SitePolicy:
@@ -140,6 +155,19 @@ class SitePolicy:
             raise PolicyError(
                 f"[policy] min_group_size must be a whole number >= 1, got {min_group!r}"
             )
+        control = table.get("disclosure_control", True)
+        if not isinstance(control, bool):
+            raise PolicyError(f"[policy] disclosure_control must be true or false, got {control!r}")
+        resolution = table.get("time_resolution", DEFAULT_TIME_RESOLUTION)
+        if (
+            isinstance(resolution, bool)
+            or not isinstance(resolution, int | float)
+            or not 0 < resolution < float("inf")
+        ):
+            raise PolicyError(
+                f"[policy] time_resolution must be a positive number (in the data's time "
+                f"unit, e.g. 30 for days), got {resolution!r}"
+            )
         return cls(
             repositories=frozenset(repositories),
             pinned=frozenset(pinned),
@@ -148,6 +176,7 @@ class SitePolicy:
             data=data,
             limits=Limits.from_config(table.get("limits", {})),
             min_group_size=min_group,
+            time_resolution=float(resolution) if control else None,
         )
 
     # --- the checks, each raising a PolicyError that says what to change ------------------

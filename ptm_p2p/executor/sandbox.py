@@ -52,6 +52,7 @@ class SandboxRun:
     limits: Limits = field(default_factory=Limits)
     task_id: str = ""
     min_group_size: int = 5
+    time_resolution: float | None = None  # disclosure control's lattice; None: off
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -87,6 +88,7 @@ def environment(run: SandboxRun) -> dict[str, str]:
         "PTM_OUTPUT_FILE": f"{OUTPUT_DIR}/output.json",
         "PTM_TASK_ID": run.task_id,
         "PTM_MIN_GROUP_SIZE": str(run.min_group_size),
+        "PTM_TIME_RESOLUTION": repr(run.time_resolution) if run.time_resolution else "0",
         "PTM_OUTPUT_MAX_BYTES": str(run.limits.output_bytes),
         "HOME": "/tmp",
         # numeric libraries start one thread per visible CPU; keep them within the CPU cap

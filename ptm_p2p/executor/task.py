@@ -80,6 +80,7 @@ class Executor:
                 limits=limits,
                 task_id=task.task_id,
                 min_group_size=self.policy.min_group_size,
+                time_resolution=self.policy.time_resolution,
                 labels={**task.labels, "ptm_p2p.task": task.task_id},
             ),
         )
