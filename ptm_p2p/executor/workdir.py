@@ -120,11 +120,13 @@ def _unmount(point: Path) -> None:
         )
 
 
-def sweep(owner: str) -> list[str]:
+def sweep(owner: str, remove_root: bool = False) -> list[str]:
     """Unmount and remove everything left in ``owner``'s task folder; the names removed.
 
     Called at start, before any task can run: what is there belongs to runs of an earlier
     process of this owner that ended without cleaning up (a crash, SIGKILL, power loss).
+    Called again at a clean stop with ``remove_root`` (a run still going when the daemon
+    stops is abandoned with its thread, and the owner's folder itself goes too).
     """
     root = memory_root() / f"ptm-tasks-{owner}"
     if not root.exists():
@@ -146,6 +148,8 @@ def sweep(owner: str) -> list[str]:
                 "hold a decrypted input: remove it by hand and start the site again"
             ) from exc
         removed.append(child.name)
+    if remove_root:
+        root.rmdir()
     return removed
 
 

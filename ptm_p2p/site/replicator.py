@@ -749,6 +749,10 @@ def _serve_node(
         site.book.flush()
         site.worker.close()
         site.store.close()
+        try:
+            sweep_task_folders(home.public_key.hex(), stopping=True)
+        except PtmError as exc:  # the next start tries again, and stops if it cannot
+            log.error("%s", exc)
 
 
 __all__ = ["Site", "run_node", "Path"]

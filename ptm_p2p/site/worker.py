@@ -557,20 +557,24 @@ def task_folder_owner(key_hex: str) -> str:
     return f"site-{key_hex[:16]}"
 
 
-def sweep_task_folders(key_hex: str) -> None:
-    """Unmount and remove what earlier runs of this site left in memory (a crash).
+def sweep_task_folders(key_hex: str, stopping: bool = False) -> None:
+    """Unmount and remove what runs of this site left in memory.
 
-    Called by ``_serve_node`` before the daemon starts anything else; a folder that cannot
-    be removed stops the daemon (``ExecutorError``, naming it): it may hold a decrypted input.
+    Called by ``_serve_node`` before the daemon starts anything else (what a crash left): a
+    folder that cannot be removed then stops the daemon (``ExecutorError``, naming it), as it
+    may hold a decrypted input. Called again as the daemon stops (``stopping``): a run still
+    going is abandoned with its thread, so its folder is removed here, not left to the next
+    start.
     """
     from ptm_p2p.executor import workdir
 
-    removed = workdir.sweep(task_folder_owner(key_hex))
+    removed = workdir.sweep(task_folder_owner(key_hex), remove_root=stopping)
     if removed:
         log.warning(
-            "removed %d task folder(s) an earlier run of this site left in memory "
-            "(decrypted inputs and outputs of interrupted tasks): %s",
+            "removed %d task folder(s) %s in memory (decrypted inputs and outputs of "
+            "interrupted tasks): %s",
             len(removed),
+            "of runs cut short by this stop" if stopping else "an earlier run of this site left",
             ", ".join(removed),
         )
 

@@ -217,18 +217,13 @@ def test_an_unwritable_task_journal_backs_off_and_shows_in_status(study: Study) 
             input=json.dumps(SUMMARY_PARAMS).encode(),
             data=["gbsg2"],
         )
-        wait_for(
-            "the fault to show",
-            lambda: "tasks.db" in (cluster.status(site).get("local_fault") or ""),
-            timeout=60,
-        )
-        time.sleep(6)
-        status = cluster.status(site)
-        assert "readonly" in status["local_fault"], status
-        assert "LOCAL FAULT cannot write tasks.db" in render(status)
+        time.sleep(8)  # the site sees the task within 1-2 s, then fails to journal its run
         lines = [line for line in cluster.logs(site)[before:].splitlines() if "tasks.db" in line]
         # Pauses of 0.5, 1, 2, 4… s (± 25 %): a handful of steps, one line each.
-        assert 1 <= len(lines) <= 8, lines
+        assert 1 <= len(lines) <= 8, (len(lines), lines[:3])
+        status = cluster.status(site)
+        assert "readonly" in (status.get("local_fault") or ""), status
+        assert "LOCAL FAULT cannot write tasks.db" in render(status)
         assert client.task(task.id).progress[site] != "ok"
     finally:
         _disarm_journal_fault(journal)
