@@ -37,6 +37,7 @@ class LocalFaults:
         self.faults: dict[str, str] = {}  # file -> what failed
         self._step: dict[str, float] = {}  # file -> the last pause (before jitter)
         self._until: dict[str, float] = {}  # file -> monotonic end of the current pause
+        self._doing: dict[str, str] = {}  # file -> what failed on it ("read", "write")
 
     def ready(self, file: str) -> bool:
         """False while a back-off step for ``file`` runs (for callers that cannot wait)."""
@@ -52,6 +53,7 @@ class LocalFaults:
         self._step[file] = step
         self._until[file] = now + wait
         self.faults[file] = f"cannot {doing} {file}: {exc}"
+        self._doing[file] = doing
         if first:
             log.warning(
                 "cannot %s %s: %s. This is a fault of this machine (disk full? file not "
@@ -75,10 +77,14 @@ class LocalFaults:
             return
         await trio.sleep(self.failed(file, exc, doing))
 
-    def cleared(self, file: str) -> None:
-        """A write of ``file`` worked: forget its back-off (one line if it had failed)."""
-        if self.faults.pop(file, None) is not None:
-            log.info("%s takes writes again; resumed", file)
+    def cleared(self, file: str, doing: str | None = None) -> None:
+        """Using ``file`` worked: forget its back-off (one line if it had failed). With
+        ``doing``, only a fault of that kind is cleared (a read that works says nothing
+        about writes)."""
+        if file not in self._doing or (doing is not None and self._doing[file] != doing):
+            return
+        del self.faults[file], self._doing[file]
+        log.info("%s works again; resumed", file)
         self._step.pop(file, None)
         self._until.pop(file, None)
 

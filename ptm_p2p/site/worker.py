@@ -126,8 +126,13 @@ class TaskWorker:
                 except StoreError as exc:
                     if not is_local_fault(exc):
                         raise
-                    await self.faults.pause(JOURNAL_FILE, exc, "read")
+                    # The journal's reads, or the ledger's (cosigning): name the right file.
+                    mine = str(self.journal.path) in str(exc)
+                    file = JOURNAL_FILE if mine else self.site.home.ledger_path.name
+                    await self.faults.pause(file, exc, "read")
                     continue
+                self.faults.cleared(JOURNAL_FILE, "read")
+                self.faults.cleared(self.site.home.ledger_path.name, "read")
                 await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
@@ -505,7 +510,8 @@ class TaskWorker:
                     raise
                 await self.faults.pause(JOURNAL_FILE, exc, doing)
                 continue
-            self.faults.cleared(JOURNAL_FILE)
+            # A write that works clears any fault; a read only a read fault.
+            self.faults.cleared(JOURNAL_FILE, None if doing == "write" else doing)
             return value
 
     def _journal_damaged(self, exc: StoreError) -> None:

@@ -229,5 +229,5 @@ def test_an_unwritable_task_journal_backs_off_and_shows_in_status(study: Study) 
         _disarm_journal_fault(journal)
     assert client.wait(task.id, timeout=60).progress == {site: "ok"}
     wait_for("the fault to clear", lambda: not cluster.status(site).get("local_fault"), timeout=30)
-    assert "tasks.db takes writes again" in cluster.logs(site)
+    assert "tasks.db works again" in cluster.logs(site)
     assert "Traceback" not in cluster.logs(site)
