@@ -4,7 +4,8 @@ The container has: no network (``network_mode="none"``), a read-only root filesy
 capabilities dropped, ``no-new-privileges``, user 65534:65534, memory (= memory+swap), CPU
 and pid limits, a small ``/tmp`` tmpfs, the site's data mounted read-only under
 ``/ptm/data/<label>``, the input as a read-only file ``/ptm/input`` and a size-capped output
-folder ``/ptm/output``; nothing else (the algorithm contract is in docs/executor.md).
+folder ``/ptm/output``; nothing else (the algorithm contract is in docs/executor.md). Input
+and output live in a task folder in memory (``workdir.py``), never on the host's disk.
 
 Logs are read from an attach stream while the container runs (the log driver is ``none``,
 so a log flood never reaches the host disk): the first ``log_bytes`` are kept, the rest is
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +34,7 @@ from ptm_p2p.executor.limits import Limits
 from ptm_p2p.executor.outputdir import TASK_UID, OutputDir
 from ptm_p2p.executor.policy import check_label
 from ptm_p2p.executor.result import RunResult, Timings
+from ptm_p2p.executor.workdir import make_task_folder, remove_task_folder
 
 CONTAINER_LABEL = "ptm_p2p"
 INPUT_PATH = "/ptm/input"
@@ -54,6 +55,8 @@ class SandboxRun:
     min_group_size: int = 5
     time_resolution: float | None = None  # disclosure control's lattice; None: off
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Whose task folder (workdir.py): a site uses its key, so it sweeps only its own.
+    owner: str = "local"
 
 
 class _LogReader(threading.Thread):
@@ -154,69 +157,72 @@ def _run(client: docker.DockerClient, run: SandboxRun) -> RunResult:
     t0 = time.monotonic()
     container = None
     output: OutputDir | None = None
-    # ignore_cleanup_errors: whatever the container left must not turn a result (or the
-    # real error) into an OSError from the clean-up; OutputDir.remove reports its own.
-    with tempfile.TemporaryDirectory(prefix="ptm-task-", ignore_cleanup_errors=True) as tmp:
-        staging = Path(tmp)
+    # In memory (workdir.py): the decrypted input and the output never touch a disk, and
+    # what a crash leaves behind is swept at the owner's next start.
+    staging = make_task_folder(run.owner, run.task_id)
+    try:
+        input_file = staging / "input"
+        input_file.write_bytes(run.input)
+        input_file.chmod(0o644)  # readable by the task user; the folder stays 0700
+        output = OutputDir.create(staging, run.limits.output_bytes)
+        t_prepared = time.monotonic()
         try:
-            input_file = staging / "input"
-            input_file.write_bytes(run.input)
-            input_file.chmod(0o644)  # readable by the task user; the folder stays 0700
-            output = OutputDir.create(staging, run.limits.output_bytes)
-            t_prepared = time.monotonic()
-            try:
-                container = client.containers.create(
-                    run.image, **container_options(run, staging, output)
-                )
-                # Attach before start, so not a byte of early output is missed.
-                stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
-            except docker.errors.ImageNotFound as exc:
-                raise ExecutorError(
-                    f"image {run.image} is not in the engine; pull or build it first"
-                ) from exc
-            except docker.errors.APIError as exc:
-                raise ExecutorError(
-                    f"the engine refused to create the task container for {run.image}: "
-                    f"{exc.explanation or exc}"
-                ) from exc
-            reader = _LogReader(stream, run.limits.log_bytes)
-            reader.start()
-            t_created = time.monotonic()
-            exit_code, timed_out = _start_and_wait(container, run.limits.timeout_s)
-            t_ran = time.monotonic()
-            reader.join(timeout=KILL_GRACE_S)
-            state = _state(container)
-            files, out_total, out_problem = output.read()
-            status, reason = _verdict(exit_code, timed_out, state, out_problem, run.limits)
-            t_end = time.monotonic()
-            return RunResult(
-                status=status,
-                reason=reason,
-                image=run.image,
-                exit_code=exit_code,
-                files=files,
-                output_bytes=out_total,
-                logs=bytes(reader.kept),
-                log_bytes=reader.total,
-                logs_truncated=reader.total > len(reader.kept),
-                limits=run.limits,
-                timings=Timings(
-                    prepare_s=t_prepared - t0,
-                    create_s=t_created - t_prepared,
-                    run_s=t_ran - t_created,
-                    collect_s=t_end - t_ran,
-                    total_s=t_end - t0,
-                ),
+            container = client.containers.create(
+                run.image, **container_options(run, staging, output)
             )
+            # Attach before start, so not a byte of early output is missed.
+            stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
+        except docker.errors.ImageNotFound as exc:
+            raise ExecutorError(
+                f"image {run.image} is not in the engine; pull or build it first"
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise ExecutorError(
+                f"the engine refused to create the task container for {run.image}: "
+                f"{exc.explanation or exc}"
+            ) from exc
+        reader = _LogReader(stream, run.limits.log_bytes)
+        reader.start()
+        t_created = time.monotonic()
+        exit_code, timed_out = _start_and_wait(container, run.limits.timeout_s)
+        t_ran = time.monotonic()
+        reader.join(timeout=KILL_GRACE_S)
+        state = _state(container)
+        files, out_total, out_problem = output.read()
+        status, reason = _verdict(exit_code, timed_out, state, out_problem, run.limits)
+        t_end = time.monotonic()
+        return RunResult(
+            status=status,
+            reason=reason,
+            image=run.image,
+            exit_code=exit_code,
+            files=files,
+            output_bytes=out_total,
+            logs=bytes(reader.kept),
+            log_bytes=reader.total,
+            logs_truncated=reader.total > len(reader.kept),
+            limits=run.limits,
+            timings=Timings(
+                prepare_s=t_prepared - t0,
+                create_s=t_created - t_prepared,
+                run_s=t_ran - t_created,
+                collect_s=t_end - t_ran,
+                total_s=t_end - t0,
+            ),
+        )
+    finally:
+        # Nested, so that a container that cannot be removed still lets the output
+        # tmpfs be unmounted (a leaked mount would outlive the process).
+        try:
+            if container is not None:
+                _remove(container)
         finally:
-            # Nested, so that a container that cannot be removed still lets the output
-            # tmpfs be unmounted (a leaked mount would outlive the process).
             try:
-                if container is not None:
-                    _remove(container)
-            finally:
                 if output is not None:
                     output.remove()
+            finally:
+                # Never an OSError from clean-up: it must not hide a result or the error.
+                remove_task_folder(staging)
 
 
 def _start_and_wait(container: Any, timeout_s: float) -> tuple[int | None, bool]:

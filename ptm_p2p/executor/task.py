@@ -38,6 +38,7 @@ class Task:
     memory_bytes: int | None = None
     cpus: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    owner: str = "local"  # whose in-memory task folder (workdir.py); a site uses its key
 
 
 class Executor:
@@ -82,6 +83,7 @@ class Executor:
                 min_group_size=self.policy.min_group_size,
                 time_resolution=self.policy.time_resolution,
                 labels={**task.labels, "ptm_p2p.task": task.task_id},
+                owner=task.owner,
             ),
         )
         t = result.timings

@@ -13,7 +13,9 @@ per task the site has started to act on:
   different results for one task, nor two different entries with one sequence number.
 * ``done``: the site's verified replica holds the result.
 
-Rows are keyed by the task entry's hash; the log, not this file, is the record of truth for
+A write that fails (a full disk, a read-only file) raises ``StoreError``; the worker then
+backs off and shows the fault (``faults.py``) instead of retrying at once. Rows are keyed by
+the task entry's hash; the log, not this file, is the record of truth for
 everyone else. Deleting this file is safe only while the site has nothing in flight.
 """
 
@@ -79,29 +81,35 @@ class Journal:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the task journal {self.path}: {exc}") from exc
 
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the task journal {self.path}: {exc}") from exc
+
     def get(self, task: bytes) -> Run | None:
-        row = self.db.execute(
+        rows = self._read(
             "SELECT task, task_index, state, seq, result, status FROM runs WHERE task = ?",
             (task,),
-        ).fetchone()
-        return Run(*row) if row else None
+        )
+        return Run(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def in_state(self, state: str) -> list[Run]:
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT task, task_index, state, seq, result, status FROM runs WHERE state = ? "
             "ORDER BY task_index",
             (state,),
-        ).fetchall()
-        return [Run(*row) for row in rows]
+        )
+        return [Run(*row) for row in rows]  # type: ignore[arg-type]
 
     def last_signed(self) -> Run | None:
         """Our newest signed result entry not yet seen in the log (the chain continues there)."""
-        row = self.db.execute(
+        rows = self._read(
             "SELECT task, task_index, state, seq, result, status FROM runs "
             "WHERE state = ? ORDER BY seq DESC LIMIT 1",
             (SIGNED,),
-        ).fetchone()
-        return Run(*row) if row else None
+        )
+        return Run(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def start(self, task: bytes, task_index: int) -> None:
         """Record, before any container exists, that the task is being run."""
@@ -126,5 +134,5 @@ class Journal:
         )
 
     def counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall()
-        return {state: count for state, count in rows}
+        rows = self._read("SELECT state, COUNT(*) FROM runs GROUP BY state", ())
+        return {str(state): int(count) for state, count in rows}  # type: ignore[call-overload]

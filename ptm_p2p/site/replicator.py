@@ -68,6 +68,7 @@ from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.sync_server import SyncServer
 from ptm_p2p.network.trust import Party
 from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS, is_local_fault
+from ptm_p2p.site.faults import LocalFaults
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ class Site:
         self._fault_until = 0.0
         self._unverified_warned = False  # see on_note, before the genesis entry arrives
         self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
+        # Small files of ours failing to write (witness.json): back off, show in status.
+        self.file_faults = LocalFaults()
 
     def _check_covered(self) -> None:
         """Refuse a store whose entries no stored hub-signed checkpoint covers.
@@ -541,14 +544,15 @@ class Site:
                 return
         # Record what we vouch for durably *before* the cosignature exists: after a crash we
         # must never cosign a tree inconsistent with this one.
+        if not self.file_faults.ready(WITNESS_FILE):
+            return  # it failed a moment ago: the next try comes after the back-off step
         try:
             self._save_witness(size, signed.checkpoint.root)
         except OSError as exc:
-            # No record, no cosignature; the next catch-up tries again.
-            log.warning(
-                "not cosigning size %d: cannot record it in %s: %s", size, WITNESS_FILE, exc
-            )
+            # No record, no cosignature; a later catch-up tries again (one line per step).
+            self.file_faults.failed(WITNESS_FILE, exc, f"record the cosigned size {size} in")
             return
+        self.file_faults.cleared(WITNESS_FILE)
         self.witness_size, self.witness_root = size, signed.checkpoint.root
         mine = cp.cosign(signed, self.home.signer, name, int(time.time()))
         self.book.merge_cosignatures(mine, self.log.witness_verifiers())
@@ -676,6 +680,11 @@ class Site:
         )
         if self.worker is not None:
             data["tasks"] = self.worker.status()
+        # Every file of ours that fails is this machine's fault: one line in `ptm status`.
+        faults = [self.local_fault, self.file_faults.describe()]
+        if self.worker is not None:
+            faults.append(data["tasks"].get("local_fault"))
+        data["local_fault"] = "; ".join(f for f in faults if f) or None
         return data
 
 
@@ -708,8 +717,10 @@ def _serve_node(
     home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]
 ) -> None:
     from ptm_p2p.network.daemon import run_daemon
-    from ptm_p2p.site.worker import TaskWorker, site_settings
+    from ptm_p2p.site.worker import TaskWorker, site_settings, sweep_task_folders
 
+    # First of all: nothing decrypted that a crashed run left in memory stays there.
+    sweep_task_folders(home.public_key.hex())
     policy, parallel = site_settings(home)  # a bad [policy] stops the daemon here, at start
     site = Site(home, invitation, peers)
     site.worker = TaskWorker(site, policy, parallel)
@@ -738,6 +749,10 @@ def _serve_node(
         site.book.flush()
         site.worker.close()
         site.store.close()
+        try:
+            sweep_task_folders(home.public_key.hex(), stopping=True)
+        except PtmError as exc:  # the next start tries again, and stops if it cannot
+            log.error("%s", exc)
 
 
 __all__ = ["Site", "run_node", "Path"]

@@ -26,6 +26,18 @@ byte until the log holds it.
 
 Cancellation: a cancelled task not yet started is answered ``cancelled`` without running; a
 running one has its container killed and is answered ``cancelled``.
+
+Revocation reaches running work the same way: when the publisher's key is revoked while its
+task runs, the container is killed and the task answered ``refused`` naming the revocation
+entry; right before any result is signed the publisher is checked once more, so no output
+is ever sealed to a key this site knows to be revoked. When this site's own key is revoked,
+it kills its running containers and executes and signs nothing more (replay would refuse
+anything it signed); ``ptm status`` says so.
+
+Nothing decrypted outlives the daemon: inputs and outputs live in an in-memory task folder
+(``executor/workdir.py``), and a start sweeps what a crash left there before anything else.
+A write of ``tasks.db`` that fails is a local fault: the worker pauses with a bounded,
+jittered back-off (one log line per step, ``faults.py``) and ``ptm status`` shows it.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -43,14 +55,19 @@ from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import RESULT, AuthorChain, Entry, digest_of_image, result_payload
 from ptm_p2p.ledger.replay import Task as LoggedTask
 from ptm_p2p.network import protocol
+from ptm_p2p.network.verified_log import is_local_fault
+from ptm_p2p.site.faults import LocalFaults
 from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ptm_p2p.executor.policy import SitePolicy
     from ptm_p2p.executor.result import RunResult
     from ptm_p2p.site.replicator import Site
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RESUBMIT_INTERVAL = 1.0
 SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, cancels)
@@ -71,6 +88,7 @@ class Active:
     state: str = "queued"  # queued | running | answering
     started: float = 0.0
     cancel: bool = False
+    revoked_at: int | None = None  # the entry that revoked its publisher while it ran
     killed_at: float = float("-inf")  # monotonic time of the last kill sent to its container
 
 
@@ -89,6 +107,8 @@ class TaskWorker:
         self.active: dict[bytes, Active] = {}
         self.halted: str | None = None
         self.answered = 0
+        self.faults = LocalFaults()  # tasks.db failing to write: back off, show it
+        self.workdir_owner = task_folder_owner(self.me_hex)  # our in-memory task folders
         self._docker: Any = None
         self._executor: Any = None
         self._wake = trio.Event()
@@ -104,7 +124,15 @@ class TaskWorker:
                 try:
                     self._scan(nursery)
                 except StoreError as exc:
-                    log.error("task scan: %s (retrying)", exc)
+                    if not is_local_fault(exc):
+                        raise
+                    # The journal's reads, or the ledger's (cosigning): name the right file.
+                    mine = str(self.journal.path) in str(exc)
+                    file = JOURNAL_FILE if mine else self.site.home.ledger_path.name
+                    await self.faults.pause(file, exc, "read")
+                    continue
+                self.faults.cleared(JOURNAL_FILE, "read")
+                self.faults.cleared(self.site.home.ledger_path.name, "read")
                 await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
@@ -132,23 +160,49 @@ class TaskWorker:
             return "split view evidence against the hub: executing nothing (see evidence)"
         if not trust.hub_trusted:
             return "the hub is distrusted (see evidence): executing nothing"
+        revoked = self._self_revoked()
+        if revoked is not None:
+            return (
+                f"this site's key was revoked at entry {revoked}: its running tasks were "
+                "stopped and it executes and signs nothing more (replay refuses what a revoked "
+                "key signs). Ask the admin to admit a new key for this site"
+            )
         return self.halted
+
+    def _self_revoked(self) -> int | None:
+        member = self.site.log.state.members.get(self.me)
+        return member.revoked_at if member is not None else None
+
+    def _publisher_revoked(self, task: LoggedTask) -> int | None:
+        """The entry that revoked the task's publisher (-1: not a member at all), or None."""
+        member = self.site.log.state.members.get(task.publisher)
+        if member is None:
+            return -1
+        return member.revoked_at
 
     def _scan(self, nursery: trio.Nursery) -> None:
         state = self.site.log.state
-        if self._why_halted():
-            return
-        # Cancels reaching running tasks: stop their containers. Again every few seconds
-        # while the run goes on: a container still being created is not there to stop yet.
+        # Cancels and revocations reaching running tasks: stop their containers. Again every
+        # few seconds while the run goes on: a container still being created is not there
+        # to stop yet. Also while halted (a revoked site must stop its work at once).
         now = time.monotonic()
+        self_revoked = self._self_revoked() is not None
         for task_hash, active in list(self.active.items()):
             task = state.tasks.get(task_hash)
-            if task is None or task.cancelled_at is None:
+            if task is None:
                 continue
-            active.cancel = True
+            revoked = self._publisher_revoked(task)
+            if revoked is not None and active.revoked_at is None:
+                active.revoked_at = revoked
+            if task.cancelled_at is not None:
+                active.cancel = True
+            if not (active.cancel or active.revoked_at is not None or self_revoked):
+                continue
             if active.state == "running" and now - active.killed_at > KILL_RETRY:
                 active.killed_at = now
                 nursery.start_soon(self._kill_container, task_hash)
+        if self._why_halted():
+            return
         if self.site.witness_size < self.site.log.size:
             # Entries we verified but have not vouched for (e.g. a restart between storing
             # and cosigning): cosign now if consistent, rather than wait for the log to grow.
@@ -208,13 +262,8 @@ class TaskWorker:
             return
         publisher = state.members.get(task.publisher)
         if publisher is None or publisher.revoked_at is not None:
-            revoked = publisher.revoked_at if publisher else "?"
-            await self._answer(
-                entry,
-                "refused",
-                b"",
-                reason=f"the publisher's key was revoked at entry {revoked}; nothing was run",
-            )
+            # _answer checks the revocation again and words the refusal (revoked_reason).
+            await self._answer(entry, "refused", b"", reason="the publisher's key was revoked")
             return
         try:
             task_input = self.site.home.signer.open_sealed(entry.payload["inputs"][self.me])
@@ -241,8 +290,13 @@ class TaskWorker:
             memory_bytes=int(limits["memory_mb"]) * 1024 * 1024,
             cpus=limits["cpu_millis"] / 1000,
             labels={SITE_LABEL: self.me_hex},
+            owner=self.workdir_owner,
         )
-        self.journal.start(task.hash, task.index)
+        await self._journal_io("write", lambda: self.journal.start(task.hash, task.index))
+        if self._why_halted() or self._publisher_revoked(task) is not None:
+            # Revoked (or halted) while the journal write waited out a local fault: the
+            # scan answers the task on its next pass (the row makes it "interrupted").
+            return
         active.state, active.started = "running", time.time()
         log.info("task at entry %d: running %s", task.index, task.image)
         try:
@@ -256,6 +310,11 @@ class TaskWorker:
         status, reason = result.status, result.reason
         if active.cancel or self._cancelled(task):
             status, reason = "cancelled", "cancelled while running; the container was stopped"
+        if self._self_revoked() is not None:
+            log.warning(
+                "task at entry %d: stopped, not answered: %s", task.index, self._why_halted()
+            )
+            return
         ran = digest_of_image(result.digest) if result.digest else task.image_digest
         await self._answer(
             entry,
@@ -361,8 +420,17 @@ class TaskWorker:
             task = state.tasks[task_entry.hash]
             if self.me in task.results:
                 return
+            # Checked again right before signing, whatever the status: no output is ever
+            # sealed to a key this site knows to be revoked, and a revoked site signs nothing.
+            if self._self_revoked() is not None:
+                log.warning("task at entry %d: not answered: %s", task.index, self._why_halted())
+                return
+            revoked = self._publisher_revoked(task)
+            if revoked is not None:
+                status, output, reason = "refused", b"", revoked_reason(revoked)
+                log_digest, timings = b"", None
             seq, prev = state.heads.get(self.me, (0, bytes(32)))
-            pending = self.journal.last_signed()
+            pending = await self._journal_io("read", self.journal.last_signed)
             if pending is not None and pending.seq is not None and pending.seq > seq:
                 seq, prev = pending.seq, sha256(pending.result or b"")
             chain = AuthorChain(self.site.home.signer, seq, prev)
@@ -377,7 +445,10 @@ class TaskWorker:
                 timings,
             )
             entry = chain.append(RESULT, payload, int(time.time() * 1000))
-            self.journal.signed(task.hash, task.index, entry.seq, entry.raw, status)
+            await self._journal_io(
+                "write",
+                lambda: self.journal.signed(task.hash, task.index, entry.seq, entry.raw, status),
+            )
         self.answered += 1
         log.info(
             "task at entry %d: answered %s%s", task.index, status, f" ({reason})" if reason else ""
@@ -397,6 +468,12 @@ class TaskWorker:
                 await self._resubmit_once()
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("handing results to the hub failed: %s (retrying)", exc)
+            except StoreError as exc:  # our journal, not the hub: back off and show it
+                if not is_local_fault(exc):
+                    self._journal_damaged(exc)
+                    raise
+                await self.faults.pause(JOURNAL_FILE, exc, "write")
+                continue
             except PtmError as exc:
                 log.warning("the hub refused our results: %s (retrying)", exc)
             except Exception:
@@ -411,6 +488,7 @@ class TaskWorker:
             raw = row.result or b""
             if sha256(raw) in state.results:
                 self.journal.done(row.task)
+                self.faults.cleared(JOURNAL_FILE)
                 continue
             waiting.append(raw)
         if not waiting or self.site.host is None or not self.site.hub_up:
@@ -419,6 +497,30 @@ class TaskWorker:
         await hub.ask(protocol.SubmitRequest(entries=waiting), timeout=30)
 
     # --- recovery ------------------------------------------------------------------------
+
+    async def _journal_io(self, doing: str, call: Callable[[], T]) -> T:
+        """Run a journal call until it works, backing off while it fails (a local fault:
+        ``faults.py``); a damaged journal halts execution instead."""
+        while True:
+            try:
+                value = call()
+            except StoreError as exc:
+                if not is_local_fault(exc):
+                    self._journal_damaged(exc)
+                    raise
+                await self.faults.pause(JOURNAL_FILE, exc, doing)
+                continue
+            # A write that works clears any fault; a read only a read fault.
+            self.faults.cleared(JOURNAL_FILE, None if doing == "write" else doing)
+            return value
+
+    def _journal_damaged(self, exc: StoreError) -> None:
+        self.halted = (
+            f"the task journal {self.journal.path} is damaged ({exc}): executing nothing. "
+            "Stop the daemon, move the file away (keep it: it records what ran) and start "
+            "again; tasks it recorded as running are then answered once more"
+        )
+        log.error("%s", self.halted)
 
     async def _recover(self) -> None:
         """After a crash: remove what is left of interrupted runs' containers.
@@ -439,16 +541,58 @@ class TaskWorker:
         def item(a: Active) -> dict[str, Any]:
             return {"task": a.task.hash.hex(), "index": a.task.index, "state": a.state}
 
+        try:
+            journal: dict[str, Any] = dict(self.journal.counts())
+        except StoreError as exc:
+            journal = {"error": str(exc)}
         return {
             "parallel": self.parallel,
             "halted": self._why_halted(),
             "active": [item(a) for a in self.active.values()],
             "answered_this_run": self.answered,
-            "journal": self.journal.counts(),
+            "journal": journal,
+            "local_fault": self.faults.describe(),
         }
 
     def close(self) -> None:
         self.journal.close()
+
+
+def task_folder_owner(key_hex: str) -> str:
+    """Whose in-memory task folders (``executor/workdir.py``) are this site's."""
+    return f"site-{key_hex[:16]}"
+
+
+def sweep_task_folders(key_hex: str, stopping: bool = False) -> None:
+    """Unmount and remove what runs of this site left in memory.
+
+    Called by ``_serve_node`` before the daemon starts anything else (what a crash left): a
+    folder that cannot be removed then stops the daemon (``ExecutorError``, naming it), as it
+    may hold a decrypted input. Called again as the daemon stops (``stopping``): a run still
+    going is abandoned with its thread, so its folder is removed here, not left to the next
+    start.
+    """
+    from ptm_p2p.executor import workdir
+
+    removed = workdir.sweep(task_folder_owner(key_hex), remove_root=stopping)
+    if removed:
+        log.warning(
+            "removed %d task folder(s) %s in memory (decrypted inputs and outputs of "
+            "interrupted tasks): %s",
+            len(removed),
+            "of runs cut short by this stop" if stopping else "an earlier run of this site left",
+            ", ".join(removed),
+        )
+
+
+def revoked_reason(revoked_at: int) -> str:
+    """The public reason of a refusal because the publisher's key is revoked (or unknown)."""
+    if revoked_at < 0:
+        return "the publisher is not a member of this collaboration; nothing was run"
+    return (
+        f"the publisher's key was revoked at entry {revoked_at}; the task was not run or was "
+        "stopped, and no output was kept"
+    )
 
 
 def site_settings(home: Any) -> tuple[SitePolicy, int]:
