@@ -1,7 +1,8 @@
 """The sync protocol's messages: one protocol id, a handful of typed request/response pairs.
 
 Every request is a msgpack map ``{"v": 1, "op": NAME, ...fields}``; every response is either
-``{"ok": True, ...fields}`` or ``{"ok": False, "error": CODE, "message": TEXT}``. Nothing here
+``{"ok": True, ...fields}`` or ``{"ok": False, "error": CODE, "message": TEXT}`` (a refusal
+of a non-member also carries ``"refusal": "not-member"``, see ``not_member``). Nothing here
 knows about libp2p: the same messages could run over any framed byte stream.
 
 Each request and each successful response is a typed msgspec Struct below (``EntriesRequest``
@@ -31,7 +32,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 import msgspec
 import msgspec.inspect
 
-from ptm_p2p.errors import MalformedAnswer, ProtocolError
+from ptm_p2p.errors import MalformedAnswer, NotAMember, ProtocolError
 from ptm_p2p.errors import RemoteError as RemoteError
 
 PROTOCOL_ID = "/ptm/sync/1.0.0"
@@ -50,6 +51,9 @@ NOT_FOUND = "not-found"
 REFUSED = "refused"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
+# Why a ``refused`` error was given, when a client should act on it (the optional ``refusal``
+# field of the error map; peers of the first version ignore it and see a plain refusal).
+NOT_MEMBER = "not-member"
 
 
 # --- typed messages -------------------------------------------------------------------------
@@ -332,6 +336,12 @@ def error(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": code, "message": message[:1000]}
 
 
+def not_member(message: str) -> dict[str, Any]:
+    """The refusal of a request only members may make: a ``refused`` error (what peers of
+    the first version understand) that says why in its ``refusal`` field."""
+    return {**error(REFUSED, message), "refusal": NOT_MEMBER}
+
+
 def check_response(message: dict[str, Any]) -> dict[str, Any]:
     """Return a successful response or raise ``RemoteError`` / ``ProtocolError``."""
     status = message.get("ok")
@@ -340,5 +350,7 @@ def check_response(message: dict[str, Any]) -> dict[str, Any]:
     if status is False:
         code = message.get("error")
         text = message.get("message")
+        if code == REFUSED and message.get("refusal") == NOT_MEMBER:
+            raise NotAMember(REFUSED, str(text)[:1000])
         raise RemoteError(str(code)[:64], str(text)[:1000])
     raise ProtocolError("response has no boolean 'ok' field")
