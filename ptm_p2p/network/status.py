@@ -150,6 +150,8 @@ def collect(home: Path) -> dict[str, Any]:
             "error",
             "local_fault",
             "not_admitted",
+            "public_log",
+            "refused_non_members",
         ):
             if key in daemon:
                 data[key] = daemon[key]

@@ -301,9 +301,8 @@ class Site:
         if self.not_admitted is None:
             key = self.home.public_key.hex()
             log.warning(
-                "the hub serves the log to admitted members only and this site is not one "
-                "(%s); waiting for the collaboration's admin to run `ptm collab admit --role "
-                "site --org ORG %s` — replication starts on its own once it does",
+                "waiting for admission: %s. Replication starts on its own once the admin "
+                "admits this site (`ptm collab admit --role site --org ORG %s`)",
                 exc.reason,
                 key,
             )
