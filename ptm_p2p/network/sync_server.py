@@ -177,14 +177,12 @@ class SyncServer:
             return (
                 f"{self.name} serves {what} to active members only, and key {shown} "
                 f"({member.org}, {member.role}) was revoked at log index {member.revoked_at}; "
-                "ask the collaboration's admin to admit a new key (`ptm collab admit`); "
-                + allowed
+                "ask the collaboration's admin to admit a new key (`ptm collab admit`); " + allowed
             )
         return (
             f"{self.name} serves {what} to admitted members only, and key {shown} is not one "
             f"in its copy of the log ({self.log.size} entries): ask the collaboration's admin "
-            f"to admit key {shown} (`ptm collab admit --role ROLE --org ORG {shown}`); "
-            + allowed
+            f"to admit key {shown} (`ptm collab admit --role ROLE --org ORG {shown}`); " + allowed
         )
 
     def _guarded(self, handle: Any, *args: Any) -> protocol.Reply:
