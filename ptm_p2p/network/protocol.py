@@ -22,6 +22,8 @@ Requests (see docs/network.md for the full table):
 - ``head``       {author}                       → {seq, hash}: an author's last entry
 - ``cosign``     {note}                         → {added}: cosignatures merged from the note
 - ``evidence``   {kind, first, second, detail}  → {confirmed}: whether the receiver checked it
+- ``consistency`` {old_size, new_size}          → {old, new, proof}: the two signed checkpoints
+  and the RFC 9162 consistency proof between them, for anyone (it reveals no entry)
 """
 
 from __future__ import annotations
@@ -119,6 +121,12 @@ class EvidenceReply(Reply):
     confirmed: bool
 
 
+class ConsistencyReply(Reply):
+    old: Note
+    new: Note
+    proof: Annotated[list[bytes], msgspec.Meta(max_length=128)]
+
+
 class Request(
     msgspec.Struct,
     Generic[R],
@@ -192,6 +200,15 @@ class EvidenceRequest(Request[EvidenceReply], tag="evidence", frozen=True):
     reply = EvidenceReply
 
 
+class ConsistencyRequest(Request[ConsistencyReply], tag="consistency", frozen=True):
+    """Added in this version (a first-version peer answers ``unknown-op``): what a key that
+    is not a member may still check — that two checkpoints the hub signed are one history."""
+
+    old_size: Count
+    new_size: Count
+    reply = ConsistencyReply
+
+
 REQUESTS: dict[str, type[Request[Any]]] = {
     str(cls.__struct_config__.tag): cls
     for cls in (
@@ -204,6 +221,7 @@ REQUESTS: dict[str, type[Request[Any]]] = {
         HeadRequest,
         CosignRequest,
         EvidenceRequest,
+        ConsistencyRequest,
     )
 }
 OPS = frozenset(REQUESTS)

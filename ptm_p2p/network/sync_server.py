@@ -16,9 +16,10 @@ how every result went, so by default they are served only to admitted, unrevoked
 The peer's ledger key is its libp2p identity (one Ed25519 seed gives both, ``host.py``), so
 no credential beyond the Noise handshake is needed. Anyone may still read what checks the
 log without revealing it: the signed checkpoints (``checkpoint``, ``wait``), the genesis
-entry (``entries`` 0..1, which names the origin, admin and hub), ``hello``, and its own
-chain head (``head``). Anything else is refused with ``protocol.not_member`` naming the key
-and the admin's command; ``peers`` lists nobody to a non-member. ``public=True`` (the hub's
+entry (``entries`` 0..1, which names the origin, admin and hub), the proof that two signed
+checkpoints are one history (``consistency``), ``hello``, and its own chain head (``head``).
+Anything else is refused with ``protocol.not_member`` naming the key and the admin's
+command; ``peers`` lists nobody to a non-member. ``public=True`` (the hub's
 ``[hub] public_log``) serves everything to everyone, as the first version did.
 """
 
@@ -132,6 +133,8 @@ class SyncServer:
                 return self._guarded(self._receive_note, note, str(peer))
             case protocol.EvidenceRequest():
                 return self._guarded(self._receive_evidence, request, str(peer))
+            case protocol.ConsistencyRequest(old_size=old_size, new_size=new_size):
+                return self._serve_consistency(old_size, new_size)
         raise ProtocolError(
             f"operation {request.op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
         )
@@ -220,6 +223,22 @@ class SyncServer:
             self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size else []
         )
         return protocol.EntriesReply(entries=raws[:kept], note=note, proof=proof)
+
+    def _serve_consistency(self, old_size: int, new_size: int) -> Answer:
+        """Two checkpoints we hold and the proof between them: tree hashes only, so served
+        to anyone (an outsider's one check that the hub keeps one history)."""
+        if not 0 < old_size <= new_size:
+            raise ProtocolError(f"consistency: sizes must be 0 < old <= new, got {old_size}..")
+        old, new = self.book.note_of(old_size), self.book.note_of(new_size)
+        if old is None or new is None or new_size > self.log.size:
+            missing = old_size if old is None else new_size
+            return protocol.error(
+                protocol.NOT_FOUND,
+                f"no checkpoint of size {missing} here (latest: "
+                f"{self.book.latest_size}); ask for the sizes of checkpoints you were given",
+            )
+        proof = self.store.consistency_proof(old_size, new_size) if old_size < new_size else []
+        return protocol.ConsistencyReply(old=old, new=new, proof=proof)
 
     def _receive_note(self, note: str, source: str) -> protocol.CosignReply:
         signed = self.log.parse_signed(note)

@@ -22,7 +22,7 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.network import protocol
-from ptm_p2p.network.client import fetch_log
+from ptm_p2p.network.client import check_consistency, fetch_log
 from ptm_p2p.network.host import make_host, parse_peer_addr
 from ptm_p2p.network.rpc import PeerClient
 
@@ -115,6 +115,13 @@ def test_a_key_never_admitted_gets_checkpoints_and_genesis_not_entries(cluster: 
     # An admitted member reads the whole log through the same path.
     entries = fetch_log(cluster.home("admin").signer, cluster.invitation)
     assert len(entries) == 2
+    # What the outsider can check: the hub's later checkpoints extend the one it saw.
+    (seen,) = ask(outsider, hub, protocol.CheckpointRequest())
+    cluster.admit("site-b")
+    cluster.admit("site-c")
+    wait_for("checkpoint 4", lambda: cluster.status("hub")["checkpoint"]["size"] == 4)
+    latest = check_consistency(outsider, cluster.invitation, seen.note)
+    assert (cp.parse_checkpoint(seen.note).checkpoint.size, latest.checkpoint.size) == (2, 4)
     assert cluster.status("hub")["refused_non_members"] >= 2
 
 
