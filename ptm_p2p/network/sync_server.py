@@ -8,8 +8,8 @@
 * ``TrustRegistry`` (``trust.py``): distrust and evidence.
 
 It answers ``checkpoint``, ``wait`` (long-polls, at most ``MAX_WAITERS`` parked at once),
-``entries``, ``peers``, ``hello``, ``head``, ``cosign`` and ``evidence``, and gives the
-daemon's status. The write side (``submit``) is the hub's sequencer, not served here.
+``entries``, ``peers``, ``hello``, ``head``, ``cosign``, ``evidence`` and ``consistency``,
+and gives the daemon's status. The write side (``submit``) is the hub's sequencer, not served here.
 
 Members only (issue 14): the entries say who ran which image on which data label, when, and
 how every result went, so by default they are served only to admitted, unrevoked members.
@@ -166,8 +166,9 @@ class SyncServer:
 
     def not_member_message(self, key: bytes | None, what: str) -> str:
         allowed = (
-            "until then it may read the genesis entry (entries 0..1) and the signed "
-            "checkpoints, enough to check that the log stays consistent"
+            "until then it may read the genesis entry (entries 0..1), the signed checkpoints "
+            "and the consistency proofs between them (`consistency`), enough to check that "
+            "the hub keeps one history"
         )
         if key is None:
             return (
@@ -228,7 +229,9 @@ class SyncServer:
         """Two checkpoints we hold and the proof between them: tree hashes only, so served
         to anyone (an outsider's one check that the hub keeps one history)."""
         if not 0 < old_size <= new_size:
-            raise ProtocolError(f"consistency: sizes must be 0 < old <= new, got {old_size}..")
+            raise ProtocolError(
+                f"consistency: sizes must be 0 < old <= new, got {old_size}..{new_size}"
+            )
         old, new = self.book.note_of(old_size), self.book.note_of(new_size)
         if old is None or new is None or new_size > self.log.size:
             missing = old_size if old is None else new_size
