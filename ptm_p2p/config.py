@@ -16,6 +16,9 @@ The whole file, every section a daemon reads::
     [tasks]
     parallel = 1                   # tasks this site runs at once (1-64)
 
+    [hub]                          # read by ``ptm hub`` only
+    public_log = false             # true: serve the log's entries to anyone, not members only
+
 Anything else is refused: an unknown key or section (``[polcy]``, with the closest known name
 suggested), a value of the wrong type (``images = "a string"``, ``min_group_size = "five"``).
 Every error is a ``ConfigError`` that names the file, the key and the form expected, so a
@@ -39,8 +42,9 @@ from ptm_p2p.executor.policy import SitePolicy, check_data_path
 from ptm_p2p.home import CONFIG_FILE, NAME_PATTERN
 
 # Top-level keys and tables of config.toml; a table's own keys are checked by its parser.
-TOP_LEVEL = ("name", "policy", "tasks")
+TOP_LEVEL = ("name", "policy", "tasks", "hub")
 TASKS_KEYS = ("parallel",)
+HUB_KEYS = ("public_log",)
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 1
 
@@ -53,6 +57,9 @@ class HomeConfig:
     name: str
     policy: SitePolicy = field(default_factory=SitePolicy)
     tasks_parallel: int = DEFAULT_PARALLEL
+    # The hub serves entries to admitted members only unless the collaboration wants a public
+    # log (the entries are metadata: who ran which image on which data label, and when).
+    hub_public_log: bool = False
 
     def check_data(self) -> list[str]:
         """Problems with the data paths of ``[policy.data]``, one message each (empty when
@@ -114,7 +121,23 @@ def parse_config(text: str, path: Path) -> HomeConfig:
         name=name,
         policy=policy,
         tasks_parallel=_parallel(table.get("tasks", {}), path),
+        hub_public_log=_public_log(table.get("hub", {}), path),
     )
+
+
+def _public_log(hub: Any, path: Path) -> bool:
+    if not isinstance(hub, dict):
+        raise ConfigError(f"{path}: hub must be a table ([hub] with public_log = true/false)")
+    unknown = [key for key in hub if key not in HUB_KEYS]
+    if unknown:
+        raise ConfigError(f"{path}: {_unknown(unknown[0], hub[unknown[0]], HUB_KEYS, '[hub]')}")
+    public = hub.get("public_log", False)
+    if not isinstance(public, bool):
+        raise ConfigError(
+            f"{path}: [hub] public_log must be true or false (true serves the log's entries "
+            f"to anyone, false to admitted members only), e.g. public_log = true; got {public!r}"
+        )
+    return public
 
 
 def _parallel(tasks: Any, path: Path) -> int:

@@ -190,6 +190,16 @@ class RemoteError(ProtocolError):
         )
 
 
+class NotAMember(RemoteError):
+    """The peer serves the log's entries to admitted members only, and our key is none (never
+    admitted, or revoked). Its message names our key and what to do; on the wire it is a
+    ``refused`` error (``protocol.NOT_MEMBER``), so peers of the first version see a refusal."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.args = (f"not a member: {message}",)
+
+
 class BadRange(ProtocolError):
     """A peer served entries that do not verify; names the peer and what was wrong."""
 

@@ -38,11 +38,14 @@ log = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, home: Home, genesis: Path | None = None) -> None:
+    def __init__(
+        self, home: Home, genesis: Path | None = None, *, public_log: bool = False
+    ) -> None:
         self.home = home
         self.store = SqliteStore(home.ledger_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
-            self.server = SyncServer(self.store, home.name)
+            # Entries to members only, unless config.toml says ``[hub] public_log = true``.
+            self.server = SyncServer(self.store, home.name, public=public_log)
         except DamagedLedger as exc:
             self.store.close()
             raise DamagedLedger(
@@ -129,7 +132,9 @@ def run_hub(
 def _serve_hub(
     home: Home, host_ip: str, port: int, genesis: Path | None, invitation_path: Path | None
 ) -> None:
-    hub = Hub(home, genesis)
+    from ptm_p2p.config import load_config
+
+    hub = Hub(home, genesis, public_log=load_config(home.path).hub_public_log)
 
     async def write_invitation(host: Any, me: str) -> None:
         if invitation_path is not None:

@@ -114,4 +114,34 @@ def fetch_log(signer: Signer, invitation: Invitation) -> list[Entry]:
     return entries
 
 
-__all__ = ["submit", "submit_one", "fetch_log", "RemoteError"]
+def check_consistency(signer: Signer, invitation: Invitation, old_note: str) -> cp.SignedCheckpoint:
+    """What anyone holding the invitation may check without being a member: that the hub's
+    latest checkpoint extends ``old_note`` (one it signed earlier), by the RFC 9162 proof.
+
+    Returns the latest checkpoint, verified; ``SplitViewError`` carries both notes when the
+    hub signed two histories, ``RemoteError`` when the hub cannot prove it.
+    """
+    hub_key = cp.Verifier.log(invitation.origin, invitation.hub_key)
+    old = cp.parse_checkpoint(old_note)
+    cp.verify_checkpoint(old, hub_key)
+
+    async def work(hub: PeerClient) -> cp.SignedCheckpoint:
+        latest = await hub.ask(protocol.CheckpointRequest(), timeout=15)
+        new = cp.parse_checkpoint(latest.note or "")
+        cp.verify_checkpoint(new, hub_key)
+        request = protocol.ConsistencyRequest(
+            old_size=old.checkpoint.size, new_size=new.checkpoint.size
+        )
+        reply = await hub.ask(request, timeout=15)
+        # The notes served must be the very ones we compare: ours, and the latest.
+        served_old = cp.parse_checkpoint(reply.old)
+        cp.verify_checkpoint(served_old, hub_key)
+        cp.check_consistent(old, served_old, [], hub_key)  # one size: one root
+        cp.check_consistent(old, new, reply.proof, hub_key)
+        return new
+
+    checked: cp.SignedCheckpoint = _run(signer, invitation, work)
+    return checked
+
+
+__all__ = ["submit", "submit_one", "fetch_log", "check_consistency", "RemoteError"]

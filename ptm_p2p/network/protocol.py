@@ -1,7 +1,8 @@
 """The sync protocol's messages: one protocol id, a handful of typed request/response pairs.
 
 Every request is a msgpack map ``{"v": 1, "op": NAME, ...fields}``; every response is either
-``{"ok": True, ...fields}`` or ``{"ok": False, "error": CODE, "message": TEXT}``. Nothing here
+``{"ok": True, ...fields}`` or ``{"ok": False, "error": CODE, "message": TEXT}`` (a refusal
+of a non-member also carries ``"refusal": "not-member"``, see ``not_member``). Nothing here
 knows about libp2p: the same messages could run over any framed byte stream.
 
 Each request and each successful response is a typed msgspec Struct below (``EntriesRequest``
@@ -21,6 +22,8 @@ Requests (see docs/network.md for the full table):
 - ``head``       {author}                       → {seq, hash}: an author's last entry
 - ``cosign``     {note}                         → {added}: cosignatures merged from the note
 - ``evidence``   {kind, first, second, detail}  → {confirmed}: whether the receiver checked it
+- ``consistency`` {old_size, new_size}          → {old, new, proof}: the two signed checkpoints
+  and the RFC 9162 consistency proof between them, for anyone (it reveals no entry)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 import msgspec
 import msgspec.inspect
 
-from ptm_p2p.errors import MalformedAnswer, ProtocolError
+from ptm_p2p.errors import MalformedAnswer, NotAMember, ProtocolError
 from ptm_p2p.errors import RemoteError as RemoteError
 
 PROTOCOL_ID = "/ptm/sync/1.0.0"
@@ -50,6 +53,9 @@ NOT_FOUND = "not-found"
 REFUSED = "refused"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
+# Why a ``refused`` error was given, when a client should act on it (the optional ``refusal``
+# field of the error map; peers of the first version ignore it and see a plain refusal).
+NOT_MEMBER = "not-member"
 
 
 # --- typed messages -------------------------------------------------------------------------
@@ -113,6 +119,12 @@ class CosignReply(Reply):
 
 class EvidenceReply(Reply):
     confirmed: bool
+
+
+class ConsistencyReply(Reply):
+    old: Note
+    new: Note
+    proof: Annotated[list[bytes], msgspec.Meta(max_length=128)]
 
 
 class Request(
@@ -188,6 +200,15 @@ class EvidenceRequest(Request[EvidenceReply], tag="evidence", frozen=True):
     reply = EvidenceReply
 
 
+class ConsistencyRequest(Request[ConsistencyReply], tag="consistency", frozen=True):
+    """Added in this version (a first-version peer answers ``unknown-op``): what a key that
+    is not a member may still check — that two checkpoints the hub signed are one history."""
+
+    old_size: Count
+    new_size: Count
+    reply = ConsistencyReply
+
+
 REQUESTS: dict[str, type[Request[Any]]] = {
     str(cls.__struct_config__.tag): cls
     for cls in (
@@ -200,6 +221,7 @@ REQUESTS: dict[str, type[Request[Any]]] = {
         HeadRequest,
         CosignRequest,
         EvidenceRequest,
+        ConsistencyRequest,
     )
 }
 OPS = frozenset(REQUESTS)
@@ -332,6 +354,12 @@ def error(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": code, "message": message[:1000]}
 
 
+def not_member(message: str) -> dict[str, Any]:
+    """The refusal of a request only members may make: a ``refused`` error (what peers of
+    the first version understand) that says why in its ``refusal`` field."""
+    return {**error(REFUSED, message), "refusal": NOT_MEMBER}
+
+
 def check_response(message: dict[str, Any]) -> dict[str, Any]:
     """Return a successful response or raise ``RemoteError`` / ``ProtocolError``."""
     status = message.get("ok")
@@ -340,5 +368,7 @@ def check_response(message: dict[str, Any]) -> dict[str, Any]:
     if status is False:
         code = message.get("error")
         text = message.get("message")
+        if code == REFUSED and message.get("refusal") == NOT_MEMBER:
+            raise NotAMember(REFUSED, str(text)[:1000])
         raise RemoteError(str(code)[:64], str(text)[:1000])
     raise ProtocolError("response has no boolean 'ok' field")

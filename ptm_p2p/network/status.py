@@ -149,6 +149,9 @@ def collect(home: Path) -> dict[str, Any]:
             "tasks",
             "error",
             "local_fault",
+            "not_admitted",
+            "public_log",
+            "refused_non_members",
         ):
             if key in daemon:
                 data[key] = daemon[key]
@@ -167,6 +170,8 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"STOPPED     {data['error']}")
     if data["running"] and data.get("local_fault"):
         lines.append(f"LOCAL FAULT {data['local_fault']} (this machine's, not a peer's)")
+    if data["running"] and data.get("not_admitted"):
+        lines.append(f"NOT ADMITTED {data['not_admitted']}")
     lines.append(f"log size    {data['size']}")
     lines.append(f"member      {_render_membership(data.get('membership'))}")
     tasks = data.get("tasks") if data["running"] else None

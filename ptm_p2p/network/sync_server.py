@@ -8,8 +8,19 @@
 * ``TrustRegistry`` (``trust.py``): distrust and evidence.
 
 It answers ``checkpoint``, ``wait`` (long-polls, at most ``MAX_WAITERS`` parked at once),
-``entries``, ``peers``, ``hello``, ``head``, ``cosign`` and ``evidence``, and gives the
-daemon's status. The write side (``submit``) is the hub's sequencer, not served here.
+``entries``, ``peers``, ``hello``, ``head``, ``cosign``, ``evidence`` and ``consistency``,
+and gives the daemon's status. The write side (``submit``) is the hub's sequencer, not served here.
+
+Members only (issue 14): the entries say who ran which image on which data label, when, and
+how every result went, so by default they are served only to admitted, unrevoked members.
+The peer's ledger key is its libp2p identity (one Ed25519 seed gives both, ``host.py``), so
+no credential beyond the Noise handshake is needed. Anyone may still read what checks the
+log without revealing it: the signed checkpoints (``checkpoint``, ``wait``), the genesis
+entry (``entries`` 0..1, which names the origin, admin and hub), the proof that two signed
+checkpoints are one history (``consistency``), ``hello``, and its own chain head (``head``).
+Anything else is refused with ``protocol.not_member`` naming the key and the admin's
+command; ``peers`` lists nobody to a non-member. ``public=True`` (the hub's
+``[hub] public_log``) serves everything to everyone, as the first version did.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.network import protocol
 from ptm_p2p.network.checkpoint_book import CheckpointBook
 from ptm_p2p.network.framing import RESPONSE_BUDGET
+from ptm_p2p.network.host import public_key_of
 from ptm_p2p.network.peer_book import PeerBook
 from ptm_p2p.network.rpc import LogLimiter
 from ptm_p2p.network.trust import EQUIVOCATION, SPLIT_VIEW, Party, TrustRegistry
@@ -42,9 +54,13 @@ _peer_noise = LogLimiter()
 class SyncServer:
     """One daemon's verified log, checkpoint book, peer book and trust, and their server."""
 
-    def __init__(self, store: Any, name: str, distrust_file: Path | None = None) -> None:
+    def __init__(
+        self, store: Any, name: str, distrust_file: Path | None = None, *, public: bool = False
+    ) -> None:
         self.store = store
         self.name = name
+        self.public = public  # serve entries to anyone (``[hub] public_log``), not members only
+        self.refused_non_members = 0
         self.trust = TrustRegistry(store, distrust_file)
         self.book = CheckpointBook(store)
         self.log = VerifiedLog(store, self.book, self.trust)
@@ -91,8 +107,14 @@ class SyncServer:
                 await self.wait_for_change(after, min(timeout_ms, protocol.MAX_WAIT_MS) / 1000)
                 return protocol.CheckpointReply(note=self.book.latest, size=self.log.size)
             case protocol.EntriesRequest(start=start, end=end, old_size=old_size):
+                if end > 1 and (refusal := self._members_only(peer, "the log's entries")):
+                    return refusal  # entry 0 (genesis) is for anyone: it checks the origin
                 return self._serve_entries(start, end, old_size)
             case protocol.PeersRequest():
+                if self._members_only(peer, "the list of peers"):
+                    # Who takes part is metadata too; an empty list keeps a waiting site's
+                    # (or a first-version peer's) loop going to the checkpoint it may read.
+                    return protocol.PeersReply(peers=[])
                 listed = self.peers.member_peers()[:64]
                 return protocol.PeersReply(peers=[protocol.PeerAddress(**p) for p in listed])
             case protocol.HelloRequest(addrs=addrs, name=name):
@@ -100,12 +122,19 @@ class SyncServer:
                     self.peers.note_hello(str(peer), addrs, name)
                 return protocol.HelloReply(origin=self.log.origin, size=self.log.size)
             case protocol.HeadRequest(author=author):
+                # One's own head is no secret to oneself (a refused submit needs it).
+                if author != peer_key(peer) and (
+                    refusal := self._members_only(peer, "other authors' chain heads")
+                ):
+                    return refusal
                 seq, last = self.log.state.heads.get(author, (0, bytes(32)))
                 return protocol.HeadReply(seq=seq, hash=last)
             case protocol.CosignRequest(note=note):
                 return self._guarded(self._receive_note, note, str(peer))
             case protocol.EvidenceRequest():
                 return self._guarded(self._receive_evidence, request, str(peer))
+            case protocol.ConsistencyRequest(old_size=old_size, new_size=new_size):
+                return self._serve_consistency(old_size, new_size)
         raise ProtocolError(
             f"operation {request.op!r} is not served by this peer", detail=protocol.UNKNOWN_OP
         )
@@ -115,6 +144,50 @@ class SyncServer:
         and tools that speak the protocol loosely; ``ProtocolError`` for a malformed one)."""
         request = protocol.parse_request({"v": protocol.VERSION, "op": op, **fields})
         return protocol.as_map(await self.answer(request, peer))
+
+    def _members_only(self, peer: Any, what: str) -> dict[str, Any] | None:
+        """None when ``peer`` may read ``what`` (a public log, or an active member's key);
+        else the refusal that tells it why and what to do."""
+        if self.public:
+            return None
+        key = peer_key(peer)
+        if key is not None and self.log.is_member(key):
+            return None
+        self.refused_non_members += 1
+        _peer_noise.log(
+            log,
+            logging.INFO,
+            "not-member",
+            "peer %s is not an active member: %s refused",
+            str(peer)[-12:],
+            what,
+        )
+        return protocol.not_member(self.not_member_message(key, what))
+
+    def not_member_message(self, key: bytes | None, what: str) -> str:
+        allowed = (
+            "until then it may read the genesis entry (entries 0..1), the signed checkpoints "
+            "and the consistency proofs between them (`consistency`), enough to check that "
+            "the hub keeps one history"
+        )
+        if key is None:
+            return (
+                f"{self.name} serves {what} to admitted members only, and the peer's id "
+                "carries no Ed25519 key; connect with a ptm identity (`ptm init`)"
+            )
+        member = self.log.state.members.get(key)
+        shown = key.hex()
+        if member is not None and member.revoked_at is not None:
+            return (
+                f"{self.name} serves {what} to active members only, and key {shown} "
+                f"({member.org}, {member.role}) was revoked at log index {member.revoked_at}; "
+                "ask the collaboration's admin to admit a new key (`ptm collab admit`); " + allowed
+            )
+        return (
+            f"{self.name} serves {what} to admitted members only, and key {shown} is not one "
+            f"in its copy of the log ({self.log.size} entries): ask the collaboration's admin "
+            f"to admit key {shown} (`ptm collab admit --role ROLE --org ORG {shown}`); " + allowed
+        )
 
     def _guarded(self, handle: Any, *args: Any) -> protocol.Reply:
         """Run a handler that compares notes with our tree: a damaged file of ours found
@@ -151,6 +224,24 @@ class SyncServer:
             self.store.consistency_proof(old_size, note_size) if 0 < old_size < note_size else []
         )
         return protocol.EntriesReply(entries=raws[:kept], note=note, proof=proof)
+
+    def _serve_consistency(self, old_size: int, new_size: int) -> Answer:
+        """Two checkpoints we hold and the proof between them: tree hashes only, so served
+        to anyone (an outsider's one check that the hub keeps one history)."""
+        if not 0 < old_size <= new_size:
+            raise ProtocolError(
+                f"consistency: sizes must be 0 < old <= new, got {old_size}..{new_size}"
+            )
+        old, new = self.book.note_of(old_size), self.book.note_of(new_size)
+        if old is None or new is None or new_size > self.log.size:
+            missing = old_size if old is None else new_size
+            return protocol.error(
+                protocol.NOT_FOUND,
+                f"no checkpoint of size {missing} here (latest: "
+                f"{self.book.latest_size}); ask for the sizes of checkpoints you were given",
+            )
+        proof = self.store.consistency_proof(old_size, new_size) if old_size < new_size else []
+        return protocol.ConsistencyReply(old=old, new=new, proof=proof)
 
     def _receive_note(self, note: str, source: str) -> protocol.CosignReply:
         signed = self.log.parse_signed(note)
@@ -232,7 +323,23 @@ class SyncServer:
             "distrusted": self.trust.distrusted(),
             "evidence": [{"kind": e.kind, "detail": e.detail} for e in self.store.evidence()],
             "known_peers": self.peers.names(),
+            "public_log": self.public,
+            "refused_non_members": self.refused_non_members,
         }
 
 
-__all__ = ["MAX_WAITERS", "SyncServer"]
+def peer_key(peer: Any) -> bytes | None:
+    """The Ed25519 ledger key of a peer (a libp2p peer id, or its text), or None."""
+    if peer is None:
+        return None
+    if isinstance(peer, str):
+        from libp2p.peer.id import ID
+
+        try:
+            peer = ID.from_base58(peer)
+        except Exception:  # not a peer id (a name in a test, junk): no key
+            return None
+    return public_key_of(peer)
+
+
+__all__ = ["MAX_WAITERS", "SyncServer", "peer_key"]

@@ -47,6 +47,7 @@ from ptm_p2p.errors import (
     LedgerError,
     MalformedAnswer,
     NetworkError,
+    NotAMember,
     PtmError,
     RootMismatch,
     SplitViewError,
@@ -130,6 +131,9 @@ class Site:
         self._fault_pause = 0.0
         self._fault_until = 0.0
         self._unverified_warned = False  # see on_note, before the genesis entry arrives
+        # The hub's refusal while this site's key is not (or no longer) an active member:
+        # entries are served to members only (issue 14), so the site waits for admission.
+        self.not_admitted: str | None = None
         self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
         # Small files of ours failing to write (witness.json): back off, show in status.
         self.file_faults = LocalFaults()
@@ -264,7 +268,15 @@ class Site:
                     self.hub_size = resp.size
                     if resp.note:
                         await self.on_note(resp.note, hub, "hub")
+                    self._admitted()
                     backoff = 0.2
+            except NotAMember as exc:
+                # The hub is up and answers, but serves entries to members only: wait for the
+                # admin's admission (checked again after each pause), not "unreachable".
+                self._waiting_for_admission(exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
             except MalformedAnswer as exc:
                 # The hub answered, but not in the protocol: say so (it is not "unreachable").
                 await self._refuse("hub", f"sent a malformed answer: {exc}")
@@ -287,6 +299,22 @@ class Site:
             self.hub_up = False
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    def _waiting_for_admission(self, exc: NotAMember) -> None:
+        if self.not_admitted is None:
+            key = self.home.public_key.hex()
+            log.warning(
+                "waiting for admission: %s. Replication starts on its own once the admin "
+                "admits this site (`ptm collab admit --role site --org ORG %s`)",
+                exc.reason,
+                key,
+            )
+        self.not_admitted = exc.reason
+
+    def _admitted(self) -> None:
+        if self.not_admitted is not None:
+            log.info("the hub serves this site the log now (admitted); replicating")
+            self.not_admitted = None
 
     def _hello(self, me: str) -> protocol.HelloRequest:
         """Where we listen (our address without the /p2p/ suffix) and our name."""
@@ -677,6 +705,7 @@ class Site:
             lag=max(0, self.hub_size - self.log.size) if self.hub_up else None,
             witness_size=self.witness_size,
             local_fault=self.local_fault,
+            not_admitted=self.not_admitted,
         )
         if self.worker is not None:
             data["tasks"] = self.worker.status()

@@ -31,6 +31,7 @@ def test_peers_serving_bad_ranges_are_refused_and_named(cluster: Cluster) -> Non
     cluster.start_hub()
     cluster.start_site("site-a")
     cluster.admit("site-a")
+    cluster.admit("site-new")  # so that honest site-a serves it the log (members only)
     last = cluster.add_entries(12)[-1] + 1
     cluster.wait_synced(["site-a"], last)
     cluster.stop("hub")  # the only honest sources left are site-a and the hub's copy

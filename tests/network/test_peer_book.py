@@ -33,7 +33,7 @@ def test_strangers_cannot_fill_the_address_book(
         for _ in range(50):
             await hello(_pid())
         await hello(site_pid)
-        listed = await hub.serve("peers", {}, None)
+        listed = await hub.serve("peers", {}, site_pid)  # a member asks (others get none)
         assert [p["id"] for p in listed["peers"]] == [site_pid]
 
     trio.run(main)

@@ -82,6 +82,9 @@ def test_without_the_hub_sites_catch_up_from_each_other(cluster: Cluster) -> Non
         lambda: len(cluster.status("site-c").get("known_peers") or {}) >= 2,
     )
     cluster.stop("site-c")
+    # A site replicates only once admitted (sites serve entries to members only): the admin
+    # admits site-new while the hub is up, so site-a's copy holds the admission.
+    cluster.admit("site-new")
     last = cluster.add_entries(25)[-1] + 1
     cluster.wait_synced(["site-a", "site-b"], last)
     cluster.stop("hub")

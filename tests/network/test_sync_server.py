@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,63 @@ def test_long_polls_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert sorted(answered) == [0, 10, 10]
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_what_a_non_member_may_read(tmp_path: Path) -> None:
+    """Members only (issue 14): a stranger gets checkpoints, the genesis entry, its own head
+    and consistency proofs; entries, peers and others' heads are refused or empty."""
+    from ptm_p2p.network.host import peer_id_of
+
+    log = HubLog(tmp_path, 2)
+    first = log.signed
+    log.append(
+        [
+            log.chain.append(
+                "membership",
+                membership_payload("admit", MEMBER_KEY, "m", "researcher"),
+                int(time.time() * 1000),
+            )
+        ]
+    )
+    hub = log.server
+    stranger = Signer.generate()
+    who, member = str(peer_id_of(stranger.public_key)), str(peer_id_of(log.site.public_key))
+
+    async def main() -> None:
+        with pytest.raises(Exception, match="admit key " + stranger.public_key.hex()):
+            await _checked(hub.serve("entries", {"start": 0, "end": 2, "old_size": 0}, who))
+        genesis = await hub.serve("entries", {"start": 0, "end": 1, "old_size": 0}, who)
+        assert len(genesis["entries"]) == 1
+        assert (await hub.serve("peers", {}, who))["peers"] == []
+        own = await hub.serve("head", {"author": stranger.public_key}, who)
+        assert own["seq"] == 0
+        with pytest.raises(Exception, match="other authors' chain heads"):
+            await _checked(hub.serve("head", {"author": log.admin.public_key}, who))
+        sizes = {"old_size": first.checkpoint.size, "new_size": log.signed.checkpoint.size}
+        proof = await hub.serve("consistency", sizes, who)
+        old, new = cp.parse_checkpoint(proof["old"]), cp.parse_checkpoint(proof["new"])
+        cp.check_consistent(old, new, proof["proof"], log.log.log_verifier())
+        missing = await hub.serve("consistency", {"old_size": 2, "new_size": 3}, who)
+        assert missing["error"] == "not-found"
+        # A member reads it all; a public log serves the stranger too.
+        assert (
+            len(
+                (await hub.serve("entries", {"start": 0, "end": 2, "old_size": 0}, member))[
+                    "entries"
+                ]
+            )
+            == 2
+        )
+        hub.public = True
+        assert (
+            len((await hub.serve("entries", {"start": 0, "end": 2, "old_size": 0}, who))["entries"])
+            == 2
+        )
+
+    trio.run(main)
+
+
+async def _checked(answer: object) -> object:
+    from ptm_p2p.network import protocol
+
+    return protocol.check_response(await answer)  # type: ignore[misc]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from ptm_p2p.errors import ProtocolError, RemoteError
+from ptm_p2p.errors import EXIT_REFUSED, NotAMember, ProtocolError, RemoteError
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import decode
 
@@ -20,6 +20,7 @@ EXAMPLES: list[protocol.Request] = [
     protocol.HeadRequest(author=bytes(32)),
     protocol.CosignRequest(note="origin\n1\nroot\n"),
     protocol.EvidenceRequest(kind="split-view", first=b"a", second=b"b", detail="d"),
+    protocol.ConsistencyRequest(old_size=2, new_size=9),
 ]
 
 
@@ -106,3 +107,13 @@ def test_an_optional_field_not_given_is_left_out_of_the_message() -> None:
     # Peers of the first protocol version refuse a nil where they expect a number.
     assert "at_least" not in decode(protocol.encode_message(protocol.CheckpointRequest()))
     assert decode(protocol.encode_message(protocol.CheckpointRequest(at_least=4)))["at_least"] == 4
+
+
+def test_a_non_member_refusal_is_a_plain_refusal_to_a_first_version_reader() -> None:
+    wire = decode(protocol.encode_message(protocol.not_member("ask the admin")))
+    # What a first-version peer reads: the same three fields, an ordinary "refused".
+    assert (wire["ok"], wire["error"], wire["message"]) == (False, "refused", "ask the admin")
+    with pytest.raises(NotAMember, match="not a member: ask the admin") as raised:
+        protocol.check_response(wire)
+    assert raised.value.exit_code == EXIT_REFUSED
+    assert isinstance(raised.value, RemoteError)
