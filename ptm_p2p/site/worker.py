@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -170,8 +171,22 @@ class TaskWorker:
         return self.halted
 
     def _self_revoked(self) -> int | None:
+        """The entry that revoked this site's key, from our copy or, failing that, from the
+        hub's refusal to serve us as a member any more.
+
+        The hub serves a revoked key nothing after its revocation (members only), so the
+        revocation entry itself may never reach our copy. A member in our copy whom the hub
+        refuses as revoked stops at once: failing safe, a hub that lies about it can only
+        stop this site's work, which it could do anyway by sequencing nothing.
+        """
         member = self.site.log.state.members.get(self.me)
-        return member.revoked_at if member is not None else None
+        if member is None:
+            return None
+        if member.revoked_at is not None:
+            return member.revoked_at
+        refusal = self.site.not_admitted or ""
+        found = _REVOKED_AT.search(refusal)
+        return int(found.group(1)) if found else None
 
     def _publisher_revoked(self, task: LoggedTask) -> int | None:
         """The entry that revoked the task's publisher (-1: not a member at all), or None."""
@@ -583,6 +598,10 @@ def sweep_task_folders(key_hex: str, stopping: bool = False) -> None:
             "of runs cut short by this stop" if stopping else "an earlier run of this site left",
             ", ".join(removed),
         )
+
+
+# How the hub's members-only refusal names a revoked key (network/sync_server.py).
+_REVOKED_AT = re.compile(r"was revoked at log index (\d+)")
 
 
 def revoked_reason(revoked_at: int) -> str:

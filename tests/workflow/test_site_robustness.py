@@ -28,6 +28,8 @@ import pytest
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import wait_for
 from ptm_p2p.dev.stack import Stack
+from ptm_p2p.errors import NotAMember
+from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.network.status import render
 
 from .conftest import RESEARCHER_ORG, Study, start_study
@@ -115,12 +117,16 @@ def test_a_publisher_revoked_while_its_task_runs_is_stopped_and_refused(study: S
         assert view.progress == {"hospital-a": "refused"}, view.progress
         assert time.monotonic() - started < 45  # not the 90 s the container would sleep
         wait_for("the container to go", lambda: not study.containers_of(task.id), timeout=30)
-        # What the revoked key can open: a refusal naming the revocation, and no output.
-        client.sync()
-        answer = client.results(task.id)["hospital-a"]
+        # The revoked key reads nothing more (members only); the public answer, read by a
+        # member, is a refusal naming the revocation, with an empty output.
+        with pytest.raises(NotAMember, match=f"revoked at log index {revoked_at}"):
+            client.sync()
+        result = study.client.state.tasks[bytes.fromhex(task.id)].results
+        (answer,) = result.values()
         assert answer.status == "refused"
-        assert f"revoked at entry {revoked_at}" in (answer.reason or ""), answer.reason
-        assert answer.output == b""
+        (raw,) = study.client.follower.store.raw_range(answer.index, answer.index + 1)
+        payload = Entry.from_bytes(raw).payload
+        assert f"revoked at entry {revoked_at}" in payload.get("reason", ""), payload
     finally:
         client.close()
 
