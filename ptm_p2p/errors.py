@@ -73,6 +73,29 @@ class UnknownTaskError(RuleError):
     """A result names a task that is not an earlier entry of the log."""
 
 
+class InputRefused(LedgerError):
+    """A site cannot act on a format-2 input: it was not boxed by the task's publisher for
+    this site, or it is bound to another task. ``public_reason`` is what the site signs in
+    its ``refused`` result: it reveals nothing of the input."""
+
+    def __init__(self, message: str, public_reason: str) -> None:
+        super().__init__(message)
+        self.public_reason = public_reason
+
+
+class FaultyOutput(LedgerError):
+    """A format-2 result does not open as its site signed it: evidence against that site.
+
+    ``check`` names the check that failed: ``key box`` (does not open with the researcher's
+    key and the site's, or holds no {k, n, l}), ``blob`` (the ciphertext does not hash to
+    ``output.blob`` or has another size), ``decrypt`` (secretstream refuses it) or
+    ``commitment`` (the plaintext and nonce do not give ``output.commit``)."""
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
 class EquivocationError(LedgerError):
     """One author signed two different entries with the same sequence number.
 
