@@ -218,7 +218,9 @@ def stream_encrypt(key: bytes, plaintext: bytes) -> bytes:
     for start in starts:
         tag = _TAG_FINAL if start == last else _TAG_MESSAGE
         chunk = bytes(view[start : start + STREAM_CHUNK])
-        parts.append(nacl.bindings.crypto_secretstream_xchacha20poly1305_push(state, chunk, None, tag))
+        parts.append(
+            nacl.bindings.crypto_secretstream_xchacha20poly1305_push(state, chunk, None, tag)
+        )
     return b"".join(parts)
 
 

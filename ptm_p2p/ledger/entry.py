@@ -1068,9 +1068,7 @@ def task_payload_v2(
     labels = list(data)
     boxed = {}
     for site, plaintext in inputs.items():
-        bind = crypto.input_bind(
-            publisher.public_key, publisher_seq, site, image, labels, targets
-        )
+        bind = crypto.input_bind(publisher.public_key, publisher_seq, site, image, labels, targets)
         boxed[site] = publisher.box_to(site, pack({"bind": bind, "input": bytes(plaintext)}))
     payload: dict[str, Any] = {
         "format": FORMAT_2,
@@ -1237,7 +1235,9 @@ def open_output_v2(
     try:
         keys = unpack_canonical(opened, len(opened), max_depth=1)
     except DecodeError as exc:
-        raise FaultyOutput(f"the opened key box is not canonical msgpack: {exc}", "key box") from exc
+        raise FaultyOutput(
+            f"the opened key box is not canonical msgpack: {exc}", "key box"
+        ) from exc
     if (
         type(keys) is not dict
         or keys.keys() != {"k", "n", "l"}

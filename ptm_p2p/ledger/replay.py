@@ -40,7 +40,7 @@ from ptm_p2p.errors import (
     SignatureError,
     UnknownTaskError,
 )
-from ptm_p2p.ledger.crypto import short
+from ptm_p2p.ledger.crypto import sha256, short
 from ptm_p2p.ledger.entry import (
     GENESIS,
     MEMBERSHIP,
@@ -57,7 +57,6 @@ from ptm_p2p.ledger.entry import (
     TaskPayloadV2,
     digest_of_image,
 )
-from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.store import READ_BATCH, LogStore
 
 ADMIN_ROLE = "admin"
