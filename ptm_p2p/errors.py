@@ -165,6 +165,12 @@ class NetworkError(PtmError):
     """A peer could not be reached or answered badly."""
 
 
+class BlobUnavailable(NetworkError):
+    """A format-2 output whose ciphertext is not in the result entry (``output.inline`` is
+    absent) and cannot be fetched from here: the blob store is not reachable (or not yet
+    wired in). Not the site's fault; try again later."""
+
+
 class ProtocolError(NetworkError):
     """A sync-protocol message is malformed, oversized or not allowed."""
 
@@ -264,12 +270,20 @@ class StudyError(PtmError):
     """A federated study cannot go on: bad input, a site refused or failed, no convergence.
 
     ``sites`` maps each site that did not compute to its reason (empty when the problem is
-    not any one site's, e.g. a covariate that is constant everywhere).
+    not any one site's, e.g. a covariate that is constant everywhere). ``answers`` holds the
+    answers that did come in and opened (``Client.run_round``: site name -> ``SiteAnswer``
+    of every honest ``ok`` site), so one bad site never hides the others' work.
     """
 
-    def __init__(self, message: str, sites: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        sites: dict[str, str] | None = None,
+        answers: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.sites = dict(sites or {})
+        self.answers = dict(answers or {})
 
 
 class TaskLookupError(PtmError):
