@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     updated REAL NOT NULL,
     log BLOB,                       -- format 2: the container log the result commits to
     log_nonce BLOB,                 -- format 2: its 32-byte nonce l
-    log_commit BLOB                 -- format 2: SHA-256("ptm/log/v2\n" || l || log)
+    log_commit BLOB                 -- format 2: the result's log_commit (see above)
 );
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
 """
