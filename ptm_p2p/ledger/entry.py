@@ -875,16 +875,17 @@ def _decoder(payload_type: type[Payload]) -> msgspec.msgpack.Decoder[_Body[Any]]
     return msgspec.msgpack.Decoder(_Body[payload_type])  # type: ignore[valid-type]
 
 
-# Keyed by the kind's UTF-8 name, as it appears in the body (see ``_decode_typed``); tried in
-# order. Format 2 first, as new code writes it: a format-1 payload fails that decoder at once
-# (no ``format`` key, or an unknown key), so an old log pays one failed attempt per task and
-# result entry, a new log none.
+# Keyed by the kind's UTF-8 name, as it appears in the body (see ``_decode_typed``): the
+# format-1 decoder and, for tasks and results, the format-2 one.
 _BODY_DECODERS: dict[bytes, tuple[msgspec.msgpack.Decoder[_Body[Any]], ...]] = {
     kind.encode(): tuple(
-        _decoder(t) for t in (PAYLOAD_TYPES_V2.get(kind), payload_type) if t is not None
+        _decoder(t) for t in (payload_type, PAYLOAD_TYPES_V2.get(kind)) if t is not None
     )
     for kind, payload_type in PAYLOAD_TYPES.items()
 }
+_FORMAT_KEY = b"\xa6format"
+"""The ``format`` key as canonical msgpack writes it (fixstr of 6): a body without these
+bytes cannot be format 2, so a format-1 log never pays for a format-2 decode attempt."""
 _ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -901,6 +902,10 @@ def _decode_typed(body: bytes) -> _Body[Any] | None:
     decoders = _BODY_DECODERS.get(body[3 : body[2] - 0x9D])  # 3 + (body[2] - 0xa0)
     if decoders is None:
         return None
+    if len(decoders) == 2:
+        # Format 2 first when the body names a format (the bytes could also sit inside a
+        # format-1 input by chance: then the format-2 decode fails and format 1 is tried).
+        decoders = decoders[::-1] if _FORMAT_KEY in body else decoders[:1]
     for decoder in decoders:
         try:
             decoded = decoder.decode(body)
