@@ -23,9 +23,9 @@ their own) is refused the same way, without running. Every result is written in 
 the output under secretstream, its key boxed to the publisher, only commitments in public;
 the container log's nonce and commitment stay in the journal so the site can prove its log.
 
-A refusal or a failure is a signed result too, at once, with
-a reason the researcher can act on. Tasks wait in a queue; ``[tasks] parallel`` run at once
-(default 1) in worker threads, so a busy site keeps replicating and witnessing.
+A refusal or a failure is a signed result too, at once, with a reason the researcher can act
+on. Tasks wait in a queue; ``[tasks] parallel`` run at once (default 1) in worker threads, so
+a busy site keeps replicating and witnessing.
 
 Exactly once (see ``journal.py``): a run is journalled before its container exists and the
 signed result before it is submitted. After a crash a half-run task is answered ``failed``
