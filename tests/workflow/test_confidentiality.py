@@ -9,6 +9,7 @@ site operator who modified the code could sign, and the hub sequences it (it is 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,9 +33,11 @@ from ptm_p2p.ledger.entry import (
     digest_of_image,
     result_payload_v2,
     sealed_output,
+    task_payload,
     task_payload_v2,
 )
 from ptm_p2p.network.client import fetch_log, submit
+from ptm_p2p.site.worker import FORMAT_1_REFUSED
 
 from .conftest import RESEARCHER, RESEARCHER_ORG, SITES, Study
 
@@ -150,6 +153,44 @@ def test_no_public_field_confirms_a_guess_of_the_output(study: Study) -> None:
     # The commitment opens only with the nonce the researcher holds.
     assert crypto.commit(answer.nonce, plaintext) == payload["output"]["commit"]
     assert crypto.commit(bytes(32), plaintext) != payload["output"]["commit"]
+    # The site kept its container log and the log nonce: with them the researcher (who
+    # holds the same nonce) checks the signed log commitment.
+    journal = study.cluster.root / "hospital-b" / "tasks.db"
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        log, nonce, commit = db.execute(
+            "SELECT log, log_nonce, log_commit FROM runs WHERE task = ?", (bytes.fromhex(task.id),)
+        ).fetchone()
+    assert nonce == answer.log_nonce and commit == payload["log_commit"]
+    assert crypto.log_commit(answer.log_nonce, log) == payload["log_commit"]
+    assert crypto.sha256(log) not in result.raw
+
+
+def test_a_format_1_task_is_refused_without_running(study: Study) -> None:
+    """Format-1 inputs are anonymous sealed boxes, copyable into anyone's task: the site
+    no longer acts on them (an old log still replays and audits)."""
+    client, cluster = study.client, study.cluster
+    researcher = cluster.home(RESEARCHER)
+    site_a = cluster.home("hospital-a").public_key
+    payload = task_payload(
+        study.images["summary"],
+        {site_a: json.dumps(SUMMARY_PARAMS).encode()},
+        LIMITS,
+        data=["gbsg2"],
+    )
+    made: list[Entry] = []
+
+    def entries(chain: Any) -> list[Entry]:
+        made.append(chain.append(TASK, payload, int(time.time() * 1000)))
+        return made
+
+    index = int(
+        submit(researcher.signer, cluster.invitation, entries, researcher.path)["indexes"][0]
+    )
+    task_id = made[0].hash.hex()
+    assert client.wait(task_id, timeout=120).progress == {"hospital-a": "refused"}
+    answer = client.results(task_id)["hospital-a"]
+    assert answer.reason == FORMAT_1_REFUSED and answer.format == 2
+    assert not study.containers_of(task_id) and not ran(study, "hospital-a", index)
 
 
 # --- break 3: one bad site never blocks the others ---------------------------------------------
