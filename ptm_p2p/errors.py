@@ -73,6 +73,29 @@ class UnknownTaskError(RuleError):
     """A result names a task that is not an earlier entry of the log."""
 
 
+class InputRefused(LedgerError):
+    """A site cannot act on a format-2 input: it was not boxed by the task's publisher for
+    this site, or it is bound to another task. ``public_reason`` is what the site signs in
+    its ``refused`` result: it reveals nothing of the input."""
+
+    def __init__(self, message: str, public_reason: str) -> None:
+        super().__init__(message)
+        self.public_reason = public_reason
+
+
+class FaultyOutput(LedgerError):
+    """A format-2 result does not open as its site signed it: evidence against that site.
+
+    ``check`` names the check that failed: ``key box`` (does not open with the researcher's
+    key and the site's, or holds no {k, n, l}), ``blob`` (the ciphertext does not hash to
+    ``output.blob`` or has another size), ``decrypt`` (secretstream refuses it) or
+    ``commitment`` (the plaintext and nonce do not give ``output.commit``)."""
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
 class EquivocationError(LedgerError):
     """One author signed two different entries with the same sequence number.
 
@@ -140,6 +163,12 @@ class ConfigError(PtmError):
 
 class NetworkError(PtmError):
     """A peer could not be reached or answered badly."""
+
+
+class BlobUnavailable(NetworkError):
+    """A format-2 output whose ciphertext is not in the result entry (``output.inline`` is
+    absent) and cannot be fetched from here: the blob store is not reachable (or not yet
+    wired in). Not the site's fault; try again later."""
 
 
 class ProtocolError(NetworkError):
@@ -251,12 +280,20 @@ class StudyError(PtmError):
     """A federated study cannot go on: bad input, a site refused or failed, no convergence.
 
     ``sites`` maps each site that did not compute to its reason (empty when the problem is
-    not any one site's, e.g. a covariate that is constant everywhere).
+    not any one site's, e.g. a covariate that is constant everywhere). ``answers`` holds the
+    answers that did come in and opened (``Client.run_round``: site name -> ``SiteAnswer``
+    of every honest ``ok`` site), so one bad site never hides the others' work.
     """
 
-    def __init__(self, message: str, sites: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        sites: dict[str, str] | None = None,
+        answers: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.sites = dict(sites or {})
+        self.answers = dict(answers or {})
 
 
 class TaskLookupError(PtmError):

@@ -228,6 +228,44 @@ def copy_command(source: Path, target: Path) -> None:
     click.echo(f"copied {source} ({size} entries) to {target}")
 
 
+@ledger_group.command("check-proof")
+@click.argument("proof", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--ledger",
+    "ledger",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A ledger copy (file or home) that must hold each result entry at its index.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+def check_proof_command(proof: Path, ledger: Path | None, as_json: bool) -> None:
+    """Check a proof folder written by `ptm results --prove`: needs no key.
+
+    For each site: the signed result entry verifies and is a format-2 result by that
+    site, and SHA-256("ptm/commit/v2\\n" || nonce || output) is the commitment it
+    signed. With --ledger (audit that copy first with `ptm audit`), the log must also hold
+    that very entry at the index the proof names. Exit 0 when every proof holds, else 1.
+
+    \b
+    Example:
+      ptm ledger check-proof proof/ --ledger ~/.ptm/auditor
+    """
+    from ptm_p2p.ledger.proof import check_proof
+
+    store = _open_existing(_ledger_path(ledger)) if ledger is not None else None
+    try:
+        verdicts = check_proof(proof, store)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        click.echo(json.dumps([v.__dict__ for v in verdicts], indent=2))
+    else:
+        for v in verdicts:
+            click.echo(f"{v.site}: {'ok' if v.ok else 'FAILED'}: {v.detail}")
+    raise SystemExit(0 if all(v.ok for v in verdicts) else 1)
+
+
 @ledger_group.command("simulate")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.errors import EXIT_NOT_DONE, PtmError
+from ptm_p2p.errors import EXIT_DOMAIN, EXIT_NOT_DONE, PtmError
 
 if TYPE_CHECKING:
     from ptm_p2p.client import Client, TaskView
@@ -227,13 +227,35 @@ def wait(
         sys.exit(EXIT_NOT_DONE)
 
 
-def _print_results(client: Client, task: str, as_json: bool, out: Path | None) -> None:
+def _print_results(
+    client: Client,
+    task: str,
+    as_json: bool,
+    out: Path | None,
+    only: tuple[str, ...] = (),
+    prove: Path | None = None,
+) -> list[str]:
+    """Print a task's results (``only``: just those sites); returns the sites shown that
+    are faulty or unavailable. ``prove``: also write a proof folder for the ok sites."""
     answers = client.results(task)
     view = client.task(task)
+    if only:
+        unknown = [site for site in only if site not in view.progress]
+        if unknown:
+            raise click.UsageError(
+                f"--site {', '.join(unknown)}: not a target of this task "
+                f"(targets: {', '.join(view.progress)})"
+            )
+        answers = {site: a for site, a in answers.items() if site in only}
+    bad = [site for site, a in answers.items() if a.fault or a.status == "unavailable"]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for site, answer in answers.items():
-            (out / f"{site}.output").write_bytes(answer.output)
+            if site not in bad:
+                (out / f"{site}.output").write_bytes(answer.output)
+    proved: list[str] = []
+    if prove is not None:
+        proved = _write_proofs(client, answers, bad, prove)
     if as_json:
         data = view.to_dict()
         data["results"] = {}
@@ -245,22 +267,58 @@ def _print_results(client: Client, task: str, as_json: bool, out: Path | None) -
                 item["output_text"] = answer.output.decode("utf-8", "replace")
             data["results"][site] = item
         click.echo(json.dumps(data, indent=2))
-        return
+        return bad
     click.echo(f"task {view.id} (entry {view.index}), image {view.image}")
     click.echo(f"  {'site':<16}{'status':<11}{'ran':<22}{'run s':>7}{'output':>9}  reason")
     for site, state in view.progress.items():
+        if only and site not in only:
+            continue
         if site not in answers:
             click.echo(f"  {site:<16}{state:<11}")
             continue
         answer = answers[site]
         run = answer.timings.get("run_ms")
+        reason = answer.reason or ""
+        if answer.fault:
+            reason = f"{answer.fault} check failed (signed {answer.signed_status}): {reason}"
         click.echo(
             f"  {site:<16}{answer.status:<11}{answer.image_digest[:19] + '…':<22}"
             f"{(run / 1000 if run is not None else float('nan')):>7.2f}"
-            f"{len(answer.output):>8}B  {answer.reason or ''}"
+            f"{len(answer.output):>8}B  {reason}"
         )
     if out is not None:
         click.echo(f"outputs written to {out}/SITE.output")
+    if prove is not None:
+        click.echo(
+            f"proofs of {', '.join(proved) or 'no site'} written to {prove} "
+            f"(check: ptm ledger check-proof {prove})"
+        )
+    for site in bad:
+        click.echo(f"warning: {site} is {answers[site].status}: {answers[site].reason}", err=True)
+    return bad
+
+
+def _write_proofs(
+    client: Client, answers: dict[str, Any], bad: list[str], folder: Path
+) -> list[str]:
+    """A proof (plaintext, nonce, signed entry) of each opened format-2 output."""
+    from ptm_p2p.ledger.proof import write_proof
+
+    written = []
+    for site, answer in answers.items():
+        if site in bad or answer.format != 2:
+            continue
+        entry = _entry_at(client, answer.index)
+        write_proof(folder, site, answer.key, entry, answer.index, answer.output, answer.nonce)
+        written.append(site)
+    return written
+
+
+def _entry_at(client: Client, index: int) -> Any:
+    from ptm_p2p.ledger.entry import Entry
+
+    (raw,) = client.follower.store.raw_range(index, index + 1)
+    return Entry.from_bytes(raw)
 
 
 @click.command()
@@ -271,24 +329,51 @@ def _print_results(client: Client, task: str, as_json: bool, out: Path | None) -
     default=None,
     help="Write each site's opened output to DIR/SITE.output.",
 )
+@click.option(
+    "--site",
+    "only",
+    multiple=True,
+    help="Show only this site (repeatable); exit 1 if one of them is faulty.",
+)
+@click.option(
+    "--prove",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write a proof of each opened output to DIR (plaintext, nonce, signed entry).",
+)
 @home_option
 @invitation_option
 @json_option
 def results(
-    task: str, out: Path | None, home: str | None, invitation: str | None, as_json: bool
+    task: str,
+    out: Path | None,
+    only: tuple[str, ...],
+    prove: Path | None,
+    home: str | None,
+    invitation: str | None,
+    as_json: bool,
 ) -> None:
     """Open a task's results with your key: status, image digest that ran, timings.
 
     Only results under a hub-signed checkpoint that passed every replay rule are shown, and
-    each output is checked against the digest its site signed.
+    each output is checked against the commitment its site signed. A site whose output does
+    not open as signed is shown as `faulty`, naming the failed check (key box, blob,
+    decrypt, commitment); the other sites are shown as usual and the exit code stays 0,
+    unless you asked for that site with --site (then 1).
+
+    --prove DIR writes, per opened site, the plaintext and the commitment nonce with the
+    signed entry: anyone can check them with `ptm ledger check-proof DIR`.
 
     \b
     Example:
       ptm results 93c17583ced5fdc8 --json --home researcher/
+      ptm results 93c17583ced5fdc8 --prove proof/ --home researcher/
     """
     with open_client(home, invitation) as client:
         client.sync()
-        _print_results(client, task, as_json, out)
+        bad = _print_results(client, task, as_json, out, only, prove)
+    if only and bad:
+        sys.exit(EXIT_DOMAIN)
 
 
 @click.command()

@@ -13,6 +13,12 @@ two processes of one researcher never sign two different entries with one sequen
         client.wait(task.id, timeout=120)
         for site, answer in client.results(task.id).items():
             print(site, answer.status, answer.json())
+
+Tasks are published in format 2 (``docs/ledger.md``, "Format 2"): each input is boxed from
+this researcher to its site and bound to the very task entry being signed. Results are
+opened site by site: a site whose output does not open as it signed it (key box, blob id,
+decryption, commitment) is reported ``faulty`` with the evidence, and every other site's
+answer is still returned.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from ptm_p2p.client.follower import LogFollower
 from ptm_p2p.client.images import resolve_image
 from ptm_p2p.client.session import Session
 from ptm_p2p.errors import (
+    BlobUnavailable,
     ConfigError,
+    FaultyOutput,
     LedgerError,
     ProtocolError,
     PtmError,
@@ -38,7 +46,18 @@ from ptm_p2p.errors import (
 )
 from ptm_p2p.home import Home, author_lock, resolve_home
 from ptm_p2p.ledger.crypto import sha256
-from ptm_p2p.ledger.entry import CANCEL, TASK, AuthorChain, Entry, cancel_payload, task_payload
+from ptm_p2p.ledger.entry import (
+    CANCEL,
+    TASK,
+    AuthorChain,
+    Entry,
+    OpenedOutput,
+    OutputV2,
+    ResultPayloadV2,
+    cancel_payload,
+    open_output_v2,
+    task_payload_v2,
+)
 from ptm_p2p.ledger.replay import Task
 from ptm_p2p.network import protocol
 from ptm_p2p.network.invitation import Invitation
@@ -46,11 +65,24 @@ from ptm_p2p.network.invitation import Invitation
 INVITATION_FILE = "invitation.json"
 DEFAULT_LIMITS = {"timeout_s": 600, "memory_mb": 512, "cpu_millis": 1000}
 FINAL = ("ok", "failed", "timeout", "refused", "cancelled")
+FAULTY = "faulty"
+"""``SiteAnswer.status`` of a site whose signed output does not open as signed."""
+UNAVAILABLE = "unavailable"
+"""``SiteAnswer.status`` of an output whose ciphertext cannot be fetched right now."""
+
+PayloadSource = Mapping[str, Any] | Callable[[int], Mapping[str, Any]]
+"""A payload, or a function of the seq the entry will be signed with that makes it (a
+format-2 task binds its inputs to that seq)."""
 
 
 @dataclass(frozen=True)
 class SiteAnswer:
-    """One site's verified result, opened with the researcher's key."""
+    """One site's verified result, opened with the researcher's key.
+
+    ``status`` is what the site signed, except ``faulty`` (the output does not open as the
+    site signed it: ``fault`` names the failed check, ``reason`` the evidence, and
+    ``signed_status`` what the site claimed) and ``unavailable`` (the ciphertext is outside
+    the log and cannot be fetched now). Neither has an output."""
 
     site: str
     key: bytes
@@ -60,6 +92,13 @@ class SiteAnswer:
     timings: dict[str, int]
     index: int
     output: bytes = field(repr=False)
+    fault: str | None = None
+    signed_status: str | None = None
+    nonce: bytes = field(default=b"", repr=False)
+    """Format 2: the commitment nonce ``n`` (reveal it with the output to prove it)."""
+    log_nonce: bytes = field(default=b"", repr=False)
+    """Format 2: the log nonce ``l`` (checks the site's container log, if it hands it over)."""
+    format: int = 2
 
     def json(self) -> Any:
         """The output parsed as JSON (what ``ptm_p2p.algorithm`` writes)."""
@@ -78,6 +117,9 @@ class SiteAnswer:
             "timings_ms": self.timings,
             "entry": self.index,
             "output_bytes": len(self.output),
+            "fault": self.fault,
+            "signed_status": self.signed_status,
+            "format": self.format,
         }
 
 
@@ -218,7 +260,7 @@ class Client:
 
     # --- signing ---------------------------------------------------------------------------
 
-    def _submit(self, kind: str, payload: Mapping[str, Any]) -> tuple[Entry, int]:
+    def _submit(self, kind: str, payload: PayloadSource) -> tuple[Entry, int]:
         """Sign ``payload`` as our next entry and submit it; the entry and its log index.
 
         The entry is signed once, after asking the hub for our chain's head. If the submit
@@ -226,11 +268,15 @@ class Client:
         signed bytes again: the hub answers a resubmission with the index it gave the first
         time, so a submit that did reach the hub is neither published twice nor followed by a
         second, different entry with the same sequence number (equivocation).
+
+        ``payload`` may be a function of the entry's seq (known only once the hub has told
+        us our head, under the author lock): a format-2 task binds its inputs to it.
         """
         with author_lock(self.home.path):
             head = self.session.call(self._head)
             chain = AuthorChain(self.home.signer, head.seq, head.hash)
-            entry = chain.append(kind, payload, int(time.time() * 1000))
+            made = payload(head.seq + 1) if callable(payload) else payload
+            entry = chain.append(kind, made, int(time.time() * 1000))
             return entry, self.session.call(self._submit_entry, entry)
 
     async def _head(self) -> protocol.HeadReply:
@@ -278,7 +324,11 @@ class Client:
         else:
             plain = {key: input for key in self._site_keys_synced(to)}
         limits = {"timeout_s": timeout_s, "memory_mb": memory_mb, "cpu_millis": cpu_millis}
-        payload = task_payload(pinned, plain, limits, algorithm, description, data)
+        signer = self.home.signer
+
+        def payload(seq: int) -> dict[str, Any]:
+            return task_payload_v2(signer, seq, pinned, plain, limits, algorithm, description, data)
+
         entry, index = self._submit(TASK, payload)
         return self._view_of_entry(entry, index, pinned)
 
@@ -374,7 +424,11 @@ class Client:
         )
 
     def results(self, task_id: str) -> dict[str, SiteAnswer]:
-        """Each answered site's verified result, its output opened with our key."""
+        """Each answered site's verified result, its output opened with our key.
+
+        Sites are opened independently: a site whose output does not open as it signed it
+        is returned with status ``faulty`` (and the evidence), never raised, so one bad
+        site cannot hide the others' answers."""
         task = self._task(task_id)
         if task.publisher != self.home.public_key:
             raise TaskLookupError(
@@ -383,33 +437,90 @@ class Client:
             )
         answers: dict[str, SiteAnswer] = {}
         for site, result in task.results.items():
-            (raw,) = self.follower.store.raw_range(result.index, result.index + 1)
-            entry = Entry.from_bytes(raw)
-            if entry.hash != result.hash:
-                raise LedgerError(
-                    f"entry {result.index} of {self.home.ledger_path} differs from the verified "
-                    "result: the copy was altered on disk; move it away and sync again"
-                )
-            payload = entry.payload
-            output = self.home.signer.open_sealed(payload["output"])
-            digest = payload.get("output_digest")
-            if digest is not None and digest != sha256(output):
-                raise LedgerError(
-                    f"the output of {self.state.describe(site)} does not match the digest "
-                    "the site signed"
-                )
+            entry = self.result_entry(result.index, result.hash)
             name = self.state.members[site].org if site in self.state.members else site.hex()
-            answers[name] = SiteAnswer(
-                site=name,
-                key=site,
-                status=payload["status"],
-                reason=payload.get("reason"),
-                image_digest=payload["image_digest"],
-                timings=dict(payload.get("timings", {})),
-                index=result.index,
-                output=output,
-            )
+            answers[name] = self._open_answer(name, site, entry, result.index)
         return answers
+
+    def result_entry(self, index: int, expected_hash: bytes) -> Entry:
+        """The result entry at ``index`` of the verified copy, checked against replay."""
+        (raw,) = self.follower.store.raw_range(index, index + 1)
+        entry = Entry.from_bytes(raw)
+        if entry.hash != expected_hash:
+            raise LedgerError(
+                f"entry {index} of {self.home.ledger_path} differs from the verified "
+                "result: the copy was altered on disk; move it away and sync again"
+            )
+        return entry
+
+    def _open_answer(self, name: str, site: bytes, entry: Entry, index: int) -> SiteAnswer:
+        """One site's answer; ``faulty`` or ``unavailable`` instead of an exception."""
+        payload = entry.payload
+        base = {
+            "site": name,
+            "key": site,
+            "image_digest": payload["image_digest"],
+            "timings": dict(payload.get("timings", {})),
+            "index": index,
+        }
+        typed = entry.typed_payload
+        try:
+            if isinstance(typed, ResultPayloadV2):
+                opened = open_output_v2(
+                    self.home.signer, site, typed.output, self.ciphertext_of(site, typed.output)
+                )
+            else:
+                opened = OpenedOutput(self._open_format_1(payload), b"", b"")
+        except FaultyOutput as exc:
+            return SiteAnswer(
+                **base,
+                status=FAULTY,
+                reason=f"{exc} (result entry {index}, signed by {site.hex()})",
+                output=b"",
+                fault=exc.check,
+                signed_status=payload["status"],
+            )
+        except BlobUnavailable as exc:
+            return SiteAnswer(
+                **base,
+                status=UNAVAILABLE,
+                reason=str(exc),
+                output=b"",
+                signed_status=payload["status"],
+            )
+        return SiteAnswer(
+            **base,
+            status=payload["status"],
+            reason=payload.get("reason"),
+            output=opened.plaintext,
+            nonce=opened.nonce,
+            log_nonce=opened.log_nonce,
+            format=2 if isinstance(typed, ResultPayloadV2) else 1,
+        )
+
+    def _open_format_1(self, payload: Mapping[str, Any]) -> bytes:
+        """A format-1 output (old logs): a sealed box and an optional plaintext digest."""
+        try:
+            output = self.home.signer.open_sealed(payload["output"])
+        except LedgerError as exc:
+            raise FaultyOutput(f"the sealed output does not open: {exc}", "key box") from exc
+        digest = payload.get("output_digest")
+        if digest is not None and digest != sha256(output):
+            raise FaultyOutput("the output does not match the digest the site signed", "commitment")
+        return output
+
+    def ciphertext_of(self, site: bytes, output: OutputV2) -> bytes:
+        """THE place a format-2 output's ciphertext is obtained: ``output.inline`` when the
+        entry carries it; otherwise the blob ``output.blob`` (``output.size`` bytes) is held
+        by the hub's blob store, which this client cannot fetch from yet (BlobUnavailable).
+        Whatever this returns is checked against ``blob`` and ``size`` by the caller."""
+        if output.inline is not None:
+            return output.inline
+        raise BlobUnavailable(
+            f"the output of {self.state.describe(site)} is a blob outside the log "
+            f"({output.blob.hex()[:16]}…, {output.size} bytes): not yet fetchable by this "
+            "client"
+        )
 
     def cancel(self, task_id: str, reason: str | None = None) -> TaskView:
         """Withdraw a task of ours: sites that have not answered answer ``cancelled``."""
@@ -435,8 +546,9 @@ class Client:
         """One round over many sites: publish (one JSON input per site), wait, open.
 
         Returns each site's output parsed as JSON, keyed by the names used in ``inputs``.
-        Raises ``StudyError`` naming every site that failed, refused, timed out or did not
-        answer within ``timeout`` seconds.
+        Raises ``StudyError`` naming every site that failed, refused, timed out, is faulty
+        (its output does not open as it signed it) or did not answer within ``timeout``
+        seconds, and only those; the error's ``answers`` holds every other site's answer.
         """
         encoded = {
             site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
@@ -454,19 +566,28 @@ class Client:
         view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)
         answers = self.results(task.id)
         failures = {
-            site: f"{a.status}: {_sealed_reason(a) or a.reason or 'no reason given'}"
-            for site, a in answers.items()
-            if a.status != "ok"
+            site: f"{a.status}: {_why(a)}" for site, a in answers.items() if a.status != "ok"
         }
         for site, state in view.progress.items():
             if state not in FINAL:
                 failures[site] = f"no answer within {timeout:g} s ({state})"
-        if failures:
-            detail = "; ".join(f"{site}: {why}" for site, why in sorted(failures.items()))
-            raise StudyError(f"round {task.id[:16]}… did not complete: {detail}", failures)
         by_key = {a.key: a for a in answers.values()}
         keys = self._site_keys(list(inputs))
+        if failures:
+            detail = "; ".join(f"{site}: {why}" for site, why in sorted(failures.items()))
+            honest = {
+                site: by_key[key]
+                for site, key in zip(inputs, keys, strict=True)
+                if key in by_key and by_key[key].status == "ok"
+            }
+            raise StudyError(f"round {task.id[:16]}… did not complete: {detail}", failures, honest)
         return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
+
+
+def _why(answer: SiteAnswer) -> str:
+    if answer.status == FAULTY:
+        return f"{answer.fault} check failed: {answer.reason}"
+    return _sealed_reason(answer) or answer.reason or "no reason given"
 
 
 def _sealed_reason(answer: SiteAnswer) -> str | None:

@@ -127,12 +127,14 @@ class AuditReport:
                     "publisher": state.describe(task.publisher),
                     "image": task.image,
                     "image_digest": task.image_digest,
+                    "format": task.format,
                     "targets": [state.describe(t) for t in task.targets],
                     "results": {
                         state.describe(site): {
                             "status": r.status,
                             "index": r.index,
                             "image_digest": r.image_digest,
+                            "format": r.format,
                         }
                         for site, r in task.results.items()
                     },

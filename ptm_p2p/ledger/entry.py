@@ -19,6 +19,14 @@ exactly what is wrong, so every error message stays as precise as before; they a
 reference the Structs are tested against. ``Entry.payload`` stays a plain dict for callers;
 ``Entry.typed_payload`` is the same payload as its Struct.
 
+Tasks and results are versioned by an optional payload key ``format`` (``docs/ledger.md``,
+"Format 2"): absent is format 1 (``TaskPayload``/``ResultPayload``: anonymous sealed boxes
+and a plain digest of the output; still read forever, so old logs keep auditing), 2 is
+``TaskPayloadV2``/``ResultPayloadV2``: inputs boxed by their publisher and bound to one task
+entry, outputs under secretstream with only commitments in public. New code writes format 2
+(``task_payload_v2``, ``sealed_output`` + ``result_payload_v2``); ``open_input_v2`` and
+``open_output_v2`` are the receiving ends.
+
 What this module does *not* know is the log's state: whether the author is a member, whether
 a task exists, whether ``seq``/``prev`` continue the author's chain. That is ``replay``'s job.
 """
@@ -32,7 +40,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from ptm_p2p.errors import DecodeError, SignatureError
+from ptm_p2p.errors import DecodeError, FaultyOutput, InputRefused, SignatureError
 from ptm_p2p.ledger import crypto
 from ptm_p2p.ledger.encoding import pack, unpack_canonical
 
@@ -74,6 +82,15 @@ MAX_TEXT_LEN = 4096
 MAX_ALGORITHM_LEN = 128
 SEAL_OVERHEAD = 48
 """A sealed box adds a 32-byte ephemeral key and a 16-byte tag: anything shorter is not one."""
+FORMAT_2 = 2
+"""The ``format`` of the task and result payloads new code writes."""
+FORMATS = (1, FORMAT_2)
+INLINE_MAX = 64 * 1024
+"""A format-2 output ciphertext of at most this many bytes is written into the result entry
+(``output.inline``); a larger one is meant for the hub's blob store (fetched by
+``output.blob``). Readers accept any ``inline`` that fits the entry."""
+MAX_KEY_BOX = 256
+"""Upper bound of ``output.key`` (the boxed {k, n, l} map is 149 bytes as written)."""
 
 LIMIT_RANGES: dict[str, tuple[int, int]] = {
     "timeout_s": (1, 7 * 24 * 3600),
@@ -372,6 +389,14 @@ def _choice(kind: str, name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _boxed(kind: str, name: str, value: Any) -> bytes:
+    if type(value) is not bytes or len(value) < crypto.BOX_OVERHEAD:
+        raise DecodeError(
+            f"{kind} payload: {name} must be a box (bin of at least {crypto.BOX_OVERHEAD} bytes)"
+        )
+    return value
+
+
 def _sealed(kind: str, name: str, value: Any) -> bytes:
     if type(value) is not bytes or len(value) < SEAL_OVERHEAD:
         raise DecodeError(
@@ -427,8 +452,22 @@ is public in the log, so an auditor sees what each task was allowed to touch."""
 _LIMIT_FIELDS = frozenset(LIMIT_RANGES)
 
 
+def _format_of(kind: str, payload: dict[str, Any]) -> int:
+    """1 when ``format`` is absent, 2 when it is 2; anything else is refused."""
+    if "format" not in payload:
+        return 1
+    value = payload["format"]
+    if type(value) is not int or value != FORMAT_2:
+        raise DecodeError(
+            f"{kind} payload: format {value!r} is not supported (format 2, or no format key "
+            "for format 1)"
+        )
+    return FORMAT_2
+
+
 def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
-    _fields(TASK, payload, _TASK_FIELDS, _TASK_OPTIONAL)
+    v2 = _format_of(TASK, payload) == FORMAT_2
+    _fields(TASK, payload, _TASK_FIELDS | {"format"} if v2 else _TASK_FIELDS, _TASK_OPTIONAL)
     image = payload["image"]
     if type(image) is str and "@" not in image and len(image) <= MAX_IMAGE_LEN:
         # The common mistake gets its own message instead of the reference grammar.
@@ -453,7 +492,10 @@ def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
             f"({len(inputs)} inputs for {len(targets)} targets, or different keys)"
         )
     for value in inputs.values():
-        _sealed(TASK, "each input", value)
+        if v2:
+            _boxed(TASK, "each input", value)
+        else:
+            _sealed(TASK, "each input", value)
     limits = payload["limits"]
     if type(limits) is not dict:
         raise DecodeError("task payload: limits must be a map")
@@ -482,23 +524,39 @@ _RESULT_FIELDS = frozenset({"task", "status", "output", "image_digest", "log_dig
 _RESULT_OPTIONAL = frozenset({"reason", "timings", "output_digest"})
 
 
+_RESULT_V2_FIELDS = frozenset({"format", "task", "status", "output", "image_digest", "log_commit"})
+_RESULT_V2_OPTIONAL = frozenset({"reason", "timings"})
+_OUTPUT_V2_FIELDS = frozenset({"key", "commit", "size", "blob"})
+_OUTPUT_V2_OPTIONAL = frozenset({"inline"})
+
+
+def _bin32(name: str, value: Any) -> bytes:
+    if type(value) is not bytes or len(value) != HASH_SIZE:
+        raise DecodeError(f"result payload: {name} must be 32 bytes (bin)")
+    return value
+
+
 def _validate_result(payload: dict[str, Any], author: bytes, seq: int) -> None:
-    _fields(RESULT, payload, _RESULT_FIELDS, _RESULT_OPTIONAL)
+    v2 = _format_of(RESULT, payload) == FORMAT_2
+    if v2:
+        _fields(RESULT, payload, _RESULT_V2_FIELDS, _RESULT_V2_OPTIONAL)
+    else:
+        _fields(RESULT, payload, _RESULT_FIELDS, _RESULT_OPTIONAL)
     task = payload["task"]
     if type(task) is not bytes or len(task) != HASH_SIZE:
         raise DecodeError("result payload: task must be the 32-byte hash of the task entry")
     _choice(RESULT, "status", payload["status"], STATUSES)
-    _sealed(RESULT, "output", payload["output"])
+    if v2:
+        _validate_output_v2(payload["output"])
+        _bin32("log_commit", payload["log_commit"])
+    else:
+        _sealed(RESULT, "output", payload["output"])
+        _bin32("log_digest", payload["log_digest"])
     _text(RESULT, "image_digest", payload["image_digest"], 71, DIGEST_PATTERN)
-    log_digest = payload["log_digest"]
-    if type(log_digest) is not bytes or len(log_digest) != HASH_SIZE:
-        raise DecodeError("result payload: log_digest must be a 32-byte SHA-256")
     if "reason" in payload:
         _text(RESULT, "reason", payload["reason"], MAX_TEXT_LEN)
     if "output_digest" in payload:
-        digest = payload["output_digest"]
-        if type(digest) is not bytes or len(digest) != HASH_SIZE:
-            raise DecodeError("result payload: output_digest must be a 32-byte SHA-256")
+        _bin32("output_digest", payload["output_digest"])
     if "timings" in payload:
         timings = payload["timings"]
         if type(timings) is not dict or not timings.keys() <= TIMING_FIELDS:
@@ -509,6 +567,32 @@ def _validate_result(payload: dict[str, Any], author: bytes, seq: int) -> None:
         for name, value in timings.items():
             if type(value) is not int or not 0 <= value <= MAX_TIMESTAMP_MS:
                 raise DecodeError(f"result payload: timings.{name} {value!r} is not a whole ms")
+
+
+def _validate_output_v2(output: Any) -> None:
+    if type(output) is not dict:
+        raise DecodeError("result payload: output must be a map (format 2)")
+    _fields("result output", output, _OUTPUT_V2_FIELDS, _OUTPUT_V2_OPTIONAL)
+    key = output["key"]
+    if type(key) is not bytes or not crypto.BOX_OVERHEAD <= len(key) <= MAX_KEY_BOX:
+        raise DecodeError(
+            f"result payload: output.key must be a box of {crypto.BOX_OVERHEAD}..{MAX_KEY_BOX} "
+            "bytes"
+        )
+    _bin32("output.commit", output["commit"])
+    _bin32("output.blob", output["blob"])
+    size = output["size"]
+    if type(size) is not int or not crypto.STREAM_MIN_SIZE <= size <= MAX_SEQ:
+        raise DecodeError(
+            f"result payload: output.size {size!r} is not a ciphertext size "
+            f"(at least {crypto.STREAM_MIN_SIZE} bytes)"
+        )
+    if "inline" in output:
+        inline = output["inline"]
+        if type(inline) is not bytes or len(inline) != size:
+            raise DecodeError(
+                "result payload: output.inline must be the ciphertext, exactly output.size bytes"
+            )
 
 
 _CANCEL_FIELDS = frozenset({"task"})
@@ -661,6 +745,29 @@ class TaskPayload(_Typed, frozen=True, kw_only=True):
         )
 
 
+Boxed = Annotated[bytes, msgspec.Meta(min_length=crypto.BOX_OVERHEAD)]
+
+
+class TaskPayloadV2(_Typed, frozen=True, kw_only=True):
+    """Format 2: each input is a box from the publisher to its site over
+    ``{"bind": input_bind(...), "input": plaintext}`` (``docs/ledger.md``, "Format 2")."""
+
+    data: Annotated[list[Label], msgspec.Meta(min_length=1, max_length=MAX_DATA_LABELS)] | None = (
+        None
+    )
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IMAGE_LEN)]
+    format: Literal[2]
+    inputs: dict[Key, Boxed]
+    limits: TaskLimits
+    targets: Annotated[list[Key], msgspec.Meta(min_length=1, max_length=MAX_TARGETS)]
+    algorithm: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ALGORITHM_LEN)] | None = (
+        None
+    )
+    description: Text | None = None
+
+    well_formed = TaskPayload.well_formed
+
+
 class ResultTimings(_Typed, frozen=True, kw_only=True):
     run_ms: Millis | None = None
     total_ms: Millis | None = None
@@ -681,6 +788,43 @@ class ResultPayload(_Typed, frozen=True, kw_only=True):
         return _matches(DIGEST_PATTERN, self.image_digest) and _fits(self.reason, MAX_TEXT_LEN)
 
 
+class OutputV2(_Typed, frozen=True, kw_only=True):
+    """A format-2 result's ``output`` map: commitments and where the ciphertext is."""
+
+    key: Annotated[bytes, msgspec.Meta(min_length=crypto.BOX_OVERHEAD, max_length=MAX_KEY_BOX)]
+    blob: Key
+    size: Annotated[int, msgspec.Meta(ge=crypto.STREAM_MIN_SIZE, le=MAX_SEQ)]
+    commit: Key
+    inline: bytes | None = None
+
+
+class ResultPayloadV2(_Typed, frozen=True, kw_only=True):
+    """Format 2: no digest of any plaintext; the output is a secretstream ciphertext whose
+    key and commitment nonces are boxed from the site to the publisher."""
+
+    task: Key
+    format: Literal[2]
+    output: OutputV2
+    reason: Text | None = None
+    status: Literal["ok", "failed", "timeout", "refused", "cancelled"]
+    timings: ResultTimings | None = None
+    log_commit: Key
+    image_digest: Annotated[str, msgspec.Meta(min_length=1, max_length=71)]
+
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        inline = self.output.inline
+        return (
+            (inline is None or len(inline) == self.output.size)
+            and _matches(DIGEST_PATTERN, self.image_digest)
+            and _fits(self.reason, MAX_TEXT_LEN)
+        )
+
+    @property
+    def log_digest(self) -> bytes:
+        """The log commitment, under the name the replay's ``Result`` has kept."""
+        return self.log_commit
+
+
 class CancelPayload(_Typed, frozen=True, kw_only=True):
     task: Key
     reason: Text | None = None
@@ -689,7 +833,17 @@ class CancelPayload(_Typed, frozen=True, kw_only=True):
         return _fits(self.reason, MAX_TEXT_LEN)
 
 
-Payload = GenesisPayload | MembershipPayload | TaskPayload | ResultPayload | CancelPayload
+Payload = (
+    GenesisPayload
+    | MembershipPayload
+    | TaskPayload
+    | TaskPayloadV2
+    | ResultPayload
+    | ResultPayloadV2
+    | CancelPayload
+)
+AnyTask = TaskPayload | TaskPayloadV2
+AnyResult = ResultPayload | ResultPayloadV2
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     GENESIS: GenesisPayload,
     MEMBERSHIP: MembershipPayload,
@@ -697,6 +851,9 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     RESULT: ResultPayload,
     CANCEL: CancelPayload,
 }
+"""Each kind's format-1 payload type (the only format of genesis, membership, cancel)."""
+PAYLOAD_TYPES_V2: dict[str, type[Payload]] = {TASK: TaskPayloadV2, RESULT: ResultPayloadV2}
+"""The format-2 payload types of the kinds that have one."""
 
 
 _P = TypeVar("_P", bound=_Typed)
@@ -714,11 +871,21 @@ class _Body(msgspec.Struct, Generic[_P], frozen=True, array_like=True):
     payload: _P
 
 
-# Keyed by the kind's UTF-8 name, as it appears in the body (see ``_decode_typed``).
-_BODY_DECODERS: dict[bytes, msgspec.msgpack.Decoder[_Body[Any]]] = {
-    kind.encode(): msgspec.msgpack.Decoder(_Body[payload_type])  # type: ignore[valid-type]
+def _decoder(payload_type: type[Payload]) -> msgspec.msgpack.Decoder[_Body[Any]]:
+    return msgspec.msgpack.Decoder(_Body[payload_type])  # type: ignore[valid-type]
+
+
+# Keyed by the kind's UTF-8 name, as it appears in the body (see ``_decode_typed``): the
+# format-1 decoder and, for tasks and results, the format-2 one.
+_BODY_DECODERS: dict[bytes, tuple[msgspec.msgpack.Decoder[_Body[Any]], ...]] = {
+    kind.encode(): tuple(
+        _decoder(t) for t in (payload_type, PAYLOAD_TYPES_V2.get(kind)) if t is not None
+    )
     for kind, payload_type in PAYLOAD_TYPES.items()
 }
+_FORMAT_KEY = b"\xa6format"
+"""The ``format`` key as canonical msgpack writes it (fixstr of 6): a body without these
+bytes cannot be format 2, so a format-1 log never pays for a format-2 decode attempt."""
 _ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -732,13 +899,21 @@ def _decode_typed(body: bytes) -> _Body[Any] | None:
     """
     if len(body) > MAX_BODY_SIZE or len(body) < 40:
         return None
-    decoder = _BODY_DECODERS.get(body[3 : body[2] - 0x9D])  # 3 + (body[2] - 0xa0)
-    if decoder is None:
+    decoders = _BODY_DECODERS.get(body[3 : body[2] - 0x9D])  # 3 + (body[2] - 0xa0)
+    if decoders is None:
         return None
-    try:
-        decoded = decoder.decode(body)
-        again = _ENCODER.encode(decoded)
-    except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. a str that is not UTF-8
+    if len(decoders) == 2:
+        # Format 2 first when the body names a format (the bytes could also sit inside a
+        # format-1 input by chance: then the format-2 decode fails and format 1 is tried).
+        decoders = decoders[::-1] if _FORMAT_KEY in body else decoders[:1]
+    for decoder in decoders:
+        try:
+            decoded = decoder.decode(body)
+            again = _ENCODER.encode(decoded)
+        except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. a str that is not UTF-8
+            continue
+        break
+    else:
         return None
     if again != body or (decoded.seq == 1 and decoded.prev != ZERO_HASH):
         return None
@@ -752,8 +927,9 @@ def _typed_from_dict(kind: str, payload: dict[str, Any]) -> Payload:
 
     Never reached while the two agree (the tests hold them to that); if they ever disagree,
     the hand-written checks, which carry the messages, decide."""
+    types = PAYLOAD_TYPES_V2 if "format" in payload else PAYLOAD_TYPES
     try:
-        return msgspec.convert(payload, PAYLOAD_TYPES[kind])
+        return msgspec.convert(payload, types[kind])
     except msgspec.MsgspecError as exc:
         raise DecodeError(f"{kind} payload: {exc}") from exc
 
@@ -861,6 +1037,233 @@ def result_payload(
     if timings is not None:
         payload["timings"] = dict(timings)
     return payload
+
+
+# --- format 2: inputs bound to their task, outputs behind commitments ---------------------------
+
+INPUT_NOT_OURS = (
+    "the input for this site was not encrypted by the task's publisher for this site; "
+    "nothing was run"
+)
+"""Public reason of a ``refused`` answer: the input box does not open (FORMAT.md)."""
+INPUT_BOUND_ELSEWHERE = "the input is bound to another task; nothing was run"
+"""Public reason of a ``refused`` answer: the input opens but is bound to another task."""
+INPUT_MALFORMED = (
+    "the input for this site is not a {bind, input} map as format 2 writes it; nothing was run"
+)
+
+
+def task_payload_v2(
+    publisher: crypto.Signer,
+    publisher_seq: int,
+    image: str,
+    inputs: Mapping[bytes, bytes],
+    limits: Mapping[str, int],
+    algorithm: str | None = None,
+    description: str | None = None,
+    data: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A format-2 task payload to be signed by ``publisher`` as its entry ``publisher_seq``.
+
+    ``inputs`` maps each target site key to its plaintext input (targets keep the mapping's
+    order); each is boxed from the publisher to that site together with its binding to this
+    very entry (``crypto.input_bind``), so a copy of the box in any other task is refused.
+    """
+    targets = list(inputs)
+    labels = list(data)
+    boxed = {}
+    for site, plaintext in inputs.items():
+        bind = crypto.input_bind(publisher.public_key, publisher_seq, site, image, labels, targets)
+        boxed[site] = publisher.box_to(site, pack({"bind": bind, "input": bytes(plaintext)}))
+    payload: dict[str, Any] = {
+        "format": FORMAT_2,
+        "image": image,
+        "targets": targets,
+        "inputs": boxed,
+        "limits": dict(limits),
+    }
+    if algorithm is not None:
+        payload["algorithm"] = algorithm
+    if description is not None:
+        payload["description"] = description
+    if labels:
+        payload["data"] = labels
+    return payload
+
+
+def task_format(task: Entry) -> int:
+    """1 or 2: the format of a task or result entry's payload."""
+    return FORMAT_2 if isinstance(task.typed_payload, (TaskPayloadV2, ResultPayloadV2)) else 1
+
+
+def open_input_v2(site: crypto.Signer, task: Entry) -> bytes:
+    """The plaintext input of a format-2 ``task`` for ``site``, or InputRefused.
+
+    Opens the box with (site key, the task entry's author) and checks its binding against
+    this entry's author, seq, the site, the image, data labels and targets as signed."""
+    payload = task.typed_payload
+    if not isinstance(payload, TaskPayloadV2):
+        raise DecodeError(f"{task.describe()} is not a format-2 task")
+    me = site.public_key
+    boxed = payload.inputs.get(me)
+    if boxed is None:
+        raise InputRefused(f"{task.describe()} has no input for this site", INPUT_NOT_OURS)
+    try:
+        opened = site.box_open(task.author, boxed)
+    except (SignatureError, DecodeError) as exc:
+        raise InputRefused(
+            f"{task.describe()}: the input box does not open with this site's key and the "
+            f"publisher's ({exc})",
+            INPUT_NOT_OURS,
+        ) from exc
+    try:
+        inner = unpack_canonical(opened, len(opened), max_depth=1)
+    except DecodeError as exc:
+        raise InputRefused(f"{task.describe()}: the opened input: {exc}", INPUT_MALFORMED) from exc
+    if (
+        type(inner) is not dict
+        or inner.keys() != {"bind", "input"}
+        or type(inner["bind"]) is not bytes
+        or type(inner["input"]) is not bytes
+    ):
+        raise InputRefused(
+            f"{task.describe()}: the opened input is not a {{bind, input}} map", INPUT_MALFORMED
+        )
+    expected = crypto.input_bind(
+        task.author, task.seq, me, payload.image, payload.data or [], payload.targets
+    )
+    if inner["bind"] != expected:
+        raise InputRefused(
+            f"{task.describe()}: the input is bound to another task (its binding is not this "
+            "entry's publisher, seq, site, image, data labels and targets)",
+            INPUT_BOUND_ELSEWHERE,
+        )
+    data: bytes = inner["input"]
+    return data
+
+
+class SealedOutput(msgspec.Struct, frozen=True):
+    """A site's sealed output before it is placed (inline or in the blob store).
+
+    ``ciphertext`` is what leaves the site; ``log_nonce`` and ``log_commit`` are what the
+    site keeps (in its journal) to prove its container log later."""
+
+    key: bytes
+    commit: bytes
+    blob: bytes
+    ciphertext: bytes
+    log_nonce: bytes
+    log_commit: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.ciphertext)
+
+    def output_map(self, inline: bool) -> dict[str, Any]:
+        """The result's ``output`` map: with ``inline`` the ciphertext goes into the entry,
+        without it the entry names the blob (which must then be in the hub's blob store)."""
+        output: dict[str, Any] = {
+            "key": self.key,
+            "blob": self.blob,
+            "size": self.size,
+            "commit": self.commit,
+        }
+        if inline:
+            output["inline"] = self.ciphertext
+        return output
+
+
+def sealed_output(
+    site: crypto.Signer, publisher: bytes, plaintext: bytes, container_log: bytes
+) -> SealedOutput:
+    """Encrypt ``plaintext`` for ``publisher`` as format 2 writes it.
+
+    Fresh random k (secretstream key), n (commitment nonce), l (log nonce); the key box
+    from ``site`` to ``publisher`` carries all three."""
+    k, n, log_nonce = crypto.random_key(), crypto.random_key(), crypto.random_key()
+    ciphertext = crypto.stream_encrypt(k, plaintext)
+    return SealedOutput(
+        key=site.box_to(publisher, pack({"k": k, "n": n, "l": log_nonce})),
+        commit=crypto.commit(n, plaintext),
+        blob=crypto.sha256(ciphertext),
+        ciphertext=ciphertext,
+        log_nonce=log_nonce,
+        log_commit=crypto.log_commit(log_nonce, container_log),
+    )
+
+
+def result_payload_v2(
+    task: Entry,
+    status: str,
+    output: Mapping[str, Any],
+    log_commit: bytes,
+    image_digest: str,
+    reason: str | None = None,
+    timings: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A format-2 result payload; ``output`` is ``SealedOutput.output_map(...)``."""
+    payload: dict[str, Any] = {
+        "format": FORMAT_2,
+        "task": task.hash,
+        "status": status,
+        "output": dict(output),
+        "image_digest": image_digest,
+        "log_commit": log_commit,
+    }
+    if reason is not None:
+        payload["reason"] = reason.encode()[:MAX_TEXT_LEN].decode(errors="ignore")
+    if timings is not None:
+        payload["timings"] = dict(timings)
+    return payload
+
+
+class OpenedOutput(msgspec.Struct, frozen=True):
+    """A format-2 output opened by its researcher: the plaintext and the two nonces (``n``
+    proves the plaintext to anyone, ``l`` lets the site's container log be checked)."""
+
+    plaintext: bytes
+    nonce: bytes
+    log_nonce: bytes
+
+
+def open_output_v2(
+    researcher: crypto.Signer, site: bytes, output: OutputV2, ciphertext: bytes
+) -> OpenedOutput:
+    """Open a format-2 output signed by ``site``; FaultyOutput names the failed check.
+
+    ``ciphertext`` is ``output.inline`` or the blob fetched by ``output.blob``; it is checked
+    against ``blob`` and ``size`` here, so a fetch needs no trust in where it came from."""
+    try:
+        opened = researcher.box_open(site, output.key)
+    except (SignatureError, DecodeError) as exc:
+        raise FaultyOutput(f"the output key box does not open: {exc}", "key box") from exc
+    try:
+        keys = unpack_canonical(opened, len(opened), max_depth=1)
+    except DecodeError as exc:
+        raise FaultyOutput(
+            f"the opened key box is not canonical msgpack: {exc}", "key box"
+        ) from exc
+    if (
+        type(keys) is not dict
+        or keys.keys() != {"k", "n", "l"}
+        or any(type(v) is not bytes or len(v) != crypto.NONCE_SIZE for v in keys.values())
+    ):
+        raise FaultyOutput("the opened key box is not a {k, n, l} map of 32-byte values", "key box")
+    if len(ciphertext) != output.size or crypto.sha256(ciphertext) != output.blob:
+        raise FaultyOutput(
+            f"the ciphertext ({len(ciphertext)} bytes) does not hash to the signed blob id "
+            f"{output.blob.hex()[:16]}… ({output.size} bytes)",
+            "blob",
+        )
+    try:
+        plaintext = crypto.stream_decrypt(keys["k"], ciphertext)
+    except (SignatureError, DecodeError) as exc:
+        raise FaultyOutput(f"the ciphertext does not decrypt: {exc}", "decrypt") from exc
+    if crypto.commit(keys["n"], plaintext) != output.commit:
+        raise FaultyOutput(
+            "the decrypted output does not match the commitment the site signed", "commitment"
+        )
+    return OpenedOutput(plaintext, keys["n"], keys["l"])
 
 
 def cancel_payload(task: bytes, reason: str | None = None) -> dict[str, Any]:

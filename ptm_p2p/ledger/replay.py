@@ -40,7 +40,7 @@ from ptm_p2p.errors import (
     SignatureError,
     UnknownTaskError,
 )
-from ptm_p2p.ledger.crypto import short
+from ptm_p2p.ledger.crypto import sha256, short
 from ptm_p2p.ledger.entry import (
     GENESIS,
     MEMBERSHIP,
@@ -52,7 +52,9 @@ from ptm_p2p.ledger.entry import (
     GenesisPayload,
     MembershipPayload,
     ResultPayload,
+    ResultPayloadV2,
     TaskPayload,
+    TaskPayloadV2,
     digest_of_image,
 )
 from ptm_p2p.ledger.store import READ_BATCH, LogStore
@@ -86,9 +88,10 @@ class Result(msgspec.Struct, frozen=True):
     site: bytes
     status: str
     image_digest: str
-    log_digest: bytes
+    log_digest: bytes  # format 2: the result's log_commit
     index: int
     hash: bytes
+    format: int = 1  # 1 or 2 (docs/ledger.md, "Format 2")
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class Task:
     algorithm: str | None
     results: dict[bytes, Result] = field(default_factory=dict)
     cancelled_at: int | None = None  # index of the publisher's cancel entry, if any
+    format: int = 1  # 1 or 2: how its inputs are sealed (docs/ledger.md, "Format 2")
 
     @property
     def image_digest(self) -> str:
@@ -251,16 +255,18 @@ class State:
             )
 
         payload = entry.typed_payload
-        if isinstance(payload, ResultPayload):
+        if isinstance(payload, (ResultPayload, ResultPayloadV2)):
             self._check_result(entry, index, payload)
-        elif isinstance(payload, TaskPayload):
+        elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
             self._check_task(entry, index, member, payload)
         elif isinstance(payload, MembershipPayload):
             self._check_membership(entry, index, payload)
         elif isinstance(payload, CancelPayload):
             self._check_cancel(entry, index, payload)
 
-    def _check_task(self, entry: Entry, index: int, member: Member, payload: TaskPayload) -> None:
+    def _check_task(
+        self, entry: Entry, index: int, member: Member, payload: TaskPayload | TaskPayloadV2
+    ) -> None:
         if member.role != "researcher":
             raise self._fail(
                 entry,
@@ -321,7 +327,9 @@ class State:
                 "there is nothing left to cancel",
             )
 
-    def _check_result(self, entry: Entry, index: int, payload: ResultPayload) -> None:
+    def _check_result(
+        self, entry: Entry, index: int, payload: ResultPayload | ResultPayloadV2
+    ) -> None:
         author = entry.author
         task = self.tasks.get(payload.task)
         if task is None:
@@ -368,6 +376,19 @@ class State:
                     f"{task.index}) named {task.image_digest}"
                 ),
             )
+        if isinstance(payload, ResultPayloadV2):
+            inline = payload.output.inline
+            # The one output check that needs no key: an inline ciphertext is the blob it
+            # names (a blob held outside the log is checked where it is stored and fetched).
+            if inline is not None and sha256(inline) != payload.output.blob:
+                raise self._fail(
+                    entry,
+                    index,
+                    RuleError(
+                        "the inline output does not hash to the blob id the result names "
+                        f"({payload.output.blob.hex()[:16]}…)"
+                    ),
+                )
 
     def _check_membership(self, entry: Entry, index: int, payload: MembershipPayload) -> None:
         if entry.author != self.admin:
@@ -408,7 +429,7 @@ class State:
         # Only assignments from here on: every rule was checked in _check.
         author = entry.author
         payload = entry.typed_payload
-        if isinstance(payload, ResultPayload):
+        if isinstance(payload, (ResultPayload, ResultPayloadV2)):
             result = Result(
                 payload.task,
                 author,
@@ -417,10 +438,11 @@ class State:
                 payload.log_digest,
                 index,
                 entry.hash,
+                2 if isinstance(payload, ResultPayloadV2) else 1,
             )
             self.tasks[payload.task].results[author] = result
             self.results[entry.hash] = result
-        elif isinstance(payload, TaskPayload):
+        elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
             limits = payload.limits
             self.tasks[entry.hash] = Task(
                 entry.hash,
@@ -434,6 +456,7 @@ class State:
                 },
                 index,
                 payload.algorithm,
+                format=2 if isinstance(payload, TaskPayloadV2) else 1,
             )
         elif isinstance(payload, MembershipPayload):
             key = payload.key

@@ -13,6 +13,12 @@ per task the site has started to act on:
   different results for one task, nor two different entries with one sequence number.
 * ``done``: the site's verified replica holds the result.
 
+A signed format-2 result also keeps what only the site may reveal later: the container log
+(``log``, at most the policy's ``logs`` size), its 32-byte log nonce ``l`` and the
+``log_commit`` signed in the entry (SHA-256("ptm/log/v2\n" || l || log)). The researcher
+holds ``l`` too (inside the key box), so the site can hand its log to the researcher or,
+with ``l``, to an auditor, and either can check it against the signed entry.
+
 A write that fails (a full disk, a read-only file) raises ``StoreError``; the worker then
 backs off and shows the fault (``faults.py``) instead of retrying at once. Rows are keyed by
 the task entry's hash; the log, not this file, is the record of truth for
@@ -40,10 +46,15 @@ CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER,                    -- our result entry's seq, once signed
     result BLOB,                    -- our signed result entry, once signed
     status TEXT,                    -- the result's status, once signed
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    log BLOB,                       -- format 2: the container log the result commits to
+    log_nonce BLOB,                 -- format 2: its 32-byte nonce l
+    log_commit BLOB                 -- format 2: the result's log_commit (see above)
 );
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
 """
+_LOG_COLUMNS = (("log", "BLOB"), ("log_nonce", "BLOB"), ("log_commit", "BLOB"))
+"""Added by format 2; a journal written before gets them at open (ALTER TABLE)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,15 @@ class Run:
     status: str | None
 
 
+@dataclass(frozen=True)
+class LogProof:
+    """A format-2 result's container log, its nonce ``l`` and the signed ``log_commit``."""
+
+    log: bytes | None
+    nonce: bytes | None
+    commit: bytes | None
+
+
 class Journal:
     """The rows of ``HOME/tasks.db``; every write is durable when the call returns."""
 
@@ -66,6 +86,10 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+            for name, kind in _LOG_COLUMNS:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open the site's task journal {path}: {exc}; check the disk and "
@@ -118,15 +142,47 @@ class Journal:
             (task, task_index, RUNNING, time.time()),
         )
 
-    def signed(self, task: bytes, task_index: int, seq: int, raw: bytes, status: str) -> None:
-        """Record our signed result entry (its exact bytes) before it leaves this machine."""
+    def signed(
+        self,
+        task: bytes,
+        task_index: int,
+        seq: int,
+        raw: bytes,
+        status: str,
+        log: LogProof | None = None,
+    ) -> None:
+        """Record our signed result entry (its exact bytes) before it leaves this machine,
+        with, for format 2, the container log and the nonce its commitment used."""
+        log = log or LogProof(None, None, None)
         self._write(
-            "INSERT INTO runs (task, task_index, state, seq, result, status, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task) DO UPDATE SET state = excluded.state, "
+            "INSERT INTO runs (task, task_index, state, seq, result, status, updated, log, "
+            "log_nonce, log_commit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(task) DO UPDATE SET state = excluded.state, "
             "seq = excluded.seq, result = excluded.result, status = excluded.status, "
-            "updated = excluded.updated",
-            (task, task_index, SIGNED, seq, raw, status, time.time()),
+            "updated = excluded.updated, log = excluded.log, log_nonce = excluded.log_nonce, "
+            "log_commit = excluded.log_commit",
+            (
+                task,
+                task_index,
+                SIGNED,
+                seq,
+                raw,
+                status,
+                time.time(),
+                log.log,
+                log.nonce,
+                log.commit,
+            ),
         )
+
+    def log_proof(self, task: bytes) -> LogProof | None:
+        """The container log of our result on ``task`` and what proves it (format 2)."""
+        row = self.db.execute(
+            "SELECT log, log_nonce, log_commit FROM runs WHERE task = ?", (task,)
+        ).fetchone()
+        if row is None or row[2] is None:
+            return None
+        return LogProof(*row)
 
     def done(self, task: bytes) -> None:
         self._write(

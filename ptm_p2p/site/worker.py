@@ -14,10 +14,18 @@ what a peer or the researcher says):
 5. the site's own ``[policy]`` allows the image digest, the publisher and the data labels
    (checked by the executor before anything is pulled).
 
-Then it opens its sealed input, runs the image in the sandbox, seals the output to the
-publisher and signs a result. A refusal or a failure is a signed result too, at once, with
-a reason the researcher can act on. Tasks wait in a queue; ``[tasks] parallel`` run at once
-(default 1) in worker threads, so a busy site keeps replicating and witnessing.
+Then it opens its input, runs the image in the sandbox, seals the output to the publisher
+and signs a result. Inputs and outputs are format 2 (``docs/ledger.md``, "Format 2"): the
+input must be boxed by the task's publisher for this site and bound to this very task entry,
+else the site answers ``refused`` with a public reason that says nothing of the input and
+runs nothing. A format-1 task (an anonymous sealed box, which anyone can copy into a task of
+their own) is refused the same way, without running. Every result is written in format 2:
+the output under secretstream, its key boxed to the publisher, only commitments in public;
+the container log's nonce and commitment stay in the journal so the site can prove its log.
+
+A refusal or a failure is a signed result too, at once, with a reason the researcher can act
+on. Tasks wait in a queue; ``[tasks] parallel`` run at once (default 1) in worker threads, so
+a busy site keeps replicating and witnessing.
 
 Exactly once (see ``journal.py``): a run is journalled before its container exists and the
 signed result before it is submitted. After a crash a half-run task is answered ``failed``
@@ -51,14 +59,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ptm_p2p.errors import LedgerError, NetworkError, PtmError, StoreError
+from ptm_p2p.errors import InputRefused, NetworkError, PtmError, StoreError
 from ptm_p2p.ledger.crypto import sha256
-from ptm_p2p.ledger.entry import RESULT, AuthorChain, Entry, digest_of_image, result_payload
+from ptm_p2p.ledger.entry import (
+    INLINE_MAX,
+    RESULT,
+    AuthorChain,
+    Entry,
+    SealedOutput,
+    TaskPayloadV2,
+    digest_of_image,
+    open_input_v2,
+    result_payload_v2,
+    sealed_output,
+)
 from ptm_p2p.ledger.replay import Task as LoggedTask
 from ptm_p2p.network import protocol
 from ptm_p2p.network.verified_log import is_local_fault
 from ptm_p2p.site.faults import LocalFaults
-from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal
+from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal, LogProof
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,6 +97,11 @@ TASK_LABEL = "ptm_p2p.task"
 INTERRUPTED = (
     "interrupted: the site daemon stopped while the task ran; its container was removed. "
     "Publish the task again to retry"
+)
+FORMAT_1_REFUSED = (
+    "format-1 task: its input is an anonymous sealed box that anyone could have copied from "
+    "another task, so this site does not act on it; publish it again with a current ptm "
+    "(format 2); nothing was run"
 )
 
 
@@ -280,16 +304,8 @@ class TaskWorker:
             # _answer checks the revocation again and words the refusal (revoked_reason).
             await self._answer(entry, "refused", b"", reason="the publisher's key was revoked")
             return
-        try:
-            task_input = self.site.home.signer.open_sealed(entry.payload["inputs"][self.me])
-        except (LedgerError, KeyError) as exc:
-            await self._answer(
-                entry,
-                "failed",
-                b"",
-                reason=f"the input sealed to this site cannot be opened ({exc}); seal it to "
-                f"this site's key {self.me_hex[:16]}…",
-            )
+        task_input = await self._open_input(entry)
+        if task_input is None:
             return
         limits = task.limits
         from ptm_p2p.executor.task import Task as RunTask  # docker: only where tasks run
@@ -336,7 +352,7 @@ class TaskWorker:
             status,
             result.output if status != "cancelled" else b"",
             image_digest=ran,
-            log_digest=sha256(result.logs),
+            container_log=result.logs,
             reason=reason or None,
             timings={
                 "prepare_ms": round(result.timings.prepare_s * 1000),
@@ -344,6 +360,21 @@ class TaskWorker:
                 "total_ms": round(result.timings.total_s * 1000),
             },
         )
+
+    async def _open_input(self, entry: Entry) -> bytes | None:
+        """The task's plaintext input for this site, or None once refused (nothing runs).
+
+        The public reason never depends on the input's content: only on whether the box
+        opens between this site and the publisher, and whether it is bound to this entry."""
+        if not isinstance(entry.typed_payload, TaskPayloadV2):
+            await self._answer(entry, "refused", b"", reason=FORMAT_1_REFUSED)
+            return None
+        try:
+            return open_input_v2(self.site.home.signer, entry)
+        except InputRefused as exc:
+            log.warning("task at entry %s: refused: %s", entry.describe(), exc)
+            await self._answer(entry, "refused", b"", reason=exc.public_reason)
+            return None
 
     def _cancelled(self, task: LoggedTask) -> bool:
         current = self.site.log.state.tasks.get(task.hash)
@@ -425,11 +456,22 @@ class TaskWorker:
         output: bytes,
         *,
         image_digest: str | None = None,
-        log_digest: bytes = b"",
+        container_log: bytes = b"",
         reason: str | None = None,
         timings: dict[str, int] | None = None,
     ) -> None:
-        """Sign a result, journal its bytes, then hand it to the hub."""
+        """Seal the output (format 2), sign a result, journal its bytes, hand it to the hub."""
+        publisher = task_entry.author
+        if self.me in self.site.log.state.tasks[task_entry.hash].results:
+            return
+        revoked = self._publisher_revoked(self.site.log.state.tasks[task_entry.hash])
+        if revoked is not None:  # never seal an output to a revoked key
+            status, output, reason = "refused", b"", revoked_reason(revoked)
+            container_log, timings = b"", None
+        sealed = await trio.to_thread.run_sync(
+            sealed_output, self.site.home.signer, publisher, output, container_log
+        )
+        output_map = await self._place_output(sealed)
         async with self.sign_lock:
             state = self.site.log.state
             task = state.tasks[task_entry.hash]
@@ -441,34 +483,62 @@ class TaskWorker:
                 log.warning("task at entry %d: not answered: %s", task.index, self._why_halted())
                 return
             revoked = self._publisher_revoked(task)
-            if revoked is not None:
-                status, output, reason = "refused", b"", revoked_reason(revoked)
-                log_digest, timings = b"", None
+            if revoked is not None and status != "refused":
+                # Revoked while we sealed: the sealed output is dropped, never published.
+                status, reason, container_log, timings = (
+                    "refused",
+                    revoked_reason(revoked),
+                    b"",
+                    None,
+                )
+                sealed = sealed_output(self.site.home.signer, publisher, b"", b"")
+                output_map = sealed.output_map(inline=True)
             seq, prev = state.heads.get(self.me, (0, bytes(32)))
             pending = await self._journal_io("read", self.journal.last_signed)
             if pending is not None and pending.seq is not None and pending.seq > seq:
                 seq, prev = pending.seq, sha256(pending.result or b"")
             chain = AuthorChain(self.site.home.signer, seq, prev)
             # Timestamps never go back within a chain (replay rule 3), even if the clock does.
-            payload = result_payload(
+            payload = result_payload_v2(
                 task_entry,
                 status,
-                output,
+                output_map,
+                sealed.log_commit,
                 image_digest or task.image_digest,
-                log_digest or sha256(b""),
                 reason,
                 timings,
             )
             entry = chain.append(RESULT, payload, int(time.time() * 1000))
+            proof = LogProof(container_log, sealed.log_nonce, sealed.log_commit)
             await self._journal_io(
                 "write",
-                lambda: self.journal.signed(task.hash, task.index, entry.seq, entry.raw, status),
+                lambda: self.journal.signed(
+                    task.hash, task.index, entry.seq, entry.raw, status, proof
+                ),
             )
         self.answered += 1
         log.info(
             "task at entry %d: answered %s%s", task.index, status, f" ({reason})" if reason else ""
         )
         self._resubmit_now()
+
+    async def _place_output(self, sealed: SealedOutput) -> dict[str, Any]:
+        """THE hook where an output's ciphertext leaves the site: returns the result's
+        ``output`` map.
+
+        Today every ciphertext is written inline, whatever its size (an output too large
+        for the 1 MiB entry fails to sign, as before). With the hub's blob store, a
+        ciphertext over ``INLINE_MAX`` is to be uploaded here (``blobs.put`` by
+        ``sealed.blob``, resumable) and ``sealed.output_map(inline=False)`` returned, before
+        the result is signed."""
+        if sealed.size > INLINE_MAX:
+            log.debug(
+                "output of %d bytes is over INLINE_MAX (%d) but no blob store is wired in: "
+                "writing it inline",
+                sealed.size,
+                INLINE_MAX,
+            )
+        return sealed.output_map(inline=True)
 
     def _resubmit_now(self) -> None:
         self._submit_wanted.set()

@@ -59,11 +59,38 @@ def full_result() -> Entry:
     return Entry.create(SITES[0], E.RESULT, 1, E.ZERO_HASH, 3_000, payload)
 
 
+def task_v2() -> Entry:
+    """A format-2 task with every optional field."""
+    inputs = {site.public_key: b"input" for site in SITES[:2]}
+    payload = E.task_payload_v2(
+        RESEARCHER, 1, IMAGE, inputs, LIMITS, algorithm="cox/1", description="é", data=["gbsg2"]
+    )
+    return Entry.create(RESEARCHER, E.TASK, 1, E.ZERO_HASH, 2_000, payload)
+
+
+def result_v2(inline: bool = True) -> Entry:
+    """A format-2 result with every optional field (inline) or its output as a blob."""
+    sealed = E.sealed_output(SITES[0], RESEARCHER.public_key, b'{"rows": 3}', b"log")
+    payload = E.result_payload_v2(
+        task_v2(),
+        "refused",
+        sealed.output_map(inline),
+        sealed.log_commit,
+        DIGEST,
+        reason="not allowed",
+        timings={"prepare_ms": 5, "run_ms": 7, "total_ms": 12},
+    )
+    return Entry.create(SITES[0], E.RESULT, 1, E.ZERO_HASH, 3_000, payload)
+
+
 ALL_MAKERS: dict[str, Callable[[], Entry]] = {
     **MAKERS,
     "cancel": cancel,
     "full task": full_task,
     "full result": full_result,
+    "task v2": task_v2,
+    "result v2": result_v2,
+    "result v2 blob": lambda: result_v2(inline=False),
 }
 
 REQUIRED_AND_OPTIONAL = {
@@ -74,6 +101,9 @@ REQUIRED_AND_OPTIONAL = {
     E.ResultPayload: (E._RESULT_FIELDS, E._RESULT_OPTIONAL),
     E.ResultTimings: (frozenset(), E.TIMING_FIELDS),
     E.CancelPayload: (E._CANCEL_FIELDS, E._CANCEL_OPTIONAL),
+    E.TaskPayloadV2: (E._TASK_FIELDS | {"format"}, E._TASK_OPTIONAL),
+    E.ResultPayloadV2: (E._RESULT_V2_FIELDS, E._RESULT_V2_OPTIONAL),
+    E.OutputV2: (E._OUTPUT_V2_FIELDS, E._OUTPUT_V2_OPTIONAL),
 }
 
 
@@ -113,6 +143,7 @@ def test_struct_choices_and_ranges_are_the_constants() -> None:
     assert typing.get_args(hints["role"]) == E.ROLES
     assert typing.get_args(hints["action"]) == E.ACTIONS
     assert typing.get_args(typing.get_type_hints(E.ResultPayload)["status"]) == E.STATUSES
+    assert typing.get_args(typing.get_type_hints(E.ResultPayloadV2)["status"]) == E.STATUSES
     limits = typing.get_type_hints(E.TaskLimits, include_extras=True)
     for name, (low, high) in E.LIMIT_RANGES.items():
         meta = typing.get_args(limits[name])[1]
@@ -129,7 +160,8 @@ def test_valid_entries_decode_typed_with_the_same_payload(kind: str) -> None:
     assert E._decode_typed(made.body) is not None, "a valid entry fell back to the slow path"
     assert verdicts(made.body) == msgpack.unpackb(made.body)[6]
     again = Entry.from_bytes(made.raw)
-    assert isinstance(again.typed_payload, E.PAYLOAD_TYPES[again.kind])
+    versions = (E.PAYLOAD_TYPES[again.kind], E.PAYLOAD_TYPES_V2.get(again.kind, type(None)))
+    assert isinstance(again.typed_payload, versions)
     assert again.payload == msgpack.unpackb(made.body)[6]
     assert again.payload is again.payload  # built once, then cached
     assert E.claimed_author(made.body) == made.author
@@ -187,6 +219,8 @@ VALUES = st.one_of(
     st.binary(max_size=70),
     st.binary(min_size=32, max_size=32),
     st.binary(min_size=47, max_size=49),
+    st.binary(min_size=39, max_size=42),
+    st.sampled_from([1, 2, 3, 40, 41, 42, 300]),
     st.lists(st.binary(min_size=32, max_size=32) | st.text(max_size=4), max_size=3),
     st.dictionaries(st.text(max_size=10), st.integers(-1, 2000), max_size=3),
     st.dictionaries(st.binary(min_size=32, max_size=32), st.binary(max_size=60), max_size=2),
@@ -206,7 +240,9 @@ def test_mutated_payloads_get_the_same_verdict_from_both_decoders(
     payload = body[6]
     for _ in range(data.draw(st.integers(1, 2))):
         target = payload
-        nested = [k for k in ("limits", "timings", "inputs") if isinstance(payload.get(k), dict)]
+        nested = [
+            k for k in ("limits", "timings", "inputs", "output") if isinstance(payload.get(k), dict)
+        ]
         if nested and data.draw(st.booleans()):
             target = payload[data.draw(st.sampled_from(nested))]
         name = data.draw(st.sampled_from(_fields_of(target)))

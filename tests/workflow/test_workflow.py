@@ -14,7 +14,7 @@ import pytest
 from ptm_p2p.demo import combine
 from ptm_p2p.dev.cluster import wait_for
 from ptm_p2p.errors import LedgerError, PtmError, StudyError
-from ptm_p2p.ledger.entry import TASK, Entry, task_payload
+from ptm_p2p.ledger.entry import TASK, Entry, open_input_v2, task_payload
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network.client import submit_one
 
@@ -88,18 +88,20 @@ def test_the_hub_and_a_non_target_site_cannot_open_inputs_or_outputs(study: Stud
     assert set(answers) == {"hospital-a", "hospital-b"}
     entry = entry_at(study, task.index)
     homes = {name: study.cluster.home(name) for name in ("hub", "hospital-a", "hospital-c")}
+    researcher = study.cluster.home(RESEARCHER).public_key
     site_a = homes["hospital-a"].public_key
-    sealed_input = entry.payload["inputs"][site_a]
-    assert json.loads(homes["hospital-a"].signer.open_sealed(sealed_input)) == SUMMARY_PARAMS
+    # Format 2: the input is boxed from the researcher to hospital-a and bound to this task.
+    assert json.loads(open_input_v2(homes["hospital-a"].signer, entry)) == SUMMARY_PARAMS
+    boxed_input = entry.payload["inputs"][site_a]
     result = entry_at(study, answers["hospital-a"].index)
+    key_box = result.payload["output"]["key"]
     for outsider in ("hub", "hospital-c"):
         with pytest.raises(LedgerError):
-            homes[outsider].signer.open_sealed(sealed_input)
+            homes[outsider].signer.box_open(researcher, boxed_input)
         with pytest.raises(LedgerError):
-            homes[outsider].signer.open_sealed(result.payload["output"])
-    # Not even the site that computed it can read the sealed output back.
-    with pytest.raises(LedgerError):
-        homes["hospital-a"].signer.open_sealed(result.payload["output"])
+            homes[outsider].signer.box_open(site_a, key_box)
+        with pytest.raises(LedgerError):
+            homes[outsider].signer.open_sealed(boxed_input)
 
 
 def test_an_image_outside_a_sites_policy_is_refused_with_the_reason(study: Study) -> None:
