@@ -289,28 +289,15 @@ class NetworkRunner:
             if answer is None:
                 failures.setdefault(site, "no answer in the log")
             elif answer.status != "ok":
-                why = _sealed_reason(answer) or answer.reason or "no reason given"
-                failures[site] = f"{answer.status}: {why}"
+                from ptm_p2p.client.researcher import why_not_ok  # the client only over a network
+
+                failures[site] = f"{answer.status}: {why_not_ok(answer)}"
             else:
                 outputs[site] = answer.json()
         if failures:
             detail = "; ".join(f"{site}: {why}" for site, why in sorted(failures.items()))
             raise StudyError(f"task {task[:16]}… did not complete: {detail}", failures)
         return outputs
-
-
-def _sealed_reason(answer: Any) -> str | None:
-    """The algorithm's own reason for not computing, from its sealed output (``{"refused":
-    …}`` or ``{"error": …}``): more specific than the public reason on the ledger."""
-    try:
-        output = answer.json()
-    except StudyError:
-        return None
-    if isinstance(output, dict):
-        for key in ("refused", "error"):
-            if isinstance(output.get(key), str):
-                return str(output[key])
-    return None
 
 
 _FINAL = ("ok", "failed", "timeout", "refused", "cancelled")

@@ -566,7 +566,7 @@ class Client:
         view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)
         answers = self.results(task.id)
         failures = {
-            site: f"{a.status}: {_why(a)}" for site, a in answers.items() if a.status != "ok"
+            site: f"{a.status}: {why_not_ok(a)}" for site, a in answers.items() if a.status != "ok"
         }
         for site, state in view.progress.items():
             if state not in FINAL:
@@ -584,7 +584,9 @@ class Client:
         return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
 
 
-def _why(answer: SiteAnswer) -> str:
+def why_not_ok(answer: SiteAnswer) -> str:
+    """Why a site did not compute: the failed check of a faulty answer, else the algorithm's
+    own sealed reason, else the public one."""
     if answer.status == FAULTY:
         return f"{answer.fault} check failed: {answer.reason}"
     return _sealed_reason(answer) or answer.reason or "no reason given"
