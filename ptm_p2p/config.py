@@ -16,6 +16,10 @@ The whole file, every section a daemon reads::
     [tasks]
     parallel = 1                   # tasks this site runs at once (1-64)
 
+    [hub]                          # the hub's blob store (ptm_p2p.hub.blob_store)
+    blob_quota = "20g"             # bytes of blobs each member may hold at the hub
+    blob_retention = 90            # days a blob is kept (a number > 0; fractions allowed)
+
 Anything else is refused: an unknown key or section (``[polcy]``, with the closest known name
 suggested), a value of the wrong type (``images = "a string"``, ``min_group_size = "five"``).
 Every error is a ``ConfigError`` that names the file, the key and the form expected, so a
@@ -35,12 +39,18 @@ from pathlib import Path
 from typing import Any
 
 from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.executor.limits import parse_size
 from ptm_p2p.executor.policy import SitePolicy, check_data_path
 from ptm_p2p.home import CONFIG_FILE, NAME_PATTERN
 
 # Top-level keys and tables of config.toml; a table's own keys are checked by its parser.
-TOP_LEVEL = ("name", "policy", "tasks")
+TOP_LEVEL = ("name", "policy", "tasks", "hub")
 TASKS_KEYS = ("parallel",)
+HUB_KEYS = ("blob_quota", "blob_retention")
+DEFAULT_BLOB_QUOTA = 20 * 1024**3
+DEFAULT_BLOB_RETENTION_DAYS = 90.0
+# A retention of more than a century is a typo, not a policy (and would overflow time sums).
+MAX_BLOB_RETENTION_DAYS = 36_500
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 1
 
@@ -53,6 +63,8 @@ class HomeConfig:
     name: str
     policy: SitePolicy = field(default_factory=SitePolicy)
     tasks_parallel: int = DEFAULT_PARALLEL
+    blob_quota: int = DEFAULT_BLOB_QUOTA  # [hub] blob_quota, bytes per member
+    blob_retention_days: float = DEFAULT_BLOB_RETENTION_DAYS  # [hub] blob_retention
 
     def check_data(self) -> list[str]:
         """Problems with the data paths of ``[policy.data]``, one message each (empty when
@@ -109,12 +121,45 @@ def parse_config(text: str, path: Path) -> HomeConfig:
         policy = SitePolicy.from_table(policy_table)
     except PtmError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    quota, retention = _hub(table.get("hub", {}), path)
     return HomeConfig(
         path=path,
         name=name,
         policy=policy,
         tasks_parallel=_parallel(table.get("tasks", {}), path),
+        blob_quota=quota,
+        blob_retention_days=retention,
     )
+
+
+def _hub(hub: Any, path: Path) -> tuple[int, float]:
+    """``[hub] blob_quota`` (bytes) and ``blob_retention`` (days), checked."""
+    if not isinstance(hub, dict):
+        raise ConfigError(f"{path}: hub must be a table ([hub] with blob_quota, blob_retention)")
+    unknown = [key for key in hub if key not in HUB_KEYS]
+    if unknown:
+        raise ConfigError(f"{path}: {_unknown(unknown[0], hub[unknown[0]], HUB_KEYS, '[hub]')}")
+    quota = DEFAULT_BLOB_QUOTA
+    if "blob_quota" in hub:
+        try:
+            quota = parse_size(hub["blob_quota"], "[hub] blob_quota")
+        except PtmError as exc:
+            raise ConfigError(
+                f"{path}: {exc} (the bytes of blobs each member may keep at the hub, e.g. "
+                'blob_quota = "20g")'
+            ) from exc
+    retention = hub.get("blob_retention", DEFAULT_BLOB_RETENTION_DAYS)
+    if (
+        isinstance(retention, bool)
+        or not isinstance(retention, int | float)
+        or not 0 < retention <= MAX_BLOB_RETENTION_DAYS
+    ):
+        raise ConfigError(
+            f"{path}: [hub] blob_retention must be a number of days above 0 and at most "
+            f"{MAX_BLOB_RETENTION_DAYS} (how long the hub keeps a blob), e.g. "
+            f"blob_retention = 90; got {retention!r}"
+        )
+    return quota, float(retention)
 
 
 def _parallel(tasks: Any, path: Path) -> int:
