@@ -280,6 +280,11 @@ class BlobRefused(BlobError):
     exit_code = EXIT_REFUSED
 
 
+class BlobBusy(BlobError):
+    """The same uploader's upload of this blob is still being written (its old stream not yet
+    torn down): ask again in a moment."""
+
+
 class BlobMismatch(BlobError):
     """Bytes that do not hash to the blob id they were sent or served as."""
 

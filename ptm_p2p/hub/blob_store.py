@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ptm_p2p.errors import BlobError, BlobMismatch, BlobRefused
+from ptm_p2p.errors import BlobBusy, BlobError, BlobMismatch, BlobRefused
 from ptm_p2p.ledger.crypto import short
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class BlobStore:
         """Start or resume writing ``blob`` from ``offset`` (at most the part's length)."""
         key = (owner, blob)
         if key in self.writing:
-            raise BlobRefused(
+            raise BlobBusy(
                 f"an upload of blob {blob.hex()[:16]}… by member {short(owner)} is already in "
                 "progress; wait for it to finish or fail, then resume"
             )
@@ -388,7 +388,12 @@ class Part:
         self.length += len(data)
 
     def finish(self) -> bool:
-        """Verify and store the complete blob (blocking). True if it is newly stored.
+        """``verify`` then ``commit``: True if the blob is newly stored."""
+        self.verify()
+        return self.commit()
+
+    def verify(self) -> None:
+        """Check the SHA-256 and make the part durable (blocking: run it in a thread).
 
         A digest that differs deletes the part and raises ``BlobMismatch``.
         """
@@ -413,6 +418,11 @@ class Part:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
+
+    def commit(self) -> bool:
+        """Index and rename a verified part (in the store's thread: SQLite is single-thread
+        here); True if newly stored, False if another upload stored the same bytes first."""
+        assert self._file is None and self.hasher is None, "verify() first"
         return self.store._commit(self.owner, self.blob, self.size, self.path)
 
     def close(self) -> None:

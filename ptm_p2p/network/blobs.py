@@ -50,6 +50,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from ptm_p2p.errors import (
+    BlobBusy,
     BlobError,
     BlobMismatch,
     BlobRefused,
@@ -178,7 +179,26 @@ class BlobServer:
             await self._serve_one(stream, peer)
         except trio.Cancelled:
             raise
-        except Exception as exc:  # the stream broke or a bug: one transfer, never the daemon
+        except (StreamClosed, trio.TooSlowError) as exc:  # the peer went away or stalled
+            self.limiter.log(
+                log, logging.INFO, "dropped", "peer %s: blob transfer dropped: %s",
+                peer, clip(exc),
+            )  # fmt: skip
+            await _reset(stream)
+        except OSError as exc:  # our own disk: the peer is told, the operator reads the log
+            self.limiter.log(
+                log, logging.ERROR, "disk", "blob store: %s: %s", type(exc).__name__, exc
+            )
+            await _answer_quietly(
+                stream,
+                protocol.error(
+                    protocol.UNAVAILABLE,
+                    "the hub cannot write its blob store right now (a local fault of the hub, "
+                    "in its log); try again later",
+                ),
+            )
+            await _reset(stream)
+        except Exception as exc:  # a broken stream (libp2p errors) or a bug: one transfer
             self.limiter.log(
                 log,
                 logging.INFO,
@@ -230,6 +250,8 @@ class BlobServer:
                 await self._get(stream, request)
         except BlobMismatch as exc:
             await _answer(stream, protocol.error(MISMATCH, str(exc)))
+        except BlobBusy as exc:
+            await _answer(stream, protocol.error(protocol.UNAVAILABLE, str(exc)))
         except BlobRefused as exc:
             self.refused += 1
             await _answer(stream, protocol.error(protocol.REFUSED, str(exc)))
@@ -264,7 +286,8 @@ class BlobServer:
                     return  # the uploader went away: the part keeps what arrived
                 part.write(chunk)
                 self.received += len(chunk)
-            stored = await trio.to_thread.run_sync(part.finish)
+            await trio.to_thread.run_sync(part.verify)  # hash check and fsync, off the loop
+            stored = part.commit()
         finally:
             part.close()
         if stored:
@@ -290,6 +313,11 @@ class BlobServer:
 
 async def _answer(stream: Any, message: BlobReply | dict[str, Any]) -> None:
     await write_frame(stream, msgspec.msgpack.encode(message), MAX_CONTROL_FRAME)
+
+
+async def _answer_quietly(stream: Any, message: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception), trio.move_on_after(2):
+        await _answer(stream, message)
 
 
 async def _reset(stream: Any) -> None:
