@@ -23,6 +23,7 @@ from ptm_p2p.home import Home
 from ptm_p2p.hub.blob_store import DAY_S, BlobStore
 from ptm_p2p.network import blobs
 from ptm_p2p.network.host import make_host, parse_peer_addr
+from ptm_p2p.network.status import render
 
 MB = 1024 * 1024
 
@@ -103,6 +104,7 @@ def test_a_100_mb_blob_goes_up_and_comes_back_intact(hub: Cluster, tmp_path: Pat
     assert parts(hub) == []
     status = hub.status("hub")
     assert status["blobs"] == {"count": 1, "bytes": len(data), "parts": 0}
+    assert f"blobs       1 stored, {len(data):,} bytes" in render(status)  # `ptm status`
 
 
 def test_a_cut_upload_resumes_and_sends_only_the_rest(hub: Cluster) -> None:
