@@ -121,7 +121,10 @@ class BlobStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS blobs_owner ON blobs (owner)")
         self._db.execute("CREATE INDEX IF NOT EXISTS blobs_stored ON blobs (stored)")
         self._hashers: dict[tuple[bytes, bytes], tuple[int, Any]] = {}
-        self.writing: set[tuple[bytes, bytes]] = set()
+        # Uploads being written now: (owner, blob) -> declared size. The quota charges an
+        # upload in progress its declared size, not what has arrived yet, so that parallel
+        # uploads of one member cannot each pass the check and together exceed it.
+        self.writing: dict[tuple[bytes, bytes], int] = {}
         self._reconcile()
 
     def close(self) -> None:
@@ -164,13 +167,16 @@ class BlobStore:
             "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner = ?", (owner,)
         ).fetchone()
         prefix = owner.hex() + "."
-        parts = 0
+        parts: dict[str, int] = {}
         for part in self.parts.glob(prefix + "*.part"):
-            if excluding is not None and part.name == f"{prefix}{excluding.hex()}.part":
-                continue
             with contextlib.suppress(FileNotFoundError):
-                parts += part.stat().st_size
-        return int(stored) + parts
+                parts[part.name[len(prefix) : -len(".part")]] = part.stat().st_size
+        for (who, blob), declared in self.writing.items():
+            if who == owner:
+                parts[blob.hex()] = declared
+        if excluding is not None:
+            parts.pop(excluding.hex(), None)
+        return int(stored) + sum(parts.values())
 
     def stats(self) -> dict[str, int]:
         """``{"count", "bytes", "parts"}`` of the whole store (``ptm status`` on the hub)."""
@@ -357,7 +363,7 @@ class Part:
         self.length = offset
         self.hasher: Any = store._cached_hasher(owner, blob, offset)
         self._file: BinaryIO | None = None
-        store.writing.add((owner, blob))
+        store.writing[(owner, blob)] = size
 
     def open(self) -> None:
         """Open the part and hash its kept prefix (blocking: run it in a thread)."""
@@ -434,7 +440,7 @@ class Part:
             self._file = None
             if self.hasher is not None:
                 self.store._remember_hasher(self.owner, self.blob, self.length, self.hasher)
-        self.store.writing.discard((self.owner, self.blob))
+        self.store.writing.pop((self.owner, self.blob), None)
 
 
 def _fsync_dir(path: Path) -> None:

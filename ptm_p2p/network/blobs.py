@@ -274,18 +274,8 @@ class BlobServer:
         try:
             await trio.to_thread.run_sync(part.open)
             await _answer(stream, BlobReply(size=size, offset=offset))
-            while part.length < size:
-                with trio.move_on_after(self.stall_timeout) as stalled:
-                    chunk = await stream.read(min(CHUNK, size - part.length))
-                if stalled.cancelled_caught:
-                    log.info("peer upload of blob %s… stalled; keeping %d bytes for a resume",
-                             blob.hex()[:16], part.length)  # fmt: skip
-                    await _reset(stream)
-                    return
-                if not chunk:
-                    return  # the uploader went away: the part keeps what arrived
-                part.write(chunk)
-                self.received += len(chunk)
+            if not await self._receive(stream, part, size):
+                return  # the uploader went away or stalled: the part keeps what arrived
             await trio.to_thread.run_sync(part.verify)  # hash check and fsync, off the loop
             stored = part.commit()
         finally:
@@ -293,6 +283,38 @@ class BlobServer:
         if stored:
             log.info("stored blob %s… (%d bytes) from %s", blob.hex()[:16], size, owner.hex()[:8])
         await _answer(stream, BlobReply(have=True, size=size, offset=size, stored=True))
+
+    async def _receive(self, stream: Any, part: Any, size: int) -> bool:
+        """Read the upload's bytes into ``part``; False if the stream ended or stalled first.
+
+        Bytes are gathered to about ``CHUNK`` and written and hashed in a worker thread
+        (both release the GIL), so a large upload does not hold up the hub's event loop
+        (sequencing, checkpoints) for the few milliseconds per MiB hashing takes. Whatever
+        arrived is written before returning, so a resume starts after it.
+        """
+        pending = bytearray()
+        done = part.length
+        try:
+            while done < size:
+                with trio.move_on_after(self.stall_timeout) as stalled:
+                    chunk = await stream.read(min(CHUNK, size - done))
+                if stalled.cancelled_caught:
+                    log.info("upload of blob %s… stalled; keeping %d bytes for a resume",
+                             part.blob.hex()[:16], done)  # fmt: skip
+                    await _reset(stream)
+                    return False
+                if not chunk:
+                    return False
+                pending += chunk
+                done += len(chunk)
+                self.received += len(chunk)
+                if len(pending) >= CHUNK or done == size:
+                    data, pending = bytes(pending), bytearray()
+                    await trio.to_thread.run_sync(part.write, data)
+            return True
+        finally:
+            if pending:
+                part.write(bytes(pending))
 
     async def _get(self, stream: Any, request: BlobRequest) -> None:
         file, size = self.store.open_blob(request.blob)
@@ -302,7 +324,7 @@ class BlobServer:
             await _answer(stream, BlobReply(have=True, size=size, offset=request.offset))
             file.seek(request.offset)
             while True:
-                chunk = file.read(CHUNK)
+                chunk = await trio.to_thread.run_sync(file.read, CHUNK)
                 if not chunk:
                     break
                 with trio.fail_after(self.stall_timeout):
@@ -588,17 +610,29 @@ async def _fetch(
                 )
             stats.size = total = reply.size
             stats.resumed_from = offset
-            while sink.length < total:
-                with trio.fail_after(STALL_TIMEOUT_S):
-                    chunk = await stream.read(min(CHUNK, total - sink.length))
-                if not chunk:
-                    raise StreamClosed(
-                        f"{who} ended the blob stream at byte {sink.length:,} of {total:,}"
-                    )
-                sink.add(chunk)
-                stats.sent += len(chunk)
-                if progress is not None:
-                    progress(sink.length, total)
+            # Gathered to about CHUNK, then appended and hashed in a worker thread (hashing
+            # releases the GIL), so libp2p's reader task goes on receiving meanwhile.
+            pending = bytearray()
+            done = offset
+            try:
+                while done < total:
+                    with trio.fail_after(STALL_TIMEOUT_S):
+                        chunk = await stream.read(min(CHUNK, total - done))
+                    if not chunk:
+                        raise StreamClosed(
+                            f"{who} ended the blob stream at byte {done:,} of {total:,}"
+                        )
+                    pending += chunk
+                    done += len(chunk)
+                    stats.sent += len(chunk)
+                    if len(pending) >= CHUNK or done == total:
+                        data, pending = bytes(pending), bytearray()
+                        await trio.to_thread.run_sync(sink.add, data)
+                    if progress is not None:
+                        progress(done, total)
+            finally:
+                if pending:  # what arrived counts for the resume
+                    sink.add(bytes(pending))
         except BaseException:
             with trio.CancelScope(shield=True):
                 await _reset(stream)
