@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from harness import ADMIN_ORG, ORIGIN, Cluster
+from harness import ADMIN_ORG, ORIGIN, Cluster, wait_for
 
 from ptm_p2p.errors import BlobError, BlobMismatch, BlobRefused, PtmError
 from ptm_p2p.home import Home
@@ -305,4 +306,41 @@ def test_the_store_recovers_from_a_crash_between_its_row_and_its_rename(tmp_path
     assert part.finish()
     part.close()
     assert store.path(blob).read_bytes() == data and store.held(owner) == len(data)
+    store.close()
+
+
+def test_the_running_hub_sweeps_out_blobs_past_their_retention(tmp_path: Path) -> None:
+    """``[hub] blob_retention`` reaches the daemon's periodic sweep: with a retention of
+    about 17 s, a blob stored 8 s before another is removed while the younger one stays."""
+    c = Cluster(tmp_path)
+    try:
+        c.create(ORIGIN, ADMIN_ORG)
+        with open(c.hub_home.config_path, "a") as config:
+            config.write("\n[hub]\nblob_retention = 0.0002\n")  # 17.28 s, swept every 1.7 s
+        c.start_hub()
+        c.home("site-a")
+        c.admit("site-a")
+        old, young = os.urandom(1000), os.urandom(1000)
+        as_member(c, "site-a", lambda h, p, a: blobs.put_blob(h, p, a, old))
+        time.sleep(8)
+        as_member(c, "site-a", lambda h, p, a: blobs.put_blob(h, p, a, young))
+        wait_for("the old blob to be swept", lambda: not stored_path(c, sha(old)).exists(), 30)
+        assert stored_path(c, sha(young)).exists()
+        wait_for("the young blob to be swept", lambda: not stored_path(c, sha(young)).exists(), 30)
+        wait_for("`ptm status` to count 0 blobs", lambda: c.status("hub")["blobs"]["count"] == 0)
+    finally:
+        c.close()
+
+
+def test_a_blob_larger_than_the_hub_takes_is_refused(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", max_blob_size=1000, quota=10_000)
+    with pytest.raises(BlobRefused, match="larger than this hub takes"):
+        store.check_put(b"\x03" * 32, sha(b"x"), 1001, 0)
+    store.check_put(b"\x03" * 32, sha(b"x"), 1000, 0)
+    # An upload in progress is charged its declared size: a second one cannot slip past.
+    part = store.open_part(b"\x03" * 32, sha(b"x"), 9000, 0)
+    with pytest.raises(BlobRefused, match="quota exceeded"):
+        store.check_put(b"\x03" * 32, sha(b"y"), 1001, 0)
+    part.close()
+    store.check_put(b"\x03" * 32, sha(b"y"), 1001, 0)
     store.close()
