@@ -19,7 +19,9 @@ compared), and the best blob rate ÷ the best raw rate.
 
 The issue's second figure, the end-to-end time of a 100 MB *answer* (site uploads, the
 researcher opens it) ÷ ``docker cp`` of the same file plus a local socket copy, needs the
-site and client integration of the blob API: it is printed as TODO until that lands.
+site and client integration of the blob API: its numerator is printed as TODO until that
+lands. ``--docker-cp IMAGE`` measures the denominator now (``docker_cp_baseline``): the file
+copied out of a created container with ``docker cp``, then through a local TCP socket.
 """
 
 from __future__ import annotations
@@ -188,10 +190,56 @@ def bench(size: int, reps: int) -> dict[str, Any]:
     return {"rates": rates, "median": medians}
 
 
+def docker_cp_baseline(size: int, image: str) -> float:
+    """Seconds to get a ``size``-byte file out of a container (``docker cp``) and through a
+    local TCP socket: the floor an end-to-end answer of that size is compared with."""
+    import socket
+    import threading
+
+    with tempfile.TemporaryDirectory(prefix="bench-cp-") as tmp:
+        src, out = Path(tmp) / "answer", Path(tmp) / "copied"
+        src.write_bytes(os.urandom(size))
+        made = subprocess.run(
+            ["docker", "create", "--network", "none", image],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        container = made.stdout.strip()
+        try:
+            subprocess.run(["docker", "cp", str(src), f"{container}:/tmp/answer"], check=True)
+            started = time.perf_counter()
+            subprocess.run(["docker", "cp", f"{container}:/tmp/answer", str(out)], check=True)
+            with socket.create_server(("127.0.0.1", 0)) as server:
+                port = server.getsockname()[1]
+                received = [0]
+
+                def receive() -> None:
+                    conn, _ = server.accept()
+                    with conn:
+                        while chunk := conn.recv(CHUNK):
+                            received[0] += len(chunk)
+
+                thread = threading.Thread(target=receive)
+                thread.start()
+                with socket.create_connection(("127.0.0.1", port)) as client, open(out, "rb") as f:
+                    client.sendfile(f)
+                thread.join()
+            elapsed = time.perf_counter() - started
+            assert received[0] == size, f"the socket carried {received[0]} of {size} bytes"
+            return elapsed
+        finally:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=float, default=100.0, help="blob size in MiB")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each transfer")
+    parser.add_argument(
+        "--docker-cp",
+        metavar="IMAGE",
+        help="also time docker cp of the blob size out of a container created from IMAGE, "
+        "plus a local socket copy (the end-to-end figure's denominator)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -214,6 +262,9 @@ def main() -> None:
             f"blob {label} ÷ raw stream: {statistics.median(paired):.2f}  (median of the "
             f"{len(paired)} side-by-side pairs; best ÷ best {best:.2f}; target >= 0.8)"
         )
+    if args.docker_cp:
+        seconds = docker_cp_baseline(size, args.docker_cp)
+        print(f"docker cp + local socket of {size / MB:g} MiB: {seconds:.2f} s")
     print(
         "end-to-end 100 MB answer ÷ docker cp + local socket: TODO (needs the site's upload "
         "and the researcher's download wired to the blob API; target <= 1.5)"

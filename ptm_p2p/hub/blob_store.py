@@ -66,6 +66,10 @@ MAX_BLOB_SIZE = 16 * GB
 # Free space kept on the hub's disk beyond an upload's remaining bytes: the ledger lives on
 # the same disk and must always have room to grow.
 DISK_MARGIN = 512 * 1024**2
+# A part being written is flushed to disk every this many bytes, in the writer thread while
+# the network goes on receiving, so that the fsync that finishes an upload has little left
+# to write (a 100 MB blob's single final fsync takes ~0.2 s here, ~30 % of its transfer).
+SYNC_EVERY = 32 * 1024 * 1024
 # Hash states kept for parts being uploaded, so a resumed upload need not re-read its prefix.
 MAX_CACHED_HASHERS = 64
 DAY_S = 86_400.0
@@ -363,6 +367,7 @@ class Part:
         self.length = offset
         self.hasher: Any = store._cached_hasher(owner, blob, offset)
         self._file: BinaryIO | None = None
+        self._unsynced = 0
         store.writing[(owner, blob)] = size
 
     def open(self) -> None:
@@ -392,6 +397,11 @@ class Part:
         self._file.write(data)
         self.hasher.update(data)
         self.length += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_EVERY:
+            self._file.flush()
+            os.fdatasync(self._file.fileno())
+            self._unsynced = 0
 
     def finish(self) -> bool:
         """``verify`` then ``commit``: True if the blob is newly stored."""
