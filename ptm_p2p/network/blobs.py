@@ -724,9 +724,28 @@ def _hash_file(path: Path) -> bytes:
     return hasher.digest()
 
 
-# FORMAT.md's names: ``blobs.put(...)`` and ``blobs.get(...)``.
-put = put_blob
-get = get_blob
+# FORMAT.md's names, over the ``PeerClient`` a site or a researcher's session already holds
+# for the hub (the transfer opens its own streams on that client's connection).
+
+
+async def put(client: PeerClient, blob_id: bytes, source: bytes | Path, **options: Any) -> Transfer:
+    """``put_blob`` to the peer of ``client`` (the hub): ``await blobs.put(hub, blob, data)``."""
+    return await put_blob(client.host, client.peer_id, client.addrs, source, blob_id, **options)
+
+
+async def get(client: PeerClient, blob_id: bytes, size: int | None = None, **options: Any) -> bytes:
+    """``get_blob`` from the peer of ``client``: ``await blobs.get(hub, blob, size)``."""
+    return await get_blob(client.host, client.peer_id, client.addrs, blob_id, size, **options)
+
+
+async def get_to_file(
+    client: PeerClient, blob_id: bytes, path: Path, size: int | None = None, **options: Any
+) -> Transfer:
+    """``get_blob_to_file`` from the peer of ``client``."""
+    return await get_blob_to_file(
+        client.host, client.peer_id, client.addrs, blob_id, path, size, **options
+    )
+
 
 __all__ = [
     "CHUNK",
@@ -738,6 +757,7 @@ __all__ = [
     "get",
     "get_blob",
     "get_blob_to_file",
+    "get_to_file",
     "put",
     "put_blob",
     "stat_blob",

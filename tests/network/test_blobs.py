@@ -22,8 +22,9 @@ from harness import ADMIN_ORG, ORIGIN, Cluster, wait_for
 from ptm_p2p.errors import BlobError, BlobMismatch, BlobRefused, PtmError
 from ptm_p2p.home import Home
 from ptm_p2p.hub.blob_store import DAY_S, BlobStore
-from ptm_p2p.network import blobs
+from ptm_p2p.network import blobs, protocol
 from ptm_p2p.network.host import make_host, parse_peer_addr
+from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.status import render
 
 MB = 1024 * 1024
@@ -344,3 +345,25 @@ def test_a_blob_larger_than_the_hub_takes_is_refused(tmp_path: Path) -> None:
     part.close()
     store.check_put(b"\x03" * 32, sha(b"y"), 1001, 0)
     store.close()
+
+
+def test_put_and_get_share_the_hub_client_a_site_already_holds(hub: Cluster) -> None:
+    """FORMAT.md's ``blobs.put(client, blob, data)`` / ``blobs.get(client, blob, size)``: the
+    transfer runs on the connection of the ``PeerClient`` that also carries sync requests."""
+    data = os.urandom(5 * MB)
+    blob = sha(data)
+
+    async def work(host: Any, peer: Any, addrs: Any) -> Any:
+        client = PeerClient(host, peer, addrs)
+        try:
+            before = await client.ask(protocol.CheckpointRequest())
+            await blobs.put(client, blob, data)
+            back = await blobs.get(client, blob, len(data))
+            after = await client.ask(protocol.CheckpointRequest())
+        finally:
+            await client.close()
+        return before, back, after, len(host.get_network().connections)
+
+    before, back, after, connections = as_member(hub, "site-a", work)
+    assert back == data and after.size == before.size
+    assert connections == 1
