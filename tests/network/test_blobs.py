@@ -334,16 +334,17 @@ def test_the_running_hub_sweeps_out_blobs_past_their_retention(tmp_path: Path) -
 
 
 def test_a_blob_larger_than_the_hub_takes_is_refused(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs", max_blob_size=1000, quota=10_000)
+    store = BlobStore(tmp_path / "blobs", max_blob_size=5000, quota=8000)
+    owner = b"\x03" * 32
     with pytest.raises(BlobRefused, match="larger than this hub takes"):
-        store.check_put(b"\x03" * 32, sha(b"x"), 1001, 0)
-    store.check_put(b"\x03" * 32, sha(b"x"), 1000, 0)
+        store.check_put(owner, sha(b"x"), 5001, 0)
+    store.check_put(owner, sha(b"x"), 5000, 0)
     # An upload in progress is charged its declared size: a second one cannot slip past.
-    part = store.open_part(b"\x03" * 32, sha(b"x"), 9000, 0)
+    part = store.open_part(owner, sha(b"x"), 5000, 0)
     with pytest.raises(BlobRefused, match="quota exceeded"):
-        store.check_put(b"\x03" * 32, sha(b"y"), 1001, 0)
-    part.close()
-    store.check_put(b"\x03" * 32, sha(b"y"), 1001, 0)
+        store.check_put(owner, sha(b"y"), 3001, 0)
+    part.close()  # nothing of it was written: it holds nothing any more
+    store.check_put(owner, sha(b"y"), 3001, 0)
     store.close()
 
 
