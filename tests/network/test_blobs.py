@@ -368,3 +368,31 @@ def test_put_and_get_share_the_hub_client_a_site_already_holds(hub: Cluster) -> 
     before, back, after, connections = as_member(hub, "site-a", work)
     assert back == data and after.size == before.size
     assert connections == 1
+
+
+def test_a_damaged_copy_at_the_hub_is_caught_by_the_reader_naming_the_hub(
+    hub: Cluster, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * MB)
+    blob = sha(data)
+    out = tmp_path / "answer.bin"
+
+    async def work(host: Any, peer: Any, addrs: Any) -> Any:
+        await blobs.put_blob(host, peer, addrs, data, blob)
+        with pytest.raises(BlobMismatch) as wrong_size:
+            await blobs.get_blob(host, peer, addrs, blob, len(data) + 1)
+        on_disk = stored_path(hub, blob)
+        damaged = bytearray(on_disk.read_bytes())
+        damaged[12345] ^= 1
+        on_disk.write_bytes(bytes(damaged))  # a disk fault, or a hub that lies
+        with pytest.raises(BlobMismatch) as in_memory:
+            await blobs.get_blob(host, peer, addrs, blob, len(data))
+        with pytest.raises(BlobMismatch) as to_file:
+            await blobs.get_blob_to_file(host, peer, addrs, blob, out, len(data))
+        return str(peer), wrong_size.value, in_memory.value, to_file.value
+
+    peer, wrong_size, in_memory, to_file = as_member(hub, "site-a", work)
+    assert "the result entry says" in str(wrong_size) and peer in str(wrong_size)
+    for error in (in_memory, to_file):
+        assert f"from peer {peer} hashes to" in str(error) and "nothing was accepted" in str(error)
+    assert not out.exists() and not (tmp_path / "answer.bin.part").exists()
