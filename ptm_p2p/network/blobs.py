@@ -266,8 +266,9 @@ class BlobServer:
 
     async def _put(self, stream: Any, owner: bytes, request: BlobRequest) -> None:
         blob, size, offset = request.blob, request.size, request.offset
-        if self.store.size_of(blob) is not None:
-            await _answer(stream, BlobReply(have=True, size=size, offset=size, stored=True))
+        held = self.store.size_of(blob)
+        if held is not None:  # content-addressed: the same bytes are already here
+            await _answer(stream, BlobReply(have=True, size=held, offset=held, stored=True))
             return
         self.store.check_put(owner, blob, size, offset)
         part = self.store.open_part(owner, blob, size, offset)
