@@ -238,6 +238,11 @@ def test_an_upload_survives_a_hub_crash_and_restart(hub: Cluster) -> None:
     stats, back = as_member(hub, "site-a", work)
     assert killed and stats.attempts > 1
     assert back == data
+    # Acknowledged means durable: killed again right after, the hub still serves it.
+    hub.procs["hub"].send_signal(signal.SIGKILL)
+    hub.procs["hub"].wait()
+    hub.start_hub()
+    assert as_member(hub, "site-a", lambda h, p, a: blobs.get_blob(h, p, a, blob)) == data
 
 
 # --- the store itself ---------------------------------------------------------------------
