@@ -83,17 +83,6 @@ class BlobInfo:
     stored: float
 
 
-def blob_hex(blob: bytes) -> str:
-    return blob.hex()
-
-
-def check_blob_id(blob: Any) -> bytes:
-    """A 32-byte SHA-256 blob id, else ``BlobError``."""
-    if not isinstance(blob, bytes | bytearray) or len(blob) != 32:
-        raise BlobError(f"a blob id is the 32-byte SHA-256 of its bytes, got {blob!r:.80}")
-    return bytes(blob)
-
-
 class BlobStore:
     """Blobs under ``root`` (``HOME/blobs``); one instance per hub process."""
 
@@ -469,5 +458,4 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "Part",
-    "check_blob_id",
 ]

@@ -535,12 +535,6 @@ async def _send_from(
                 progress(done, size)
 
 
-class _Sink(Protocol):
-    length: int
-
-    def add(self, chunk: bytes) -> None: ...
-
-
 class _MemorySink:
     def __init__(self) -> None:
         self.buffer = bytearray()
