@@ -18,6 +18,8 @@ The whole file, every section a daemon reads::
 
     [hub]                          # read by ``ptm hub`` only
     public_log = false             # true: serve the log's entries to anyone, not members only
+    blob_quota = "20g"             # bytes of blobs each member may hold at the hub's blob store
+    blob_retention = 90            # days a blob is kept (a number > 0; fractions allowed)
 
 Anything else is refused: an unknown key or section (``[polcy]``, with the closest known name
 suggested), a value of the wrong type (``images = "a string"``, ``min_group_size = "five"``).
@@ -38,13 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.executor.limits import parse_size
 from ptm_p2p.executor.policy import SitePolicy, check_data_path
 from ptm_p2p.home import CONFIG_FILE, NAME_PATTERN
 
 # Top-level keys and tables of config.toml; a table's own keys are checked by its parser.
 TOP_LEVEL = ("name", "policy", "tasks", "hub")
 TASKS_KEYS = ("parallel",)
-HUB_KEYS = ("public_log",)
+HUB_KEYS = ("public_log", "blob_quota", "blob_retention")
+DEFAULT_BLOB_QUOTA = 20 * 1024**3
+DEFAULT_BLOB_RETENTION_DAYS = 90.0
+# A retention of more than a century is a typo, not a policy (and would overflow time sums).
+MAX_BLOB_RETENTION_DAYS = 36_500
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 1
 
@@ -60,6 +67,8 @@ class HomeConfig:
     # The hub serves entries to admitted members only unless the collaboration wants a public
     # log (the entries are metadata: who ran which image on which data label, and when).
     hub_public_log: bool = False
+    blob_quota: int = DEFAULT_BLOB_QUOTA  # [hub] blob_quota, bytes per member
+    blob_retention_days: float = DEFAULT_BLOB_RETENTION_DAYS  # [hub] blob_retention
 
     def check_data(self) -> list[str]:
         """Problems with the data paths of ``[policy.data]``, one message each (empty when
@@ -116,18 +125,24 @@ def parse_config(text: str, path: Path) -> HomeConfig:
         policy = SitePolicy.from_table(policy_table)
     except PtmError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    public_log, quota, retention = _hub(table.get("hub", {}), path)
     return HomeConfig(
         path=path,
         name=name,
         policy=policy,
         tasks_parallel=_parallel(table.get("tasks", {}), path),
-        hub_public_log=_public_log(table.get("hub", {}), path),
+        hub_public_log=public_log,
+        blob_quota=quota,
+        blob_retention_days=retention,
     )
 
 
-def _public_log(hub: Any, path: Path) -> bool:
+def _hub(hub: Any, path: Path) -> tuple[bool, int, float]:
+    """``[hub] public_log``, ``blob_quota`` (bytes) and ``blob_retention`` (days), checked."""
     if not isinstance(hub, dict):
-        raise ConfigError(f"{path}: hub must be a table ([hub] with public_log = true/false)")
+        raise ConfigError(
+            f"{path}: hub must be a table ([hub] with public_log, blob_quota, blob_retention)"
+        )
     unknown = [key for key in hub if key not in HUB_KEYS]
     if unknown:
         raise ConfigError(f"{path}: {_unknown(unknown[0], hub[unknown[0]], HUB_KEYS, '[hub]')}")
@@ -137,7 +152,27 @@ def _public_log(hub: Any, path: Path) -> bool:
             f"{path}: [hub] public_log must be true or false (true serves the log's entries "
             f"to anyone, false to admitted members only), e.g. public_log = true; got {public!r}"
         )
-    return public
+    quota = DEFAULT_BLOB_QUOTA
+    if "blob_quota" in hub:
+        try:
+            quota = parse_size(hub["blob_quota"], "[hub] blob_quota")
+        except PtmError as exc:
+            raise ConfigError(
+                f"{path}: {exc} (the bytes of blobs each member may keep at the hub, e.g. "
+                'blob_quota = "20g")'
+            ) from exc
+    retention = hub.get("blob_retention", DEFAULT_BLOB_RETENTION_DAYS)
+    if (
+        isinstance(retention, bool)
+        or not isinstance(retention, int | float)
+        or not 0 < retention <= MAX_BLOB_RETENTION_DAYS
+    ):
+        raise ConfigError(
+            f"{path}: [hub] blob_retention must be a number of days above 0 and at most "
+            f"{MAX_BLOB_RETENTION_DAYS} (how long the hub keeps a blob), e.g. "
+            f"blob_retention = 90; got {retention!r}"
+        )
+    return public, quota, float(retention)
 
 
 def _parallel(tasks: Any, path: Path) -> int:

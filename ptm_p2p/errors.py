@@ -314,6 +314,28 @@ class Refused(PtmError):
     exit_code = EXIT_REFUSED
 
 
+# --- blobs (payloads outside the log) ---------------------------------------------------------
+
+
+class BlobError(PtmError):
+    """A blob cannot be stored, sent or fetched (a local disk fault, a transfer that gave up)."""
+
+
+class BlobRefused(BlobError):
+    """The blob store said no: not a member, over the quota or the size limit, no room."""
+
+    exit_code = EXIT_REFUSED
+
+
+class BlobBusy(BlobError):
+    """The same uploader's upload of this blob is still being written (its old stream not yet
+    torn down): ask again in a moment."""
+
+
+class BlobMismatch(BlobError):
+    """Bytes that do not hash to the blob id they were sent or served as."""
+
+
 # --- how `ptm` exits ------------------------------------------------------------------------
 
 # Timeouts raised below the error tree: the builtin one, and trio's (named, not imported:

@@ -32,6 +32,7 @@ CASES = {
         ["--identities", "2", "--streams", "8", "--ops", "50", "--hold", "2"],
         "within bounds",
     ),
+    "bench_blobs.py": (["--size-mb", "4", "--reps", "1"], "blob get ÷ raw stream"),
     "bench_network.py": (
         ["--entries", "500", "--sites", "3", "--rounds", "3", "--throughput", "500"],
         "latency, 3 sites",

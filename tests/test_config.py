@@ -198,3 +198,28 @@ def test_config_check_takes_the_home_from_ptm_home(
     code, out = run("config", "check")
     assert code == 0, out
     assert str(home.config_path) in out
+
+
+def test_hub_blob_quota_and_retention_are_read_with_defaults(home: Home) -> None:
+    assert load_config(home.path).blob_quota == 20 * 1024**3
+    assert load_config(home.path).blob_retention_days == 90.0
+    write(home, '[hub]\nblob_quota = "2g"\nblob_retention = 7.5\n')
+    config = load_config(home.path)
+    assert (config.blob_quota, config.blob_retention_days) == (2 * 1024**3, 7.5)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[hub]\nblob_qota = 1\n", "[hub] blob_qota; did you mean blob_quota?"),
+        ('[hub]\nblob_quota = "lots"\n', "[hub] blob_quota: 'lots' is not a size"),
+        ("[hub]\nblob_retention = 0\n", "[hub] blob_retention must be a number of days"),
+        ('[hub]\nblob_retention = "90d"\n', "e.g. blob_retention = 90; got '90d'"),
+        ("[hb]\nblob_quota = 1\n", "unknown section [hb]; did you mean [hub]?"),
+    ],
+)
+def test_hub_blob_settings_are_checked(home: Home, body: str, expected: str) -> None:
+    path = write(home, body)
+    with pytest.raises(ConfigError) as caught:
+        load_config(home.path)
+    assert str(path) in str(caught.value) and expected in str(caught.value)

@@ -7,18 +7,25 @@ replays its own store and carries on. It writes an invitation file with its addr
 
 Sites follow it with long-poll ``wait`` requests (a pending request per site, answered the
 moment a new checkpoint is signed): no gossip needed, no polling interval to tune.
+
+It also keeps the collaboration's blob store (``blob_store.py``, ``HOME/blobs``): members
+upload and fetch ciphertext blobs over ``/ptm/blob/1.0.0`` (``network/blobs.py``), within
+``[hub] blob_quota``; a task sweeps out blobs older than ``[hub] blob_retention``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from ptm_p2p.config import load_config
 from ptm_p2p.errors import ConfigError, DamagedLedger, LedgerError, PtmError, ReplayError
 from ptm_p2p.home import GENESIS_FILE as GENESIS_FILE
 from ptm_p2p.home import Home
@@ -27,25 +34,33 @@ from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
+from ptm_p2p.network.blobs import BlobServer
 from ptm_p2p.network.daemon import home_lock, run_daemon, write_json_atomic
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.sync_server import Answer, SyncServer
 from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
 
+from .blob_store import BLOB_DIR, BlobStore
 from .sequencer import Sequencer
 
 log = logging.getLogger(__name__)
 
+# The retention sweep runs this often (and at start), or ten times per retention period when
+# that is shorter: a blob outlives its retention by at most one interval.
+SWEEP_INTERVAL_S = 3600.0
+
 
 class Hub:
     def __init__(
-        self, home: Home, genesis: Path | None = None, *, public_log: bool = False
+        self, home: Home, genesis: Path | None = None, *, public_log: bool | None = None
     ) -> None:
         self.home = home
+        config = load_config(home.path)  # before opening anything: a bad file closes nothing
         self.store = SqliteStore(home.ledger_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
         try:
             # Entries to members only, unless config.toml says ``[hub] public_log = true``.
-            self.server = SyncServer(self.store, home.name, public=public_log)
+            public = config.hub_public_log if public_log is None else public_log
+            self.server = SyncServer(self.store, home.name, public=public)
         except DamagedLedger as exc:
             self.store.close()
             raise DamagedLedger(
@@ -71,6 +86,34 @@ class Hub:
         )
         if self.book.latest is None or self.book.latest_size != self.log.size:
             self.sequencer.sign_head()
+        try:
+            self.blobs = BlobStore(
+                home.path / BLOB_DIR,
+                quota=config.blob_quota,
+                retention_days=config.blob_retention_days,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self.store.close()
+            raise ConfigError(
+                f"the hub's blob store {home.path / BLOB_DIR} cannot be opened: {exc}; check "
+                "that the disk is mounted and writable by the hub"
+            ) from exc
+
+    def close(self) -> None:
+        self.book.flush()
+        self.blobs.close()
+        self.store.close()
+
+    async def serve_blobs(self, host: Any, me: str) -> None:
+        """Serve ``/ptm/blob/1.0.0`` to members, and sweep out blobs past their retention."""
+        BlobServer(host, self.blobs, self.log.is_member).install()
+        interval = min(SWEEP_INTERVAL_S, self.blobs.retention_days * 86_400 / 10)
+        while True:
+            try:
+                self.blobs.sweep()
+            except (OSError, sqlite3.Error) as exc:  # our disk: say so, try again next time
+                log.error("blob retention sweep failed: %s; retrying in %.0f s", exc, interval)
+            await trio.sleep(interval)
 
     def invitation(self, address: str) -> Invitation:
         assert self.log.origin is not None
@@ -84,6 +127,8 @@ class Hub:
     def status(self, host: Any) -> dict[str, Any]:
         data = self.server.status()
         data["sequenced"] = self.sequencer.sequenced
+        with contextlib.suppress(OSError, sqlite3.Error):  # advisory; faults show in the log
+            data["blobs"] = self.blobs.stats()
         return data
 
 
@@ -132,9 +177,7 @@ def run_hub(
 def _serve_hub(
     home: Home, host_ip: str, port: int, genesis: Path | None, invitation_path: Path | None
 ) -> None:
-    from ptm_p2p.config import load_config
-
-    hub = Hub(home, genesis, public_log=load_config(home.path).hub_public_log)
+    hub = Hub(home, genesis)  # [hub] settings come from the home's config.toml
 
     async def write_invitation(host: Any, me: str) -> None:
         if invitation_path is not None:
@@ -152,14 +195,13 @@ def _serve_hub(
                 host_ip=host_ip,
                 port=port,
                 handler=hub.handle,
-                tasks=[write_invitation, sequencer, *hub.server.tasks()],
+                tasks=[write_invitation, sequencer, hub.serve_blobs, *hub.server.tasks()],
                 status=hub.status,
                 role="hub",
             )
         )
     finally:
-        hub.book.flush()
-        hub.store.close()
+        hub.close()
 
 
 PARDON_FILE = "pardoned.json"

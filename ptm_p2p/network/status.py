@@ -146,6 +146,7 @@ def collect(home: Path) -> dict[str, Any]:
             "witness_size",
             "split_view",
             "sequenced",
+            "blobs",
             "tasks",
             "error",
             "local_fault",
@@ -192,7 +193,13 @@ def render(data: dict[str, Any]) -> str:
     if data["running"]:
         lines.append(f"connected   {len(data.get('connected') or [])} peer(s)")
         if data.get("role") == "hub":
-            pass  # the hub is the log: lag behind itself means nothing
+            # The hub is the log: lag behind itself means nothing. Its blob store instead.
+            blobs = data.get("blobs")
+            if isinstance(blobs, dict):
+                lines.append(
+                    f"blobs       {blobs.get('count', 0)} stored, {blobs.get('bytes', 0):,} "
+                    f"bytes, {blobs.get('parts', 0)} upload(s) unfinished"
+                )
         elif data.get("lag") is not None:
             lines.append(f"lag         {data['lag']} entries behind the hub")
         elif data.get("role") == "node":
