@@ -54,8 +54,10 @@ STRATIFIED = "coxph-stratified"
 DEFAULT_TOL = 1e-8
 # A new β counts as worse only when its log-likelihood is lower by more than rounding noise.
 LOGLIK_SLACK = 1e-12
-# A site's answer travels in one ledger result entry (at most 1 MiB, sealed): keep headroom.
-MAX_ANSWER_BYTES = 900_000
+# A site's answer over 64 KiB travels as an encrypted blob through the hub's blob store (not in
+# the ledger entry), so it is bounded by the site's output limit (``[policy.limits] output``,
+# 1 GB by default) and the researcher's memory: keep well under both.
+MAX_ANSWER_BYTES = 256_000_000
 
 Evaluation = tuple[float, np.ndarray, np.ndarray]  # log-likelihood, score, information
 
@@ -541,14 +543,14 @@ class _PooledEvaluator:
         )
         self.at_risk: list[int] | None = None
         # Each answer carries m × n_terms(p) doubles (+ the tied rows), base64: ~10.7 bytes
-        # each. A result must fit in one ledger entry (1 MiB): say so before round 2.
+        # each. Say so before round 2 when that would exceed what a result may carry.
         rows = len(self.times) + len(self.tied)
         self.answer_bytes = int(rows * site.n_terms(p) * 8 * 4 / 3) + 16 * len(self.times)
         if self.answer_bytes > max_answer_bytes:
             raise StudyError(
                 f"the pooled model would need about {self.answer_bytes // 1000} kB per site per "
                 f"round ({len(self.times)} global event times × {site.n_terms(p)} sums for "
-                f"{p} covariates), over the {max_answer_bytes // 1000} kB a result may carry; "
+                f"{p} covariates), over the {max_answer_bytes // 1000} kB allowed per answer; "
                 "fit the site-stratified model (a few kB per round) or fewer covariates"
             )
 

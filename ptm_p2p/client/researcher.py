@@ -35,10 +35,12 @@ from ptm_p2p.client.follower import LogFollower
 from ptm_p2p.client.images import resolve_image
 from ptm_p2p.client.session import Session
 from ptm_p2p.errors import (
+    BlobError,
     BlobUnavailable,
     ConfigError,
     FaultyOutput,
     LedgerError,
+    NetworkError,
     ProtocolError,
     PtmError,
     StudyError,
@@ -510,17 +512,26 @@ class Client:
         return output
 
     def ciphertext_of(self, site: bytes, output: OutputV2) -> bytes:
-        """THE place a format-2 output's ciphertext is obtained: ``output.inline`` when the
-        entry carries it; otherwise the blob ``output.blob`` (``output.size`` bytes) is held
-        by the hub's blob store, which this client cannot fetch from yet (BlobUnavailable).
-        Whatever this returns is checked against ``blob`` and ``size`` by the caller."""
+        """A format-2 output's ciphertext: ``output.inline`` when the entry carries it, else
+        the blob ``output.blob`` fetched from the hub's blob store (resumable, its SHA-256
+        and size checked on arrival). Whatever this returns is checked against ``blob`` and
+        ``size`` again by the caller, so the hub is trusted for nothing but availability."""
         if output.inline is not None:
             return output.inline
-        raise BlobUnavailable(
-            f"the output of {self.state.describe(site)} is a blob outside the log "
-            f"({output.blob.hex()[:16]}…, {output.size} bytes): not yet fetchable by this "
-            "client"
-        )
+        try:
+            return self.session.call(self._fetch_blob, output.blob, output.size)
+        except (BlobError, NetworkError) as exc:
+            raise BlobUnavailable(
+                f"the output of {self.state.describe(site)} is a blob at the hub "
+                f"({output.blob.hex()[:16]}…, {output.size} bytes) that could not be fetched: "
+                f"{exc}; try again (`ptm results`) once the hub is reachable"
+            ) from exc
+
+    async def _fetch_blob(self, blob: bytes, size: int) -> bytes:
+        from ptm_p2p.network import blobs  # libp2p streams: only for outputs held as blobs
+
+        assert self.session.hub is not None
+        return await blobs.get(self.session.hub, blob, size)
 
     def cancel(self, task_id: str, reason: str | None = None) -> TaskView:
         """Withdraw a task of ours: sites that have not answered answer ``cancelled``."""

@@ -62,7 +62,7 @@ class Limits:
     cpus: float = 1.0  # nano_cpus = cpus * 1e9
     pids: int = 64  # small: a fork bomb stops here, and the machine survives
     timeout_s: float = 600.0  # wall clock from start; the container is killed after it
-    output_bytes: int = 10 * 1024**2  # total size of /ptm/output
+    output_bytes: int = 1024**3  # total size of /ptm/output (outputs over 64 KiB travel as blobs)
     log_bytes: int = 1024**2  # stdout + stderr kept; the rest is counted and dropped
     tmp_bytes: int = 64 * 1024**2  # /tmp tmpfs
 

@@ -20,7 +20,7 @@ missing policy allows nothing)::
     cpus = 1.0
     pids = 64
     timeout = 600
-    output = "10m"
+    output = "1g"
     logs = "1m"
     tmp = "64m"
 

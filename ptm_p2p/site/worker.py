@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -59,7 +60,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ptm_p2p.errors import InputRefused, NetworkError, PtmError, StoreError
+from ptm_p2p.errors import (
+    BlobError,
+    BlobRefused,
+    InputRefused,
+    NetworkError,
+    PtmError,
+    StoreError,
+)
 from ptm_p2p.ledger.crypto import sha256
 from ptm_p2p.ledger.entry import (
     INLINE_MAX,
@@ -90,6 +98,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RESUBMIT_INTERVAL = 1.0
+BLOB_RETRY_FIRST, BLOB_RETRY_MAX = 1.0, 60.0  # seconds between tries to store an output blob
 SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, cancels)
 KILL_RETRY = 3.0  # seconds between kills of a cancelled task's container
 SITE_LABEL = "ptm_p2p.site"  # container label: which site started it (engines may be shared)
@@ -347,19 +356,33 @@ class TaskWorker:
             )
             return
         ran = digest_of_image(result.digest) if result.digest else task.image_digest
-        await self._answer(
-            entry,
-            status,
-            result.output if status != "cancelled" else b"",
-            image_digest=ran,
-            container_log=result.logs,
-            reason=reason or None,
-            timings={
-                "prepare_ms": round(result.timings.prepare_s * 1000),
-                "run_ms": round(result.timings.run_s * 1000),
-                "total_ms": round(result.timings.total_s * 1000),
-            },
-        )
+        try:
+            await self._answer(
+                entry,
+                status,
+                result.output if status != "cancelled" else b"",
+                image_digest=ran,
+                container_log=result.logs,
+                reason=reason or None,
+                timings={
+                    "prepare_ms": round(result.timings.prepare_s * 1000),
+                    "run_ms": round(result.timings.run_s * 1000),
+                    "total_ms": round(result.timings.total_s * 1000),
+                },
+            )
+        except (StoreError, NetworkError):
+            raise  # our own fault or the network: the journal keeps the run for a retry
+        except PtmError as exc:
+            # The answer could not be recorded (e.g. it breaks a ledger limit): say so
+            # truly, rather than leave the run to be reported "interrupted" later.
+            log.error("task at entry %d: its answer cannot be recorded: %s", task.index, exc)
+            await self._answer(
+                entry,
+                "failed",
+                b"",
+                image_digest=ran,
+                reason=f"the task ran, but its answer could not be recorded: {exc}",
+            )
 
     async def _open_input(self, entry: Entry) -> bytes | None:
         """The task's plaintext input for this site, or None once refused (nothing runs).
@@ -471,7 +494,18 @@ class TaskWorker:
         sealed = await trio.to_thread.run_sync(
             sealed_output, self.site.home.signer, publisher, output, container_log
         )
-        output_map = await self._place_output(sealed)
+        try:
+            output_map = await self._place_output(sealed)
+        except BlobRefused as exc:
+            # The true reason, and nothing of the output: it was never stored anywhere.
+            status, reason, timings = (
+                "failed",
+                f"the hub's blob store refused the output: {exc}",
+                None,
+            )
+            container_log = b""
+            sealed = sealed_output(self.site.home.signer, publisher, b"", b"")
+            output_map = sealed.output_map(inline=True)
         async with self.sign_lock:
             state = self.site.log.state
             task = state.tasks[task_entry.hash]
@@ -523,22 +557,44 @@ class TaskWorker:
         self._resubmit_now()
 
     async def _place_output(self, sealed: SealedOutput) -> dict[str, Any]:
-        """THE hook where an output's ciphertext leaves the site: returns the result's
-        ``output`` map.
+        """Where an output's ciphertext leaves the site: returns the result's ``output`` map.
 
-        Today every ciphertext is written inline, whatever its size (an output too large
-        for the 1 MiB entry fails to sign, as before). With the hub's blob store, a
-        ciphertext over ``INLINE_MAX`` is to be uploaded here (``blobs.put`` by
-        ``sealed.blob``, resumable) and ``sealed.output_map(inline=False)`` returned, before
-        the result is signed."""
-        if sealed.size > INLINE_MAX:
-            log.debug(
-                "output of %d bytes is over INLINE_MAX (%d) but no blob store is wired in: "
-                "writing it inline",
-                sealed.size,
-                INLINE_MAX,
-            )
-        return sealed.output_map(inline=True)
+        A ciphertext of at most ``INLINE_MAX`` bytes goes into the entry. A larger one is
+        uploaded to the hub's blob store *before* the result is signed, so a signed result
+        never names a blob the hub does not hold (the researcher fetches it from there, also
+        while this site is offline). An unreachable hub is waited for (resumable uploads,
+        jittered back-off, one log line per pause); the store's refusal (quota, size, no
+        room) raises ``BlobRefused`` so the task is answered ``failed`` with that reason."""
+        if sealed.size <= INLINE_MAX:
+            return sealed.output_map(inline=True)
+        from ptm_p2p.network import blobs  # libp2p streams: only where outputs are large
+
+        pause = BLOB_RETRY_FIRST
+        while True:
+            try:
+                if self.site.host is None or self.site.hub_id is None:
+                    raise NetworkError("the site is not connected to the hub yet")
+                hub = self.site.client(self.site.host, str(self.site.hub_id))
+                sent = await blobs.put(hub, sealed.blob, sealed.ciphertext)
+                log.info(
+                    "output blob %s… (%d bytes) stored at the hub (%d sent)",
+                    sealed.blob.hex()[:16],
+                    sealed.size,
+                    sent.sent,
+                )
+                return sealed.output_map(inline=False)
+            except BlobRefused:
+                raise
+            except (NetworkError, BlobError, trio.TooSlowError) as exc:
+                wait = pause * random.uniform(0.75, 1.25)
+                log.warning(
+                    "cannot store an output blob of %d bytes at the hub (%s); retrying in %.0f s",
+                    sealed.size,
+                    exc,
+                    wait,
+                )
+                await trio.sleep(wait)
+                pause = min(pause * 2, BLOB_RETRY_MAX)
 
     def _resubmit_now(self) -> None:
         self._submit_wanted.set()

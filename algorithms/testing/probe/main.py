@@ -4,7 +4,8 @@ Input: ``{"action": NAME, ...}``. Each action reports what happened in the outpu
 still can). Actions: ``echo`` (copy input to output), ``network`` (try TCP connections and
 list /proc/net/dev), ``write`` (try to write outside /ptm/output), ``sleep`` (``seconds``),
 ``memory`` (allocate ``mb`` megabytes), ``fork`` (try ``count`` processes), ``output``
-(write ``mb`` megabytes of output), ``logs`` (print ``mb`` megabytes), ``whoami``,
+(write ``mb`` megabytes of output), ``big-answer`` (an output.json of ``mb`` megabytes: a
+string of a pattern the researcher can check), ``logs`` (print ``mb`` megabytes), ``whoami``,
 ``plant`` (leave symlinks to ``target``, a fifo and an unreadable file in the output, then
 exit 0 without writing output.json itself).
 """
@@ -119,6 +120,12 @@ def compute(params: dict[str, Any]) -> Any:
         except OSError as exc:
             print(f"probe: output write failed: {exc}", file=sys.stderr)
         return {"wrote_mb": params.get("mb", 100)}
+    if action == "big-answer":
+        # An answer of ``mb`` MiB: a position-dependent pattern, so a truncated, reordered or
+        # corrupted answer cannot pass for the real one.
+        size = int(float(params.get("mb", 100)) * 1024 * 1024)
+        unit = "".join(f"{i:07d}|" for i in range(1024))  # 8 KiB
+        return {"pattern": (unit * (size // len(unit) + 1))[:size]}
     if action == "logs":
         line = "L" * 1023 + "\n"
         for _ in range(int(params.get("mb", 10)) * 1024):
