@@ -113,7 +113,7 @@ def bench_catchup(entries: int) -> dict[str, Any]:
         with LocalCluster(root) as cluster:
             admin, hub, (site,) = make_collab(cluster, 1)
             t0 = time.perf_counter()
-            prefill(hub, admin, entries, [])
+            prefill(hub, admin, entries, [site])  # admitted: the log is for members only
             print(
                 f"  prefilled {entries} entries in {time.perf_counter() - t0:.1f} s",
                 file=sys.stderr,
