@@ -244,7 +244,8 @@ def _fit_secure(
     if progress:
         progress(
             f"round 1 (counts, secure sum): {len(summed.sites)} site(s) summed in "
-            f"{seconds:.2f} s" + (f"; dropped {', '.join(summed.dropped)}" if summed.dropped else "")
+            f"{seconds:.2f} s"
+            + (f"; dropped {', '.join(summed.dropped)}" if summed.dropped else "")
         )
     part = {
         "times": points,

@@ -122,7 +122,9 @@ class LocalRunner:
         from ptm_p2p.ledger import secagg
         from ptm_p2p.ledger.crypto import Signer
 
-        remaining, dropped, tasks = dict(requests), {}, []
+        remaining = dict(requests)
+        dropped: dict[str, str] = {}
+        tasks: list[str] = []
         while True:
             if len(remaining) < 2:
                 raise StudyError(

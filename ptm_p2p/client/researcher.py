@@ -590,7 +590,6 @@ class Client:
             raise StudyError(f"round {task.id[:16]}… did not complete: {detail}", failures, honest)
         return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
 
-
     def sum_round(
         self,
         image: str,

@@ -57,8 +57,8 @@ def refusal(policy: SitePolicy, task: Entry) -> str | None:
 
 
 def masked(
-    signer: Signer, task: Entry, status: str, output: bytes, reason: str | None
-) -> tuple[str, bytes, str | None]:
+    signer: Signer, task: Entry, status: str, output: bytes, reason: str
+) -> tuple[str, bytes, str]:
     """(status, output, reason) to answer with: for a secure-sum task's ``ok`` answer, the
     masked output; otherwise what the run gave."""
     if aggregate_of(task) != secagg.SECURE_SUM or status != "ok":

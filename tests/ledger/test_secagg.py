@@ -147,7 +147,7 @@ def test_values_out_of_range_are_refused_before_masking(bad) -> None:
     "answer, why",
     [
         (b"not json", "not JSON"),
-        (b'{"counts": [1]}', "no \"secure_sum\""),
+        (b'{"counts": [1]}', 'no "secure_sum"'),
         (b'{"secure_sum": {"a": [1]}, "extra": 1}', "besides"),
         (b'{"secure_sum": {}}', "no field"),
         (b'{"secure_sum": {"a": []}}', "non-empty"),

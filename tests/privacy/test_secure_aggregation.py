@@ -92,7 +92,9 @@ def test_the_researcher_recovers_no_site_counts(sites) -> None:
     task = b"\x07" * 32
     received = {
         s: json.loads(
-            secagg.mask_output(keys[s], targets, task, json.dumps({"secure_sum": truth[s]}).encode())
+            secagg.mask_output(
+                keys[s], targets, task, json.dumps({"secure_sum": truth[s]}).encode()
+            )
         )
         for s in sites
     }
@@ -102,7 +104,9 @@ def test_the_researcher_recovers_no_site_counts(sites) -> None:
         for group in subset:
             fields = secagg.add([secagg.read_masked(received[s])[0] for s in group])
             guess = {name: secagg.decode(v) for name, v in fields.items()}
-            true = {f: np.sum([truth[s][f] for s in group], axis=0).tolist() for f in truth[names[0]]}
+            true = {
+                f: np.sum([truth[s][f] for s in group], axis=0).tolist() for f in truth[names[0]]
+            }
             recovered += guess == true
             # not even one count: every decoded value is far from any plausible count
             assert all(abs(v) > 1e6 for values in guess.values() for v in values)
