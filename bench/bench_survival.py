@@ -11,6 +11,9 @@ Reported per site count (3 and 10 by default):
 * the same fit's wall time ÷ (rounds × one bare ``docker run --rm`` of the same image with a
   real evaluate request, measured in the same run), and ÷ (rounds × that many bare runs
   started at once, the container floor of a round on this machine);
+* Kaplan–Meier with secure aggregation on ÷ off in the same run (``km.fit(secure=True)`` on
+  a 30-day grid against the plain round with ``time_unit = 30``, alternating): rounds, wall
+  time ratio (goal ≤ 1.2) and the extra bytes each site sends per round;
 * where a round's time goes, from the verified log (entry timestamps and the timings each
   site signs): publish (sign + hub's durable ack), task → site starts its container
   (replication, checkpoint, cosign, scan), the container (prepare, run), and the last
@@ -36,9 +39,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np
 from baseline import bare_docker_runs  # noqa: E402  (one module for every baseline)
 
-from ptm_p2p.algorithms import coxph, datasets
+from ptm_p2p.algorithms import coxph, datasets, km
 from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
@@ -142,7 +146,7 @@ def bench_size(
             frame.to_csv(path, index=False)
             cluster.configure_site(
                 site,
-                images=[images[IMAGE].split("@", 1)[0]],
+                images=[images[IMAGE].split("@", 1)[0], images["km"].split("@", 1)[0]],
                 publishers=[PUBLISHER_ORG],
                 data={LABEL: path},
             )
@@ -175,6 +179,7 @@ def bench_size(
                 walls.append(wall)
             assert result is not None
             rounds = profile(client, recorder, first_round)
+            secure_line = bench_secure_km(client, images, sites, reps)
 
         # the baseline, same run, same image, a real evaluate request of the largest site
         request = recorder.requests[-1][sites[0]]
@@ -216,6 +221,7 @@ def bench_size(
         f"({n} × {one:.3f}) = {wall / (n * one):.2f}x; ÷ (rounds × {n_sites} bare runs at once) "
         f"= {wall / (n * together):.2f}x"
     )
+    print(secure_line)
     keys = (
         "publish",
         "to_site_start",
@@ -239,6 +245,35 @@ def bench_size(
         f"sees every answer {med['to_wait_done'] * 1000:.0f} ms, then opening and decoding "
         f"{med['open'] * 1000:.0f} ms); round "
         f"{med['round'] * 1000:.0f} ms"
+    )
+
+
+def bench_secure_km(client: Client, images: dict[str, str], sites: list[str], reps: int) -> str:
+    """KM through the daemons with secure aggregation on and off, alternating: one line."""
+    grid = [float(t) for t in np.arange(30, 3000 + 30, 30)]
+    timings: dict[bool, list[float]] = {False: [], True: []}
+    sizes: dict[bool, list[int]] = {False: [], True: []}
+    rounds: dict[bool, int] = {}
+    for rep in range(reps + 1):  # the first pair warms both up
+        for on in (False, True):
+            runner = NetworkRunner(client, images, LABEL, timeout=300)
+            started = time.perf_counter()
+            if on:
+                result = km.fit(runner, sites, "time", "cens", data=LABEL, secure=True, grid=grid)
+            else:
+                result = km.fit(runner, sites, "time", "cens", data=LABEL, time_unit=30.0)
+            if rep:
+                timings[on].append(time.perf_counter() - started)
+                sizes[on] = list(runner.rounds[-1].answer_bytes.values())
+                rounds[on] = result.rounds
+    off, on = statistics.median(timings[False]), statistics.median(timings[True])
+    extra = statistics.mean(sizes[True]) - statistics.mean(sizes[False])
+    return (
+        f"secure aggregation {len(sites):>2} sites, Kaplan–Meier (100-point grid): rounds "
+        f"{rounds[True]} on, {rounds[False]} off; wall {on:.2f} s on ÷ {off:.2f} s off = "
+        f"{on / off:.2f}x (median of {reps}; goal <= 1.2); per site per round "
+        f"{_kb(round(statistics.mean(sizes[True])))} on vs "
+        f"{_kb(round(statistics.mean(sizes[False])))} off (+{_kb(round(extra))})"
     )
 
 

@@ -6,6 +6,14 @@ minimum of 1 they are exact. Here the counts are pooled — the number at risk a
 every site's n minus what it published before that time — and turned into the product-limit
 estimate with Greenwood's variance and the log(−log) ("exponential Greenwood") confidence
 band, the one lifelines' ``KaplanMeierFitter`` draws by default.
+
+With ``secure=True`` (secure aggregation, ``ledger/secagg.py``) the researcher names a time
+``grid``; every site bins its (coarsened) counts on it and its daemon masks them, so only
+the pooled counts open: the pooled curve, and no curve per site. A site that does not
+answer is dropped and the round runs again without it (``KMResult.dropped``). On a grid
+that holds every time the sites publish (their lattice, or multiples of ``time_unit``),
+the pooled curve is the one without secure aggregation, to the fixed-point error
+(docs/privacy.md: counts are whole numbers, so exactly).
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ class KMResult:
     n: int
     rounds: int = 1
     round_log: tuple[RoundInfo, ...] = field(default=(), repr=False)
+    secure: bool = False
+    dropped: dict[str, str] = field(default_factory=dict)  # secure: sites left out, why
 
     @property
     def table(self) -> Any:
@@ -76,6 +86,8 @@ class KMResult:
             "n": self.n,
             "rounds": self.rounds,
             "round_log": [r.to_dict() for r in self.round_log],
+            "secure": self.secure,
+            "dropped": self.dropped,
         }
 
 
@@ -135,11 +147,14 @@ def fit(
     time_unit: float | None = None,
     alpha: float = 0.05,
     progress: Callable[[str], None] | None = None,
+    secure: bool = False,
+    grid: Sequence[float] | None = None,
 ) -> KMResult:
     """Kaplan–Meier curves over the sites' data in one round (see the module docstring).
 
     ``time_unit`` makes every site round its times up to multiples of it before counting
-    (coarser times reveal less); ``group_col`` adds a curve per group.
+    (coarser times reveal less); ``group_col`` adds a curve per group. ``secure`` sums the
+    counts on ``grid`` under secure aggregation (the pooled curve only).
     """
     sites = list(sites)
     if not sites or len(set(sites)) != len(sites):
@@ -153,6 +168,8 @@ def fit(
         request["data"] = data
     if time_unit is not None:
         request["time_unit"] = time_unit
+    if secure:
+        return _fit_secure(runner, sites, request, group_col, alpha, progress, grid)
     t0 = time.monotonic()
     answers = runner(IMAGE, {s: dict(request) for s in sites})
     seconds = time.monotonic() - t0
@@ -186,6 +203,68 @@ def fit(
         n=int(sum(int(answers[s]["overall"]["n"]) for s in sites)),
         rounds=1,
         round_log=(info,),
+    )
+
+
+def _fit_secure(
+    runner: RoundRunner,
+    sites: list[str],
+    request: dict[str, Any],
+    group_col: str | None,
+    alpha: float,
+    progress: Callable[[str], None] | None,
+    grid: Sequence[float] | None,
+) -> KMResult:
+    secure_sum = getattr(runner, "secure_sum", None)
+    if secure_sum is None:
+        raise StudyError(f"{type(runner).__name__} cannot run secure-aggregation rounds")
+    if group_col is not None:
+        raise StudyError("group curves are not available under secure aggregation (yet)")
+    if grid is None or len(grid) == 0:
+        raise StudyError(
+            "secure aggregation needs a time grid shared by the sites: pass grid=[...] (e.g. "
+            "multiples of the sites' time_resolution up to beyond the longest follow-up)"
+        )
+    points = [float(t) for t in grid]
+    request = {**request, "secure_sum": {"grid": points}}
+    t0 = time.monotonic()
+    summed = secure_sum(IMAGE, {s: dict(request) for s in sites})
+    seconds = time.monotonic() - t0
+    for s, public in summed.public.items():
+        if not isinstance(public, dict) or public.get("version") != VERSION:
+            raise StudyError(f"{IMAGE}: {s} gave no answer in this format", {s: "bad answer"})
+    total = {name: np.rint(values) for name, values in summed.total.items()}
+    size = len(json.dumps(request, sort_keys=True, separators=(",", ":")))
+    info = RoundInfo(
+        "counts (secure sum)",
+        seconds,
+        {s: size for s in summed.sites},
+        dict(summed.answer_bytes),
+    )
+    if progress:
+        progress(
+            f"round 1 (counts, secure sum): {len(summed.sites)} site(s) summed in "
+            f"{seconds:.2f} s"
+            + (f"; dropped {', '.join(summed.dropped)}" if summed.dropped else "")
+        )
+    part = {
+        "times": points,
+        "events": total["events"].tolist(),
+        "censored": total["censored"].tolist(),
+        "n": float(total["n"][0]),
+    }
+    return KMResult(
+        curves={"pooled": pooled_curve([part], alpha)},
+        sites=summed.sites,
+        group_col=None,
+        alpha=alpha,
+        min_group_sizes={s: int(summed.public[s]["min_group_size"]) for s in summed.sites},
+        suppressed_groups={},
+        n=int(total["n"][0]),
+        rounds=len(summed.tasks),
+        round_log=(info,),
+        secure=True,
+        dropped=dict(summed.dropped),
     )
 
 

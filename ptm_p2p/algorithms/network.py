@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ptm_p2p.algorithms.rounds import RoundInfo, check_outputs
 from ptm_p2p.errors import NetworkError, StudyError
+from ptm_p2p.ledger.secagg import SecureSum
 
 if TYPE_CHECKING:
     from ptm_p2p.client.study_state import StudyState
@@ -172,6 +173,45 @@ class NetworkRunner:
         if self.on_round is not None:
             self.on_round(number, info)
         return checked
+
+    def secure_sum(self, image: str, requests: Mapping[str, dict[str, Any]]) -> SecureSum:
+        """A secure-aggregation round (``Client.sum_round``): only the sum over the sites
+        opens; a site that does not answer is dropped and the round published again
+        without it. Not recorded in a ``StudyState`` (a resumed study runs it again)."""
+        if image not in self.images:
+            raise StudyError(f"no image for {image!r} (have: {', '.join(sorted(self.images))})")
+        number = len(self.rounds) + 1
+        started = time.perf_counter()
+        deadline = time.monotonic() + self.timeout * max(1, len(requests) - 1)
+        try:
+            with self.client.session.reconnecting(deadline):
+                result: SecureSum = self.client.sum_round(
+                    self.images[image],
+                    {site: dict(request) for site, request in requests.items()},
+                    data=[self.data_label],
+                    timeout=self.timeout,
+                    algorithm=image,
+                    on_progress=self.on_progress,
+                    memory_mb=self.memory_mb,
+                )
+        except StudyError as exc:
+            raise StudyError(f"{image}, round {number}: {exc}{self._stopped()}", exc.sites) from exc
+        except NetworkError as exc:
+            raise StudyInterrupted(
+                f"{image}, round {number} could not complete: {exc}{self._stopped()}",
+                number - 1,
+                None if self.state is None else str(self.state.path),
+            ) from exc
+        info = RoundInfo(
+            self._label(image, requests) + " (secure sum)",
+            time.perf_counter() - started,
+            {site: len(_compact(request)) for site, request in requests.items()},
+            dict(result.answer_bytes),
+        )
+        self.rounds.append(info)
+        if self.on_round is not None:
+            self.on_round(number, info)
+        return result
 
     @staticmethod
     def _label(image: str, requests: Mapping[str, dict[str, Any]]) -> str:

@@ -11,6 +11,12 @@ site sandbox on local files (no ledger, no network).
 
 Every runner reports a site that refused or failed the same way: ``check_outputs`` raises
 one ``StudyError`` naming each such site and its reason.
+
+Secure aggregation (``ledger/secagg.py``): a runner with a ``secure_sum(image, requests)``
+method runs a round whose answers only open summed (``SecureSum``). ``LocalRunner`` does
+what the site daemons do, in process: each site's answer is masked with the site's own key
+(a fresh one per runner) and the pairwise masks of a fresh task hash, then summed by the
+researcher's code; a site that refuses is dropped and the round runs again without it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 from ptm_p2p import algorithm
 from ptm_p2p.algorithms import survival_site
 from ptm_p2p.errors import StudyError
+from ptm_p2p.ledger.secagg import SecureSum
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class LocalRunner:
         # disclosure control as a site's policy sets it (docs/privacy.md): None = off
         self.time_resolution = time_resolution
         self.calls: list[tuple[str, dict[str, int]]] = []  # (image, site -> answer bytes)
+        self._keys: dict[str, Any] = {}  # site -> its Signer, for secure aggregation
 
     def _k(self, site: str) -> int:
         if isinstance(self.min_group_size, int):
@@ -103,6 +111,62 @@ class LocalRunner:
     def __call__(
         self, image: str, requests: Mapping[str, dict[str, Any]]
     ) -> dict[str, dict[str, Any]]:
+        outputs, sizes = self._answers(image, requests)
+        self.calls.append((image, sizes))
+        return check_outputs(image, outputs)
+
+    def secure_sum(self, image: str, requests: Mapping[str, dict[str, Any]]) -> SecureSum:
+        """A secure-sum round in process: mask as a site daemon does, sum as the client."""
+        import secrets
+
+        from ptm_p2p.ledger import secagg
+        from ptm_p2p.ledger.crypto import Signer
+
+        remaining = dict(requests)
+        dropped: dict[str, str] = {}
+        tasks: list[str] = []
+        while True:
+            if len(remaining) < 2:
+                raise StudyError(
+                    f"{image}: secure aggregation needs at least two sites; dropped: {dropped}",
+                    dropped,
+                )
+            task_hash = secrets.token_bytes(32)  # a new task: fresh masks
+            tasks.append(task_hash.hex())
+            keys = {site: self._keys.setdefault(site, Signer.generate()) for site in remaining}
+            targets = [keys[site].public_key for site in remaining]
+            outputs, _ = self._answers(image, remaining)
+            failed = {
+                site: str(o.get("refused") or o.get("error"))
+                for site, o in outputs.items()
+                if "refused" in o or "error" in o
+            }
+            if failed:
+                dropped.update(failed)
+                for site in failed:
+                    remaining.pop(site)
+                continue
+            masked = {}
+            for site, output in outputs.items():
+                raw = json.dumps(output, sort_keys=True, separators=(",", ":")).encode()
+                try:
+                    masked[site] = secagg.mask_output(keys[site], targets, task_hash, raw)
+                except secagg.SecAggError as exc:
+                    raise StudyError(f"{image}: {site}: secure aggregation: {exc}") from exc
+            self.calls.append((image, {site: len(m) for site, m in masked.items()}))
+            total, public = secagg.unmask_by_sum({s: json.loads(m) for s, m in masked.items()})
+            return SecureSum(
+                total,
+                public,
+                tuple(remaining),
+                dropped,
+                tuple(tasks),
+                {site: len(m) for site, m in masked.items()},
+            )
+
+    def _answers(
+        self, image: str, requests: Mapping[str, dict[str, Any]]
+    ) -> tuple[dict[str, Any], dict[str, int]]:
         unknown = sorted(set(requests) - set(self.site_tables))
         if unknown:
             raise StudyError(f"{image}: no such site(s) in local mode: {', '.join(unknown)}")
@@ -119,8 +183,7 @@ class LocalRunner:
             text = json.dumps(output, sort_keys=True, separators=(",", ":"))
             sizes[site] = len(text)
             outputs[site] = json.loads(text)
-        self.calls.append((image, sizes))
-        return check_outputs(image, outputs)
+        return outputs, sizes
 
 
 def tables_from_frames(frames: Any) -> dict[str, dict[str, np.ndarray]]:

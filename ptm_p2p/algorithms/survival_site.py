@@ -31,7 +31,13 @@ Requests (JSON, from the coordinator) and answers, per image:
 
 ``km`` → per published time the (coarsened) numbers of events and censorings, overall and
 per group; see ``km_counts`` for the rounding that keeps every count a multiple of the
-site's minimum group size.
+site's minimum group size. With ``"secure_sum": {"grid": [t1 < t2 < …]}`` (a task that asks
+for secure aggregation, ``ledger/secagg.py``) the same overall counts are binned on the
+researcher's grid — each published time into the first grid point at or after it; exits
+after the last point count only in n — and answered as ``{"secure_sum": {"n", "n_incomplete",
+"events", "censored"}, "public": {"version", "min_group_size"}}``: the site daemon masks
+the ``secure_sum`` part, so the researcher sees only the sums over the sites. Binning only
+merges the site's own (coarsened) intervals, so no grid shows more than the plain answer.
 
 Every image refuses (``AlgorithmRefusal``, exit 3) when the site has fewer complete rows,
 or (Cox) fewer events, than its minimum group size ``PTM_MIN_GROUP_SIZE``.
@@ -825,6 +831,9 @@ def kaplan_meier(
         raise AlgorithmError("'time_unit' must be a positive number")
     if group is not None and group not in table:
         raise AlgorithmError(f"no column {group!r} (columns: {', '.join(sorted(table))})")
+    grid = _secure_grid(params)
+    if grid is not None and group is not None:
+        raise AlgorithmError("group curves are not available under secure aggregation (yet)")
     time, event, _, keep, dropped = _prepared(table, duration, event_col, [])
     k = controls.k
     _guard(int(time.size), None, k)
@@ -855,6 +864,8 @@ def kaplan_meier(
         "n_incomplete": _round_count(dropped, controls),
         "overall": km_counts(time, event, k),
     }
+    if grid is not None:
+        return _km_secure(out, grid)
     if group is not None:
         labels = [_group_label(v) for v in table[group][keep].tolist()]
         sizes: dict[str, int] = {}
@@ -883,6 +894,48 @@ def kaplan_meier(
         }
         out["suppressed_groups"] = hidden
     return out
+
+
+MAX_GRID = 4096
+
+
+def _secure_grid(params: Mapping[str, Any]) -> np.ndarray | None:
+    """The grid of a secure-sum request (None: a plain request)."""
+    secure = params.get("secure_sum")
+    if secure is None:
+        return None
+    grid = secure.get("grid") if isinstance(secure, dict) else None
+    if (
+        not isinstance(grid, list)
+        or not 1 <= len(grid) <= MAX_GRID
+        or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in grid)
+    ):
+        raise AlgorithmError(f"'secure_sum' must be {{\"grid\": [1..{MAX_GRID} numbers]}}")
+    values = np.array(grid, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
+        raise AlgorithmError("the secure-sum grid must be finite and strictly increasing")
+    return values
+
+
+def _km_secure(out: Mapping[str, Any], grid: np.ndarray) -> dict[str, Any]:
+    """The overall counts binned on ``grid``, split into what is summed and what is public."""
+    overall = out["overall"]
+    times = np.array(overall["times"], dtype=np.float64)
+    where = np.searchsorted(grid, times, side="left")  # first grid point >= the time
+    inside = where < grid.size
+    events = np.zeros(grid.size)
+    censored = np.zeros(grid.size)
+    np.add.at(events, where[inside], np.array(overall["events"], dtype=np.float64)[inside])
+    np.add.at(censored, where[inside], np.array(overall["censored"], dtype=np.float64)[inside])
+    return {
+        "secure_sum": {
+            "n": [overall["n"]],
+            "n_incomplete": [out["n_incomplete"]],
+            "events": events.tolist(),
+            "censored": censored.tolist(),
+        },
+        "public": {"version": out["version"], "min_group_size": out["min_group_size"]},
+    }
 
 
 # --- entry points ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ answer is still returned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -61,6 +62,7 @@ from ptm_p2p.ledger.entry import (
     task_payload_v2,
 )
 from ptm_p2p.ledger.replay import Task
+from ptm_p2p.ledger.secagg import SECURE_SUM, SecAggError, SecureSum, unmask_by_sum
 from ptm_p2p.network import protocol
 from ptm_p2p.network.invitation import Invitation
 
@@ -308,12 +310,15 @@ class Client:
         cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
         algorithm: str | None = None,
         description: str | None = None,
+        aggregate: str | None = None,
     ) -> TaskView:
         """Sign and publish a task; returns it once the hub has durably sequenced it.
 
         ``image`` may be a tag: it is resolved to its digest now, and the digest is signed.
         ``to`` is "all" or site organisations (or keys); ``input`` goes to every target,
         sealed separately to each; ``inputs`` gives each site (by name) its own input.
+        ``aggregate="secure-sum"`` asks every target to mask its answer so that only the
+        sum over all targets opens (``sum_round`` does the rest).
         """
         pinned = resolve_image(image)
         if inputs is not None:
@@ -329,7 +334,9 @@ class Client:
         signer = self.home.signer
 
         def payload(seq: int) -> dict[str, Any]:
-            return task_payload_v2(signer, seq, pinned, plain, limits, algorithm, description, data)
+            return task_payload_v2(
+                signer, seq, pinned, plain, limits, algorithm, description, data, aggregate
+            )
 
         entry, index = self._submit(TASK, payload)
         return self._view_of_entry(entry, index, pinned)
@@ -593,6 +600,91 @@ class Client:
             }
             raise StudyError(f"round {task.id[:16]}… did not complete: {detail}", failures, honest)
         return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
+
+    def sum_round(
+        self,
+        image: str,
+        inputs: Mapping[str, Any],
+        data: Sequence[str] = (),
+        timeout: float = 600,
+        algorithm: str | None = None,
+        on_progress: Callable[[TaskView], None] | None = None,
+        memory_mb: int = DEFAULT_LIMITS["memory_mb"],
+        cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
+        min_sites: int = 2,
+    ) -> SecureSum:
+        """One secure-aggregation round: only the sum over the sites opens.
+
+        Publishes the task with ``aggregate="secure-sum"`` (one JSON input per site, as
+        ``run_round``), waits, opens every answer and adds the masked vectors
+        (``ledger/secagg.py``). A site that does not answer ``ok`` in time leaves masks in
+        the others' vectors that cannot cancel: the round is published again without it (a
+        new task, so fresh masks) until every remaining target answers, or fewer than
+        ``min_sites`` remain (``StudyError``). Nothing is ever unmasked; ``dropped`` names
+        each site left out and why, ``tasks`` every task published.
+        """
+        if min_sites < 2:
+            raise StudyError("secure aggregation needs at least two sites (min_sites >= 2)")
+        remaining = dict(inputs)
+        dropped: dict[str, str] = {}
+        tasks: list[str] = []
+        while True:
+            if len(remaining) < min_sites:
+                detail = "; ".join(f"{site}: {why}" for site, why in sorted(dropped.items()))
+                raise StudyError(
+                    f"secure aggregation: only {len(remaining)} site(s) left of {len(inputs)} "
+                    f"(at least {min_sites} needed); dropped: {detail}",
+                    dropped,
+                )
+            encoded = {
+                site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+                for site, value in remaining.items()
+            }
+            task = self.publish(
+                image,
+                inputs=encoded,
+                data=data,
+                timeout_s=min(int(timeout), 7 * 24 * 3600),
+                algorithm=algorithm,
+                memory_mb=memory_mb,
+                cpu_millis=cpu_millis,
+                aggregate=SECURE_SUM,
+            )
+            tasks.append(task.id)
+            view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)
+            answers = self.results(task.id)
+            by_key = {a.key: a for a in answers.values()}
+            keys = self._site_keys(list(remaining))
+            failed: dict[str, str] = {}
+            for site, key in zip(remaining, keys, strict=True):
+                answer = by_key.get(key)
+                if answer is None:
+                    state = view.progress.get(site, "no answer")
+                    failed[site] = f"no answer within {timeout:g} s ({state})"
+                elif answer.status != "ok":
+                    failed[site] = f"{answer.status}: {why_not_ok(answer)}"
+            if failed:
+                if not view.done:
+                    # a silent site must not run this round later: its masks are useless now
+                    with contextlib.suppress(PtmError):
+                        self.cancel(task.id, "secure-sum round published again without it")
+                dropped.update(failed)
+                for site in failed:
+                    remaining.pop(site)
+                continue
+            opened = {site: by_key[key].json() for site, key in zip(remaining, keys, strict=True)}
+            try:
+                total, public = unmask_by_sum(opened)
+            except SecAggError as exc:
+                raise StudyError(f"secure aggregation, task {task.id[:16]}…: {exc}") from exc
+            return SecureSum(
+                total,
+                public,
+                tuple(remaining),
+                dropped,
+                tuple(tasks),
+                {site: len(by_key[key].output) for site, key in zip(remaining, keys, strict=True)},
+            )
 
 
 def why_not_ok(answer: SiteAnswer) -> str:

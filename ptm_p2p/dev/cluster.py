@@ -162,6 +162,7 @@ class LocalCluster:
         data: dict[str, Path] | None = None,
         extra: str = "",
         disclosure_control: bool = False,
+        require_secure_aggregation: bool = False,
     ) -> None:
         """Append a ``[policy]`` to a site's config.toml (before ``start_site``).
 
@@ -177,6 +178,8 @@ class LocalCluster:
             f"publishers = {json.dumps(list(publishers))}",
             f"disclosure_control = {'true' if disclosure_control else 'false'}",
         ]
+        if require_secure_aggregation:
+            lines.append("require_secure_aggregation = true")
         if data:
             lines.append("[policy.data]")
             for label, path in data.items():

@@ -11,6 +11,7 @@ missing policy allows nothing)::
     min_group_size = 5            # smallest group an aggregate output may report
     disclosure_control = true     # the default: answer from coarse intervals (privacy.md)
     time_resolution = 30          # its time lattice, in the data's unit (default 30)
+    require_secure_aggregation = false  # true: refuse tasks that do not ask for secure-sum
 
     [policy.data]                 # data sources by label: a file or a folder
     registry = "/srv/data/registry.csv"
@@ -52,6 +53,7 @@ KEYS = (
     "min_group_size",
     "disclosure_control",
     "time_resolution",
+    "require_secure_aggregation",
 )
 DEFAULT_MIN_GROUP_SIZE = 5
 # The time lattice of disclosure control when the policy names none (days, for day data).
@@ -102,6 +104,9 @@ class SitePolicy:
     # the site's time lattice under disclosure control (on unless the policy says
     # ``disclosure_control = false``); None: no control, exact answers (unsafe)
     time_resolution: float | None = DEFAULT_TIME_RESOLUTION
+    # refuse every task whose signed payload does not say ``aggregate = "secure-sum"``
+    # (site/secagg.py): the researcher then only ever sees sums over several sites
+    require_secure_aggregation: bool = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SitePolicy:
@@ -168,6 +173,11 @@ class SitePolicy:
                 f"[policy] time_resolution must be a positive number (in the data's time "
                 f"unit, e.g. 30 for days), got {resolution!r}"
             )
+        secure = table.get("require_secure_aggregation", False)
+        if not isinstance(secure, bool):
+            raise PolicyError(
+                f"[policy] require_secure_aggregation must be true or false, got {secure!r}"
+            )
         return cls(
             repositories=frozenset(repositories),
             pinned=frozenset(pinned),
@@ -177,6 +187,7 @@ class SitePolicy:
             limits=Limits.from_config(table.get("limits", {})),
             min_group_size=min_group,
             time_resolution=float(resolution) if control else None,
+            require_secure_aggregation=secure,
         )
 
     # --- the checks, each raising a PolicyError that says what to change ------------------

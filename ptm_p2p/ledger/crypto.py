@@ -135,6 +135,21 @@ class Signer:
                 "another key, for another key, or altered"
             ) from exc
 
+    def agree(self, their_key: bytes) -> bytes:
+        """The 32-byte X25519 shared secret between this identity and ``their_key`` (both
+        converted from Ed25519): the same bytes on either side, known to no one else. Raw:
+        hash it with both public keys before use (``secagg.pair_seed``). DecodeError if
+        ``their_key`` is not a usable key (a small-order point gives an all-zero secret)."""
+        try:
+            shared = nacl.bindings.crypto_scalarmult(
+                self._curve_private.encode(), _curve_public(their_key).encode()
+            )
+        except (nacl.exceptions.RuntimeError, nacl.exceptions.ValueError) as exc:
+            raise DecodeError(f"no key agreement with {short(their_key)}: {exc}") from exc
+        if shared == bytes(32):
+            raise DecodeError(f"no key agreement with {short(their_key)}: a small-order key")
+        return bytes(shared)
+
     def __repr__(self) -> str:
         return f"Signer(public_key={short(self.public_key)}…)"
 

@@ -445,6 +445,11 @@ def _validate_membership(payload: dict[str, Any], author: bytes, seq: int) -> No
 
 _TASK_FIELDS = frozenset({"image", "targets", "inputs", "limits"})
 _TASK_OPTIONAL = frozenset({"algorithm", "description", "data"})
+_TASK_V2_OPTIONAL = _TASK_OPTIONAL | {"aggregate"}
+AGGREGATES = ("secure-sum",)
+"""Format 2's optional ``aggregate``: how the sites' answers are to be combined.
+``secure-sum`` asks each target to mask its answer so only the sum opens
+(``ledger/secagg.py``); it needs at least two targets."""
 MAX_DATA_LABELS = 16
 DATA_LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """A site data source label (``[policy.data]`` in a site's config): which data a task reads
@@ -467,7 +472,10 @@ def _format_of(kind: str, payload: dict[str, Any]) -> int:
 
 def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
     v2 = _format_of(TASK, payload) == FORMAT_2
-    _fields(TASK, payload, _TASK_FIELDS | {"format"} if v2 else _TASK_FIELDS, _TASK_OPTIONAL)
+    if v2:
+        _fields(TASK, payload, _TASK_FIELDS | {"format"}, _TASK_V2_OPTIONAL)
+    else:
+        _fields(TASK, payload, _TASK_FIELDS, _TASK_OPTIONAL)
     image = payload["image"]
     if type(image) is str and "@" not in image and len(image) <= MAX_IMAGE_LEN:
         # The common mistake gets its own message instead of the reference grammar.
@@ -504,6 +512,13 @@ def _validate_task(payload: dict[str, Any], author: bytes, seq: int) -> None:
         value = limits[name]
         if type(value) is not int or not low <= value <= high:
             raise DecodeError(f"task payload: limits.{name} {value!r} is not in {low}..{high}")
+    if "aggregate" in payload:
+        _choice(TASK, "aggregate", payload["aggregate"], AGGREGATES)
+        if len(targets) < 2:
+            raise DecodeError(
+                "task payload: aggregate secure-sum needs at least two targets (the masks "
+                "of one site alone would hide nothing from the researcher)"
+            )
     if "algorithm" in payload:
         _text(TASK, "algorithm", payload["algorithm"], MAX_ALGORITHM_LEN, ALGORITHM_PATTERN)
     if "description" in payload:
@@ -760,12 +775,17 @@ class TaskPayloadV2(_Typed, frozen=True, kw_only=True):
     inputs: dict[Key, Boxed]
     limits: TaskLimits
     targets: Annotated[list[Key], msgspec.Meta(min_length=1, max_length=MAX_TARGETS)]
+    # canonical key order: "aggregate" < "algorithm" (same length, bytewise)
+    aggregate: Literal["secure-sum"] | None = None
     algorithm: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ALGORITHM_LEN)] | None = (
         None
     )
     description: Text | None = None
 
-    well_formed = TaskPayload.well_formed
+    def well_formed(self, author: bytes, seq: int) -> bool:
+        return TaskPayload.well_formed(self, author, seq) and (  # type: ignore[arg-type]
+            self.aggregate is None or len(self.targets) >= 2
+        )
 
 
 class ResultTimings(_Typed, frozen=True, kw_only=True):
@@ -1062,6 +1082,7 @@ def task_payload_v2(
     algorithm: str | None = None,
     description: str | None = None,
     data: Sequence[str] = (),
+    aggregate: str | None = None,
 ) -> dict[str, Any]:
     """A format-2 task payload to be signed by ``publisher`` as its entry ``publisher_seq``.
 
@@ -1088,6 +1109,8 @@ def task_payload_v2(
         payload["description"] = description
     if labels:
         payload["data"] = labels
+    if aggregate is not None:
+        payload["aggregate"] = aggregate
     return payload
 
 

@@ -84,6 +84,7 @@ from ptm_p2p.ledger.entry import (
 from ptm_p2p.ledger.replay import Task as LoggedTask
 from ptm_p2p.network import protocol
 from ptm_p2p.network.verified_log import is_local_fault
+from ptm_p2p.site import secagg
 from ptm_p2p.site.faults import LocalFaults
 from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal, LogProof
 
@@ -316,6 +317,9 @@ class TaskWorker:
         task_input = await self._open_input(entry)
         if task_input is None:
             return
+        if (refusal := secagg.refusal(self.policy, entry)) is not None:
+            await self._answer(entry, "refused", b"", reason=refusal)
+            return
         limits = task.limits
         from ptm_p2p.executor.task import Task as RunTask  # docker: only where tasks run
 
@@ -356,11 +360,14 @@ class TaskWorker:
             )
             return
         ran = digest_of_image(result.digest) if result.digest else task.image_digest
+        output = result.output if status != "cancelled" else b""
+        # secure-sum tasks: masked here, before sealing (the container has no keys)
+        status, output, reason = secagg.masked(self.site.home.signer, entry, status, output, reason)
         try:
             await self._answer(
                 entry,
                 status,
-                result.output if status != "cancelled" else b"",
+                output,
                 image_digest=ran,
                 container_log=result.logs,
                 reason=reason or None,

@@ -101,7 +101,7 @@ REQUIRED_AND_OPTIONAL = {
     E.ResultPayload: (E._RESULT_FIELDS, E._RESULT_OPTIONAL),
     E.ResultTimings: (frozenset(), E.TIMING_FIELDS),
     E.CancelPayload: (E._CANCEL_FIELDS, E._CANCEL_OPTIONAL),
-    E.TaskPayloadV2: (E._TASK_FIELDS | {"format"}, E._TASK_OPTIONAL),
+    E.TaskPayloadV2: (E._TASK_FIELDS | {"format"}, E._TASK_V2_OPTIONAL),
     E.ResultPayloadV2: (E._RESULT_V2_FIELDS, E._RESULT_V2_OPTIONAL),
     E.OutputV2: (E._OUTPUT_V2_FIELDS, E._OUTPUT_V2_OPTIONAL),
 }
