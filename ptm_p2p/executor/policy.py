@@ -11,6 +11,7 @@ missing policy allows nothing)::
     min_group_size = 5            # smallest group an aggregate output may report
     disclosure_control = true     # the default: answer from coarse intervals (privacy.md)
     time_resolution = 30          # its time lattice, in the data's unit (default 30)
+    max_beta_probes = 50          # distinct Cox β answered per data source, all researchers
 
     [policy.data]                 # data sources by label: a file or a folder
     registry = "/srv/data/registry.csv"
@@ -52,10 +53,14 @@ KEYS = (
     "min_group_size",
     "disclosure_control",
     "time_resolution",
+    "max_beta_probes",
 )
 DEFAULT_MIN_GROUP_SIZE = 5
 # The time lattice of disclosure control when the policy names none (days, for day data).
 DEFAULT_TIME_RESOLUTION = 30.0
+# Distinct Cox coefficient vectors a site answers per data source under disclosure control,
+# counted across every researcher together (site/disclosure.py; a fit takes about 5-8).
+DEFAULT_MAX_BETA_PROBES = 50
 # Folders of the operating system, never a site's data: a data path that is or leads into one
 # (a symlink to /etc/shadow, /dev/zero, /proc/…) is refused outright, with no chmod advice.
 SYSTEM_FOLDERS = (
@@ -102,6 +107,7 @@ class SitePolicy:
     # the site's time lattice under disclosure control (on unless the policy says
     # ``disclosure_control = false``); None: no control, exact answers (unsafe)
     time_resolution: float | None = DEFAULT_TIME_RESOLUTION
+    max_beta_probes: int = DEFAULT_MAX_BETA_PROBES
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SitePolicy:
@@ -168,6 +174,12 @@ class SitePolicy:
                 f"[policy] time_resolution must be a positive number (in the data's time "
                 f"unit, e.g. 30 for days), got {resolution!r}"
             )
+        probes = table.get("max_beta_probes", DEFAULT_MAX_BETA_PROBES)
+        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
+            raise PolicyError(
+                f"[policy] max_beta_probes must be a whole number >= 0 (distinct Cox "
+                f"coefficient vectors answered per data source), got {probes!r}"
+            )
         return cls(
             repositories=frozenset(repositories),
             pinned=frozenset(pinned),
@@ -177,6 +189,7 @@ class SitePolicy:
             limits=Limits.from_config(table.get("limits", {})),
             min_group_size=min_group,
             time_resolution=float(resolution) if control else None,
+            max_beta_probes=probes,
         )
 
     # --- the checks, each raising a PolicyError that says what to change ------------------
