@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -162,6 +162,7 @@ class LocalCluster:
         data: dict[str, Path] | None = None,
         extra: str = "",
         disclosure_control: bool = False,
+        policy: Mapping[str, Any] | None = None,
     ) -> None:
         """Append a ``[policy]`` to a site's config.toml (before ``start_site``).
 
@@ -177,6 +178,8 @@ class LocalCluster:
             f"publishers = {json.dumps(list(publishers))}",
             f"disclosure_control = {'true' if disclosure_control else 'false'}",
         ]
+        # more [policy] keys (e.g. max_beta_probes); JSON numbers and strings are TOML too
+        lines += [f"{key} = {json.dumps(value)}" for key, value in (policy or {}).items()]
         if data:
             lines.append("[policy.data]")
             for label, path in data.items():
