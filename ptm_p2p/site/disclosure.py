@@ -184,10 +184,15 @@ class Table:
     content: bytes  # SHA-256 of the file
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    _full: Counter[bytes] = field(default_factory=Counter, compare=False, repr=False)
 
     def digests(self, columns: Sequence[str] | None = None) -> Counter[bytes]:
         """One digest per row over ``columns`` (all by default), as a multiset."""
-        cols = list(self.header) if columns is None else list(columns)
+        if columns is None:
+            if not self._full:  # computed once per version of the file
+                self._full.update(self.digests(self.header))
+            return self._full
+        cols = list(columns)
         at = [self.header.index(c) for c in cols]
         return Counter(_row_digest([row[i] for i in at]) for row in self.rows)
 
@@ -376,9 +381,11 @@ class DisclosureRecord:
 
     def _check_population(self, label: str, table: Table) -> str | None:
         k = self.k
-        known = self._rows("SELECT label, content, header, n, rows FROM populations")
-        if any(row[0] == label and bytes(row[1]) == table.content for row in known):
+        if self._rows(
+            "SELECT 1 FROM populations WHERE label = ? AND content = ?", (label, table.content)
+        ):
             return None  # answered over exactly these rows before
+        known = self._rows("SELECT label, content, header, n, rows FROM populations")
         for other in self.pending.values():  # in flight: compare as if answered
             for other_label, other_table in other.populations.items():
                 if other_table.content != table.content:
@@ -528,6 +535,11 @@ class DisclosureRecord:
                             (label, json.dumps(sorted(grouping)), task),
                         )
                 for label, table in r.populations.items():
+                    if self.db.execute(
+                        "SELECT 1 FROM populations WHERE label = ? AND content = ?",
+                        (label, table.content),
+                    ).fetchone():
+                        continue  # this version is recorded already
                     self.db.execute(
                         "INSERT OR IGNORE INTO populations VALUES (?, ?, ?, ?, ?, ?)",
                         (
