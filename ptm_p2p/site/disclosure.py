@@ -575,9 +575,11 @@ def catch_up(record: DisclosureRecord, site: Any, journal: Any) -> int:
             if row.status == "ok":
                 answered.add(row.task)
     added = 0
-    for task_hash in answered:
-        task = state.tasks.get(task_hash)
-        if task is None or record.answered(task_hash):
+    # in log order, as they were answered: a probe is credited to whoever asked it first
+    tasks = sorted((state.tasks[h] for h in answered if h in state.tasks), key=lambda t: t.index)
+    for task in tasks:
+        task_hash = task.hash
+        if record.answered(task_hash):
             continue
         try:
             entry = Entry.from_bytes(site.store.raw(task.index))
