@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -163,6 +163,7 @@ class LocalCluster:
         extra: str = "",
         disclosure_control: bool = False,
         require_secure_aggregation: bool = False,
+        policy: Mapping[str, Any] | None = None,
     ) -> None:
         """Append a ``[policy]`` to a site's config.toml (before ``start_site``).
 
@@ -180,6 +181,8 @@ class LocalCluster:
         ]
         if require_secure_aggregation:
             lines.append("require_secure_aggregation = true")
+        # more [policy] keys (e.g. max_beta_probes); JSON numbers and strings are TOML too
+        lines += [f"{key} = {json.dumps(value)}" for key, value in (policy or {}).items()]
         if data:
             lines.append("[policy.data]")
             for label, path in data.items():

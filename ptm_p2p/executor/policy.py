@@ -12,6 +12,7 @@ missing policy allows nothing)::
     disclosure_control = true     # the default: answer from coarse intervals (privacy.md)
     time_resolution = 30          # its time lattice, in the data's unit (default 30)
     require_secure_aggregation = false  # true: refuse tasks that do not ask for secure-sum
+    max_beta_probes = 50          # distinct Cox β answered per data source, all researchers
 
     [policy.data]                 # data sources by label: a file or a folder
     registry = "/srv/data/registry.csv"
@@ -54,10 +55,14 @@ KEYS = (
     "disclosure_control",
     "time_resolution",
     "require_secure_aggregation",
+    "max_beta_probes",
 )
 DEFAULT_MIN_GROUP_SIZE = 5
 # The time lattice of disclosure control when the policy names none (days, for day data).
 DEFAULT_TIME_RESOLUTION = 30.0
+# Distinct Cox coefficient vectors a site answers per data source under disclosure control,
+# counted across every researcher together (site/disclosure.py; a fit takes about 5-8).
+DEFAULT_MAX_BETA_PROBES = 50
 # Folders of the operating system, never a site's data: a data path that is or leads into one
 # (a symlink to /etc/shadow, /dev/zero, /proc/…) is refused outright, with no chmod advice.
 SYSTEM_FOLDERS = (
@@ -107,6 +112,7 @@ class SitePolicy:
     # refuse every task whose signed payload does not say ``aggregate = "secure-sum"``
     # (site/secagg.py): the researcher then only ever sees sums over several sites
     require_secure_aggregation: bool = False
+    max_beta_probes: int = DEFAULT_MAX_BETA_PROBES
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SitePolicy:
@@ -178,6 +184,12 @@ class SitePolicy:
             raise PolicyError(
                 f"[policy] require_secure_aggregation must be true or false, got {secure!r}"
             )
+        probes = table.get("max_beta_probes", DEFAULT_MAX_BETA_PROBES)
+        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
+            raise PolicyError(
+                f"[policy] max_beta_probes must be a whole number >= 0 (distinct Cox "
+                f"coefficient vectors answered per data source), got {probes!r}"
+            )
         return cls(
             repositories=frozenset(repositories),
             pinned=frozenset(pinned),
@@ -188,6 +200,7 @@ class SitePolicy:
             min_group_size=min_group,
             time_resolution=float(resolution) if control else None,
             require_secure_aggregation=secure,
+            max_beta_probes=probes,
         )
 
     # --- the checks, each raising a PolicyError that says what to change ------------------

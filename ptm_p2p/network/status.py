@@ -27,6 +27,9 @@ from ptm_p2p.ledger.store import SqliteStore
 # repeated here because importing the daemon module imports libp2p (~1 s).
 STATUS_FILE = "status.json"
 STALE_SECONDS = 5.0
+# A site's disclosure record; equal to ``ptm_p2p.site.disclosure.DISCLOSURE_FILE`` (a test
+# checks), read here with plain SQL: the network layer does not import the site's.
+DISCLOSURE_FILE = "disclosure.db"
 
 
 def membership(store: SqliteStore, key: bytes) -> dict[str, Any]:
@@ -111,6 +114,7 @@ def collect(home: Path) -> dict[str, Any]:
             checkpoint = {"error": str(exc)}
     data: dict[str, Any] = {
         "home": str(home),
+        "disclosure": disclosure(Path(home)),
         "size": size,
         "checkpoint": checkpoint,
         "cosigners": signers,
@@ -186,6 +190,7 @@ def render(data: dict[str, Any]) -> str:
         )
         if tasks.get("halted"):
             lines.append(f"EXECUTION   HALTED: {tasks['halted']}")
+    lines.extend(render_disclosure(data.get("disclosure")))
     cpd = data.get("checkpoint") or {}
     if "size" in cpd:
         lines.append(f"checkpoint  {cpd['origin']} size {cpd['size']} root {cpd['root'][:16]}…")
@@ -238,3 +243,74 @@ def _render_membership(info: dict[str, Any] | None) -> str:
             "one); see the members with `ptm collab members --invitation FILE`"
         )
     return f"unknown: {info.get('error', 'the ledger copy could not be read')}"
+
+
+def disclosure(home: Path) -> dict[str, Any] | None:
+    """Per data source what this site has revealed (``site/disclosure.py``), read-only from
+    ``HOME/disclosure.db``; None when the home has no record (disclosure control off, or not
+    a site)."""
+    import sqlite3
+
+    path = home / DISCLOSURE_FILE
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            answers = db.execute("SELECT label FROM answers").fetchall()
+            probes = db.execute("SELECT label, org FROM probes").fetchall()
+            groupings = db.execute("SELECT label, columns FROM groupings").fetchall()
+            versions = db.execute("SELECT label FROM populations").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return {"error": f"cannot read {path}: {exc}"}
+    limit: int | None = None
+    try:
+        from ptm_p2p.config import load_config
+
+        limit = load_config(home).policy.max_beta_probes
+    except PtmError:
+        pass  # the status still shows what was revealed
+    sources: dict[str, dict[str, Any]] = {}
+
+    def source(label: str) -> dict[str, Any]:
+        empty = {"answers": 0, "probes": 0, "probes_by": {}, "groupings": [], "versions": 0}
+        return sources.setdefault(label, empty)
+
+    for (labels,) in answers:
+        for label in str(labels).split(","):
+            if label:
+                source(label)["answers"] += 1
+    for label, org in probes:
+        entry = source(label)
+        entry["probes"] += 1
+        entry["probes_by"][org] = entry["probes_by"].get(org, 0) + 1
+    for label, columns in groupings:
+        source(label)["groupings"].append(json.loads(columns))
+    for (label,) in versions:
+        source(label)["versions"] += 1
+    return {"max_beta_probes": limit, "sources": sources}
+
+
+def render_disclosure(info: dict[str, Any] | None) -> list[str]:
+    """``disclosure  LABEL: …`` lines: answers, β probes used and left (and by whom),
+    data versions answered, groupings answered."""
+    if not info:
+        return []
+    if "error" in info:
+        return [f"disclosure  {info['error']}"]
+    limit = info.get("max_beta_probes")
+    lines = []
+    for label, s in sorted(info.get("sources", {}).items()):
+        used = s["probes"]
+        budget = (
+            f"{used}" if limit is None else f"{used} of {limit} used, {max(0, limit - used)} left"
+        )
+        by = ", ".join(f"{org} {n}" for org, n in sorted(s["probes_by"].items()))
+        groups = "; ".join("×".join(g) for g in s["groupings"]) or "none"
+        lines.append(
+            f"disclosure  {label}: {s['answers']} answer(s) over {s['versions']} version(s); "
+            f"β probes {budget}{f' (by {by})' if by else ''}; groupings {groups}"
+        )
+    return lines

@@ -85,6 +85,7 @@ from ptm_p2p.ledger.replay import Task as LoggedTask
 from ptm_p2p.network import protocol
 from ptm_p2p.network.verified_log import is_local_fault
 from ptm_p2p.site import secagg
+from ptm_p2p.site.disclosure import DISCLOSURE_FILE, DisclosureRecord, catch_up, parse_request
 from ptm_p2p.site.faults import LocalFaults
 from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal, LogProof
 
@@ -137,6 +138,18 @@ class TaskWorker:
         self.me = site.home.public_key
         self.me_hex = self.me.hex()
         self.journal = Journal(site.home.path / JOURNAL_FILE)
+        # What this site has revealed per data source, across tasks and researchers: kept
+        # (and checked before every run) only under disclosure control (docs/privacy.md).
+        self.disclosure = (
+            DisclosureRecord(
+                site.home.path / DISCLOSURE_FILE,
+                policy.data,
+                policy.min_group_size,
+                policy.max_beta_probes,
+            )
+            if policy.time_resolution is not None
+            else None
+        )
         self.limiter = trio.CapacityLimiter(parallel)
         self.sign_lock = trio.Lock()
         self.active: dict[bytes, Active] = {}
@@ -153,6 +166,8 @@ class TaskWorker:
 
     async def run(self, host: Any, me: str) -> None:
         await self._recover()
+        if self.disclosure is not None:  # answers signed while it was lost or off
+            catch_up(self.disclosure, self.site, self.journal)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._resubmit_loop)
             while True:
@@ -288,6 +303,8 @@ class TaskWorker:
             log.exception("task at entry %d failed unexpectedly", task.index)
         finally:
             self.active.pop(task.hash, None)
+            if self.disclosure is not None:
+                self.disclosure.release(task.hash)  # not answered ok: nothing to keep
             self._wake.set()
 
     async def _act_unqueued(self, task: LoggedTask) -> None:
@@ -317,7 +334,10 @@ class TaskWorker:
         task_input = await self._open_input(entry)
         if task_input is None:
             return
-        if (refusal := secagg.refusal(self.policy, entry)) is not None:
+        refusal = secagg.refusal(self.policy, entry)
+        if refusal is None:
+            refusal = await self._disclosure_check(task, entry, task_input, publisher.org)
+        if refusal is not None:
             await self._answer(entry, "refused", b"", reason=refusal)
             return
         limits = task.limits
@@ -390,6 +410,37 @@ class TaskWorker:
                 image_digest=ran,
                 reason=f"the task ran, but its answer could not be recorded: {exc}",
             )
+        self._disclosure_settle(task)
+
+    async def _disclosure_check(
+        self, task: LoggedTask, entry: Entry, task_input: bytes, org: str
+    ) -> str | None:
+        """Whether the disclosure record refuses the task (a public reason), else None,
+        with what it would reveal reserved until ``_disclosure_settle``."""
+        if self.disclosure is None:
+            return None
+        request = parse_request(task.image, list(entry.payload.get("data", [])), task_input)
+        try:
+            return await trio.to_thread.run_sync(
+                self.disclosure.check, task.hash, task.index, request, task.publisher.hex(), org
+            )
+        except StoreError as exc:
+            log.error("task at entry %d: %s", task.index, exc)
+            return (
+                "this site's disclosure record could not be read, so it cannot tell what "
+                "answering would reveal; nothing was run"
+            )
+
+    def _disclosure_settle(self, task: LoggedTask) -> None:
+        """Record the task's answer in the disclosure record if what was signed is ``ok``
+        (a failure here is repaired from the ledger at the next start: ``catch_up``)."""
+        if self.disclosure is None:
+            return
+        try:
+            row = self.journal.get(task.hash)
+            self.disclosure.settle(task.hash, row is not None and row.status == "ok")
+        except StoreError as exc:
+            log.error("task at entry %d: not recorded yet: %s", task.index, exc)
 
     async def _open_input(self, entry: Entry) -> bytes | None:
         """The task's plaintext input for this site, or None once refused (nothing runs).
@@ -704,6 +755,8 @@ class TaskWorker:
 
     def close(self) -> None:
         self.journal.close()
+        if self.disclosure is not None:
+            self.disclosure.close()
 
 
 def task_folder_owner(key_hex: str) -> str:
