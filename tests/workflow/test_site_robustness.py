@@ -143,9 +143,14 @@ def test_a_site_revoked_while_it_runs_a_task_stops_it_and_signs_nothing(study: S
         task = sleeper(study, study.client, site, 90)
         revoked_at = revoke(study, site)
         wait_for("the container to go", lambda: not study.containers_of(task.id), timeout=30)
+
+        def halted() -> str:
+            return str((cluster.status(site).get("tasks") or {}).get("halted") or "")
+
+        # status.json is rewritten every second or so: wait for the write after the kill.
+        expected = f"this site's key was revoked at entry {revoked_at}"
+        wait_for("the halt in ptm status", lambda: expected in halted(), timeout=15)
         status = cluster.status(site)
-        halted = (status.get("tasks") or {}).get("halted") or ""
-        assert f"this site's key was revoked at entry {revoked_at}" in halted, status
         assert "EXECUTION   HALTED: this site's key was revoked" in render(status)
         time.sleep(3)  # time to answer, were it (wrongly) going to
         study.client.sync()
