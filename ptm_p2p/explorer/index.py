@@ -132,17 +132,17 @@ class Explorer:
     def _build(self) -> None:
         state = self.audit.state
         rows: list[Row | None] = [None] * self.store.size()
-        raws: list[tuple[int, bytes]] = []
+        decoded: list[tuple[int, bytes | Entry]] = []
         for index, raw in self._raws():
-            raws.append((index, raw))
             try:
                 e = Entry.from_bytes_signature_checked_elsewhere(raw)
             except LedgerError:
                 continue
+            decoded.append((index, e))
             rows[index] = Row(index, e.hash.hex(), e.kind, e.author.hex(), e.seq, e.timestamp_ms)
         self.rows = rows
-        self.data = build_report(self.audit, raws)
-        del raws
+        self.data = build_report(self.audit, decoded)  # decoded once, for both
+        del decoded
         # Which entries the replay accepted; every other one is shown as refused (red).
         accepted = {0} if state.origin is not None else set()
         for m in state.members.values():

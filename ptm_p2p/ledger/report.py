@@ -59,8 +59,9 @@ def iso(timestamp_ms: int | None) -> str | None:
     """ISO 8601 UTC with milliseconds, ``2026-01-01T00:00:00.000Z``."""
     if timestamp_ms is None:
         return None
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{timestamp_ms % 1000:03d}Z"
+    seconds, millis = divmod(timestamp_ms, 1000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=millis * 1000)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def image_repository(image: str) -> str:
@@ -171,18 +172,22 @@ class _Facts:
     reason: dict[int, str | None] = field(default_factory=dict)  # membership / cancel
 
 
-def _collect(state: State, entries: Iterable[tuple[int, bytes]]) -> _Facts:
-    """Decode the entries the replay accepted (their signatures were checked by the audit)."""
+def _collect(state: State, entries: Iterable[tuple[int, bytes | Entry]]) -> _Facts:
+    """Decode the entries the replay accepted (their signatures were checked by the audit);
+    an ``Entry`` given instead of bytes is used as it is (the explorer decodes once)."""
     facts = _Facts()
     memberships = {m.admitted_at for m in state.members.values()} | {
         m.revoked_at for m in state.members.values() if m.revoked_at is not None
     }
     cancels = {t.cancelled_at for t in state.tasks.values() if t.cancelled_at is not None}
     for index, raw in entries:
-        try:
-            entry = Entry.from_bytes_signature_checked_elsewhere(raw)
-        except LedgerError:
-            continue  # the audit names it; it is no fact
+        if isinstance(raw, Entry):
+            entry = raw
+        else:
+            try:
+                entry = Entry.from_bytes_signature_checked_elsewhere(raw)
+            except LedgerError:
+                continue  # the audit names it; it is no fact
         kind = entry.kind
         if kind == TASK:
             task = state.tasks.get(entry.hash)
@@ -227,7 +232,7 @@ def _when(facts: _Facts, index: int | None) -> dict[str, Any]:
 
 def build_report(
     report: AuditReport,
-    entries: Iterable[tuple[int, bytes]],
+    entries: Iterable[tuple[int, bytes | Entry]],
     pardoned: Sequence[bytes] = (),
     study_gap_ms: int = STUDY_GAP_MS,
 ) -> dict[str, Any]:
@@ -239,8 +244,30 @@ def build_report(
     """
     state = report.state
     facts = _collect(state, entries)
-    data = report.to_json()
-    tasks = [_task(state, facts, t) for t in state.tasks.values()]
+    data: dict[str, Any] = {
+        "ok": report.ok,
+        "size": report.size,
+        "origin": state.origin,
+        "entries_by_kind": report.kind_counts,
+        "entries_by_author": report.author_counts(),
+        "checkpoints": [
+            {
+                "size": c.size,
+                "root": c.root,
+                "ok": c.ok,
+                "signed_by_hub": c.signed_by_hub,
+                "matches_entries": c.matches_entries,
+                "consistent_with_previous": c.consistent_with_previous,
+                "cosigners": c.cosigners,
+            }
+            for c in report.checkpoints
+        ],
+        "problems": [p.to_json() for p in report.problems],
+        "problems_omitted": report.problems_omitted,
+        "evidence": report.evidence,
+    }
+    names: dict[bytes, dict[str, Any]] = {}
+    tasks = [_task(state, facts, t, names) for t in state.tasks.values()]
     studies = _studies(tasks, study_gap_ms)
     data["ok"] = report.ok
     data["first_time"] = iso(min(facts.time.values())) if facts.time else None
@@ -262,15 +289,23 @@ def build_report(
     return data
 
 
-def _task(state: State, facts: _Facts, task: Task) -> dict[str, Any]:
+def _task(
+    state: State, facts: _Facts, task: Task, names: dict[bytes, dict[str, Any]]
+) -> dict[str, Any]:
+    def who(key: bytes) -> dict[str, Any]:
+        found = names.get(key)
+        if found is None:
+            found = names[key] = _who(state, key)
+        return found
+
     payload = facts.task.get(task.hash)
-    publisher = _who(state, task.publisher)
+    publisher = who(task.publisher)
     answers = []
     for site, result in task.results.items():
         rp = facts.result.get(result.hash)
         answers.append(
             {
-                "site": _who(state, site),
+                "site": who(site),
                 "status": result.status,
                 "reason": rp.reason if rp is not None else None,
                 "entry": result.hash.hex(),
@@ -300,21 +335,22 @@ def _task(state: State, facts: _Facts, task: Task) -> dict[str, Any]:
         "data": list(payload.data or []) if payload is not None else [],
         "limits": task.limits,
         "format": task.format,
-        "targets": [state.describe(t) for t in task.targets],
-        "target_sites": [_who(state, t) for t in task.targets],
+        "targets": [who(t)["name"] for t in task.targets],
+        "target_sites": [who(t) for t in task.targets],
+        # The per-site map of earlier reports, kept for the scripts that read it.
         "results": {
-            state.describe(site): {
-                "status": r.status,
-                "index": r.index,
-                "image_digest": r.image_digest,
-                "format": r.format,
-                "reason": (facts.result[r.hash].reason if r.hash in facts.result else None),
-                "time": iso(facts.time.get(r.index)),
+            a["site"]["name"]: {
+                "status": a["status"],
+                "index": a["index"],
+                "image_digest": a["image_digest"],
+                "format": a["format"],
+                "reason": a["reason"],
+                "time": a["time"],
             }
-            for site, r in task.results.items()
+            for a in answers
         },
         "answers": answers,
-        "pending": [state.describe(t) for t in task.pending],
+        "pending": [who(t)["name"] for t in task.pending],
         "cancelled_at": task.cancelled_at,
         "cancelled": (
             {**_when(facts, task.cancelled_at), "reason": facts.reason.get(task.cancelled_at)}
