@@ -202,3 +202,22 @@ def test_a_home_that_never_synced_says_so(tmp_path: Path) -> None:
     assert "never replicated the log" in out
     assert "An admin's home never does" in out
     assert "ptm ledger copy" in out
+
+
+def test_a_hub_operators_pardon_is_in_the_members_timeline(story: Story, tmp_path: Path) -> None:
+    """A pardon is a local record of the hub's home (pardoned.json), not a signed entry: the
+    audit of a hub home shows it in the member's timeline and says where it comes from."""
+    import shutil
+
+    home = tmp_path / "hub"
+    home.mkdir()
+    shutil.copy(story.path, home / "ledger.db")
+    uni = story.entries[story.index["cox-1"]].author.hex()
+    (home / "pardoned.json").write_text(json.dumps({"keys": [uni]}))
+    code, out = audit(str(home), "--json")
+    assert code == 0
+    member = next(m for m in json.loads(out)["members"] if m["key"] == uni)
+    assert [e["event"] for e in member["timeline"]] == ["admitted", "pardoned"]
+    assert "pardoned.json" in member["timeline"][1]["reason"]
+    code, text = audit(str(home), "--section", "members")
+    assert "uni-research" in text and "pardoned" in text
