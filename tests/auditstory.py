@@ -1,7 +1,9 @@
 """A small collaboration with everything an auditor asks about, written as a real signed
 ledger: a three-round Cox study, a summary task refused by one site and failed at another,
-a cancelled task, a revoked researcher, two organisations of the same name, and checkpoints
-kept twice (the hub's note, then its cosigned version), as a live copy keeps them.
+a cancelled task, a revoked researcher, a format-2 task (inputs boxed and bound, outputs as
+commitments) answered ok by one site and refused by another, two organisations of the same
+name, and checkpoints kept twice (the hub's note, then its cosigned version), as a live
+copy keeps them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from ptm_p2p.ledger.entry import (
     genesis_payload,
     membership_payload,
     result_payload,
+    result_payload_v2,
+    sealed_output,
     task_payload,
+    task_payload_v2,
 )
 from ptm_p2p.ledger.simulate import identity
 from ptm_p2p.ledger.store import SqliteStore
@@ -37,6 +42,10 @@ KM = "127.0.0.1:5000/ptm/km@sha256:" + sha256(b"km").hex()
 LIMITS = {"timeout_s": 600, "memory_mb": 512, "cpu_millis": 1000}
 REFUSAL = "policy: image 127.0.0.1:5000/ptm/summary is not in [policy] images"
 FAILURE = "the algorithm exited with code 2"
+UNBOUND = (
+    "the input for this site was not encrypted by the task's publisher for this site; "
+    "nothing was run"
+)
 
 
 @dataclass
@@ -205,6 +214,33 @@ def write_story(path: Path) -> Story:
             reason="left the project",
         ),
     )
+    # Format 2: inputs boxed to each site and bound to this entry; outputs as commitments.
+    v2 = add(
+        "descriptives",
+        uni,
+        TASK,
+        task_payload_v2(
+            uni.signer,
+            uni.seq + 1,
+            SUMMARY,
+            {a: b'{"q": 1}', b: b'{"q": 1}'},
+            LIMITS,
+            algorithm="descriptives",
+            data=["survival"],
+        ),
+        minutes=60,
+    )
+    digest = "sha256:" + sha256(b"summary").hex()
+    for org, status, reason in (("hospital-a", "ok", None), ("hospital-b", "refused", UNBOUND)):
+        sealed = sealed_output(sites[org].signer, uni.signer.public_key, b'{"n": 3}', b"log")
+        add(
+            f"descriptives-{org}",
+            sites[org],
+            RESULT,
+            result_payload_v2(
+                v2, status, sealed.output_map(True), sealed.log_commit, digest, reason=reason
+            ),
+        )
     checkpoint()
     store.close()
     return story

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from ptm_p2p.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from auditstory import FAILURE, REFUSAL, Story, forge, write_story  # noqa: E402
+from auditstory import FAILURE, REFUSAL, UNBOUND, Story, forge, write_story  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +59,21 @@ def test_json_names_what_ran_where_when_on_which_data_and_why(story: Story) -> N
     assert any(r.get("reason") == REFUSAL for r in summary["results"].values())
     km = tasks[story.hash("km")]
     assert km["cancelled"]["reason"] == "wrong cohort"
+    assert km["answers"][0]["reason"] == "cancelled by its publisher: wrong cohort"
+    # A format-2 task and its answers carry the same public facts.
+    v2 = tasks[story.hash("descriptives")]
+    assert v2["format"] == 2 and v2["data"] == ["survival"]
+    assert [(a["site"]["org"], a["status"], a["format"]) for a in v2["answers"]] == [
+        ("hospital-a", "ok", 2),
+        ("hospital-b", "refused", 2),
+    ]
+    assert v2["answers"][1]["reason"] == UNBOUND
 
 
 def test_the_rounds_of_one_fit_are_one_study(story: Story) -> None:
     _, report = audit_json(story.path)
     studies = {s["family"]: s for s in report["studies"]}
-    assert set(studies) == {"cox", "summary", "km"}
+    assert set(studies) == {"cox", "summary", "km", "descriptives"}
     cox = studies["cox"]
     assert cox["rounds"] == 3
     assert cox["task_ids"] == [story.hash(f"cox-{r}") for r in (1, 2, 3)]
@@ -83,15 +92,15 @@ def test_the_rounds_of_one_fit_are_one_study(story: Story) -> None:
 def test_per_researcher_site_and_data_source(story: Story) -> None:
     _, report = audit_json(story.path)
     researchers = {r["org"]: r for r in report["researchers"]}
-    assert researchers["uni-research"]["tasks"] == 4
-    assert researchers["uni-research"]["studies"] == 2
+    assert researchers["uni-research"]["tasks"] == 5
+    assert researchers["uni-research"]["studies"] == 3
     assert researchers["pharma-lab"]["data"] == ["registry"]
     sites = {s["org"]: s for s in report["sites"]}
-    assert sites["hospital-b"]["statuses"] == {"ok": 3, "refused": 1}
-    assert sites["hospital-b"]["not_ok"][0]["reason"] == REFUSAL
+    assert sites["hospital-b"]["statuses"] == {"ok": 3, "refused": 2}
+    assert [n["reason"] for n in sites["hospital-b"]["not_ok"]] == [REFUSAL, UNBOUND]
     assert sites["hospital-c"]["ran"] == []
     data = {d["label"]: d for d in report["data_sources"]}
-    assert data["survival"]["tasks"] == 4 and data["registry"]["tasks"] == 1
+    assert data["survival"]["tasks"] == 5 and data["registry"]["tasks"] == 1
 
 
 def test_member_timeline_and_a_shared_organisation_name(story: Story) -> None:
@@ -114,19 +123,22 @@ def test_a_forged_entry_is_one_cause_and_each_checkpoint_is_listed_once(
     assert code == 1
     # The copy holds each checkpoint twice (the hub's note, then the cosigned one): one
     # checkpoint each in the report, with every witness.
-    assert [c["size"] for c in report["checkpoints"]] == [16, 24]
+    assert [c["size"] for c in report["checkpoints"]] == [16, 27]
     assert all(len(c["cosigners"]) == 3 for c in report["checkpoints"])
     assert [c["ok"] for c in report["checkpoints"]] == [True, False]
     [cause] = report["causes"]
     assert cause["index"] == index
-    assert cause["consequence_count"] == 1
-    assert "checkpoint at size 24" in cause["consequences"][0]
+    # Its consequences, counted under it: the checkpoint signed after it no longer matches,
+    # and the site's next entry (its format-2 answer) no longer follows its chain.
+    assert cause["consequence_count"] == 2
+    assert "checkpoint at size 27" in cause["consequences"][0]
+    assert "1 later entries by" in cause["consequences"][1]
     # A forged answer is no fact: the site's answer is missing, not "refused".
     summary = next(t for t in report["tasks"] if t["task"] == story.hash("summary"))
     assert {a["site"]["org"] for a in summary["answers"]} == {"hospital-a", "hospital-c"}
     code, text = audit(str(forged))
-    assert text.count("BAD size 24") == 1
-    assert "1 consequences of it" in text
+    assert text.count("BAD size 27") == 1
+    assert "2 consequences of it" in text
 
 
 def test_a_flipped_byte_in_a_result_is_one_cause(tmp_path: Path) -> None:
@@ -184,11 +196,11 @@ def test_csv_tables_for_a_spreadsheet(story: Story, tmp_path: Path) -> None:
     with open(out / "answers.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     refused = [r for r in rows if r["status"] == "refused"]
-    assert [r["reason"] for r in refused] == [REFUSAL]
+    assert [r["reason"] for r in refused] == [REFUSAL, UNBOUND]
     assert refused[0]["site_org"] == "hospital-b" and refused[0]["time"].endswith("Z")
     with open(out / "studies.csv", newline="") as handle:
         studies = list(csv.DictReader(handle))
-    assert sorted(s["rounds"] for s in studies) == ["1", "1", "3"]
+    assert sorted(s["rounds"] for s in studies) == ["1", "1", "1", "3"]
 
 
 def test_a_home_that_never_synced_says_so(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_pages_render(page: Any, good: tuple[Explorer, str], story: Story) -> No
     assert "verified" in page.inner_text("#verdict")
     assert "uni-research" in page.inner_text("main")
     open_page(page, url, "/tasks", "main[data-page=tasks] table")
-    assert page.locator("main tbody tr").count() == 5
+    assert page.locator("main tbody tr").count() == 6
     open_page(page, url, "/task/" + story.hash("summary"), "main[data-page=task] table")
     text = page.inner_text("main")
     assert REFUSAL in text and "the algorithm exited with code 2" in text
@@ -115,7 +115,7 @@ def test_pages_render(page: Any, good: tuple[Explorer, str], story: Story) -> No
     open_page(page, url, "/checkpoints", "#verify-consistency")
     assert page.inner_text("main").count("hospital-c at 2026-01-01T") == 2
     open_page(page, url, "/entries", "main[data-page=entries] table")
-    assert page.locator("main tbody tr").count() == 24
+    assert page.locator("main tbody tr").count() == 27
     assert page.locator("main tbody tr.bad").count() == 0
 
 
@@ -162,8 +162,10 @@ def test_a_tampered_copy_shows_the_forged_entry_in_red(
     assert f"entry {index}" in page.inner_text("#causes")
     open_page(page, url, "/entries", "main[data-page=entries] table")
     bad = page.locator("main tbody tr.bad")
-    assert bad.count() == 1
+    # The forged entry, and the same site's next entry refused as its consequence.
+    assert bad.count() == 2
     assert bad.first.locator("td").first.inner_text() == f"#{index}"
+    assert "forged" in bad.first.inner_text() and "refused" in bad.nth(1).inner_text()
     assert bad.first.locator("td").first.evaluate("e => getComputedStyle(e).color") == RED
     open_page(page, url, f"/entry/{index}", "#entry-verdict")
     assert page.inner_text("#entry-verdict").startswith("FORGED")
@@ -181,7 +183,7 @@ def test_the_in_browser_proof_passes_for_a_good_entry_and_fails_for_a_forged_one
     assert "ok" in cls.split(), text
     cls, text = verify_proof(page, forged[1], index)
     assert "bad" in cls.split() and text.startswith("FAILED"), text
-    assert "is not in the hub-signed tree of size 24" in text
+    assert "is not in the hub-signed tree of size 27" in text
     assert page.eval_on_selector("#proof-result", "e => getComputedStyle(e).color") == RED
 
 
@@ -191,7 +193,7 @@ def test_consistency_between_two_checkpoints_in_the_browser(
     _, url = good
     open_page(page, url, "/checkpoints", "#verify-consistency")
     page.select_option("#cons-old", "16")
-    page.select_option("#cons-new", "24")
+    page.select_option("#cons-new", "27")
     page.click("#verify-consistency")
     page.wait_for_selector("#consistency-result.ok, #consistency-result.bad", timeout=15_000)
     assert page.inner_text("#consistency-result").startswith("verified")

@@ -57,14 +57,14 @@ def test_overview_task_and_site_pages(served: tuple[Explorer, str], story: Story
     _, url = served
     status, overview = get(url, "/api/overview")
     assert status == 200 and overview["ok"] is True
-    assert overview["counts"]["studies"] == 3 and overview["counts"]["tasks"] == 5
+    assert overview["counts"]["studies"] == 4 and overview["counts"]["tasks"] == 6
     status, task = get(url, "/api/task/" + story.hash("summary"))
     reasons = {a["site"]["org"]: a["reason"] for a in task["answers"]}
     assert reasons["hospital-b"] == REFUSAL
     site_b = next(a["site"]["key"] for a in task["answers"] if a["site"]["org"] == "hospital-b")
     status, site = get(url, "/api/site/" + site_b)
     assert status == 200
-    assert [n["status"] for n in site["not_ok"]] == ["refused"]
+    assert [n["status"] for n in site["not_ok"]] == ["refused", "refused"]
     assert site["ran"] == ["cox/round-1", "cox/round-2", "cox/round-3"]
     status, study = get(url, "/api/study/" + story.hash("cox-1"))
     assert study["rounds"] == 3 and len(study["tasks"]["items"]) == 3
@@ -76,7 +76,7 @@ def test_overview_task_and_site_pages(served: tuple[Explorer, str], story: Story
 def test_checkpoints_once_each_with_their_witnesses(served: tuple[Explorer, str]) -> None:
     _, url = served
     _, cps = get(url, "/api/checkpoints")
-    assert [c["size"] for c in cps] == [16, 24]
+    assert [c["size"] for c in cps] == [16, 27]
     assert all(
         {w["name"] for w in c["cosignatures"]} == {"hospital-a", "hospital-b", "hospital-c"}
         for c in cps
@@ -102,7 +102,7 @@ def test_search_by_task_id_entry_hash_key_org_image_and_label(
     assert any("members whose key" in t for t in kinds(pharma[:10]))
     by_org = kinds("uni-research")
     assert by_org["members of organisation uni-research"] == 1
-    assert next(v for t, v in by_org.items() if t.startswith("tasks published by")) == 4
+    assert next(v for t, v in by_org.items() if t.startswith("tasks published by")) == 5
     assert (
         kinds("coxph")[
             "tasks running image 127.0.0.1:5000/ptm/coxph-pooled@sha256:"
@@ -120,7 +120,7 @@ def test_the_proofs_handed_to_the_browser_hold(served: tuple[Explorer, str], sto
     index = story.index["summary-hospital-b"]
     _, proof = get(url, f"/api/proof/{index}")
     signed = parse_checkpoint(proof["note"])
-    assert proof["size"] == signed.checkpoint.size == 24
+    assert proof["size"] == signed.checkpoint.size == 27
     merkle.verify_inclusion(
         merkle.leaf_hash(bytes.fromhex(proof["raw"])),
         index,
@@ -128,10 +128,10 @@ def test_the_proofs_handed_to_the_browser_hold(served: tuple[Explorer, str], sto
         [bytes.fromhex(p) for p in proof["proof"]],
         signed.checkpoint.root,
     )
-    _, cons = get(url, "/api/consistency?old=16&new=24")
+    _, cons = get(url, "/api/consistency?old=16&new=27")
     merkle.verify_consistency(
         16,
-        24,
+        27,
         [bytes.fromhex(p) for p in cons["proof"]],
         parse_checkpoint(cons["old_note"]).checkpoint.root,
         parse_checkpoint(cons["new_note"]).checkpoint.root,
@@ -155,9 +155,12 @@ def test_a_forged_copy_marks_the_forged_entry(story: Story, tmp_path: Path) -> N
     try:
         assert explorer.entry(index)["status"] == "forged"
         assert explorer.entry(index - 1)["status"] == "accepted"
-        assert explorer.overview()["counts"]["refused_entries"] == 1
+        # The site's next entry is refused too (its chain is broken), as a consequence.
+        later = story.index["descriptives-hospital-b"]
+        assert explorer.entry(later)["status"] == "refused"
+        assert explorer.overview()["counts"]["refused_entries"] == 2
         bad = explorer.entry_list(0, 50, bad_only=True)
-        assert [e["index"] for e in bad["items"]] == [index]
+        assert [e["index"] for e in bad["items"]] == [index, later]
     finally:
         explorer.close()
 
@@ -174,7 +177,7 @@ def test_the_command_serves_and_stops_cleanly(story: Story, tmp_path: Path) -> N
         assert "verified" in lines[0], lines
         url = lines[1].split()[1].rstrip("/")
         assert url.startswith("http://127.0.0.1:")
-        assert get(url, "/api/overview")[1]["size"] == 24
+        assert get(url, "/api/overview")[1]["size"] == 27
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

@@ -301,13 +301,18 @@ def _task(
     payload = facts.task.get(task.hash)
     publisher = who(task.publisher)
     answers = []
+    cancel_reason = facts.reason.get(task.cancelled_at) if task.cancelled_at is not None else None
     for site, result in task.results.items():
         rp = facts.result.get(result.hash)
+        reason = rp.reason if rp is not None else None
+        if reason is None and result.status == "cancelled":
+            # The site's answer says only "cancelled"; why is on the publisher's cancel entry.
+            reason = f"cancelled by its publisher: {cancel_reason or 'no reason given'}"
         answers.append(
             {
                 "site": who(site),
                 "status": result.status,
-                "reason": rp.reason if rp is not None else None,
+                "reason": reason,
                 "entry": result.hash.hex(),
                 **_when(facts, result.index),
                 "image_digest": result.image_digest,
