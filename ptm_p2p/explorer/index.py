@@ -69,7 +69,12 @@ class Explorer:
     """A verified ledger copy, indexed for the pages (module docstring)."""
 
     def __init__(
-        self, source: Path, snapshot: Path, store: SqliteStore, report: AuditReport
+        self,
+        source: Path,
+        snapshot: Path,
+        store: SqliteStore,
+        report: AuditReport,
+        accepted: list[tuple[int, Entry]] | None = None,
     ) -> None:
         self.source = source
         self.snapshot = snapshot
@@ -77,7 +82,7 @@ class Explorer:
         self.audit = report
         # The snapshot is read from the server's threads; SQLite connections are not shared.
         self._lock = threading.Lock()
-        self._build()
+        self._build(dict(accepted or []))
 
     # --- construction ---------------------------------------------------------------------
 
@@ -106,8 +111,13 @@ class Explorer:
                     "admin's home never does). Explore a site's or the hub's copy instead "
                     "(`ptm ledger copy SITE_HOME /tmp/l.db && ptm explore /tmp/l.db`)"
                 )
-            report = audit(store, workers=default_workers(store.size(), os.cpu_count()))
-            return cls(ledger, snapshot, store, report)
+            accepted: list[tuple[int, Entry]] = []
+            report = audit(
+                store,
+                workers=default_workers(store.size(), os.cpu_count()),
+                observe=lambda i, e: accepted.append((i, e)),
+            )
+            return cls(ledger, snapshot, store, report, accepted)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -129,15 +139,19 @@ class Explorer:
                     except StoreError:
                         continue
 
-    def _build(self) -> None:
+    def _build(self, seen: dict[int, Entry]) -> None:
+        """Index every entry; ``seen`` holds those the audit decoded and accepted (the
+        others, refused or forged, are decoded here when they still decode)."""
         state = self.audit.state
         rows: list[Row | None] = [None] * self.store.size()
         decoded: list[tuple[int, bytes | Entry]] = []
         for index, raw in self._raws():
-            try:
-                e = Entry.from_bytes_signature_checked_elsewhere(raw)
-            except LedgerError:
-                continue
+            e = seen.get(index)
+            if e is None:
+                try:
+                    e = Entry.from_bytes_signature_checked_elsewhere(raw)
+                except LedgerError:
+                    continue
             decoded.append((index, e))
             rows[index] = Row(index, e.hash.hex(), e.kind, e.author.hex(), e.seq, e.timestamp_ms)
         self.rows = rows

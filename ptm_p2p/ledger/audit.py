@@ -29,7 +29,7 @@ from ptm_p2p.ledger.checkpoint import (
     verify_checkpoint,
     verify_cosignatures,
 )
-from ptm_p2p.ledger.entry import SIGNING_PREFIX, claimed_author, split_raw
+from ptm_p2p.ledger.entry import SIGNING_PREFIX, Entry, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, decode_at
 from ptm_p2p.ledger.store import LogStore
 
@@ -356,11 +356,21 @@ def default_workers(size: int, cpus: int | None) -> int:
     return (cpus or 1) if size >= PARALLEL_THRESHOLD else 0
 
 
-def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -> AuditReport:
+Observer = Callable[[int, Entry], None]
+
+
+def audit(
+    store: LogStore,
+    progress: Progress | None = None,
+    workers: int = 0,
+    observe: Observer | None = None,
+) -> AuditReport:
     """Replay and check a whole ledger copy; report every problem found.
 
     With ``workers`` > 0, that many processes verify signatures in parallel with the replay
-    (see ``default_workers``); ``0`` keeps all the work in this process.
+    (see ``default_workers``); ``0`` keeps all the work in this process. ``observe(index,
+    entry)`` is called for each entry the replay accepted, so a report can read the fields
+    the state does not keep without decoding the log a second time.
     """
     size = store.size()
     findings = _Findings()
@@ -378,7 +388,7 @@ def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -
             if raw is not None:
                 append_leaf(leaf_hash(raw))
                 verified = bad is not None and (index - start) not in bad
-                _apply(raw, index, state, findings, verified)
+                _apply(raw, index, state, findings, verified, observe)
             else:
                 state.size = index + 1
             at_checkpoint()
@@ -467,12 +477,20 @@ def _claimed(raw: bytes, state: State) -> str | None:
     return state.describe(author) if author is not None else None
 
 
-def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: bool) -> None:
+def _apply(
+    raw: bytes,
+    index: int,
+    state: State,
+    findings: _Findings,
+    verified: bool,
+    observe: Observer | None = None,
+) -> None:
     try:
         # A worker may have verified this exact byte string's signature; the decode still
         # checks everything else (canonical form, schema, limits), and reports a failure in
         # the same words either way.
-        state.apply(decode_at(raw, index, state, signature_checked=verified), index)
+        entry = decode_at(raw, index, state, signature_checked=verified)
+        state.apply(entry, index)
     except ReplayError as exc:
         if exc.author is None:
             exc.author = _claimed(raw, state)
@@ -480,6 +498,8 @@ def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: 
     except LedgerError as exc:  # a rule error not wrapped by replay: still name the entry
         findings.add(f"entry {index}: {exc}", index=index)
     else:
+        if observe is not None:
+            observe(index, entry)
         return
     # ``state.apply`` leaves the state unchanged on a refusal, so the audit goes on as the
     # hub would have: without that entry's effects. It still occupies its log position, so
