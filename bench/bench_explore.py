@@ -150,7 +150,12 @@ def main() -> None:
                 f"ledger: {entries:,} entries, {len(explorer.tasks):,} tasks, "
                 f"{len(explorer.checkpoint_rows)} checkpoints; cores {os.cpu_count()}"
             )
-            print(f"startup (snapshot + audit + index)       {startup:7.2f} s")
+            import psutil
+
+            rss = psutil.Process().memory_info().rss / 2**20
+            print(
+                f"startup (snapshot + audit + index)       {startup:7.2f} s, {rss:.0f} MiB resident"
+            )
             verdict = "ok" if first < FIRST_PAGE_GOAL_S else "MISSED"
             print(
                 f"first page over HTTP (5 requests)         {first * 1000:7.1f} ms median, "
