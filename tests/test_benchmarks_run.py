@@ -16,6 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 CASES = {
+    "bench_explore.py": (["--entries", "300", "--sites", "2", "--reps", "2"], "search: slowest"),
     "bench_ledger.py": (["--entries", "500", "--sites", "2"], "x raw verify"),
     "bench_log.py": (["--entries", "5000", "--append-entries", "1000"], "SqliteStore.append"),
     "bench_executor.py": (["--reps", "1"], "ratio_executor_over_bare"),

@@ -73,9 +73,9 @@ main.help = (
 
 def _register_all() -> None:
     # Each module adds its commands to ``main``; the import order is the help order.
-    from ptm_p2p.cli import demo, executor, identity, ledger, network, researcher, study
+    from ptm_p2p.cli import demo, executor, explore, identity, ledger, network, researcher, study
 
-    for module in (demo, identity, ledger, network, researcher, study, executor):
+    for module in (demo, identity, ledger, explore, network, researcher, study, executor):
         module.register(main)
 
 

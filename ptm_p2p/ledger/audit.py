@@ -29,7 +29,7 @@ from ptm_p2p.ledger.checkpoint import (
     verify_checkpoint,
     verify_cosignatures,
 )
-from ptm_p2p.ledger.entry import SIGNING_PREFIX, claimed_author, split_raw
+from ptm_p2p.ledger.entry import SIGNING_PREFIX, Entry, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, decode_at
 from ptm_p2p.ledger.store import LogStore
 
@@ -250,6 +250,12 @@ class _CheckpointChecker:
             findings.add(f"{where}: not a valid checkpoint note: {exc}")
             return
         cp = signed.checkpoint
+        last = self.reports[-1] if self.reports else None
+        if last is not None and last.size == cp.size and last.root == cp.root.hex():
+            # The same checkpoint again with more cosignatures (a copy keeps the hub's note
+            # and each cosigned version of it): one checkpoint, listed and judged once.
+            self._more_cosigners(signed, last)
+            return
         report = CheckpointReport(size=cp.size, root=cp.root.hex())
         self.reports.append(report)
         if state.hub is None or state.origin is None:
@@ -281,6 +287,22 @@ class _CheckpointChecker:
             self.previous.append(signed)
             if report.matches_entries:
                 self.matched.add(cp.size)
+
+    def _more_cosigners(self, signed: SignedCheckpoint, report: CheckpointReport) -> None:
+        """Add the witnesses whose cosignatures verify on another note of ``report``'s
+        checkpoint; a note whose hub signature fails counts nothing."""
+        if self.state.hub is None or self.state.origin is None or not report.signed_by_hub:
+            return
+        hub = Verifier.log(self.state.origin, self.state.hub)
+        witnesses = [
+            Verifier.witness(m.org, m.key) for m in self.state.members.values() if m.role == "site"
+        ]
+        try:
+            verify_checkpoint(signed, hub, witnesses)
+            names = [c.name for c in verify_cosignatures(signed, witnesses)]
+        except LedgerError:
+            return
+        report.cosigners = sorted(set(report.cosigners) | set(names))
 
     def _check_consistency(
         self,
@@ -334,11 +356,21 @@ def default_workers(size: int, cpus: int | None) -> int:
     return (cpus or 1) if size >= PARALLEL_THRESHOLD else 0
 
 
-def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -> AuditReport:
+Observer = Callable[[int, Entry], None]
+
+
+def audit(
+    store: LogStore,
+    progress: Progress | None = None,
+    workers: int = 0,
+    observe: Observer | None = None,
+) -> AuditReport:
     """Replay and check a whole ledger copy; report every problem found.
 
     With ``workers`` > 0, that many processes verify signatures in parallel with the replay
-    (see ``default_workers``); ``0`` keeps all the work in this process.
+    (see ``default_workers``); ``0`` keeps all the work in this process. ``observe(index,
+    entry)`` is called for each entry the replay accepted, so a report can read the fields
+    the state does not keep without decoding the log a second time.
     """
     size = store.size()
     findings = _Findings()
@@ -356,7 +388,7 @@ def audit(store: LogStore, progress: Progress | None = None, workers: int = 0) -
             if raw is not None:
                 append_leaf(leaf_hash(raw))
                 verified = bad is not None and (index - start) not in bad
-                _apply(raw, index, state, findings, verified)
+                _apply(raw, index, state, findings, verified, observe)
             else:
                 state.size = index + 1
             at_checkpoint()
@@ -435,17 +467,39 @@ def _signature_failures(raws: list[bytes | None]) -> list[int]:
     return failed
 
 
-def _apply(raw: bytes, index: int, state: State, findings: _Findings, verified: bool) -> None:
+def _claimed(raw: bytes, state: State) -> str | None:
+    """The author an undecodable entry claims (read at its fixed offset), so that the
+    author's next entries count as consequences of this one, not as new causes."""
+    try:
+        author = claimed_author(split_raw(raw)[0])
+    except LedgerError:
+        return None
+    return state.describe(author) if author is not None else None
+
+
+def _apply(
+    raw: bytes,
+    index: int,
+    state: State,
+    findings: _Findings,
+    verified: bool,
+    observe: Observer | None = None,
+) -> None:
     try:
         # A worker may have verified this exact byte string's signature; the decode still
         # checks everything else (canonical form, schema, limits), and reports a failure in
         # the same words either way.
-        state.apply(decode_at(raw, index, state, signature_checked=verified), index)
+        entry = decode_at(raw, index, state, signature_checked=verified)
+        state.apply(entry, index)
     except ReplayError as exc:
+        if exc.author is None:
+            exc.author = _claimed(raw, state)
         findings.refused(exc, index)
     except LedgerError as exc:  # a rule error not wrapped by replay: still name the entry
         findings.add(f"entry {index}: {exc}", index=index)
     else:
+        if observe is not None:
+            observe(index, entry)
         return
     # ``state.apply`` leaves the state unchanged on a refusal, so the audit goes on as the
     # hub would have: without that entry's effects. It still occupies its log position, so
