@@ -208,8 +208,13 @@ def _vectors_param(params: Mapping[str, Any], key: str, p: int) -> list[np.ndarr
         if (
             not isinstance(beta, list)
             or len(beta) != p
-            or not all(isinstance(b, int | float) and math.isfinite(b) for b in beta)
+            or not all(
+                isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+                for b in beta
+            )
         ):
+            # Booleans are refused, not read as 0/1: the site's disclosure record counts
+            # β probes as numbers, and what it counts must be exactly what is evaluated.
             raise AlgorithmError(f"each of {key!r} must be a list of {p} finite numbers")
         out.append(np.array(beta, dtype=np.float64))
     return out

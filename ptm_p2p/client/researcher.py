@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,12 +63,21 @@ from ptm_p2p.ledger.entry import (
     task_payload_v2,
 )
 from ptm_p2p.ledger.replay import Task
-from ptm_p2p.ledger.secagg import SECURE_SUM, SecAggError, SecureSum, unmask_by_sum
+from ptm_p2p.ledger.secagg import (
+    SECURE_SUM,
+    SecAggError,
+    SecureSum,
+    read_masked,
+    unmask_by_sum,
+)
 from ptm_p2p.network import protocol
 from ptm_p2p.network.invitation import Invitation
 
 INVITATION_FILE = "invitation.json"
 DEFAULT_LIMITS = {"timeout_s": 600, "memory_mb": 512, "cpu_millis": 1000}
+# The largest answer ciphertext ``results`` fetches: a site's default output limit (1 GiB)
+# plus the secretstream overhead, with room.
+MAX_ANSWER_BYTES = 1024**3 + 64 * 1024**2
 FINAL = ("ok", "failed", "timeout", "refused", "cancelled")
 FAULTY = "faulty"
 """``SiteAnswer.status`` of a site whose signed output does not open as signed."""
@@ -525,6 +535,13 @@ class Client:
         ``size`` again by the caller, so the hub is trusted for nothing but availability."""
         if output.inline is not None:
             return output.inline
+        if output.size > MAX_ANSWER_BYTES:
+            # The size is the site's own claim: a hostile site must not make us hold 16 GB.
+            raise FaultyOutput(
+                f"the output claims {output.size} bytes, over the {MAX_ANSWER_BYTES} this "
+                "client opens (a site's output is capped at its [policy.limits] output)",
+                "blob",
+            )
         try:
             return self.session.call(self._fetch_blob, output.blob, output.size)
         except (BlobError, NetworkError) as exc:
@@ -663,6 +680,7 @@ class Client:
                     failed[site] = f"no answer within {timeout:g} s ({state})"
                 elif answer.status != "ok":
                     failed[site] = f"{answer.status}: {why_not_ok(answer)}"
+            failed.update(_malformed_masked(remaining, keys, by_key))
             if failed:
                 if not view.done:
                     # a silent site must not run this round later: its masks are useless now
@@ -685,6 +703,31 @@ class Client:
                 tuple(tasks),
                 {site: len(by_key[key].output) for site, key in zip(remaining, keys, strict=True)},
             )
+
+
+def _malformed_masked(
+    sites: Mapping[str, Any], keys: Sequence[bytes], by_key: Mapping[bytes, SiteAnswer]
+) -> dict[str, str]:
+    """Sites whose ``ok`` answer is not a masked answer of the round's shape (the fields and
+    lengths most sites sent): such a site would stop every rerun from summing, so it is
+    dropped like a site that did not answer."""
+    shapes: dict[str, tuple[tuple[str, int], ...] | None] = {}
+    for site, key in zip(sites, keys, strict=True):
+        answer = by_key.get(key)
+        if answer is None or answer.status != "ok":
+            continue
+        try:
+            fields, _ = read_masked(answer.json())
+            shapes[site] = tuple(sorted((name, len(v)) for name, v in fields.items()))
+        except (StudyError, SecAggError):
+            shapes[site] = None
+    counts = Counter(shape for shape in shapes.values() if shape is not None)
+    usual = counts.most_common(1)[0][0] if counts else None
+    return {
+        site: "faulty: its answer is not a masked answer of the round's fields and lengths"
+        for site, shape in shapes.items()
+        if shape is None or shape != usual
+    }
 
 
 def why_not_ok(answer: SiteAnswer) -> str:

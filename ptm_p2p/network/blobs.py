@@ -78,6 +78,7 @@ STALL_TIMEOUT_S = 30.0
 # Transfers served at once, per peer and in all (each holds a stream, a file and a task).
 MAX_TRANSFERS_PER_PEER = 8
 MAX_TRANSFERS = 64
+NON_MEMBER_READ_S = 2.0  # how long a non-member's request is waited for, to refuse it
 # Client retries after a broken transfer: ATTEMPTS tries in all, back-off doubling from
 # BACKOFF_S to BACKOFF_MAX_S with jitter (a hub restart takes a few seconds).
 ATTEMPTS = 5
@@ -163,6 +164,12 @@ class BlobServer:
         except Exception:
             peer = None
         key = str(peer)
+        owner = public_key_of(peer) if peer is not None else None
+        if owner is None or not self.is_member(owner):
+            # Refused before taking a transfer slot, so keys that were never admitted (they
+            # cost nothing to make) cannot hold every slot and starve the members.
+            await self._refuse_non_member(stream, peer)
+            return
         if self.active.get(key, 0) >= MAX_TRANSFERS_PER_PEER or sum(self.active.values()) >= (
             MAX_TRANSFERS
         ):
@@ -216,6 +223,28 @@ class BlobServer:
             else:
                 self.active.pop(key, None)
             await _close(stream)
+
+    async def _refuse_non_member(self, stream: Any, peer: Any) -> None:
+        try:
+            with trio.move_on_after(NON_MEMBER_READ_S):
+                await read_frame(stream, MAX_CONTROL_FRAME)  # so the refusal is read as one
+            self.refused += 1
+            self.limiter.log(
+                log, logging.INFO, "non-member", "peer %s: blob transfer refused: not a member",
+                peer,
+            )  # fmt: skip
+            await _answer_quietly(
+                stream,
+                protocol.error(
+                    protocol.REFUSED,
+                    f"peer {peer} is not an admitted member of this collaboration; only members "
+                    "may store or fetch blobs (ask the collaboration's admin to admit your key)",
+                ),
+            )
+        except Exception:  # a broken stream: nothing to tell
+            pass
+        finally:
+            await _reset(stream)
 
     async def _serve_one(self, stream: Any, peer: Any) -> None:
         with trio.fail_after(self.stall_timeout):

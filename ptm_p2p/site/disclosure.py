@@ -117,9 +117,9 @@ class Request:
             return []
         out = []
         for beta in value:
-            if isinstance(beta, list) and all(
-                isinstance(b, int | float) and not isinstance(b, bool) for b in beta
-            ):
+            # Fail closed: anything the image might evaluate counts (a boolean as 0/1, which
+            # the image refuses anyway); only what it cannot read at all is left out.
+            if isinstance(beta, list) and all(isinstance(b, int | float) for b in beta):
                 out.append([float(b) + 0.0 for b in beta])  # + 0.0: -0.0 is 0.0
         return out
 

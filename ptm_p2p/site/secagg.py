@@ -18,6 +18,7 @@ the container wrote its answer and before the answer is sealed to the researcher
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,13 @@ def masked(
 ) -> tuple[str, bytes, str]:
     """(status, output, reason) to answer with: for a secure-sum task's ``ok`` answer, the
     masked output; otherwise what the run gave."""
-    if aggregate_of(task) != secagg.SECURE_SUM or status != "ok":
+    if aggregate_of(task) != secagg.SECURE_SUM:
         return status, output, reason
+    if status != "ok":
+        # A run that failed, timed out or was refused may still have written its answer
+        # (output.json is read whatever the exit): never pass that on unmasked. Only the
+        # algorithm's own one-line reason survives.
+        return status, _reason_only(output), reason
     targets = list(task.payload["targets"])
     try:
         return status, secagg.mask_output(signer, targets, task.hash, output), reason
@@ -70,3 +76,15 @@ def masked(
         # The detail may quote a value: it goes to the site's own log, never the ledger.
         log.warning("task %s: secure aggregation failed: %s", task.describe(), exc)
         return "failed", b"", NOT_MASKABLE
+
+
+def _reason_only(output: bytes) -> bytes:
+    """The ``{"refused": …}`` or ``{"error": …}`` text of an output, and nothing else."""
+    try:
+        value = json.loads(output) if output else None
+    except ValueError:
+        return b""
+    if not isinstance(value, dict):
+        return b""
+    kept = {k: value[k] for k in ("refused", "error") if isinstance(value.get(k), str)}
+    return json.dumps(kept, sort_keys=True).encode() if kept else b""

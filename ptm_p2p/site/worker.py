@@ -65,6 +65,7 @@ from ptm_p2p.errors import (
     BlobRefused,
     InputRefused,
     NetworkError,
+    PolicyError,
     PtmError,
     StoreError,
 )
@@ -334,7 +335,12 @@ class TaskWorker:
         task_input = await self._open_input(entry)
         if task_input is None:
             return
-        refusal = secagg.refusal(self.policy, entry)
+        # The policy first (as the executor checks it, before anything is pulled): a
+        # publisher or image this site does not allow learns nothing from the disclosure
+        # record's refusals, which are one bit about the data each.
+        refusal = self._policy_refusal(task, entry, publisher.org) or secagg.refusal(
+            self.policy, entry
+        )
         if refusal is None:
             refusal = await self._disclosure_check(task, entry, task_input, publisher.org)
         if refusal is not None:
@@ -411,6 +417,16 @@ class TaskWorker:
                 reason=f"the task ran, but its answer could not be recorded: {exc}",
             )
         self._disclosure_settle(task)
+
+    def _policy_refusal(self, task: LoggedTask, entry: Entry, org: str) -> str | None:
+        """The site policy's reason to refuse the task's image, publisher or data, or None."""
+        try:
+            self.policy.check_image(task.image)
+            self.policy.check_publisher(task.publisher.hex(), org)
+            self.policy.check_data(list(entry.payload.get("data", [])))
+        except PolicyError as exc:
+            return str(exc)
+        return None
 
     async def _disclosure_check(
         self, task: LoggedTask, entry: Entry, task_input: bytes, org: str
