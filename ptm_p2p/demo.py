@@ -19,8 +19,15 @@ What it does, for real (no mocks, no canned numbers):
    federated means and counts are compared with the same figures computed centrally.
    Then the flagship analysis, through the same live daemons: a Cox regression (pooled
    model, Efron ties; one signed task per round, each site answering with risk-set sums
-   only) printed beside lifelines' fit of the pooled patients, and Kaplan–Meier curves per
-   hormone-therapy group in one round, drawn to ``km.png``.
+   only) printed beside lifelines' fit of the data *as the sites coarsen it*, and the
+   pooled Kaplan–Meier curve under secure aggregation (only the sum over the sites opens),
+   drawn to ``km.png``. Each site then says what it has revealed (its disclosure record).
+
+Every site runs as a real site would by default: ``disclosure_control = true`` (k = 5, a
+30-day lattice: docs/privacy.md), so the summary withholds min/max and rounds its row
+count up to a multiple of k, the Cox fit is exact on the coarsened data rather than the
+raw one, and each site keeps a disclosure record that refuses what would single patients
+out across queries.
 7. ``ptm audit`` replays the hub's and every site's copy (one root for all), and a
    20,000-entry simulated ledger; then one byte of one stored entry is flipped and the audit
    names the forged entry.
@@ -68,6 +75,12 @@ KM_PLOT = "km.png"
 KM_AT_DAYS = 1825  # survival at five years, federated vs central
 ORIGIN = "ptm.example/demo-study"
 SIMULATED_ENTRIES = 20_000
+# The sites' policy (docs/privacy.md): the defaults a real site gets, written out.
+MIN_GROUP_SIZE = 5
+TIME_RESOLUTION = 30
+# The secure Kaplan–Meier grid: every point of the sites' 30-day lattice up to past the
+# longest follow-up (GBSG2: 2659 days), so binning merges nothing the sites published.
+KM_GRID = tuple(float(TIME_RESOLUTION * i) for i in range(1, 91))
 
 Say = Callable[[str], None]
 
@@ -81,6 +94,7 @@ class DemoOutcome:
     ledger: Path  # a copy of the study's ledger, for `ptm audit`
     cox_matches: bool = False
     km_plot: Path | None = None
+    revealed: dict[str, list[str]] | None = None  # site → its disclosure-record lines
 
 
 def split_study(workdir: Path) -> tuple[dict[str, Path], Any]:
@@ -115,6 +129,20 @@ def combine(outputs: list[dict[str, Any]]) -> dict[str, float]:
             count = sum(o["categorical"][column].get(category, 0) for o in outputs)
             combined[f"{column}={category}"] = float(count)
     return combined
+
+
+def summary_matches(federated: dict[str, float], central: dict[str, float]) -> bool:
+    """Under disclosure control each site rounds its row count up to a multiple of k
+    (``patients`` is then between the truth and k − 1 more per site); every other figure
+    (means, SDs from exact sums and counts; category counts ≥ k) must equal the central one.
+    """
+    if federated.keys() != central.keys():
+        return False
+    slack = len(SITES) * (MIN_GROUP_SIZE - 1)
+    exact = all(
+        math.isclose(federated[k], central[k], rel_tol=1e-9) for k in central if k != "patients"
+    )
+    return exact and central["patients"] <= federated["patients"] <= central["patients"] + slack
 
 
 def central_figures(pooled: Any) -> dict[str, float]:
@@ -152,6 +180,10 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
                 images=[images[a].split("@", 1)[0] for a in SITE_ALGORITHMS if a in images],
                 publishers=[RESEARCHER_ORG],
                 data={DATA_LABEL: data_paths[name]},
+                # as a real site runs by default: answers from its own coarse intervals, a
+                # disclosure record across queries and researchers (docs/privacy.md)
+                disclosure_control=True,
+                policy={"min_group_size": MIN_GROUP_SIZE, "time_resolution": TIME_RESOLUTION},
             )
             cluster.start_site(name)
         for name in SITES:
@@ -160,6 +192,10 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
         say(
             f"  network: hub + {len(SITES)} site daemons on 127.0.0.1 (libp2p, Noise), each "
             f"with a deny-by-default policy; {len(SITES)} sites and a researcher admitted"
+        )
+        say(
+            f"  every site: disclosure control on (min_group_size {MIN_GROUP_SIZE}, "
+            f"{TIME_RESOLUTION}-day lattice) and a disclosure record across queries"
         )
 
         with Client(cluster.root / RESEARCHER, cluster.invitation_path) as client:
@@ -201,41 +237,60 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
             f"by {len(SITES)} witnesses"
         )
         audits = {name: _audit_home(cluster.root / name) for name in ["hub", *SITES]}
-        roots = {report.checkpoints[-1].root for report in audits.values() if report.checkpoints}
         exits = {name: cluster.stop(name) for name in ["hub", *SITES]}
+        # what each site has revealed, as its `ptm status` shows it (read after the stop:
+        # the record is settled once each result is signed)
+        revealed = {name: _revealed(cluster.root / name) for name in SITES}
+        roots = {report.checkpoints[-1].root for report in audits.values() if report.checkpoints}
         _copy_ledger(cluster.root / "hub" / LEDGER_FILE, ledger_copy)
     replicas_ok = all(r.ok for r in audits.values()) and len(roots) == 1
     clean_stop = all(code == 0 for code in exits.values())
-    matches = federated.keys() == central.keys() and all(
-        math.isclose(federated[k], central[k], rel_tol=1e-9) for k in central
-    )
+    matches = summary_matches(federated, central)
     say("")
     say(f"  {'figure':<22}{'federated':>14}{'central':>14}")
     for key in central:
         say(f"  {key:<22}{federated.get(key, float('nan')):>14.3f}{central[key]:>14.3f}")
     say(
+        f"  (sites' controls: min/max withheld; each site's row count rounded up to a "
+        f"multiple of {MIN_GROUP_SIZE}, so 'patients' may exceed the truth by up to "
+        f"{len(SITES) * (MIN_GROUP_SIZE - 1)}; means, SDs and category counts are exact)"
+    )
+    say(
         f"  federated == central: {'yes' if matches else 'NO'}; "
         f"audit of the hub's and every site's copy: {'ok, one root' if replicas_ok else 'FAILED'}; "
         f"daemons stopped cleanly: {'yes' if clean_stop else 'NO'}"
     )
-    cox_matches = _compare_cox(cox, pooled, say)
-    km_plot = _km_report(curves, pooled, workdir / KM_PLOT, say)
+    cox_matches = _compare_cox(cox, data_paths, pooled, say)
+    km_ok, km_plot = _km_report(curves, data_paths, pooled, workdir / KM_PLOT, say)
+    say("")
+    say(
+        "  what each site has revealed about its data (its disclosure record, as "
+        "`ptm status` shows it):"
+    )
+    revealed_ok = True
+    for name, lines in revealed.items():
+        revealed_ok = revealed_ok and bool(lines)
+        for line in lines or ["(no disclosure record: control off?)"]:
+            say(f"    {name}: {line}")
     return DemoOutcome(
-        matches and replicas_ok and clean_stop and cox_matches,
+        matches and replicas_ok and clean_stop and cox_matches and km_ok and revealed_ok,
         workdir,
         federated,
         central,
         ledger_copy,
         cox_matches,
         km_plot,
+        revealed,
     )
 
 
 def _survival(client: Any, images: dict[str, str], say: Say) -> tuple[Any, Any]:
-    """The flagship analysis over the live daemons: a Cox fit (pooled, Efron) and KM curves.
+    """The flagship analysis over the live daemons: a Cox fit (pooled, Efron) under the
+    sites' disclosure control, and the pooled Kaplan–Meier curve under secure aggregation.
 
     Every round is a signed task through the hub (``NetworkRunner``); the sites answer with
-    aggregates only (docs/survival.md lists what each round reveals).
+    aggregates of their coarsened data only (docs/survival.md lists what each round
+    reveals, and to whom).
     """
     from ptm_p2p.algorithms import coxph, km
     from ptm_p2p.algorithms.network import NetworkRunner, describe_round
@@ -246,65 +301,125 @@ def _survival(client: Any, images: dict[str, str], say: Say) -> tuple[Any, Any]:
     runner = NetworkRunner(client, images, DATA_LABEL, on_round=on_round, timeout=120)
     say(
         f"  researcher fits a Cox model (pooled, Efron ties) on {', '.join(COX_COVARIATES)}: "
-        "one signed task per round"
+        "one signed task per round, each answered from the site's own coarse intervals"
     )
     cox = coxph.fit(runner, SITES, "time", "cens", COX_COVARIATES, ties="efron", data=DATA_LABEL)
     say(f"  Cox fit: {cox.rounds} rounds, {runner.seconds:.1f} s through the live daemons")
-    say("  researcher asks for Kaplan–Meier curves by hormone therapy: one round")
-    curves = km.fit(runner, SITES, "time", "cens", group_col="horTh", data=DATA_LABEL)
+    say(
+        f"  researcher asks for the pooled Kaplan–Meier curve under secure aggregation "
+        f"({len(KM_GRID)}-point grid): each site's counts masked, only their sum opens"
+    )
+    curves = km.fit(runner, SITES, "time", "cens", data=DATA_LABEL, secure=True, grid=KM_GRID)
     return cox, curves
 
 
-def _compare_cox(cox: Any, pooled: Any, say: Say) -> bool:
-    """Print the federated fit beside lifelines' fit of the pooled patients; True if equal."""
+def _site_frames(data_paths: dict[str, Path]) -> dict[str, Any]:
+    """Each hospital's CSV as it holds it (for the central references only)."""
+    import pandas as pd
+
+    return {site: pd.read_csv(path) for site, path in data_paths.items()}
+
+
+def _compare_cox(cox: Any, data_paths: dict[str, Path], pooled: Any, say: Say) -> bool:
+    """Print the federated fit beside lifelines' fit of the data *as the sites coarsen it*
+    (``coxph.coarsened_data``: the very function the sites answer from); True if equal."""
     from lifelines import CoxPHFitter
 
-    frame = pooled[[*COX_COVARIATES, "time", "cens"]]
-    # Fit the reference tightly: with its default precision lifelines stops ~4e-6 short.
-    central = CoxPHFitter().fit(frame, "time", "cens", fit_options={"precision": 1e-12})
+    from ptm_p2p.algorithms import coxph
+
+    coarse = coxph.coarsened_data(
+        _site_frames(data_paths),
+        "time",
+        "cens",
+        COX_COVARIATES,
+        min_group_size=MIN_GROUP_SIZE,
+        time_resolution=TIME_RESOLUTION,
+    )
+    # Fit the references tightly: with its default precision lifelines stops ~4e-6 short.
+    tight = {"precision": 1e-12}
+    central = CoxPHFitter().fit(coarse.drop(columns="site"), "time", "cens", fit_options=tight)
+    raw = CoxPHFitter().fit(
+        pooled[[*COX_COVARIATES, "time", "cens"]], "time", "cens", fit_options=tight
+    )
     say("")
     say(cox.summary())
     say("")
     head = ("coef federated", "central", "se federated", "central")
     say(f"  {'covariate':<12}" + "".join(f"{h:>16}" for h in head))
-    worst_coef = worst_se = 0.0
+    worst_coef = worst_se = shift = 0.0
     for name in COX_COVARIATES:
         coef, se = cox.params[name], cox.standard_errors[name]
         ref_coef = float(central.params_[name])
         ref_se = float(central.standard_errors_[name])
         worst_coef = max(worst_coef, abs(coef - ref_coef))
         worst_se = max(worst_se, abs(se - ref_se))
+        shift = max(shift, abs(coef - float(raw.params_[name])) / float(raw.standard_errors_[name]))
         say(f"  {name:<12}" + "".join(f"{v:>16.8f}" for v in (coef, ref_coef, se, ref_se)))
     ll_diff = abs(cox.log_likelihood - float(central.log_likelihood_))
     matches = worst_coef < COX_COEF_TOL and worst_se < COX_SE_TOL
     say(
-        f"  cox federated == central: {'yes' if matches else 'NO'} (largest difference: "
-        f"coef {worst_coef:.1e}, se {worst_se:.1e}, log-likelihood {ll_diff:.1e}; "
-        f"lifelines on the pooled patients, which never happens in reality)"
+        f"  cox federated == central (on the data as the sites coarsen it): "
+        f"{'yes' if matches else 'NO'} (largest difference: coef {worst_coef:.1e}, se "
+        f"{worst_se:.1e}, log-likelihood {ll_diff:.1e}; lifelines on coxph.coarsened_data: "
+        f"{coarse['time'].nunique()} distinct times instead of {pooled['time'].nunique()})"
+    )
+    say(
+        f"  the price of the sites' controls: the coefficients move by at most {shift:.2f} "
+        "standard errors from lifelines' fit of the raw pooled patients (which never happens "
+        "in reality)"
     )
     return matches
 
 
-def _km_report(curves: Any, pooled: Any, path: Path, say: Say) -> Path:
-    """Plot the curves to ``path`` and print five-year survival beside the central estimate."""
+def _km_report(
+    curves: Any, data_paths: dict[str, Path], pooled: Any, path: Path, say: Say
+) -> tuple[bool, Path]:
+    """Plot the pooled curve to ``path``; check it against the sites' own code run locally
+    on their files (what the masked sum must open to) and print five-year survival beside
+    the central estimate on the raw data."""
     from lifelines import KaplanMeierFitter
 
     from ptm_p2p.algorithms import km
 
     km.plot(curves, path)
-    central = KaplanMeierFitter().fit(pooled["time"], pooled["cens"])
-    ours = curves.curve("pooled")["survival"]
-    federated = float(ours[ours.index <= KM_AT_DAYS].iloc[-1])
-    reference = float(central.predict(KM_AT_DAYS))
-    groups = [c.split(":", 1)[1] for c in curves.curves if c.startswith("group:")]
+    replay = km.fit_local(
+        _site_frames(data_paths),
+        "time",
+        "cens",
+        min_group_size=MIN_GROUP_SIZE,
+        time_resolution=TIME_RESOLUTION,
+        secure=True,
+        grid=KM_GRID,
+    )
+    ours = curves.curve("pooled")
+    same = (
+        curves.secure
+        and not curves.dropped
+        and list(ours.index) == list(replay.curve("pooled").index)
+        and float((ours - replay.curve("pooled")).abs().max().max()) == 0.0
+    )
+    survival = ours["survival"]
+    federated = float(survival[survival.index <= KM_AT_DAYS].iloc[-1])
+    reference = float(KaplanMeierFitter().fit(pooled["time"], pooled["cens"]).predict(KM_AT_DAYS))
     say(
-        f"  km: pooled curve and horTh groups {', '.join(groups)} from {len(curves.sites)} "
-        f"sites in {curves.rounds} round; survival at {KM_AT_DAYS} days: federated "
-        f"{federated:.3f}, central {reference:.3f} (each site's counts rounded to multiples "
-        f"of its minimum group size, {max(curves.min_group_sizes.values())})"
+        f"  km (secure sum): pooled curve from {len(curves.sites)} sites in {curves.rounds} "
+        f"round, no curve per site; survival at {KM_AT_DAYS} days: federated {federated:.3f}, "
+        f"central on the raw data {reference:.3f} (the sites' {TIME_RESOLUTION}-day intervals "
+        f"of ≥ {MIN_GROUP_SIZE} exits and counts rounded to multiples of {MIN_GROUP_SIZE})"
+    )
+    say(
+        f"  km secure sum == the sites' code replayed on their files: "
+        f"{'yes' if same else 'NO'} (every column, difference 0.0)"
     )
     say(f"  km plot: {path}")
-    return path
+    return same, path
+
+
+def _revealed(home: Path) -> list[str]:
+    """A site's disclosure lines, as ``ptm status`` prints them."""
+    from ptm_p2p.network.status import disclosure, render_disclosure
+
+    return render_disclosure(disclosure(home))
 
 
 def _progress_printer(say: Say) -> Callable[[Any], None]:
