@@ -89,6 +89,10 @@ class CoxResult:
     duration_col: str
     event_col: str
     round_log: tuple[RoundInfo, ...] = field(default=(), repr=False)
+    # secure aggregation (stratified model): only sums over the sites were seen, so
+    # ``site_counts`` is empty per site; ``dropped`` names sites left out, and why
+    secure: bool = False
+    dropped: dict[str, str] = field(default_factory=dict)
 
     @property
     def likelihood_ratio_test(self) -> tuple[float, int, float]:
@@ -134,7 +138,8 @@ class CoxResult:
             )
             + ")",
             f"  duration = {self.duration_col!r}, event = {self.event_col!r}, "
-            f"ties = {self.ties.capitalize()}, sites = {len(self.site_counts)}",
+            f"ties = {self.ties.capitalize()}, sites = {len(self.site_counts)}"
+            + (", secure aggregation (only sums over the sites opened)" if self.secure else ""),
             "",
             head,
         ]
@@ -193,6 +198,8 @@ class CoxResult:
             "n": self.n,
             "n_events": self.n_events,
             "sites": self.site_counts,
+            "secure": self.secure,
+            "dropped": self.dropped,
             "round_log": [r.to_dict() for r in self.round_log],
         }
 
@@ -355,8 +362,13 @@ def fit(
     max_halvings: int = 10,
     max_answer_bytes: int = MAX_ANSWER_BYTES,
     progress: Callable[[str], None] | None = None,
+    secure: bool = False,
 ) -> CoxResult:
     """Fit a Cox model over the sites' data, one ``runner`` call per round.
+
+    ``secure`` (site-stratified model only) runs every round under secure aggregation
+    (the runner's ``secure_sum``): each site's ℓ, U and I are masked and only their sums
+    over the sites open (``_SecureStratified``).
 
     ``data`` is the sites' data label (the images default to their only one); ``tol`` bounds
     the largest Newton step at convergence; ``max_answer_bytes`` caps the pooled model's
@@ -376,6 +388,15 @@ def fit(
     if data is not None:
         base["data"] = data
     image = STRATIFIED if stratify_sites else POOLED
+    if secure and not stratify_sites:
+        raise StudyError(
+            "secure aggregation is available for the site-stratified model "
+            "(stratify_sites=True); the pooled model's risk-set sums are not secure-sum "
+            "rounds yet"
+        )
+    if secure:
+        return _fit_secure(runner, list(sites), base, progress, alpha, tol, max_iterations,
+                           max_halvings)  # fmt: skip
     study = _Study(runner, image, sites, base, progress)
     p = len(covariates)
 
@@ -412,6 +433,38 @@ def fit(
         first = pooled(beta, "evaluate at the start", at_risk=True)
         ll_initial = pooled.initial_loglik()
 
+    return _newton(
+        evaluate, first, beta, ll_initial, covariates, tol, max_iterations, max_halvings, alpha,
+        study.log, site_counts, ties, stratify_sites, duration_col, event_col,
+        n=sum(c["n"] for c in site_counts.values()),
+        n_events=sum(c["events"] for c in site_counts.values()),
+    )  # fmt: skip
+
+
+def _newton(
+    evaluate: Callable[[np.ndarray, str], Evaluation | None],
+    first: Evaluation | None,
+    beta: np.ndarray,
+    ll_initial: float,
+    covariates: list[str],
+    tol: float,
+    max_iterations: int,
+    max_halvings: int,
+    alpha: float,
+    log: list[RoundInfo],
+    site_counts: dict[str, dict[str, int]],
+    ties: str,
+    stratify_sites: bool,
+    duration_col: str,
+    event_col: str,
+    *,
+    n: int,
+    n_events: int,
+    secure: bool = False,
+    dropped: Mapping[str, str] | None = None,
+) -> CoxResult:
+    """Newton–Raphson from ``beta`` (already evaluated: ``first``), then the result."""
+    p = len(covariates)
     # Newton–Raphson from the start; the point before it is β = 0, whose ℓ is known.
     previous, previous_ll = np.zeros(p), ll_initial
     trial, halvings, iterations, converged = first, 0, 0, False
@@ -461,18 +514,141 @@ def fit(
         log_likelihood=float(loglik),
         log_likelihood_initial=float(ll_initial),
         iterations=iterations,
-        rounds=len(study.log),
+        rounds=len(log),
         converged=converged,
-        n=sum(c["n"] for c in site_counts.values()),
-        n_events=sum(c["events"] for c in site_counts.values()),
+        n=n,
+        n_events=n_events,
         site_counts=site_counts,
         ties=ties,
         stratified=stratify_sites,
         alpha=alpha,
         duration_col=duration_col,
         event_col=event_col,
-        round_log=tuple(study.log),
+        round_log=tuple(log),
+        secure=secure,
+        dropped=dict(dropped or {}),
     )
+
+
+class _SecureStratified:
+    """The site-stratified model's rounds under secure aggregation: each round is one
+    ``runner.secure_sum`` call, and only the sums over the sites open (ℓ, U, I at β, and
+    in ``describe`` the counts, ℓ(0), how many sites hold each covariate constant and the
+    two summed terms of the start). The sites of the describe round are the study's: a
+    site dropped later would change the likelihood mid-fit, so that is an error.
+
+    Fixed-point error (docs/privacy.md): each total is within half an ulp plus
+    256 · 2⁻⁹⁷ of the exact sum of the sites' doubles, so the fit equals the plain
+    stratified fit to far below 1e-9 relative.
+    """
+
+    def __init__(
+        self,
+        runner: RoundRunner,
+        sites: list[str],
+        base: dict[str, Any],
+        progress: Callable[[str], None] | None,
+    ) -> None:
+        secure_sum = getattr(runner, "secure_sum", None)
+        if secure_sum is None:
+            raise StudyError(f"{type(runner).__name__} cannot run secure-aggregation rounds")
+        self.secure_sum = secure_sum
+        self.sites = sites
+        self.base = base
+        self.progress = progress
+        self.log: list[RoundInfo] = []
+        self.dropped: dict[str, str] = {}
+
+    def round(self, label: str, extra: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        request = {**self.base, **extra, "secure_sum": True}
+        t0 = time.monotonic()
+        summed = self.secure_sum(STRATIFIED, {s: dict(request) for s in self.sites})
+        seconds = time.monotonic() - t0
+        if self.log and list(summed.sites) != self.sites:
+            gone = {**summed.dropped}
+            raise StudyError(
+                f"{STRATIFIED}: {', '.join(gone) or 'a site'} dropped out in round "
+                f"{len(self.log) + 1} ({label}); the likelihood would change mid-fit: fit "
+                "again without it",
+                gone,
+            )
+        self.dropped.update(summed.dropped)
+        self.sites = list(summed.sites)
+        for s, public in summed.public.items():
+            if (
+                not isinstance(public, dict)
+                or public.get("version") != site.VERSION
+                or public.get("covariates") != self.base.get("covariates")
+            ):
+                raise StudyError(
+                    f"{STRATIFIED}: {s} answered in another format; is it running the same "
+                    "image as the others?",
+                    {s: "unexpected answer"},
+                )
+        size = len(json.dumps(request, sort_keys=True, separators=(",", ":")))
+        self.log.append(
+            RoundInfo(
+                f"{label} (secure sum)",
+                seconds,
+                {s: size for s in self.sites},
+                dict(summed.answer_bytes),
+            )
+        )
+        if self.progress:
+            self.progress(
+                f"round {len(self.log)} ({label}, secure sum): {len(self.sites)} site(s) "
+                f"summed in {seconds:.2f} s"
+                + (f"; dropped {', '.join(summed.dropped)}" if summed.dropped else "")
+            )
+        return {name: np.array(values, dtype=np.float64) for name, values in summed.total.items()}
+
+    def evaluate(self, beta: np.ndarray, label: str) -> Evaluation | None:
+        p = beta.size
+        total = self.round(label, {"step": "evaluate", "betas": [beta.tolist()]})
+        if float(total["overflow"][0]) > 0.5:
+            return None
+        return (
+            float(total["loglik"][0]),
+            total["score"].reshape(p),
+            total["information"].reshape(p, p),
+        )
+
+
+def _fit_secure(
+    runner: RoundRunner,
+    sites: list[str],
+    base: dict[str, Any],
+    progress: Callable[[str], None] | None,
+    alpha: float,
+    tol: float,
+    max_iterations: int,
+    max_halvings: int,
+) -> CoxResult:
+    """``fit(..., stratify_sites=True, secure=True)``: the stratified fit from sums only."""
+    covariates: list[str] = list(base["covariates"])
+    p = len(covariates)
+    study = _SecureStratified(runner, sites, base, progress)
+    described = study.round("describe", {"step": "describe"})
+    constant = described["constant"]
+    for a, name in enumerate(covariates):
+        if round(float(constant[a])) == len(study.sites):
+            raise StudyError(
+                f"covariate {name!r} does not vary within any site: the site-stratified model "
+                "cannot estimate it (each site's baseline hazard absorbs it); drop it or fit "
+                "the pooled model"
+            )
+    beta = _newton_step(
+        described["start_information"].reshape(p, p), described["start_rhs"], covariates
+    )
+    ll_initial = float(described["loglik_at_zero"][0])
+    first = study.evaluate(beta, "evaluate at the start")
+    return _newton(
+        study.evaluate, first, beta, ll_initial, covariates, tol, max_iterations, max_halvings,
+        alpha, study.log, {s: {} for s in study.sites}, str(base["ties"]), True,
+        str(base["duration"]), str(base["event"]),
+        n=round(float(described["n"][0])), n_events=round(float(described["events"][0])),
+        secure=True, dropped=study.dropped,
+    )  # fmt: skip
 
 
 def _start(

@@ -28,6 +28,9 @@ Requests (JSON, from the coordinator) and answers, per image:
 ``coxph-stratified`` (each site its own baseline hazard)
   * ``describe`` → counts, constant covariates, log-likelihood/score/information at β = 0;
   * ``evaluate`` with ``"betas"`` → the same at each β. Nothing per time leaves the site.
+  * with ``"secure_sum": true`` (a secure-aggregation task) both steps answer
+    ``{"secure_sum": {…}, "public": {…}}``: every number summed over the sites, masked by
+    the site daemon, so the researcher sees only totals (``_stratified_secure``).
 
 ``km`` → per published time the (coarsened) numbers of events and censorings, overall and
 per group; see ``km_counts`` for the rounding that keeps every count a multiple of the
@@ -748,6 +751,11 @@ def coxph_stratified(
     time, event, x, covariates, ties, counts = _cox_setup(table, params, controls)
     step = params.get("step")
     head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    secure = params.get("secure_sum")
+    if secure is not None and secure is not True:
+        raise AlgorithmError("'secure_sum' must be true (a secure-aggregation round) or absent")
+    if secure:
+        return _stratified_secure(step, params, time, event, x, ties, counts, head, controls)
     if step == "describe":
         start, loglik_zero = _local_fit(time, event, x, ties)
         return {
@@ -763,6 +771,76 @@ def coxph_stratified(
                   for beta in betas]  # fmt: skip
         return {**head, "points": points}
     raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
+
+
+def _stratified_secure(
+    step: Any,
+    params: Mapping[str, Any],
+    time: np.ndarray,
+    event: np.ndarray,
+    x: np.ndarray,
+    ties: str,
+    counts: Mapping[str, int],
+    head: Mapping[str, Any],
+    controls: Controls,
+) -> dict[str, Any]:
+    """The stratified model's round as a secure-sum answer: every number the coordinator
+    needs is a sum over the sites, of the same shape at each, so the site daemon masks them
+    all (``ledger/secagg.py``) and the researcher sees only the totals. ``public`` holds
+    what the coordinator checks the format with (version, covariates, ties), nothing of
+    the data.
+
+    * ``describe`` → n, events, incomplete (as the plain answer: n and events exact ≥ k,
+      incomplete rounded), ℓ(0), a 0/1 per covariate that is constant here (their sum is
+      the number of sites where it is), and the two terms of the meta-analytic start:
+      the information I_s at the site's own fit b_s and U_s + I_s·b_s (their sums give
+      the start β = (Σ I_s)⁻¹ Σ (U_s + I_s b_s), as ``coxph._start`` computes it).
+    * ``evaluate`` (one β) → ℓ, U, I at β, and ``overflow`` 1 when β overflows here (ℓ,
+      U, I then 0): a total overflow > 0 makes the coordinator halve its step.
+    """
+    p = x.shape[1]
+    if step == "describe":
+        start, loglik_zero = _local_fit(time, event, x, ties)
+        info = np.array(start["information"], dtype=np.float64)
+        rhs = np.array(start["score"], dtype=np.float64) + _matvec(
+            info, np.array(start["beta"], dtype=np.float64)
+        )
+        summed = {
+            "n": [counts["n"]],
+            "events": [counts["events"]],
+            "incomplete": [counts["incomplete"]],
+            "loglik_at_zero": [loglik_zero],
+            "constant": [0.0 if c is None else 1.0 for c in _constants(x)],
+            "start_information": info.reshape(-1).tolist(),
+            "start_rhs": rhs.tolist(),
+        }
+    elif step == "evaluate":
+        betas = _controlled_betas(params, x, controls)
+        if len(betas) != 1:
+            raise AlgorithmError("a secure-sum evaluate round takes exactly one β")
+        point = _local_cox(time, event, x, betas[0], ties)
+        if point is None:
+            summed = {
+                "loglik": [0.0],
+                "score": [0.0] * p,
+                "information": [0.0] * (p * p),
+                "overflow": [1.0],
+            }
+        else:
+            summed = {
+                "loglik": [point["loglik"]],
+                "score": point["score"],
+                "information": np.array(point["information"]).reshape(-1).tolist(),
+                "overflow": [0.0],
+            }
+    else:
+        raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
+    return {"secure_sum": summed, "public": dict(head)}
+
+
+def _matvec(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a·b with running sums (no BLAS: the same bits in every image, see the docstring)."""
+    return np.array([math.fsum(float(v) for v in a[i] * b) for i in range(a.shape[0])])
 
 
 # --- Kaplan–Meier ---------------------------------------------------------------------------
