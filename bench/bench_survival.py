@@ -14,6 +14,9 @@ Reported per site count (3 and 10 by default):
 * Kaplan–Meier with secure aggregation on ÷ off in the same run (``km.fit(secure=True)`` on
   a 30-day grid against the plain round with ``time_unit = 30``, alternating): rounds, wall
   time ratio (goal ≤ 1.2) and the extra bytes each site sends per round;
+* the site-stratified Cox fit (Efron) with secure aggregation on ÷ off in the same run
+  (``coxph.fit(stratify_sites=True, secure=True)``, alternating): rounds, wall time ratio
+  and the bytes each site sends per round;
 * where a round's time goes, from the verified log (entry timestamps and the timings each
   site signs): publish (sign + hub's durable ack), task → site starts its container
   (replication, checkpoint, cosign, scan), the container (prepare, run), and the last
@@ -146,7 +149,7 @@ def bench_size(
             frame.to_csv(path, index=False)
             cluster.configure_site(
                 site,
-                images=[images[IMAGE].split("@", 1)[0], images["km"].split("@", 1)[0]],
+                images=[images[name].split("@", 1)[0] for name in (IMAGE, "km", coxph.STRATIFIED)],
                 publishers=[PUBLISHER_ORG],
                 data={LABEL: path},
             )
@@ -180,6 +183,7 @@ def bench_size(
             assert result is not None
             rounds = profile(client, recorder, first_round)
             secure_line = bench_secure_km(client, images, sites, reps)
+            secure_cox_line = bench_secure_cox(client, images, sites, covariates, reps)
 
         # the baseline, same run, same image, a real evaluate request of the largest site
         request = recorder.requests[-1][sites[0]]
@@ -222,6 +226,7 @@ def bench_size(
         f"= {wall / (n * together):.2f}x"
     )
     print(secure_line)
+    print(secure_cox_line)
     keys = (
         "publish",
         "to_site_start",
@@ -274,6 +279,44 @@ def bench_secure_km(client: Client, images: dict[str, str], sites: list[str], re
         f"{on / off:.2f}x (median of {reps}; goal <= 1.2); per site per round "
         f"{_kb(round(statistics.mean(sizes[True])))} on vs "
         f"{_kb(round(statistics.mean(sizes[False])))} off (+{_kb(round(extra))})"
+    )
+
+
+def bench_secure_cox(
+    client: Client, images: dict[str, str], sites: list[str], covariates: list[str], reps: int
+) -> str:
+    """The site-stratified Cox fit with secure aggregation on and off, alternating."""
+    timings: dict[bool, list[float]] = {False: [], True: []}
+    sizes: dict[bool, list[int]] = {False: [], True: []}
+    rounds: dict[bool, int] = {}
+    worst = 0.0
+    for rep in range(reps + 1):  # the first pair warms both up
+        fits = {}
+        for on in (False, True):
+            runner = NetworkRunner(client, images, LABEL, timeout=300)
+            started = time.perf_counter()
+            fits[on] = coxph.fit(
+                runner, sites, "time", "cens", covariates, ties="efron", stratify_sites=True,
+                data=LABEL, secure=on,
+            )  # fmt: skip
+            if rep:
+                timings[on].append(time.perf_counter() - started)
+                sizes[on] = [b for r in runner.rounds for b in r.answer_bytes.values()]
+                rounds[on] = fits[on].rounds
+        worst = max(
+            worst,
+            max(abs(fits[True].params[c] - fits[False].params[c]) / abs(fits[False].params[c])
+                for c in covariates),
+        )  # fmt: skip
+    off, on = statistics.median(timings[False]), statistics.median(timings[True])
+    extra = statistics.mean(sizes[True]) - statistics.mean(sizes[False])
+    return (
+        f"secure aggregation {len(sites):>2} sites, stratified Cox (Efron, {len(covariates)} "
+        f"covariates): rounds {rounds[True]} on, {rounds[False]} off; wall {on:.2f} s on ÷ "
+        f"{off:.2f} s off = {on / off:.2f}x (median of {reps}); per site per round "
+        f"{_kb(round(statistics.mean(sizes[True])))} on vs "
+        f"{_kb(round(statistics.mean(sizes[False])))} off (+{_kb(round(extra))}); largest "
+        f"relative coefficient difference {worst:.1e}"
     )
 
 

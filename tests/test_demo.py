@@ -73,5 +73,6 @@ def test_demo_study_matches_central_figures_and_audits(tmp_path: Path) -> None:
     )
     assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
     for site in ("hospital-a", "hospital-b", "hospital-c"):
-        assert f"({site})=ok" in audited.stdout
+        # the report's per-site line (its format since ledger/report.py, the explorer merge)
+        assert re.search(rf"\({site}\) +targeted by 7 tasks, answered 7: ok 7", audited.stdout)
     assert (tmp_path / "demo" / "study" / "hospital-a" / "gbsg2.csv").exists()
