@@ -441,6 +441,10 @@ def results(
     decrypt, commitment); the other sites are shown as usual and the exit code stays 0,
     unless you asked for that site with --site (then 1).
 
+    A site that failed or refused shows the algorithm's own reason, read from the output
+    sealed to you (e.g. "no data source 'other' …"), followed by the public one the site
+    signed (e.g. "the algorithm exited with code 2"); `run s` is "-" when nothing ran.
+
     --prove DIR writes, per opened site, the plaintext and the commitment nonce with the
     signed entry: anyone can check them with `ptm ledger check-proof DIR`.
 

@@ -3,7 +3,8 @@
 The ledger (size, checkpoints, evidence, this identity's membership) is read directly from
 ``HOME/ledger.db``; what only the daemon knows (connected peers, lag behind the hub, peers it
 stopped trusting, verified cosigners) comes from ``HOME/status.json``, which the daemon
-rewrites every second. A status file older than a few seconds means the daemon is not
+rewrites every second. A status file older than a few seconds, or one whose writer's pid is
+gone (a daemon killed with SIGKILL leaves a fresh file behind), means the daemon is not
 running and is reported as such.
 
 Fast on purpose (``bench/bench_startup.py``): nothing here imports libp2p or the daemon, and

@@ -82,6 +82,10 @@ def test_tasks_name_what_ran_and_publish_and_wait_name_the_publisher_alike(
         )
         waited = client.wait(published.id, timeout=120)
         assert published.publisher == waited.publisher == client.task(published.id).publisher
+        # SiteAnswer.output is the bytes; .json() reads them as the algorithm wrote them.
+        answer = client.results(published.id)["hospital-a"]
+        assert isinstance(answer.output, bytes)
+        assert answer.json()["rows"] == len(study.shares["hospital-a"])
     assert "(uni)" in published.publisher
     listed = ptm(study, "tasks", "--mine")
     line = next(row for row in listed.stdout.splitlines() if row.startswith(published.id[:16]))
