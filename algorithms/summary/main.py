@@ -80,12 +80,12 @@ def compute(params: dict[str, Any]) -> dict[str, Any]:
             f"{label} has fewer rows than the minimum group size {k}: nothing is reported"
         )
     forced = set(params.get("categorical") or [])
-    # A misspelt categorical column would otherwise be dropped without a word.
-    unknown = sorted(c for c in forced if c not in wanted)
+    # A misspelt categorical column would otherwise be dropped without a word. (One the
+    # file has but 'columns' leaves out is simply not summarised, as before.)
+    unknown = sorted(c for c in forced if c not in header)
     if unknown:
-        where = "the columns asked for" if params.get("columns") else label
         raise AlgorithmError(
-            f"categorical names columns not in {where}: {unknown} (columns: {wanted})"
+            f"categorical names columns not in {label}: {unknown} (columns: {header})"
         )
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
