@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,41 @@ class HomeConfig:
                 problems.append(f"{self.path}: {exc}")
         return problems
 
+    def check_publishers(self, members: Mapping[str, str]) -> list[str]:
+        """Warnings for ``[policy] publishers`` entries that name no researcher among
+        ``members`` (organisation or lower-case key hex -> role, of the unrevoked members
+        this home's log copy knows): a misspelt or never-admitted name refuses every task
+        of the one it was meant for, and nothing else says so."""
+        known = sorted(
+            name for name, role in members.items() if role == "researcher" and not _is_key_hex(name)
+        )
+        warnings = []
+        for entry in sorted(self.policy.publishers):
+            if entry == "*":
+                continue
+            role = members.get(entry)
+            if role is None:
+                # "uni" for "uni-research": a shared prefix is as telling as a typo
+                close = [k for k in known if k.startswith(entry) or entry.startswith(k)]
+                close += difflib.get_close_matches(entry, known, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                what = "key" if _is_key_hex(entry) else "organisation"
+                warnings.append(
+                    f"{self.path}: [policy] publishers names {entry!r}, but no admitted member "
+                    f"has that {what}{hint} (researchers: {', '.join(known) or 'none yet'}); "
+                    "tasks are matched by the --org the admin gave `ptm collab admit`"
+                )
+            elif role != "researcher":
+                warnings.append(
+                    f"{self.path}: [policy] publishers names {entry!r}, a {role}: only "
+                    "researchers publish tasks"
+                )
+        return warnings
+
+
+def _is_key_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
 
 def load_config(home: str | Path) -> HomeConfig:
     """Read and validate ``HOME/config.toml``; ``ConfigError`` naming the file and the key."""
@@ -121,6 +157,7 @@ def parse_config(text: str, path: Path) -> HomeConfig:
             f"{path}: policy must be a table ([policy] with images, publishers, …), "
             f"got {policy_table!r}"
         )
+    _check_bare_sizes(policy_table.get("limits"), path)
     try:
         policy = SitePolicy.from_table(policy_table)
     except PtmError as exc:
@@ -135,6 +172,25 @@ def parse_config(text: str, path: Path) -> HomeConfig:
         blob_quota=quota,
         blob_retention_days=retention,
     )
+
+
+# [policy.limits] memory must be at least 16 MiB: a bare number below that is a size whose
+# unit was left out (a bare number counts bytes), not a tiny memory limit.
+MIN_MEMORY = 16 * 1024**2
+
+
+def _check_bare_sizes(limits: Any, path: Path) -> None:
+    """``memory = 512`` is 512 bytes, not 512 MiB: say which string to write, not only
+    "at least 16m"."""
+    if not isinstance(limits, dict):
+        return
+    value = limits.get("memory")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < MIN_MEMORY:
+        raise ConfigError(
+            f"{path}: [policy.limits] memory = {value} means {value} bytes (a bare number "
+            f'counts bytes) and a task needs at least 16m; write memory = "{value}m" for '
+            f'{value} MiB (or "{value}g")'
+        )
 
 
 def _hub(hub: Any, path: Path) -> tuple[bool, int, float]:

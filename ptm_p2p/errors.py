@@ -24,9 +24,11 @@ EXIT_UNREACHABLE = 5  # no connection to the peer, or no answer in time: retryin
 
 EXIT_CODES = {
     EXIT_OK: "ok",
-    EXIT_DOMAIN: "error: a bad input file, a damaged ledger, a failed verification, …",
+    EXIT_DOMAIN: "error: a bad input file, a damaged ledger, a failed verification, a task "
+    "no site answered ok, …",
     EXIT_USAGE: "usage error: an unknown option, a missing or bad argument",
-    EXIT_REFUSED: "refused: the hub or a peer said no (not admitted, revoked, a log rule)",
+    EXIT_REFUSED: "refused: the hub or a peer said no (not admitted, revoked, a log rule, "
+    "every site refused the task)",
     EXIT_NOT_DONE: "not done: `ptm wait` reached its --timeout before every site answered",
     EXIT_UNREACHABLE: "unreachable: no connection to the hub or peer, or no answer in time",
 }

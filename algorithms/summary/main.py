@@ -80,6 +80,13 @@ def compute(params: dict[str, Any]) -> dict[str, Any]:
             f"{label} has fewer rows than the minimum group size {k}: nothing is reported"
         )
     forced = set(params.get("categorical") or [])
+    # A misspelt categorical column would otherwise be dropped without a word. (One the
+    # file has but 'columns' leaves out is simply not summarised, as before.)
+    unknown = sorted(c for c in forced if c not in header)
+    if unknown:
+        raise AlgorithmError(
+            f"categorical names columns not in {label}: {unknown} (columns: {header})"
+        )
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
     suppressed: dict[str, list[str]] = {}

@@ -56,9 +56,40 @@ class Members:
     size: int
 
 
-def admit(admin: Home, invitation: Invitation, key: bytes, role: str, org: str) -> MembershipChange:
-    """Admit ``key`` as ``role`` of ``org``: sign a membership entry, have the hub sequence it."""
+def admit(
+    admin: Home, invitation: Invitation, key: bytes, role: str, org: str, same_org: bool = False
+) -> MembershipChange:
+    """Admit ``key`` as ``role`` of ``org``: sign a membership entry, have the hub sequence it.
+
+    An organisation name is how sites' ``publishers`` lists, ``ptm tasks`` and the audit
+    report name a member, so a second key under a name some other active member already
+    holds is refused (``Refused``, exit 3) unless ``same_org`` says it is meant (two researchers of
+    one lab): checked against the hub's log before anything is signed."""
+    if not same_org:
+        try:
+            state = hub_state(admin, invitation)
+        except PtmError:
+            # The log cannot be read (the hub is down, this home is not the admin): the
+            # submit below meets the same hub and reports the real reason with its own code.
+            state = None
+        if state is not None:
+            check_org_free(state, key, org)
     return _membership(admin, invitation, "admit", key, role, org, None)
+
+
+def check_org_free(state: State, key: bytes, org: str) -> None:
+    """Refuse ``org`` when another, unrevoked member (or the admin or hub of genesis) holds
+    it; the same key admitted again is not a second member."""
+    for member in state.members.values():
+        if member.key == key or member.org != org or member.revoked_at is not None:
+            continue
+        raise Refused(
+            f"organisation {org!r} is already {member.role} key {member.key.hex()[:16]}… "
+            f"(admitted at log index {member.admitted_at}); a second member under one name "
+            "cannot be told apart in sites' publishers lists, `ptm tasks` or the audit: give "
+            "this member its own --org, or pass --same-org if both keys really are one "
+            "organisation"
+        )
 
 
 def revoke(

@@ -105,6 +105,47 @@ class CoxResult:
     def seconds(self) -> float:
         return sum(r.seconds for r in self.round_log)
 
+    # lifelines' CoxPHFitter names, as pandas objects indexed by covariate, for code written
+    # against lifelines; ``params`` and the other dicts stay as they are for existing users.
+    @property
+    def params_(self) -> Any:
+        """The coefficients as a pandas Series named ``coef`` (as lifelines' ``params_``)."""
+        return self._series(self.params, "coef")
+
+    @property
+    def standard_errors_(self) -> Any:
+        """Standard errors as a pandas Series named ``se`` (lifelines' name)."""
+        return self._series(self.standard_errors, "se")
+
+    @property
+    def hazard_ratios_(self) -> Any:
+        """exp(coef) as a pandas Series named ``exp(coef)`` (lifelines' name)."""
+        return self._series(self.hazard_ratios, "exp(coef)")
+
+    @property
+    def confidence_intervals_(self) -> Any:
+        """The coefficients' confidence bounds as a DataFrame with lifelines' columns
+        (``95% lower-bound``, ``95% upper-bound`` for alpha = 0.05)."""
+        import pandas as pd
+
+        level = f"{round(100 * (1 - self.alpha))}%"
+        frame = pd.DataFrame(
+            {
+                f"{level} lower-bound": self._series(self.ci_lower, "lower"),
+                f"{level} upper-bound": self._series(self.ci_upper, "upper"),
+            }
+        )
+        frame.index.name = "covariate"
+        return frame
+
+    def _series(self, values: dict[str, float], name: str) -> Any:
+        import pandas as pd
+
+        series = pd.Series([values[c] for c in self.covariates], index=list(self.covariates))
+        series.name = name
+        series.index.name = "covariate"
+        return series
+
     def summary_frame(self) -> Any:
         """The coefficient table as a pandas DataFrame (index: covariates)."""
         import pandas as pd

@@ -134,9 +134,12 @@ def _cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def load_csv(path: Any, columns: Iterable[str] | None = None) -> Table:
+def load_csv(path: Any, columns: Iterable[str] | None = None, require: bool = False) -> Table:
     """Read a CSV file (header row first) into columns; requested columns that the file
-    lacks are simply absent (the compute functions name them)."""
+    lacks are simply absent (the compute functions name them), unless ``require``: then
+    each is named with the *file's* columns (and the closest one). A task's run requires
+    them: the table holds only the columns asked for, so a later message could list only
+    those, and a researcher who misspelt ``treatment`` would conclude the site has none."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -145,6 +148,19 @@ def load_csv(path: Any, columns: Iterable[str] | None = None) -> Table:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise AlgorithmError(f"cannot read the data file as CSV: {exc}") from exc
     wanted = list(dict.fromkeys(columns)) if columns is not None else header
+    missing = [name for name in wanted if name not in header]
+    if require and missing:
+        import difflib
+
+        problems = []
+        for name in missing:
+            close = difflib.get_close_matches(name, header, n=1, cutoff=0.6)
+            problems.append(
+                f"no column {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+        raise AlgorithmError(
+            f"{'; '.join(problems)} — the data file's columns: {', '.join(sorted(header))}"
+        )
     table: Table = {}
     for name in wanted:
         if name in header:
@@ -1082,5 +1098,6 @@ def run_task(kind: str, params: Any) -> dict[str, Any]:
     label = params.get("data") or (labels[0] if len(labels) == 1 else None)
     if not isinstance(label, str) or not label:
         raise AlgorithmError(f"name the data source with 'data' (available: {labels})")
-    table = load_csv(algorithm.data_file(label, suffix=".csv"), needed_columns(kind, params))
+    path = algorithm.data_file(label, suffix=".csv")
+    table = load_csv(path, needed_columns(kind, params), require=True)
     return compute(kind, table, params, algorithm.min_group_size(), algorithm.time_resolution())

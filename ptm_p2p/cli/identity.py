@@ -12,10 +12,33 @@ from pathlib import Path
 
 import click
 
-from ptm_p2p.errors import ConfigError
+from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.home import CONFIG_FILE, KEY_FILE, Home, resolve_home
 
 ROLES = ("admin", "hub", "site", "researcher", "auditor")
+
+# Written, commented out, into every new config.toml: a site operator uncomments and edits it
+# instead of copying a policy from the README (only a site reads [policy]; deny by default).
+POLICY_TEMPLATE = """
+# A site's policy: which images run here, for which researchers, on which data. Deny by
+# default: without [policy] this site runs nothing. Uncomment, edit, then check it with
+# `ptm config check --home HOME` (it also warns on publishers no admitted member has).
+#
+# [policy]
+# images = ["127.0.0.1:5000/ptm/summary"]   # image repositories (any digest) or REPO@sha256:…
+# publishers = ["uni-research"]             # researchers' --org as admitted, or their keys
+# min_group_size = 5                        # no aggregate over fewer patients
+#
+# [policy.data]                             # data sources by label, mounted read-only
+# gbsg2 = "/srv/ptm-data/gbsg2.csv"
+#
+# [policy.limits]                           # sizes need a unit: "512m", "2g"
+# memory = "512m"
+# timeout = 600                             # seconds; also cpus, pids, output, logs, tmp
+#
+# [tasks]
+# parallel = 1                              # tasks run at once (1-64)
+"""
 
 
 @click.command("init")
@@ -52,7 +75,7 @@ def init_command(home: Path | None, name: str, role: str | None, as_json: bool) 
       ptm init --home admin --name admin --role admin
     """
     path = resolve_home(home)
-    created = Home.init(path, name)
+    created = Home.init(path, name, POLICY_TEMPLATE)
     public_key = created.public_key.hex()
     if as_json:
         click.echo(
@@ -179,6 +202,8 @@ def config_check(home: Path | None, as_json: bool) -> None:
     path = resolve_home(home)
     config = load_config(path)
     problems = config.check_data()
+    members = _known_members(path)
+    warnings = config.check_publishers(members) if members is not None else []
     policy = config.policy
     images = sorted([*policy.repositories, *policy.pinned, *policy.digests])
     data = {
@@ -186,6 +211,9 @@ def config_check(home: Path | None, as_json: bool) -> None:
         "name": config.name,
         "ok": not problems,
         "problems": problems,
+        # publishers that name no admitted researcher (None: no log copy to compare with)
+        "warnings": warnings,
+        "publishers_checked": members is not None,
         "policy": {
             "images": images,
             "publishers": sorted(policy.publishers),
@@ -207,11 +235,47 @@ def config_check(home: Path | None, as_json: bool) -> None:
         click.echo(f"  publishers  {', '.join(sorted(policy.publishers)) or 'none'}")
         click.echo(f"  data        {', '.join(sorted(policy.data)) or 'none'}")
         click.echo(f"  tasks       {config.tasks_parallel} at a time")
+        if members is None and policy.publishers:
+            click.echo(
+                "  (publishers not compared with the members: this home's ledger copy is "
+                "empty until `ptm node` has run)"
+            )
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         click.echo("config ok" if not problems else f"{len(problems)} problem(s)")
     if problems:
         raise SystemExit(1)
+
+
+def _known_members(home: Path) -> dict[str, str] | None:
+    """Unrevoked members of this home's ledger copy: organisation and key hex -> role
+    (None when the copy is empty or unreadable: nothing to compare with)."""
+    from ptm_p2p.home import LEDGER_FILE
+    from ptm_p2p.ledger.store import SqliteStore
+    from ptm_p2p.network.status import members_state
+
+    if not (home / LEDGER_FILE).exists():
+        return None
+    try:
+        store = SqliteStore(home / LEDGER_FILE, read_only=True)
+        try:
+            state = members_state(store)
+        finally:
+            store.close()
+    except PtmError:
+        return None
+    if state is None:
+        return None
+    known: dict[str, str] = {}
+    for member in state.members.values():
+        if member.revoked_at is None:
+            known[member.key.hex()] = member.role
+            # one name held by a researcher and by another role: the researcher counts
+            if known.get(member.org) != "researcher":
+                known[member.org] = member.role
+    return known
 
 
 def register(main: click.Group) -> None:

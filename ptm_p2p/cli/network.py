@@ -335,6 +335,7 @@ def _membership(
     key: bytes,
     reason: str | None,
     as_json: bool,
+    same_org: bool = False,
 ) -> None:
     from ptm_p2p.admin import members
     from ptm_p2p.network.invitation import Invitation
@@ -346,7 +347,7 @@ def _membership(
         change = members.revoke(admin, invitation, key, role, org, reason)
     else:
         assert role is not None and org is not None
-        change = members.admit(admin, invitation, key, role, org)
+        change = members.admit(admin, invitation, key, role, org, same_org)
     _emit(
         change.to_dict(),
         as_json,
@@ -364,6 +365,12 @@ def _membership(
     help="What the key may do: a site runs tasks, a researcher publishes them, an auditor reads.",
 )
 @click.option("--org", required=True, help="The member's organisation name.")
+@click.option(
+    "--same-org",
+    is_flag=True,
+    help="Admit this key although another member already has --org's name (one organisation, "
+    "two keys: e.g. two researchers of one lab).",
+)
 @click.argument("pubkey", callback=_pubkey_param)
 @json_option
 def collab_admit(
@@ -372,12 +379,16 @@ def collab_admit(
     join_alias: str | None,
     role: str,
     org: str,
+    same_org: bool,
     pubkey: bytes,
     as_json: bool,
 ) -> None:
     """Admit a member's key (64 hex digits, from `ptm id`) with a role.
 
-    The admin signs a membership entry and the hub sequences it.
+    The admin signs a membership entry and the hub sequences it. The organisation name is
+    what sites list in `[policy] publishers` and what `ptm tasks` and `ptm audit` show, so a
+    name another active member (or the admin or hub) already holds is refused (exit 3)
+    unless --same-org says both keys are one organisation.
 
     \b
     Example:
@@ -385,7 +396,7 @@ def collab_admit(
     """
     join = _invitation(invitation, join_alias, required=True)
     assert join is not None
-    _membership(home, join, "admit", role, org, pubkey, None, as_json)
+    _membership(home, join, "admit", role, org, pubkey, None, as_json, same_org)
 
 
 @collab.command("revoke")

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.errors import EXIT_DOMAIN, EXIT_NOT_DONE, PtmError
+from ptm_p2p.errors import (
+    EXIT_DOMAIN,
+    EXIT_NOT_DONE,
+    EXIT_OK,
+    EXIT_REFUSED,
+    PtmError,
+)
 
 if TYPE_CHECKING:
     from ptm_p2p.client import Client, TaskView
@@ -89,7 +96,12 @@ def _progress_line(view: TaskView) -> str:
     return f"[{answered}/{len(view.progress)} answered] {sites}"
 
 
-def _wait_with_progress(client: Client, task_id: str, timeout: float | None) -> TaskView:
+def _wait_with_progress(
+    client: Client, task_id: str, timeout: float | None, started: float | None = None
+) -> TaskView:
+    """Follow the task, a progress line on stderr at each change. ``started``: when the
+    command began (monotonic), so that --timeout bounds the whole command, connecting and
+    syncing included, not only the polling after them."""
     last: list[str] = [""]
 
     def show(view: TaskView) -> None:
@@ -98,7 +110,43 @@ def _wait_with_progress(client: Client, task_id: str, timeout: float | None) -> 
             click.echo(f"  {line}", err=True)
             last[0] = line
 
+    if timeout is not None and started is not None:
+        timeout = max(0.0, timeout - (time.monotonic() - started))
     return client.wait(task_id, timeout=timeout, on_progress=show)
+
+
+def _answered_exit_code(client: Client, view: TaskView, timeout: float | None) -> int:
+    """How `ptm wait` and `ptm publish --wait` exit, with the why on stderr:
+
+    0 when every target answered and at least one answered ok (a partial result is still a
+    result: the others' reasons are shown); 3 (refused) when every target refused; 1 when
+    none answered ok otherwise (failed, timed out, cancelled: nothing to open); 4 (not done)
+    when --timeout passed first, naming each site that has not even received the task."""
+    if not view.done:
+        click.echo(
+            f"timed out: --timeout {timeout:g} s passed before every site answered "
+            f"({_progress_line(view)})",
+            err=True,
+        )
+        for site, why in client.silent_sites(view).items():
+            click.echo(f"  {site}: {why}", err=True)
+        return EXIT_NOT_DONE
+    states = list(view.progress.values())
+    if "ok" in states:
+        return EXIT_OK
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(view.counts.items()))
+    if states and all(state == "refused" for state in states):
+        click.echo(
+            f"error: every site refused the task ({counts}); `ptm results {view.id[:16]}` "
+            "shows each site's reason",
+            err=True,
+        )
+        return EXIT_REFUSED
+    click.echo(
+        f"error: no site answered ok ({counts}); `ptm results {view.id[:16]}` shows why",
+        err=True,
+    )
+    return EXIT_DOMAIN
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -172,24 +220,34 @@ def publish(
     payload = input_file.read() if input_file is not None else _parse_params(params)
     targets: Any = "all" if to_all else [s.strip() for s in (to or "").split(",") if s.strip()]
     memory_mb = _parse_memory(memory)
+    from ptm_p2p.errors import TaskLookupError
+
     with open_client(home, invitation) as client:
         client.sync()
-        task = client.publish(
-            image,
-            to=targets,
-            input=payload,
-            data=list(data),
-            timeout_s=timeout,
-            memory_mb=memory_mb or 512,
-            cpu_millis=round((cpus or 1.0) * 1000),
-            algorithm=algorithm,
-        )
+        try:
+            task = client.publish(
+                image,
+                to=targets,
+                input=payload,
+                data=list(data),
+                timeout_s=timeout,
+                memory_mb=memory_mb or 512,
+                cpu_millis=round((cpus or 1.0) * 1000),
+                algorithm=algorithm,
+            )
+        except TaskLookupError as exc:
+            if to_all:
+                raise
+            # a site name that is not a member is a bad argument (exit 2), like a typo
+            raise click.BadParameter(str(exc), param_hint="--to") from exc
         click.echo(f"published task {task.id} (entry {task.index}): {task.image}", err=True)
         if then_wait:
-            view = _wait_with_progress(client, task.id, timeout + 60)
+            limit = timeout + 60
+            view = _wait_with_progress(client, task.id, limit)
             _print_results(client, task.id, as_json, None)
-            if not view.done:
-                sys.exit(EXIT_NOT_DONE)
+            code = _answered_exit_code(client, view, limit)
+            if code:
+                sys.exit(code)
             return
     if as_json:
         click.echo(json.dumps(task.to_dict(), indent=2))
@@ -210,21 +268,28 @@ def wait(
 
     Progress per site on stderr: not seen (the site has not cosigned a checkpoint holding
     the task), received (it has: provable from its cosignature), then its answer: ok,
-    failed, refused, timeout or cancelled. Exit 0 when all answered, 4 when --timeout passed.
+    failed, refused, timeout or cancelled.
+
+    Exit 0 when every site answered and at least one answered ok; 3 when every site
+    refused; 1 when none answered ok otherwise; 4 when --timeout (counted from the start
+    of the command) passed first: then each site that has not received the task is named
+    with what the log says of its node (down or cut off from the hub).
 
     \b
     Example:
       ptm wait 93c17583ced5fdc8 --timeout 300 --home researcher/
     """
+    started = time.monotonic()
     with open_client(home, invitation) as client:
         client.sync()
-        view = _wait_with_progress(client, task, timeout)
-    if as_json:
-        click.echo(json.dumps(view.to_dict(), indent=2))
-    else:
-        click.echo(_progress_line(view))
-    if not view.done:
-        sys.exit(EXIT_NOT_DONE)
+        view = _wait_with_progress(client, task, timeout, started)
+        if as_json:
+            click.echo(json.dumps(view.to_dict(), indent=2))
+        else:
+            click.echo(_progress_line(view))
+        code = _answered_exit_code(client, view, timeout)
+    if code:
+        sys.exit(code)
 
 
 def _print_results(
@@ -268,7 +333,8 @@ def _print_results(
             data["results"][site] = item
         click.echo(json.dumps(data, indent=2))
         return bad
-    click.echo(f"task {view.id} (entry {view.index}), image {view.image}")
+    named = f"{view.algorithm}, " if view.algorithm else ""
+    click.echo(f"task {view.id} (entry {view.index}), {named}image {view.image}")
     click.echo(f"  {'site':<16}{'status':<11}{'ran':<22}{'run s':>7}{'output':>9}  reason")
     for site, state in view.progress.items():
         if only and site not in only:
@@ -278,12 +344,10 @@ def _print_results(
             continue
         answer = answers[site]
         run = answer.timings.get("run_ms")
-        reason = answer.reason or ""
-        if answer.fault:
-            reason = f"{answer.fault} check failed (signed {answer.signed_status}): {reason}"
+        reason = _reason(answer)
+        ran = f"{run / 1000:>7.2f}" if run is not None else f"{'-':>7}"  # never ran: no time
         click.echo(
-            f"  {site:<16}{answer.status:<11}{answer.image_digest[:19] + '…':<22}"
-            f"{(run / 1000 if run is not None else float('nan')):>7.2f}"
+            f"  {site:<16}{answer.status:<11}{answer.image_digest[:19] + '…':<22}{ran}"
             f"{len(answer.output):>8}B  {reason}"
         )
     if out is not None:
@@ -296,6 +360,22 @@ def _print_results(
     for site in bad:
         click.echo(f"warning: {site} is {answers[site].status}: {answers[site].reason}", err=True)
     return bad
+
+
+def _reason(answer: Any) -> str:
+    """The table's reason: the algorithm's own, from the output sealed to us ("no data
+    source 'other' …"), before the public one the site signed ("the algorithm exited with
+    code 2"), which stays in --json as ``reason``; a faulty answer names its failed check."""
+    from ptm_p2p.client.researcher import why_not_ok
+
+    if answer.fault:
+        return f"{answer.fault} check failed (signed {answer.signed_status}): {answer.reason}"
+    if answer.status == "ok":
+        return answer.reason or ""
+    sealed = why_not_ok(answer)
+    if answer.reason and sealed != answer.reason:
+        return f"{sealed} ({answer.reason})"
+    return sealed
 
 
 def _write_proofs(
@@ -361,6 +441,10 @@ def results(
     decrypt, commitment); the other sites are shown as usual and the exit code stays 0,
     unless you asked for that site with --site (then 1).
 
+    A site that failed or refused shows the algorithm's own reason, read from the output
+    sealed to you (e.g. "no data source 'other' …"), followed by the public one the site
+    signed (e.g. "the algorithm exited with code 2"); `run s` is "-" when nothing ran.
+
     --prove DIR writes, per opened site, the plaintext and the commitment nonce with the
     signed entry: anyone can check them with `ptm ledger check-proof DIR`.
 
@@ -399,9 +483,21 @@ def tasks(mine: bool, home: str | None, invitation: str | None, as_json: bool) -
         flag = " (cancelled)" if view.cancelled else ""
         counts = ", ".join(f"{n} {s}" for s, n in sorted(view.counts.items()))
         click.echo(
-            f"{view.id[:16]}  entry {view.index:<6} {view.algorithm or view.image[-30:]:<30} "
+            f"{view.id[:16]}  entry {view.index:<6} {task_name(view.algorithm, view.image):<30} "
             f"by {view.publisher}: {counts}{flag}"
         )
+
+
+def task_name(algorithm: str | None, image: str) -> str:
+    """What ran, readably: the task's algorithm name and its image's repository without
+    the registry, with the digest's first 12 hex digits (``summary/v1 (ptm/summary@1a2b…)``)
+    — never the bare tail of a digest."""
+    repo, _, digest = image.partition("@")
+    first, slash, rest = repo.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        repo = rest  # drop the registry host: the same everywhere in one collaboration
+    short = f"{repo}@{digest.removeprefix('sha256:')[:12]}" if digest else repo
+    return f"{algorithm} ({short})" if algorithm else short
 
 
 @click.command()

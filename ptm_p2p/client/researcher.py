@@ -365,7 +365,8 @@ class Client:
             id=entry.hash.hex(),
             index=index,
             image=image,
-            publisher=self.home.name,
+            # the form every other view uses (``state.describe``): key prefix (organisation)
+            publisher=self.state.describe(self.home.public_key),
             algorithm=entry.payload.get("algorithm"),
             progress={names.get(k, k.hex()[:16]): "not seen" for k in targets},
             cancelled=False,
@@ -432,6 +433,30 @@ class Client:
                 return view
             poll = 1.0 if remaining is None else max(0.05, min(1.0, remaining))
             self.session.call(self._long_poll, size, poll)
+
+    def silent_sites(self, view: TaskView) -> dict[str, str]:
+        """Why each target still ``not seen`` has not received the task, as far as the
+        verified copy tells: the largest log size the site cosigned (its node verifies and
+        cosigns every checkpoint it receives), against the task's entry and the log now. A
+        site far behind, or never heard from, has a daemon that is down or cut off."""
+        names = {m.org: m.key for m in self.state.members.values()}
+        size = self.state.size
+        out: dict[str, str] = {}
+        for site, state in view.progress.items():
+            if state != "not seen":
+                continue
+            key = names.get(site)
+            cosigned = self.follower.vouched.get(key, 0) if key is not None else 0
+            if cosigned:
+                seen = f"its node last cosigned the log at size {cosigned}"
+            else:
+                seen = "its node has cosigned no checkpoint this client has seen"
+            out[site] = (
+                f"{seen} (the task is entry {view.index}, the log has {size} entries): its "
+                "daemon seems down or cut off from the hub; its operator can check with "
+                "`ptm status`"
+            )
+        return out
 
     async def _long_poll(self, size: int, seconds: float) -> None:
         """Return when the hub signs a checkpoint beyond ``size``, or after ``seconds``."""

@@ -191,8 +191,11 @@ class LocalCluster:
         with open(self.home(name).config_path, "a") as config:
             config.write("\n".join(lines) + "\n" + extra)
 
-    def admit(self, name: str, role: str = "site", org: str | None = None) -> None:
-        """``ptm collab admit``: the admin signs a membership entry; the hub sequences it."""
+    def admit(
+        self, name: str, role: str = "site", org: str | None = None, same_org: bool = False
+    ) -> None:
+        """``ptm collab admit``: the admin signs a membership entry; the hub sequences it.
+        ``same_org``: a second key under an organisation name already admitted."""
         key = self.home(name).public_key.hex()
         self._ptm(
             "collab",
@@ -205,6 +208,7 @@ class LocalCluster:
             role,
             "--org",
             org or name,
+            *(["--same-org"] if same_org else []),
             key,
         )
 

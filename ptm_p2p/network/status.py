@@ -3,7 +3,8 @@
 The ledger (size, checkpoints, evidence, this identity's membership) is read directly from
 ``HOME/ledger.db``; what only the daemon knows (connected peers, lag behind the hub, peers it
 stopped trusting, verified cosigners) comes from ``HOME/status.json``, which the daemon
-rewrites every second. A status file older than a few seconds means the daemon is not
+rewrites every second. A status file older than a few seconds, or one whose writer's pid is
+gone (a daemon killed with SIGKILL leaves a fresh file behind), means the daemon is not
 running and is reported as such.
 
 Fast on purpose (``bench/bench_startup.py``): nothing here imports libp2p or the daemon, and
@@ -39,21 +40,11 @@ def membership(store: SqliteStore, key: bytes) -> dict[str, Any]:
     decide every membership: those entries are folded by the same ``State`` rules as a full
     replay, each with its signature checked, without reading anyone else's entries.
     """
-    from ptm_p2p.ledger.entry import Entry
-    from ptm_p2p.ledger.replay import State
-
     info: dict[str, Any] = {"key": key.hex()}
-    if store.size() == 0:
+    state = members_state(store)
+    if state is None:
         info["status"] = "no log"
         return info
-    genesis = Entry.from_bytes(store.raw(0))
-    admin = genesis.payload.get("admin") if genesis.kind == "genesis" else None
-    if not isinstance(admin, bytes):
-        raise LedgerError(f"{store.path}: entry 0 is not a genesis entry")
-    state = State()
-    for index, raw in store.authored(admin):
-        state.size = index  # the entries in between are other authors': they change no member
-        state.apply(Entry.from_bytes(raw), index)
     info["origin"] = state.origin
     member = state.members.get(key)
     if member is None:
@@ -67,6 +58,26 @@ def membership(store: SqliteStore, key: bytes) -> dict[str, Any]:
         revoked_at=member.revoked_at,
     )
     return info
+
+
+def members_state(store: SqliteStore) -> Any:
+    """The ``State`` of every membership in ``store`` (None for an empty copy): genesis and
+    the admin's own chain folded by the replay rules, each signature checked, nobody
+    else's entries read (only the admin admits and revokes: replay rule 4)."""
+    from ptm_p2p.ledger.entry import Entry
+    from ptm_p2p.ledger.replay import State
+
+    if store.size() == 0:
+        return None
+    genesis = Entry.from_bytes(store.raw(0))
+    admin = genesis.payload.get("admin") if genesis.kind == "genesis" else None
+    if not isinstance(admin, bytes):
+        raise LedgerError(f"{store.path}: entry 0 is not a genesis entry")
+    state = State()
+    for index, raw in store.authored(admin):
+        state.size = index  # the entries in between are other authors': they change no member
+        state.apply(Entry.from_bytes(raw), index)
+    return state
 
 
 def _own_key(home: Path) -> bytes | None:
@@ -133,6 +144,14 @@ def collect(home: Path) -> dict[str, Any]:
             time.time() - float(daemon.get("updated", 0)) < STALE_SECONDS
             and "stopped" not in daemon
         )
+        # A daemon killed with SIGKILL leaves a fresh-looking status file for a few seconds:
+        # the process itself decides, not the file's age.
+        if fresh and not process_alive(daemon.get("pid"), daemon.get("updated")):
+            fresh = False
+            data["died"] = (
+                f"its process (pid {daemon.get('pid')}) is gone without a clean stop "
+                "(killed or crashed); start it again"
+            )
         data["running"] = fresh
         data["daemon_seen"] = True
         if "stopped" in daemon:
@@ -163,10 +182,34 @@ def collect(home: Path) -> dict[str, Any]:
     return data
 
 
+def process_alive(pid: Any, updated: Any = None) -> bool:
+    """Whether ``pid`` (a daemon's, from its status file) is a live process, and the same one
+    that wrote the file at ``updated`` (a reused pid belongs to a process started later).
+    Unknown (no pid written, psutil missing): assumed alive, as the file's age said."""
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return True
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency; stay usable without it
+        return True
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
+    return not isinstance(updated, int | float) or started <= float(updated) + 1.0
+
+
 def render(data: dict[str, Any]) -> str:
     lines = [f"home        {data['home']}"]
     if data["running"]:
         lines.append(f"daemon      {data.get('role', '?')} running {data.get('address', '')}")
+    elif data.get("died"):
+        lines.append(f"daemon      {data.get('role', '?')} NOT RUNNING: {data['died']}")
     elif data.get("role"):
         lines.append(f"daemon      {data['role']} not running")
     else:

@@ -59,7 +59,7 @@ def ran(study: Study, site: str, index: int) -> bool:
 @pytest.fixture(scope="module")
 def copier(study: Study) -> Iterator[Client]:
     """A second researcher of the same organisation (so every site's policy allows it)."""
-    study.cluster.admit("researcher-2", "researcher", org=RESEARCHER_ORG)
+    study.cluster.admit("researcher-2", "researcher", org=RESEARCHER_ORG, same_org=True)
     client = Client(study.cluster.root / "researcher-2", study.cluster.invitation_path)
     try:
         yield client

@@ -68,7 +68,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Liv
         for site in frames:
             cluster.admit(site, "site")
         for researcher in ("first", "second"):
-            cluster.admit(researcher, "researcher", org=ORG)
+            cluster.admit(researcher, "researcher", org=ORG, same_org=True)
         yield Live(cluster, frames)
 
 

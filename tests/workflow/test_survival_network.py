@@ -95,7 +95,7 @@ def survival(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator
         for site in frames:
             cluster.admit(site, "site")
         cluster.admit("researcher", "researcher", org=RESEARCHER_ORG)
-        cluster.admit(ANALYST, "researcher", org=RESEARCHER_ORG)  # for `ptm study`
+        cluster.admit(ANALYST, "researcher", org=RESEARCHER_ORG, same_org=True)  # `ptm study`
         with Client(cluster.root / "researcher", cluster.invitation_path) as client:
             yield Survival(cluster, client, images, frames)
 
