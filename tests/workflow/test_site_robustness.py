@@ -107,7 +107,7 @@ def filesystem_of(path: Path) -> str:
 def test_a_publisher_revoked_while_its_task_runs_is_stopped_and_refused(study: Study) -> None:
     """Before: the container went on, and the site signed ``ok`` sealed to the revoked key."""
     cluster = study.cluster
-    cluster.admit("researcher-r", "researcher", org=RESEARCHER_ORG)
+    cluster.admit("researcher-r", "researcher", org=RESEARCHER_ORG, same_org=True)
     client = Client(cluster.root / "researcher-r", cluster.invitation_path)
     try:
         task = sleeper(study, client, "hospital-a", 90)
