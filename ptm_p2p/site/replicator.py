@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -69,7 +69,11 @@ from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.sync_server import SyncServer
 from ptm_p2p.network.trust import Party
 from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS, is_local_fault
+from ptm_p2p.site.decide import halted_reason, self_revoked
 from ptm_p2p.site.faults import LocalFaults
+
+if TYPE_CHECKING:
+    from ptm_p2p.ledger.replay import State
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +212,25 @@ class Site:
         )
 
     # --- clients ---------------------------------------------------------------------------
+
+    # --- what the worker sees (decide.SiteView) --------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The replayed state of the verified copy."""
+        return self.log.state
+
+    def why_halted(self) -> str | None:
+        """Why this site executes nothing (the hub distrusted, split view, own key revoked)."""
+        revoked = self_revoked(self.log.state, self.home.public_key, self.not_admitted)
+        return halted_reason(self.trust.split_view, self.trust.hub_trusted, revoked, None)
+
+    async def submit(self, entries: list[bytes]) -> None:
+        """Hand signed entries to the hub; nothing while it is not reachable (retried)."""
+        if self.host is None or not self.hub_up:
+            return
+        hub = self.client(self.host, str(self.hub_id))
+        await hub.ask(protocol.SubmitRequest(entries=entries), timeout=30)
 
     def client(self, host: Any, peer_id: str) -> PeerClient:
         """The client for a peer; ``NetworkError`` if its recorded addresses are unusable."""
