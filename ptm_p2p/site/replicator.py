@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import (
     BadRange,
     CheckpointError,
@@ -90,9 +91,13 @@ DISTRUST_FILE = "distrusted.json"
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
 PEERS_REFRESH = 2.0
-# Pauses after our own store failed a write (busy, locked, full): doubled up to the maximum.
+# Pauses after our own store failed a write (busy, locked, full): doubled up to the maximum,
+# jittered (ptm_p2p/backoff.py).
 LOCAL_FAULT_PAUSE = 0.5
 LOCAL_FAULT_MAX_PAUSE = 10.0
+# Pauses between tries to reach the hub (down, or not admitting us yet): short, since a
+# restarted hub listens again within seconds; reset once it answers.
+HUB_RETRY_FIRST, HUB_RETRY_MAX = 0.2, 2.0
 
 
 class Site:
@@ -132,7 +137,7 @@ class Site:
         self.witness_size, self.witness_root = self._load_witness()
         # Our own store failing to write (see LOCAL_FAULT_PAUSE): what, and until when to wait.
         self.local_fault: str | None = None
-        self._fault_pause = 0.0
+        self._fault_pause = Backoff(LOCAL_FAULT_PAUSE, LOCAL_FAULT_MAX_PAUSE)
         self._fault_until = 0.0
         self._unverified_warned = False  # see on_note, before the genesis entry arrives
         # The hub's refusal while this site's key is not (or no longer) an active member:
@@ -259,7 +264,7 @@ class Site:
 
     async def follow_hub(self, host: Any, me: str) -> None:
         self.me, self.host = me, host
-        backoff = 0.2
+        backoff = Backoff(HUB_RETRY_FIRST, HUB_RETRY_MAX)
         hub = self.client(host, str(self.hub_id))
         while True:
             if not self.trust.hub_trusted:
@@ -292,13 +297,12 @@ class Site:
                     if resp.note:
                         await self.on_note(resp.note, hub, "hub")
                     self._admitted()
-                    backoff = 0.2
+                    backoff.reset()
             except NotAMember as exc:
                 # The hub is up and answers, but serves entries to members only: wait for the
                 # admin's admission (checked again after each pause), not "unreachable".
                 self._waiting_for_admission(exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await trio.sleep(backoff.next())
                 continue
             except MalformedAnswer as exc:
                 # The hub answered, but not in the protocol: say so (it is not "unreachable").
@@ -320,8 +324,7 @@ class Site:
                 continue  # the hub is no longer trusted: the loop's top waits
             # Any failure: the hub counts as down until it answers again; back off.
             self.hub_up = False
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            await trio.sleep(backoff.next())
 
     def _waiting_for_admission(self, exc: NotAMember) -> None:
         if self.not_admitted is None:
@@ -459,10 +462,8 @@ class Site:
         """Our store could not take a verified batch: pause, retry later, blame nobody."""
         first = self.local_fault is None
         self.local_fault = str(exc)
-        self._fault_pause = min(
-            max(self._fault_pause * 2, LOCAL_FAULT_PAUSE), LOCAL_FAULT_MAX_PAUSE
-        )
-        self._fault_until = time.monotonic() + self._fault_pause
+        wait = self._fault_pause.next()
+        self._fault_until = time.monotonic() + wait
         if first:
             log.warning(
                 "could not store entries verified from %s: %s. This is a fault of this "
@@ -474,13 +475,13 @@ class Site:
                 LOCAL_FAULT_MAX_PAUSE,
             )
         else:
-            log.debug("store still failing (next try in %.1f s): %s", self._fault_pause, exc)
+            log.debug("store still failing (next try in %.1f s): %s", wait, exc)
 
     def _local_fault_cleared(self) -> None:
         if self.local_fault is not None:
             log.info("the ledger takes writes again; replication resumed")
         self.local_fault = None
-        self._fault_pause = 0.0
+        self._fault_pause.reset()
         self._fault_until = 0.0
 
     async def _pause_for_local_fault(self) -> None:

@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import (
     BlobError,
     BlobRefused,
@@ -104,7 +104,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RESUBMIT_INTERVAL = 1.0
+RESUBMIT_INTERVAL = 1.0  # while signed results wait for the log to hold them
+RESUBMIT_RETRY_MAX = 5.0  # after a failed hand-over: back off from RESUBMIT_INTERVAL to this
 BLOB_RETRY_FIRST, BLOB_RETRY_MAX = 1.0, 60.0  # seconds between tries to store an output blob
 SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, cancels)
 KILL_RETRY = 3.0  # seconds between kills of a cancelled task's container
@@ -573,7 +574,7 @@ class TaskWorker:
             return sealed.output_map(inline=True)
         from ptm_p2p.network import blobs  # libp2p streams: only where outputs are large
 
-        pause = BLOB_RETRY_FIRST
+        pause = Backoff(BLOB_RETRY_FIRST, BLOB_RETRY_MAX)
         while True:
             try:
                 if self.site.host is None or self.site.hub_id is None:
@@ -590,7 +591,7 @@ class TaskWorker:
             except BlobRefused:
                 raise
             except (NetworkError, BlobError, trio.TooSlowError) as exc:
-                wait = pause * random.uniform(0.75, 1.25)
+                wait = pause.next()
                 log.warning(
                     "cannot store an output blob of %d bytes at the hub (%s); retrying in %.0f s",
                     sealed.size,
@@ -598,7 +599,6 @@ class TaskWorker:
                     wait,
                 )
                 await trio.sleep(wait)
-                pause = min(pause * 2, BLOB_RETRY_MAX)
 
     def _resubmit_now(self) -> None:
         self._submit_wanted.set()
@@ -606,13 +606,18 @@ class TaskWorker:
 
     async def _resubmit_loop(self) -> None:
         """Bring every signed result to the log, in seq order, the same bytes every time:
-        at once when a result is signed, and every RESUBMIT_INTERVAL until the log has it."""
+        at once when a result is signed, and every RESUBMIT_INTERVAL until the log has it
+        (backing off up to RESUBMIT_RETRY_MAX while handing them over fails)."""
+        retry = Backoff(RESUBMIT_INTERVAL, RESUBMIT_RETRY_MAX)
         while True:
             self._submit_wanted = trio.Event()
+            pause = RESUBMIT_INTERVAL
             try:
                 await self._resubmit_once()
+                retry.reset()
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("handing results to the hub failed: %s (retrying)", exc)
+                pause = retry.next()
             except StoreError as exc:  # our journal, not the hub: back off and show it
                 if not is_local_fault(exc):
                     self._journal_damaged(exc)
@@ -621,9 +626,11 @@ class TaskWorker:
                 continue
             except PtmError as exc:
                 log.warning("the hub refused our results: %s (retrying)", exc)
+                pause = retry.next()
             except Exception:
                 log.exception("resubmitting results failed unexpectedly")
-            with trio.move_on_after(RESUBMIT_INTERVAL):
+                pause = retry.next()
+            with trio.move_on_after(pause):
                 await self._submit_wanted.wait()
 
     async def _resubmit_once(self) -> None:
