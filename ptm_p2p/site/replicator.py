@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import (
     BadRange,
@@ -59,9 +60,8 @@ from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
-from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.ledger.store import SqliteStore, is_local_fault
 from ptm_p2p.network import protocol
-from ptm_p2p.network.daemon import write_json_atomic
 from ptm_p2p.network.fetch import VerifiedRange, fetch_range, pages
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
@@ -69,7 +69,7 @@ from ptm_p2p.network.peer_book import MAX_PEERS
 from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.sync_server import SyncServer
 from ptm_p2p.network.trust import Party
-from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS, is_local_fault
+from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
 from ptm_p2p.site.decide import halted_reason, self_revoked
 from ptm_p2p.site.faults import LocalFaults
 

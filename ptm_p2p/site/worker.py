@@ -78,7 +78,7 @@ from ptm_p2p.ledger.entry import (
     sealed_output,
 )
 from ptm_p2p.ledger.replay import Task as LoggedTask
-from ptm_p2p.network.verified_log import is_local_fault
+from ptm_p2p.ledger.store import is_local_fault
 from ptm_p2p.site import secagg
 from ptm_p2p.site.decide import FORMAT_1_REFUSED as FORMAT_1_REFUSED  # re-exported
 from ptm_p2p.site.decide import INTERRUPTED as INTERRUPTED
