@@ -750,62 +750,10 @@ def _fatal(exc: BaseException) -> bool:
 
 
 def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:
-    """Run a site daemon until SIGTERM/SIGINT; one daemon per home (see ``home_lock``)."""
-    from ptm_p2p.network.daemon import home_lock
+    """The site daemon, assembled in ``site/daemon.py``; this name stays for its callers."""
+    from ptm_p2p.site import daemon  # not at the top: daemon.py imports this module
 
-    with home_lock(home.path, "node"):
-        try:
-            _serve_node(home, invitation, host_ip, port, peers)
-        except PtmError as exc:
-            # `ptm status` shows why the daemon is not running (a damaged or altered ledger
-            # copy, a bad policy): the operator should not have to dig through logs.
-            write_json_atomic(
-                home.path / "status.json",
-                {"role": "node", "stopped": time.time(), "error": str(exc), "updated": 0},
-            )
-            raise
-
-
-def _serve_node(
-    home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]
-) -> None:
-    from ptm_p2p.network.daemon import run_daemon
-    from ptm_p2p.site.worker import TaskWorker, site_settings, sweep_task_folders
-
-    # First of all: nothing decrypted that a crashed run left in memory stays there.
-    sweep_task_folders(home.public_key.hex())
-    policy, parallel = site_settings(home)  # a bad [policy] stops the daemon here, at start
-    site = Site(home, invitation, peers)
-    site.worker = TaskWorker(site, policy, parallel)
-    try:
-        trio.run(
-            lambda: run_daemon(
-                home=home.path,
-                seed=home.signer.seed,
-                host_ip=host_ip,
-                port=port,
-                handler=site.server.answer,
-                tasks=[
-                    site.follow_hub,
-                    site.anti_entropy,
-                    site.push_cosignatures,
-                    site.worker.run,
-                    # Durable cosignatures, and a stop on damage to our own file found
-                    # while serving a peer (as the hub does).
-                    *site.server.tasks(),
-                ],
-                status=site.status,
-                role="node",
-            )
-        )
-    finally:
-        site.book.flush()
-        site.worker.close()
-        site.store.close()
-        try:
-            sweep_task_folders(home.public_key.hex(), stopping=True)
-        except PtmError as exc:  # the next start tries again, and stops if it cannot
-            log.error("%s", exc)
+    daemon.run_node(home, invitation, host_ip, port, peers)
 
 
 __all__ = ["Site", "run_node", "Path"]

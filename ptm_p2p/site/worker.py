@@ -274,7 +274,6 @@ class TaskWorker:
 
     async def _act_unqueued(self, task: LoggedTask) -> None:
         """Decide (``decide.py``), then do: answer at once, or run the image."""
-        active = self.active[task.hash]
         # Decided on the current state: the run may have waited in the queue meanwhile.
         action = decide(
             self.view,
@@ -297,11 +296,15 @@ class TaskWorker:
             # _answer checks the publisher's revocation again and words that refusal.
             await self._answer(entry, action.status, b"", reason=action.reason)
             return
-        task_input = action.input
-        refusal = await self._disclosure_check(task, entry, task_input, action.org)
+        refusal = await self._disclosure_check(task, entry, action.input, action.org)
         if refusal is not None:
             await self._answer(entry, "refused", b"", reason=refusal)
             return
+        await self._run(task, entry, action.input, action.org)
+
+    async def _run(self, task: LoggedTask, entry: Entry, task_input: bytes, org: str) -> None:
+        """Run the task's image in the sandbox (journalled first) and answer what it gave."""
+        active = self.active[task.hash]
         limits = task.limits
         from ptm_p2p.executor.task import Task as RunTask  # docker: only where tasks run
 
@@ -310,7 +313,7 @@ class TaskWorker:
             input=task_input,
             data=list(entry.payload.get("data", [])),
             publisher_key=task.publisher.hex(),
-            publisher_name=action.org,
+            publisher_name=org,
             task_id=task.hash.hex(),
             timeout_s=float(limits["timeout_s"]),
             memory_bytes=int(limits["memory_mb"]) * 1024 * 1024,
