@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER = ROOT / "ptm_p2p" / "ledger"
 # The ledger may use the exception tree and nothing else of ptm_p2p: dependencies flow
@@ -176,3 +178,142 @@ def test_the_cli_imports_no_private_names() -> None:
         for where in private_names_used(path)
     ]
     assert not offenders, "the CLI uses private names:\n" + "\n".join(offenders)
+
+
+PACKAGE = ROOT / "ptm_p2p"
+
+
+def _module_of(path: Path, package: Path) -> str:
+    parts = [package.name, *path.relative_to(package).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(
+    tree: ast.Module, module: str, is_package: bool, type_checking: bool
+) -> set[str]:
+    """What a module imports when it is loaded: its body and the blocks of its top-level
+    ``if``/``try``/``with``, but not inside functions or classes (those run later, when every
+    module is loaded); ``if TYPE_CHECKING:`` blocks only with ``type_checking``."""
+    found: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's package
+                    package = module.split(".") if is_package else module.split(".")[:-1]
+                    package = package[: len(package) - node.level + 1]
+                    base = ".".join([*package, *([base] if base else [])])
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.If):
+                test = ast.unparse(node.test)
+                if type_checking or test not in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+            elif isinstance(node, ast.With):
+                visit(node.body)
+
+    visit(tree.body)
+    return found
+
+
+def import_graph(package: Path = PACKAGE, type_checking: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports at load time (``ptm_p2p.x.y``), with
+    ``type_checking`` also those it imports only for its annotations."""
+    files = {_module_of(path, package): path for path in sorted(package.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = _top_level_imports(tree, module, path.name == "__init__.py", type_checking)
+        graph[module] = {name for name in names if name in files and name != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def connect(node: str) -> None:  # recursion depth: at most the number of modules
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                connect(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return sorted(groups)
+
+
+def test_the_cycle_check_finds_a_cycle_and_ignores_type_checking_and_local_imports(
+    tmp_path: Path,
+) -> None:
+    pkg = tmp_path / "ptm_p2p"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from ptm_p2p.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from .c import x\n")
+    (pkg / "sub" / "c.py").write_text("import ptm_p2p.a\nx = 1\n")
+    (pkg / "d.py").write_text(
+        "from typing import TYPE_CHECKING\nimport ptm_p2p.e\n"
+        "if TYPE_CHECKING:\n    import ptm_p2p.a\n"
+    )
+    (pkg / "e.py").write_text("def f():\n    import ptm_p2p.d\n")
+    graph = import_graph(pkg)
+    assert graph["ptm_p2p.sub.b"] == {"ptm_p2p.sub.c"}
+    assert graph["ptm_p2p.d"] == {"ptm_p2p.e"} and graph["ptm_p2p.e"] == set()
+    assert import_cycles(graph) == [["ptm_p2p.a", "ptm_p2p.sub.b", "ptm_p2p.sub.c"]]
+    assert import_graph(pkg, type_checking=True)["ptm_p2p.d"] == {"ptm_p2p.a", "ptm_p2p.e"}
+
+
+@pytest.mark.parametrize("type_checking", [False, True], ids=["loaded", "annotations"])
+def test_no_import_cycles_between_files(type_checking: bool) -> None:
+    """No two files of ptm_p2p import each other, directly or through others: each can be
+    read (and tested) after the ones it imports, and a change in one cannot break the loading
+    of another through a half-initialised module. Also not through ``if TYPE_CHECKING:``
+    imports, the usual way to hide a cycle: two files that name each other's types are one
+    part, to be read and changed together. (A function-local import is how a file reaches
+    a heavy dependency only when needed; it is not counted.)"""
+    cycles = import_cycles(import_graph(type_checking=type_checking))
+    assert not cycles, "import cycles between files of ptm_p2p:\n" + "\n".join(
+        " <-> ".join(group) for group in cycles
+    )
+
+
+def test_only_daemons_import_the_network_daemon_runner() -> None:
+    """``network/daemon.py`` starts a libp2p host and runs a daemon; the parts a daemon is
+    made of (the trust registry, the peer book, the verified log…) must not need it, e.g.
+    for a file writer (``atomic_file.py``)."""
+    graph = import_graph(type_checking=True)
+    users = sorted(m for m, names in graph.items() if "ptm_p2p.network.daemon" in names)
+    parts = [m for m in users if m.startswith("ptm_p2p.network.")]
+    assert not parts, f"parts of the network layer import network/daemon.py: {parts}"

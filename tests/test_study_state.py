@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ptm_p2p.client.session import BACKOFF_CAP, BACKOFF_FIRST, backoff, is_transient
+from ptm_p2p.backoff import Backoff
+from ptm_p2p.client.session import BACKOFF_CAP, BACKOFF_FIRST, RECONNECT, is_transient
 from ptm_p2p.client.study_state import (
     CompletedRound,
     PendingRound,
@@ -100,8 +101,8 @@ def test_what_reconnecting_may_cure() -> None:
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    rng = random.Random(1)
-    pauses = [backoff(n, rng) for n in range(12)]
+    reconnect = Backoff(RECONNECT.first, RECONNECT.cap, RECONNECT.jitter, random.Random(1))
+    pauses = [reconnect.at(n) for n in range(12)]
     assert BACKOFF_FIRST / 2 <= pauses[0] <= BACKOFF_FIRST
     assert all(p <= BACKOFF_CAP for p in pauses)
     assert max(pauses[-4:]) >= BACKOFF_CAP / 2  # reached the cap

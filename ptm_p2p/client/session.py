@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import (
     EXIT_UNREACHABLE,
     MalformedAnswer,
@@ -46,6 +46,7 @@ START_TIMEOUT = 30.0
 # again within seconds), doubling up to the cap, each drawn from [½, 1] of its nominal value.
 BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 5.0
+RECONNECT = Backoff(BACKOFF_FIRST, BACKOFF_CAP, jitter=(0.5, 1.0))  # ``RECONNECT.at(attempt)``
 
 
 class HubUnreachable(NetworkError):
@@ -65,13 +66,6 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, MalformedAnswer | ProtocolError):
         return False
     return isinstance(exc, NetworkError)
-
-
-def backoff(attempt: int, rng: random.Random | None = None) -> float:
-    """The pause before attempt ``attempt + 1``: doubling from BACKOFF_FIRST to BACKOFF_CAP,
-    with jitter (a uniform draw from half to all of it)."""
-    nominal = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** min(attempt, 16))
-    return float(nominal * (rng or random).uniform(0.5, 1.0))
 
 
 class Session:
@@ -148,7 +142,7 @@ class Session:
                         f"{now - first_failure:.0f} s, until the deadline passed; last error: "
                         f"{exc}"
                     ) from exc
-                pause = min(backoff(attempt), max(0.0, deadline - now))
+                pause = min(RECONNECT.at(attempt), max(0.0, deadline - now))
                 attempt += 1
                 if attempt == 1 or attempt % 5 == 0:
                     log.warning(

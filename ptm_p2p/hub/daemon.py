@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.config import load_config
 from ptm_p2p.errors import ConfigError, DamagedLedger, LedgerError, PtmError, ReplayError
 from ptm_p2p.home import GENESIS_FILE as GENESIS_FILE
@@ -35,7 +36,7 @@ from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
 from ptm_p2p.network.blobs import BlobServer
-from ptm_p2p.network.daemon import home_lock, run_daemon, write_json_atomic
+from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.sync_server import Answer, SyncServer
 from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS

@@ -30,11 +30,12 @@ from ptm_p2p.errors import EquivocationError, LedgerError, ProtocolError, RuleEr
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer, short
 from ptm_p2p.ledger.entry import Entry
+from ptm_p2p.ledger.store import is_local_fault
 from ptm_p2p.network import protocol
 from ptm_p2p.network.checkpoint_book import CheckpointBook
 from ptm_p2p.network.sync_server import Answer
 from ptm_p2p.network.trust import EQUIVOCATION, Party, TrustRegistry
-from ptm_p2p.network.verified_log import VerifiedLog, is_local_fault
+from ptm_p2p.network.verified_log import VerifiedLog
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ptm_p2p.errors import EquivocationError, StoreError
+from ptm_p2p.errors import DamagedLedger, EquivocationError, StoreError
 from ptm_p2p.ledger import merkle
 
 SCHEMA_APPLICATION = "ptm-ledger"
@@ -119,6 +119,24 @@ def _read_error(path: Path, exc: sqlite3.Error) -> StoreError:
             "trusted — fetch a fresh copy from the hub or a site"
         )
     return StoreError(f"ledger {path}: read failed: {exc}")
+
+
+def is_local_fault(exc: BaseException) -> bool:
+    """True for a write of ours that failed and may work later (busy, locked, disk full).
+
+    It belongs with the store's translation of SQLite's errors (``_is_damage``): everyone
+    who writes a store (the verified log, the checkpoint book, the trust registry, the
+    site's journal) asks it, and none of them needs the others for it.
+
+    Such a failure says nothing about the peer whose entries we were storing. A damaged file
+    is not transient (``DamagedLedger``, or SQLite's own corruption codes): it is reported as
+    such and stops the daemon.
+    """
+    if not isinstance(exc, StoreError) or isinstance(exc, DamagedLedger):
+        return False
+    code = getattr(exc.__cause__, "sqlite_errorcode", None)
+    damage = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return not (isinstance(code, int) and code & 0xFF in damage)
 
 
 def _check_batch(entries: Sequence[EntryLike]) -> list[EntryLike]:

@@ -20,7 +20,7 @@ import trio
 
 from ptm_p2p.errors import LedgerError, StoreError
 from ptm_p2p.ledger import checkpoint as cp
-from ptm_p2p.network.verified_log import is_local_fault
+from ptm_p2p.ledger.store import is_local_fault
 
 log = logging.getLogger(__name__)
 

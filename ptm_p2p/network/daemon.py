@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from ptm_p2p.atomic_file import write_json_atomic  # re-exported for the daemons
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.network.host import check_port_free, full_addr, listen_addr, make_host
 from ptm_p2p.network.rpc import Handler, RpcServer
@@ -46,34 +47,6 @@ def setup_logging(verbose: bool = False) -> None:
     # py-libp2p logs every failed dial of a restarting peer at ERROR; our own reconnect
     # logic reports what matters, so keep libp2p quiet unless debugging.
     logging.getLogger("libp2p").setLevel(logging.WARNING if verbose else logging.CRITICAL)
-
-
-def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
-    """Replace ``path`` so that readers see the old or the new file, never half of one.
-
-    ``durable`` also fsyncs the file and its folder, for records that must survive a crash
-    (what a witness has cosigned); the status file, rewritten every second, skips that.
-    """
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(data, indent=2, default=str))
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # A full disk fails the write: leave the old file as it was and no half-written
-        # temporary file behind.
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 LOCK_FILE = "daemon.lock"

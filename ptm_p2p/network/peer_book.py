@@ -21,7 +21,7 @@ from typing import Any
 
 from libp2p.peer.id import ID
 
-from ptm_p2p.network.daemon import write_json_atomic
+from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.network.host import is_listen_addr, public_key_of
 
 log = logging.getLogger(__name__)

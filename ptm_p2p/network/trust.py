@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.errors import LedgerError, SplitViewError, StoreError
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.network.daemon import write_json_atomic
-from ptm_p2p.network.verified_log import is_local_fault
+from ptm_p2p.ledger.store import is_local_fault
 
 log = logging.getLogger(__name__)
 

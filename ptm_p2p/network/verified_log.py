@@ -32,7 +32,6 @@ is ``DamagedLedger``, which stops the daemon with the file and the fix, never ev
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -55,6 +54,7 @@ from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, replay_store
+from ptm_p2p.ledger.store import is_local_fault  # re-exported: its home is the store
 
 if TYPE_CHECKING:
     from ptm_p2p.network.checkpoint_book import CheckpointBook
@@ -68,21 +68,6 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 250
 # Batches at least this large are signature-checked on two worker threads.
 THREADED_VERIFY = 256
-
-
-def is_local_fault(exc: BaseException) -> bool:
-    """True for a write of ours that failed and may work later (busy, locked, disk full).
-
-    Such a failure says nothing about the peer whose entries we were storing. A damaged file
-    is not transient (``DamagedLedger``, or SQLite's own corruption codes): it is reported as
-    such and stops the daemon.
-    """
-    if not isinstance(exc, StoreError) or isinstance(exc, DamagedLedger):
-        return False
-    cause = exc.__cause__
-    code = getattr(cause, "sqlite_errorcode", None)
-    damage = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    return not (isinstance(code, int) and code & 0xFF in damage)
 
 
 def decode_entries(raws: Sequence[bytes], start: int, source: str) -> list[Entry]:

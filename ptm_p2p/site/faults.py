@@ -5,9 +5,9 @@ of this machine: a full disk, a read-only file, another program holding a lock. 
 once only repeats the failure (the site once wrote 28,348 identical ERROR lines in 12 s
 that way). Instead each such file gets a back-off: the first pause is ``FIRST_PAUSE``,
 each next one doubles up to ``MAX_PAUSE``, with ±25 % jitter so that retries of several
-daemons sharing a disk do not fall in step. Every step writes one log line (the first a
-warning that says whose fault it is), the fault shows in ``ptm status`` until a write of
-that file works again, and then one line says so.
+daemons sharing a disk do not fall in step (``ptm_p2p/backoff.py``). Every step writes
+one log line (the first a warning that says whose fault it is), the fault shows in
+``ptm status`` until a write of that file works again, and then one line says so.
 
 Several tasks hitting the same file share its back-off: whoever comes while a pause runs
 waits for its end, silently, and no step is taken twice.
@@ -16,10 +16,11 @@ waits for its end, silently, and no step is taken twice.
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 import trio
+
+from ptm_p2p.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class LocalFaults:
         self.first = first
         self.cap = cap
         self.faults: dict[str, str] = {}  # file -> what failed
-        self._step: dict[str, float] = {}  # file -> the last pause (before jitter)
+        self._steps: dict[str, Backoff] = {}  # file -> its back-off
         self._until: dict[str, float] = {}  # file -> monotonic end of the current pause
         self._doing: dict[str, str] = {}  # file -> what failed on it ("read", "write")
 
@@ -48,9 +49,10 @@ class LocalFaults:
         line; returns the seconds until the next try."""
         now = time.monotonic()
         first = file not in self.faults
-        step = min(max(self._step.get(file, 0.0) * 2, self.first), self.cap)
-        wait = min(step * random.uniform(1 - JITTER, 1 + JITTER), self.cap)
-        self._step[file] = step
+        steps = self._steps.setdefault(
+            file, Backoff(self.first, self.cap, (1 - JITTER, 1 + JITTER))
+        )
+        wait = steps.next()
         self._until[file] = now + wait
         self.faults[file] = f"cannot {doing} {file}: {exc}"
         self._doing[file] = doing
@@ -85,7 +87,7 @@ class LocalFaults:
             return
         del self.faults[file], self._doing[file]
         log.info("%s works again; resumed", file)
-        self._step.pop(file, None)
+        self._steps.pop(file, None)
         self._until.pop(file, None)
 
     def describe(self) -> str | None:

@@ -35,10 +35,12 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ptm_p2p.atomic_file import write_json_atomic
+from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import (
     BadRange,
     CheckpointError,
@@ -58,9 +60,8 @@ from ptm_p2p.home import Home
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
-from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.ledger.store import SqliteStore, is_local_fault
 from ptm_p2p.network import protocol
-from ptm_p2p.network.daemon import write_json_atomic
 from ptm_p2p.network.fetch import VerifiedRange, fetch_range, pages
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
@@ -68,8 +69,12 @@ from ptm_p2p.network.peer_book import MAX_PEERS
 from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.sync_server import SyncServer
 from ptm_p2p.network.trust import Party
-from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS, is_local_fault
+from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
+from ptm_p2p.site.decide import halted_reason, self_revoked
 from ptm_p2p.site.faults import LocalFaults
+
+if TYPE_CHECKING:
+    from ptm_p2p.ledger.replay import State
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +91,13 @@ DISTRUST_FILE = "distrusted.json"
 WITNESS_FILE = "witness.json"
 EXCHANGE_INTERVAL = 0.5
 PEERS_REFRESH = 2.0
-# Pauses after our own store failed a write (busy, locked, full): doubled up to the maximum.
+# Pauses after our own store failed a write (busy, locked, full): doubled up to the maximum,
+# jittered (ptm_p2p/backoff.py).
 LOCAL_FAULT_PAUSE = 0.5
 LOCAL_FAULT_MAX_PAUSE = 10.0
+# Pauses between tries to reach the hub (down, or not admitting us yet): short, since a
+# restarted hub listens again within seconds; reset once it answers.
+HUB_RETRY_FIRST, HUB_RETRY_MAX = 0.2, 2.0
 
 
 class Site:
@@ -128,7 +137,7 @@ class Site:
         self.witness_size, self.witness_root = self._load_witness()
         # Our own store failing to write (see LOCAL_FAULT_PAUSE): what, and until when to wait.
         self.local_fault: str | None = None
-        self._fault_pause = 0.0
+        self._fault_pause = Backoff(LOCAL_FAULT_PAUSE, LOCAL_FAULT_MAX_PAUSE)
         self._fault_until = 0.0
         self._unverified_warned = False  # see on_note, before the genesis entry arrives
         # The hub's refusal while this site's key is not (or no longer) an active member:
@@ -209,6 +218,25 @@ class Site:
 
     # --- clients ---------------------------------------------------------------------------
 
+    # --- what the worker sees (decide.SiteView) --------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The replayed state of the verified copy."""
+        return self.log.state
+
+    def why_halted(self) -> str | None:
+        """Why this site executes nothing (the hub distrusted, split view, own key revoked)."""
+        revoked = self_revoked(self.log.state, self.home.public_key, self.not_admitted)
+        return halted_reason(self.trust.split_view, self.trust.hub_trusted, revoked, None)
+
+    async def submit(self, entries: list[bytes]) -> None:
+        """Hand signed entries to the hub; nothing while it is not reachable (retried)."""
+        if self.host is None or not self.hub_up:
+            return
+        hub = self.client(self.host, str(self.hub_id))
+        await hub.ask(protocol.SubmitRequest(entries=entries), timeout=30)
+
     def client(self, host: Any, peer_id: str) -> PeerClient:
         """The client for a peer; ``NetworkError`` if its recorded addresses are unusable."""
         existing = self.clients.get(peer_id)
@@ -236,7 +264,7 @@ class Site:
 
     async def follow_hub(self, host: Any, me: str) -> None:
         self.me, self.host = me, host
-        backoff = 0.2
+        backoff = Backoff(HUB_RETRY_FIRST, HUB_RETRY_MAX)
         hub = self.client(host, str(self.hub_id))
         while True:
             if not self.trust.hub_trusted:
@@ -269,13 +297,12 @@ class Site:
                     if resp.note:
                         await self.on_note(resp.note, hub, "hub")
                     self._admitted()
-                    backoff = 0.2
+                    backoff.reset()
             except NotAMember as exc:
                 # The hub is up and answers, but serves entries to members only: wait for the
                 # admin's admission (checked again after each pause), not "unreachable".
                 self._waiting_for_admission(exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await trio.sleep(backoff.next())
                 continue
             except MalformedAnswer as exc:
                 # The hub answered, but not in the protocol: say so (it is not "unreachable").
@@ -297,8 +324,7 @@ class Site:
                 continue  # the hub is no longer trusted: the loop's top waits
             # Any failure: the hub counts as down until it answers again; back off.
             self.hub_up = False
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            await trio.sleep(backoff.next())
 
     def _waiting_for_admission(self, exc: NotAMember) -> None:
         if self.not_admitted is None:
@@ -436,10 +462,8 @@ class Site:
         """Our store could not take a verified batch: pause, retry later, blame nobody."""
         first = self.local_fault is None
         self.local_fault = str(exc)
-        self._fault_pause = min(
-            max(self._fault_pause * 2, LOCAL_FAULT_PAUSE), LOCAL_FAULT_MAX_PAUSE
-        )
-        self._fault_until = time.monotonic() + self._fault_pause
+        wait = self._fault_pause.next()
+        self._fault_until = time.monotonic() + wait
         if first:
             log.warning(
                 "could not store entries verified from %s: %s. This is a fault of this "
@@ -451,13 +475,13 @@ class Site:
                 LOCAL_FAULT_MAX_PAUSE,
             )
         else:
-            log.debug("store still failing (next try in %.1f s): %s", self._fault_pause, exc)
+            log.debug("store still failing (next try in %.1f s): %s", wait, exc)
 
     def _local_fault_cleared(self) -> None:
         if self.local_fault is not None:
             log.info("the ledger takes writes again; replication resumed")
         self.local_fault = None
-        self._fault_pause = 0.0
+        self._fault_pause.reset()
         self._fault_until = 0.0
 
     async def _pause_for_local_fault(self) -> None:
@@ -726,62 +750,10 @@ def _fatal(exc: BaseException) -> bool:
 
 
 def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:
-    """Run a site daemon until SIGTERM/SIGINT; one daemon per home (see ``home_lock``)."""
-    from ptm_p2p.network.daemon import home_lock
+    """The site daemon, assembled in ``site/daemon.py``; this name stays for its callers."""
+    from ptm_p2p.site import daemon  # not at the top: daemon.py imports this module
 
-    with home_lock(home.path, "node"):
-        try:
-            _serve_node(home, invitation, host_ip, port, peers)
-        except PtmError as exc:
-            # `ptm status` shows why the daemon is not running (a damaged or altered ledger
-            # copy, a bad policy): the operator should not have to dig through logs.
-            write_json_atomic(
-                home.path / "status.json",
-                {"role": "node", "stopped": time.time(), "error": str(exc), "updated": 0},
-            )
-            raise
-
-
-def _serve_node(
-    home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]
-) -> None:
-    from ptm_p2p.network.daemon import run_daemon
-    from ptm_p2p.site.worker import TaskWorker, site_settings, sweep_task_folders
-
-    # First of all: nothing decrypted that a crashed run left in memory stays there.
-    sweep_task_folders(home.public_key.hex())
-    policy, parallel = site_settings(home)  # a bad [policy] stops the daemon here, at start
-    site = Site(home, invitation, peers)
-    site.worker = TaskWorker(site, policy, parallel)
-    try:
-        trio.run(
-            lambda: run_daemon(
-                home=home.path,
-                seed=home.signer.seed,
-                host_ip=host_ip,
-                port=port,
-                handler=site.server.answer,
-                tasks=[
-                    site.follow_hub,
-                    site.anti_entropy,
-                    site.push_cosignatures,
-                    site.worker.run,
-                    # Durable cosignatures, and a stop on damage to our own file found
-                    # while serving a peer (as the hub does).
-                    *site.server.tasks(),
-                ],
-                status=site.status,
-                role="node",
-            )
-        )
-    finally:
-        site.book.flush()
-        site.worker.close()
-        site.store.close()
-        try:
-            sweep_task_folders(home.public_key.hex(), stopping=True)
-        except PtmError as exc:  # the next start tries again, and stops if it cannot
-            log.error("%s", exc)
+    daemon.run_node(home, invitation, host_ip, port, peers)
 
 
 __all__ = ["Site", "run_node", "Path"]

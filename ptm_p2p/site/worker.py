@@ -52,20 +52,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import (
     BlobError,
     BlobRefused,
-    InputRefused,
     NetworkError,
-    PolicyError,
     PtmError,
     StoreError,
 )
@@ -76,16 +73,23 @@ from ptm_p2p.ledger.entry import (
     AuthorChain,
     Entry,
     SealedOutput,
-    TaskPayloadV2,
     digest_of_image,
-    open_input_v2,
     result_payload_v2,
     sealed_output,
 )
 from ptm_p2p.ledger.replay import Task as LoggedTask
-from ptm_p2p.network import protocol
-from ptm_p2p.network.verified_log import is_local_fault
+from ptm_p2p.ledger.store import is_local_fault
 from ptm_p2p.site import secagg
+from ptm_p2p.site.decide import FORMAT_1_REFUSED as FORMAT_1_REFUSED  # re-exported
+from ptm_p2p.site.decide import INTERRUPTED as INTERRUPTED
+from ptm_p2p.site.decide import (
+    Do,
+    SiteView,
+    decide,
+    may_start,
+    publisher_revoked,
+    self_revoked,
+)
 from ptm_p2p.site.disclosure import DISCLOSURE_FILE, DisclosureRecord, catch_up, parse_request
 from ptm_p2p.site.faults import LocalFaults
 from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, SIGNED, Journal, LogProof
@@ -100,21 +104,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RESUBMIT_INTERVAL = 1.0
+RESUBMIT_INTERVAL = 1.0  # while signed results wait for the log to hold them
+RESUBMIT_RETRY_MAX = 5.0  # after a failed hand-over: back off from RESUBMIT_INTERVAL to this
 BLOB_RETRY_FIRST, BLOB_RETRY_MAX = 1.0, 60.0  # seconds between tries to store an output blob
 SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, cancels)
 KILL_RETRY = 3.0  # seconds between kills of a cancelled task's container
 SITE_LABEL = "ptm_p2p.site"  # container label: which site started it (engines may be shared)
 TASK_LABEL = "ptm_p2p.task"
-INTERRUPTED = (
-    "interrupted: the site daemon stopped while the task ran; its container was removed. "
-    "Publish the task again to retry"
-)
-FORMAT_1_REFUSED = (
-    "format-1 task: its input is an anonymous sealed box that anyone could have copied from "
-    "another task, so this site does not act on it; publish it again with a current ptm "
-    "(format 2); nothing was run"
-)
 
 
 @dataclass
@@ -134,6 +130,7 @@ class TaskWorker:
 
     def __init__(self, site: Site, policy: SitePolicy, parallel: int = 1) -> None:
         self.site = site
+        self.view: SiteView = site  # what deciding sees of the site (decide.py)
         self.policy = policy
         self.parallel = parallel
         self.me = site.home.public_key
@@ -206,47 +203,18 @@ class TaskWorker:
                 waiters.start_soon(woken, waiters.cancel_scope)
 
     def _why_halted(self) -> str | None:
-        trust = self.site.trust
-        if trust.split_view:
-            return "split view evidence against the hub: executing nothing (see evidence)"
-        if not trust.hub_trusted:
-            return "the hub is distrusted (see evidence): executing nothing"
-        revoked = self._self_revoked()
-        if revoked is not None:
-            return (
-                f"this site's key was revoked at entry {revoked}: its running tasks were "
-                "stopped and it executes and signs nothing more (replay refuses what a revoked "
-                "key signs). Ask the admin to admit a new key for this site"
-            )
-        return self.halted
+        """Why this site executes nothing: the site's reason (hub, own key) or the worker's
+        own (a damaged journal or ledger copy), or None."""
+        return self.view.why_halted() or self.halted
 
     def _self_revoked(self) -> int | None:
-        """The entry that revoked this site's key, from our copy or, failing that, from the
-        hub's refusal to serve us as a member any more.
-
-        The hub serves a revoked key nothing after its revocation (members only), so the
-        revocation entry itself may never reach our copy. A member in our copy whom the hub
-        refuses as revoked stops at once: failing safe, a hub that lies about it can only
-        stop this site's work, which it could do anyway by sequencing nothing.
-        """
-        member = self.site.log.state.members.get(self.me)
-        if member is None:
-            return None
-        if member.revoked_at is not None:
-            return member.revoked_at
-        refusal = self.site.not_admitted or ""
-        found = _REVOKED_AT.search(refusal)
-        return int(found.group(1)) if found else None
+        return self_revoked(self.view.state, self.me, self.site.not_admitted)
 
     def _publisher_revoked(self, task: LoggedTask) -> int | None:
-        """The entry that revoked the task's publisher (-1: not a member at all), or None."""
-        member = self.site.log.state.members.get(task.publisher)
-        if member is None:
-            return -1
-        return member.revoked_at
+        return publisher_revoked(self.view.state, task)
 
     def _scan(self, nursery: trio.Nursery) -> None:
-        state = self.site.log.state
+        state = self.view.state
         # Cancels and revocations reaching running tasks: stop their containers. Again every
         # few seconds while the run goes on: a container still being created is not there
         # to stop yet. Also while halted (a revoked site must stop its work at once).
@@ -272,20 +240,16 @@ class TaskWorker:
             # Entries we verified but have not vouched for (e.g. a restart between storing
             # and cosigning): cosign now if consistent, rather than wait for the log to grow.
             self.site.cosign()
-        vouched = self.site.witness_size
         for task in self._my_open_tasks():
             if task.hash in self.active:
                 continue
-            if task.index >= vouched:
-                continue  # not yet under a checkpoint we verified and cosigned
-            row = self.journal.get(task.hash)
-            if row is not None and row.state != RUNNING:
-                continue  # signed already: the resubmit loop brings it to the log
+            if may_start(self.view, task, self.journal.get(task.hash)).do is not Do.RUN:
+                continue
             self.active[task.hash] = Active(task)
             nursery.start_soon(self._act, task)
 
     def _my_open_tasks(self) -> list[LoggedTask]:
-        state = self.site.log.state
+        state = self.view.state
         mine = [
             t for t in state.tasks.values() if self.me in t.targets and self.me not in t.results
         ]
@@ -309,43 +273,38 @@ class TaskWorker:
             self._wake.set()
 
     async def _act_unqueued(self, task: LoggedTask) -> None:
-        active = self.active[task.hash]
-        state = self.site.log.state
-        # Re-read from the current state: the run may have waited in the queue meanwhile.
-        current = state.tasks.get(task.hash)
-        if current is None or self.me in current.results or self._why_halted():
-            return
-        task = current
-        entry = self._task_entry(task)
-        if entry is None:
-            return
-        row = self.journal.get(task.hash)
-        if row is not None and row.state == RUNNING:
-            # Started before (a crash or a failure mid-run): answer once, never run twice.
-            await self._answer(entry, "failed", b"", reason=INTERRUPTED)
-            return
-        if task.cancelled_at is not None:
-            await self._answer(entry, "cancelled", b"", reason="cancelled before it started")
-            return
-        publisher = state.members.get(task.publisher)
-        if publisher is None or publisher.revoked_at is not None:
-            # _answer checks the revocation again and words the refusal (revoked_reason).
-            await self._answer(entry, "refused", b"", reason="the publisher's key was revoked")
-            return
-        task_input = await self._open_input(entry)
-        if task_input is None:
-            return
-        # The policy first (as the executor checks it, before anything is pulled): a
-        # publisher or image this site does not allow learns nothing from the disclosure
-        # record's refusals, which are one bit about the data each.
-        refusal = self._policy_refusal(task, entry, publisher.org) or secagg.refusal(
-            self.policy, entry
+        """Decide (``decide.py``), then do: answer at once, or run the image."""
+        # Decided on the current state: the run may have waited in the queue meanwhile.
+        action = decide(
+            self.view,
+            task.hash,
+            self.me,
+            self.journal.get(task.hash),
+            self.policy,
+            self.site.home.signer,
+            self._why_halted(),
+            self._task_entry,
         )
-        if refusal is None:
-            refusal = await self._disclosure_check(task, entry, task_input, publisher.org)
+        if action.do is Do.SKIP:
+            return
+        entry, task = action.entry, self.view.state.tasks[task.hash]
+        assert entry is not None
+        if action.do is Do.ANSWER:
+            assert action.status is not None
+            if action.status == "refused":
+                log.warning("task at entry %d: refused: %s", task.index, action.reason)
+            # _answer checks the publisher's revocation again and words that refusal.
+            await self._answer(entry, action.status, b"", reason=action.reason)
+            return
+        refusal = await self._disclosure_check(task, entry, action.input, action.org)
         if refusal is not None:
             await self._answer(entry, "refused", b"", reason=refusal)
             return
+        await self._run(task, entry, action.input, action.org)
+
+    async def _run(self, task: LoggedTask, entry: Entry, task_input: bytes, org: str) -> None:
+        """Run the task's image in the sandbox (journalled first) and answer what it gave."""
+        active = self.active[task.hash]
         limits = task.limits
         from ptm_p2p.executor.task import Task as RunTask  # docker: only where tasks run
 
@@ -354,7 +313,7 @@ class TaskWorker:
             input=task_input,
             data=list(entry.payload.get("data", [])),
             publisher_key=task.publisher.hex(),
-            publisher_name=publisher.org,
+            publisher_name=org,
             task_id=task.hash.hex(),
             timeout_s=float(limits["timeout_s"]),
             memory_bytes=int(limits["memory_mb"]) * 1024 * 1024,
@@ -418,16 +377,6 @@ class TaskWorker:
             )
         self._disclosure_settle(task)
 
-    def _policy_refusal(self, task: LoggedTask, entry: Entry, org: str) -> str | None:
-        """The site policy's reason to refuse the task's image, publisher or data, or None."""
-        try:
-            self.policy.check_image(task.image)
-            self.policy.check_publisher(task.publisher.hex(), org)
-            self.policy.check_data(list(entry.payload.get("data", [])))
-        except PolicyError as exc:
-            return str(exc)
-        return None
-
     async def _disclosure_check(
         self, task: LoggedTask, entry: Entry, task_input: bytes, org: str
     ) -> str | None:
@@ -458,23 +407,8 @@ class TaskWorker:
         except StoreError as exc:
             log.error("task at entry %d: not recorded yet: %s", task.index, exc)
 
-    async def _open_input(self, entry: Entry) -> bytes | None:
-        """The task's plaintext input for this site, or None once refused (nothing runs).
-
-        The public reason never depends on the input's content: only on whether the box
-        opens between this site and the publisher, and whether it is bound to this entry."""
-        if not isinstance(entry.typed_payload, TaskPayloadV2):
-            await self._answer(entry, "refused", b"", reason=FORMAT_1_REFUSED)
-            return None
-        try:
-            return open_input_v2(self.site.home.signer, entry)
-        except InputRefused as exc:
-            log.warning("task at entry %s: refused: %s", entry.describe(), exc)
-            await self._answer(entry, "refused", b"", reason=exc.public_reason)
-            return None
-
     def _cancelled(self, task: LoggedTask) -> bool:
-        current = self.site.log.state.tasks.get(task.hash)
+        current = self.view.state.tasks.get(task.hash)
         return current is not None and current.cancelled_at is not None
 
     def _task_entry(self, task: LoggedTask) -> Entry | None:
@@ -559,9 +493,9 @@ class TaskWorker:
     ) -> None:
         """Seal the output (format 2), sign a result, journal its bytes, hand it to the hub."""
         publisher = task_entry.author
-        if self.me in self.site.log.state.tasks[task_entry.hash].results:
+        if self.me in self.view.state.tasks[task_entry.hash].results:
             return
-        revoked = self._publisher_revoked(self.site.log.state.tasks[task_entry.hash])
+        revoked = self._publisher_revoked(self.view.state.tasks[task_entry.hash])
         if revoked is not None:  # never seal an output to a revoked key
             status, output, reason = "refused", b"", revoked_reason(revoked)
             container_log, timings = b"", None
@@ -581,7 +515,7 @@ class TaskWorker:
             sealed = sealed_output(self.site.home.signer, publisher, b"", b"")
             output_map = sealed.output_map(inline=True)
         async with self.sign_lock:
-            state = self.site.log.state
+            state = self.view.state
             task = state.tasks[task_entry.hash]
             if self.me in task.results:
                 return
@@ -643,7 +577,7 @@ class TaskWorker:
             return sealed.output_map(inline=True)
         from ptm_p2p.network import blobs  # libp2p streams: only where outputs are large
 
-        pause = BLOB_RETRY_FIRST
+        pause = Backoff(BLOB_RETRY_FIRST, BLOB_RETRY_MAX)
         while True:
             try:
                 if self.site.host is None or self.site.hub_id is None:
@@ -660,7 +594,7 @@ class TaskWorker:
             except BlobRefused:
                 raise
             except (NetworkError, BlobError, trio.TooSlowError) as exc:
-                wait = pause * random.uniform(0.75, 1.25)
+                wait = pause.next()
                 log.warning(
                     "cannot store an output blob of %d bytes at the hub (%s); retrying in %.0f s",
                     sealed.size,
@@ -668,7 +602,6 @@ class TaskWorker:
                     wait,
                 )
                 await trio.sleep(wait)
-                pause = min(pause * 2, BLOB_RETRY_MAX)
 
     def _resubmit_now(self) -> None:
         self._submit_wanted.set()
@@ -676,13 +609,18 @@ class TaskWorker:
 
     async def _resubmit_loop(self) -> None:
         """Bring every signed result to the log, in seq order, the same bytes every time:
-        at once when a result is signed, and every RESUBMIT_INTERVAL until the log has it."""
+        at once when a result is signed, and every RESUBMIT_INTERVAL until the log has it
+        (backing off up to RESUBMIT_RETRY_MAX while handing them over fails)."""
+        retry = Backoff(RESUBMIT_INTERVAL, RESUBMIT_RETRY_MAX)
         while True:
             self._submit_wanted = trio.Event()
+            pause = RESUBMIT_INTERVAL
             try:
                 await self._resubmit_once()
+                retry.reset()
             except (NetworkError, trio.TooSlowError) as exc:
                 log.debug("handing results to the hub failed: %s (retrying)", exc)
+                pause = retry.next()
             except StoreError as exc:  # our journal, not the hub: back off and show it
                 if not is_local_fault(exc):
                     self._journal_damaged(exc)
@@ -691,13 +629,15 @@ class TaskWorker:
                 continue
             except PtmError as exc:
                 log.warning("the hub refused our results: %s (retrying)", exc)
+                pause = retry.next()
             except Exception:
                 log.exception("resubmitting results failed unexpectedly")
-            with trio.move_on_after(RESUBMIT_INTERVAL):
+                pause = retry.next()
+            with trio.move_on_after(pause):
                 await self._submit_wanted.wait()
 
     async def _resubmit_once(self) -> None:
-        state = self.site.log.state
+        state = self.view.state
         waiting = []
         for row in sorted(self.journal.in_state(SIGNED), key=lambda r: r.seq or 0):
             raw = row.result or b""
@@ -706,10 +646,8 @@ class TaskWorker:
                 self.faults.cleared(JOURNAL_FILE)
                 continue
             waiting.append(raw)
-        if not waiting or self.site.host is None or not self.site.hub_up:
-            return
-        hub = self.site.client(self.site.host, str(self.site.hub_id))
-        await hub.ask(protocol.SubmitRequest(entries=waiting), timeout=30)
+        if waiting:
+            await self.view.submit(waiting)
 
     # --- recovery ------------------------------------------------------------------------
 
@@ -800,10 +738,6 @@ def sweep_task_folders(key_hex: str, stopping: bool = False) -> None:
             "of runs cut short by this stop" if stopping else "an earlier run of this site left",
             ", ".join(removed),
         )
-
-
-# How the hub's members-only refusal names a revoked key (network/sync_server.py).
-_REVOKED_AT = re.compile(r"was revoked at log index (\d+)")
 
 
 def revoked_reason(revoked_at: int) -> str:

@@ -16,10 +16,9 @@ from ptm_p2p.errors import BadRange, DamagedLedger, ReplayError, SplitViewError,
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, membership_payload
-from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.ledger.store import SqliteStore, is_local_fault
 from ptm_p2p.network.sync_server import SyncServer
 from ptm_p2p.network.trust import HUB
-from ptm_p2p.network.verified_log import is_local_fault
 
 
 def test_a_forged_entry_in_a_large_batch_names_the_peer_and_stores_nothing(
