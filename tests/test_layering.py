@@ -61,7 +61,8 @@ def test_readme_site_config_example_is_a_valid_policy() -> None:
     from ptm_p2p.executor import SitePolicy
 
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("A site's `config.toml`:\n\n```toml\n", 1)[1].split("```", 1)[0]
+    after = readme.split("A site's `config.toml`", 1)[1]
+    block = after.split("```toml\n", 1)[1].split("```", 1)[0]
     policy = SitePolicy.from_config(tomllib.loads(block))
     assert policy.data and policy.publishers and policy.repositories
 
