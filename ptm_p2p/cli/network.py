@@ -232,7 +232,7 @@ def node(
 
     from ptm_p2p.network.daemon import setup_logging
     from ptm_p2p.network.invitation import Invitation
-    from ptm_p2p.site.replicator import run_node
+    from ptm_p2p.site.daemon import run_node
 
     setup_logging(verbose)
     if not port:

@@ -749,11 +749,4 @@ def _fatal(exc: BaseException) -> bool:
     return isinstance(exc, StoreError) and not is_local_fault(exc)
 
 
-def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers: list[str]) -> None:
-    """The site daemon, assembled in ``site/daemon.py``; this name stays for its callers."""
-    from ptm_p2p.site import daemon  # not at the top: daemon.py imports this module
-
-    daemon.run_node(home, invitation, host_ip, port, peers)
-
-
-__all__ = ["Site", "run_node", "Path"]
+__all__ = ["Site", "Path"]
