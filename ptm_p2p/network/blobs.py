@@ -225,26 +225,34 @@ class BlobServer:
             await _close(stream)
 
     async def _refuse_non_member(self, stream: Any, peer: Any) -> None:
+        answered = False
         try:
+            asked = False
             with trio.move_on_after(NON_MEMBER_READ_S):
                 await read_frame(stream, MAX_CONTROL_FRAME)  # so the refusal is read as one
+                asked = True
             self.refused += 1
             self.limiter.log(
                 log, logging.INFO, "non-member", "peer %s: blob transfer refused: not a member",
                 peer,
             )  # fmt: skip
-            await _answer_quietly(
-                stream,
-                protocol.error(
-                    protocol.REFUSED,
-                    f"peer {peer} is not an admitted member of this collaboration; only members "
-                    "may store or fetch blobs (ask the collaboration's admin to admit your key)",
-                ),
-            )
+            if asked:
+                await _answer(
+                    stream,
+                    protocol.error(
+                        protocol.REFUSED,
+                        f"peer {peer} is not an admitted member of this collaboration; only "
+                        "members may store or fetch blobs (ask the collaboration's admin to "
+                        "admit your key)",
+                    ),
+                )
+                answered = True
         except Exception:  # a broken stream: nothing to tell
             pass
         finally:
-            await _reset(stream)
+            # Closed after an answer (a reset could drop it before the peer reads it);
+            # reset when the peer sent nothing in time.
+            await (_close(stream) if answered else _reset(stream))
 
     async def _serve_one(self, stream: Any, peer: Any) -> None:
         with trio.fail_after(self.stall_timeout):
