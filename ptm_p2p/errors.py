@@ -226,8 +226,9 @@ class NotAMember(RemoteError):
     admitted, or revoked). Its message names our key and what to do; on the wire it is a
     ``refused`` error (``protocol.NOT_MEMBER``), so peers of the first version see a refusal."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, revoked_at: int | None = None) -> None:
         super().__init__(code, message)
+        self.revoked_at = revoked_at  # the log index that revoked our key, when it was
         self.args = (f"not a member: {message}",)
 
 

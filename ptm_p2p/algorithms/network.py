@@ -36,9 +36,10 @@ site containers run ``survival_site.compute`` on the same numbers, so a network 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ptm_p2p.algorithms.rounds import RoundInfo, check_outputs
@@ -146,17 +147,8 @@ class NetworkRunner:
         started = time.perf_counter()
         # Within the round's deadline a lost hub is reached again (back-off, jitter, cap).
         deadline = time.monotonic() + self.timeout
-        try:
-            with self.client.session.reconnecting(deadline):
-                outputs, task, replayed = self._round(image, requests, number, asked)
-        except StudyError as exc:
-            raise StudyError(f"{image}, round {number}: {exc}{self._stopped()}", exc.sites) from exc
-        except NetworkError as exc:
-            raise StudyInterrupted(
-                f"{image}, round {number} could not complete: {exc}{self._stopped()}",
-                number - 1,
-                None if self.state is None else str(self.state.path),
-            ) from exc
+        with self._round_errors(image, number), self.client.session.reconnecting(deadline):
+            outputs, task, replayed = self._round(image, requests, number, asked)
         seconds = time.perf_counter() - started
         checked = check_outputs(image, outputs)
         if self.state is not None and not replayed:
@@ -174,6 +166,21 @@ class NetworkRunner:
             self.on_round(number, info)
         return checked
 
+    @contextlib.contextmanager
+    def _round_errors(self, image: str, number: int) -> Iterator[None]:
+        """Name the image and round in a failure; a network failure past the round's
+        deadline becomes ``StudyInterrupted`` (exit 5), naming the last completed round."""
+        try:
+            yield
+        except StudyError as exc:
+            raise StudyError(f"{image}, round {number}: {exc}{self._stopped()}", exc.sites) from exc
+        except NetworkError as exc:
+            raise StudyInterrupted(
+                f"{image}, round {number} could not complete: {exc}{self._stopped()}",
+                number - 1,
+                None if self.state is None else str(self.state.path),
+            ) from exc
+
     def secure_sum(self, image: str, requests: Mapping[str, dict[str, Any]]) -> SecureSum:
         """A secure-aggregation round (``Client.sum_round``): only the sum over the sites
         opens; a site that does not answer is dropped and the round published again
@@ -183,25 +190,16 @@ class NetworkRunner:
         number = len(self.rounds) + 1
         started = time.perf_counter()
         deadline = time.monotonic() + self.timeout * max(1, len(requests) - 1)
-        try:
-            with self.client.session.reconnecting(deadline):
-                result: SecureSum = self.client.sum_round(
-                    self.images[image],
-                    {site: dict(request) for site, request in requests.items()},
-                    data=[self.data_label],
-                    timeout=self.timeout,
-                    algorithm=image,
-                    on_progress=self.on_progress,
-                    memory_mb=self.memory_mb,
-                )
-        except StudyError as exc:
-            raise StudyError(f"{image}, round {number}: {exc}{self._stopped()}", exc.sites) from exc
-        except NetworkError as exc:
-            raise StudyInterrupted(
-                f"{image}, round {number} could not complete: {exc}{self._stopped()}",
-                number - 1,
-                None if self.state is None else str(self.state.path),
-            ) from exc
+        with self._round_errors(image, number), self.client.session.reconnecting(deadline):
+            result: SecureSum = self.client.sum_round(
+                self.images[image],
+                {site: dict(request) for site, request in requests.items()},
+                data=[self.data_label],
+                timeout=self.timeout,
+                algorithm=image,
+                on_progress=self.on_progress,
+                memory_mb=self.memory_mb,
+            )
         info = RoundInfo(
             self._label(image, requests) + " (secure sum)",
             time.perf_counter() - started,

@@ -610,18 +610,8 @@ class Client:
         (its output does not open as it signed it) or did not answer within ``timeout``
         seconds, and only those; the error's ``answers`` holds every other site's answer.
         """
-        encoded = {
-            site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-            for site, value in inputs.items()
-        }
-        task = self.publish(
-            image,
-            inputs=encoded,
-            data=data,
-            timeout_s=min(int(timeout), 7 * 24 * 3600),
-            algorithm=algorithm,
-            memory_mb=memory_mb,
-            cpu_millis=cpu_millis,
+        task = self._publish_round(
+            image, inputs, data, timeout, algorithm, memory_mb, cpu_millis, aggregate=None
         )
         view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)
         answers = self.results(task.id)
@@ -642,6 +632,34 @@ class Client:
             }
             raise StudyError(f"round {task.id[:16]}… did not complete: {detail}", failures, honest)
         return {site: by_key[key].json() for site, key in zip(inputs, keys, strict=True)}
+
+    def _publish_round(
+        self,
+        image: str,
+        inputs: Mapping[str, Any],
+        data: Sequence[str],
+        timeout: float,
+        algorithm: str | None,
+        memory_mb: int,
+        cpu_millis: int,
+        aggregate: str | None,
+    ) -> TaskView:
+        """Publish one round's task: each site's input as compact JSON, the round's
+        ``timeout`` as the task's own (capped at a week)."""
+        encoded = {
+            site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+            for site, value in inputs.items()
+        }
+        return self.publish(
+            image,
+            inputs=encoded,
+            data=data,
+            timeout_s=min(int(timeout), 7 * 24 * 3600),
+            algorithm=algorithm,
+            memory_mb=memory_mb,
+            cpu_millis=cpu_millis,
+            aggregate=aggregate,
+        )
 
     def sum_round(
         self,
@@ -678,19 +696,8 @@ class Client:
                     f"(at least {min_sites} needed); dropped: {detail}",
                     dropped,
                 )
-            encoded = {
-                site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-                for site, value in remaining.items()
-            }
-            task = self.publish(
-                image,
-                inputs=encoded,
-                data=data,
-                timeout_s=min(int(timeout), 7 * 24 * 3600),
-                algorithm=algorithm,
-                memory_mb=memory_mb,
-                cpu_millis=cpu_millis,
-                aggregate=SECURE_SUM,
+            task = self._publish_round(
+                image, remaining, data, timeout, algorithm, memory_mb, cpu_millis, SECURE_SUM
             )
             tasks.append(task.id)
             view = self.wait(task.id, timeout=timeout + 30, on_progress=on_progress)

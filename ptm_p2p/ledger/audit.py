@@ -76,6 +76,17 @@ class CheckpointReport:
             and self.consistent_with_previous is not False
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "root": self.root,
+            "ok": self.ok,
+            "signed_by_hub": self.signed_by_hub,
+            "matches_entries": self.matches_entries,
+            "consistent_with_previous": self.consistent_with_previous,
+            "cosigners": self.cosigners,
+        }
+
 
 @dataclass
 class AuditReport:
@@ -143,18 +154,7 @@ class AuditReport:
                 }
                 for task in state.tasks.values()
             ],
-            "checkpoints": [
-                {
-                    "size": c.size,
-                    "root": c.root,
-                    "ok": c.ok,
-                    "signed_by_hub": c.signed_by_hub,
-                    "matches_entries": c.matches_entries,
-                    "consistent_with_previous": c.consistent_with_previous,
-                    "cosigners": c.cosigners,
-                }
-                for c in self.checkpoints
-            ],
+            "checkpoints": [c.to_json() for c in self.checkpoints],
             "problems": [p.to_json() for p in self.problems],
             "problems_omitted": self.problems_omitted,
             "evidence": self.evidence,

@@ -1024,13 +1024,7 @@ def task_payload(
         "inputs": {site: crypto.seal(site, data) for site, data in inputs.items()},
         "limits": dict(limits),
     }
-    if algorithm is not None:
-        payload["algorithm"] = algorithm
-    if description is not None:
-        payload["description"] = description
-    if data:
-        payload["data"] = list(data)
-    return payload
+    return _with_task_options(payload, algorithm, description, list(data))
 
 
 def result_payload(
@@ -1103,14 +1097,21 @@ def task_payload_v2(
         "inputs": boxed,
         "limits": dict(limits),
     }
+    if aggregate is not None:
+        payload["aggregate"] = aggregate
+    return _with_task_options(payload, algorithm, description, labels)
+
+
+def _with_task_options(
+    payload: dict[str, Any], algorithm: str | None, description: str | None, data: list[str]
+) -> dict[str, Any]:
+    """A task payload with its optional keys, each only when given (both formats)."""
     if algorithm is not None:
         payload["algorithm"] = algorithm
     if description is not None:
         payload["description"] = description
-    if labels:
-        payload["data"] = labels
-    if aggregate is not None:
-        payload["aggregate"] = aggregate
+    if data:
+        payload["data"] = data
     return payload
 
 

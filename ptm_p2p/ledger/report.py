@@ -250,18 +250,7 @@ def build_report(
         "origin": state.origin,
         "entries_by_kind": report.kind_counts,
         "entries_by_author": report.author_counts(),
-        "checkpoints": [
-            {
-                "size": c.size,
-                "root": c.root,
-                "ok": c.ok,
-                "signed_by_hub": c.signed_by_hub,
-                "matches_entries": c.matches_entries,
-                "consistent_with_previous": c.consistent_with_previous,
-                "cosigners": c.cosigners,
-            }
-            for c in report.checkpoints
-        ],
+        "checkpoints": [c.to_json() for c in report.checkpoints],
         "problems": [p.to_json() for p in report.problems],
         "problems_omitted": report.problems_omitted,
         "evidence": report.evidence,

@@ -354,10 +354,15 @@ def error(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": code, "message": message[:1000]}
 
 
-def not_member(message: str) -> dict[str, Any]:
+def not_member(message: str, revoked_at: int | None = None) -> dict[str, Any]:
     """The refusal of a request only members may make: a ``refused`` error (what peers of
-    the first version understand) that says why in its ``refusal`` field."""
-    return {**error(REFUSED, message), "refusal": NOT_MEMBER}
+    the first version understand) that says why in its ``refusal`` field, and for a revoked
+    key the log index of its revocation (``revoked_at``), so a revoked site can stop its work
+    without the revocation entry it is no longer served."""
+    refusal = {**error(REFUSED, message), "refusal": NOT_MEMBER}
+    if revoked_at is not None:
+        refusal["revoked_at"] = revoked_at
+    return refusal
 
 
 def check_response(message: dict[str, Any]) -> dict[str, Any]:
@@ -369,6 +374,9 @@ def check_response(message: dict[str, Any]) -> dict[str, Any]:
         code = message.get("error")
         text = message.get("message")
         if code == REFUSED and message.get("refusal") == NOT_MEMBER:
-            raise NotAMember(REFUSED, str(text)[:1000])
+            revoked_at = message.get("revoked_at")
+            if isinstance(revoked_at, bool) or not isinstance(revoked_at, int):
+                revoked_at = None
+            raise NotAMember(REFUSED, str(text)[:1000], revoked_at)
         raise RemoteError(str(code)[:64], str(text)[:1000])
     raise ProtocolError("response has no boolean 'ok' field")

@@ -162,7 +162,9 @@ class SyncServer:
             str(peer)[-12:],
             what,
         )
-        return protocol.not_member(self.not_member_message(key, what))
+        member = self.log.state.members.get(key) if key is not None else None
+        revoked_at = member.revoked_at if member is not None else None
+        return protocol.not_member(self.not_member_message(key, what), revoked_at)
 
     def not_member_message(self, key: bytes | None, what: str) -> str:
         allowed = (

@@ -34,7 +34,6 @@ The rules, in the order they are applied (the first that holds decides):
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -66,7 +65,6 @@ CANCELLED_BEFORE = "cancelled before it started"
 PUBLISHER_REVOKED = "the publisher's key was revoked"  # the worker words it (revoked_reason)
 
 # How the hub's members-only refusal names a revoked key (network/sync_server.py).
-_REVOKED_AT = re.compile(r"was revoked at log index (\d+)")
 
 
 class SiteView(Protocol):
@@ -118,7 +116,7 @@ class Action:
         return cls(Do.ANSWER, status=status, reason=reason, entry=entry)
 
 
-def self_revoked(state: State, me: bytes, not_admitted: str | None) -> int | None:
+def self_revoked(state: State, me: bytes, hub_says_revoked: int | None) -> int | None:
     """The entry that revoked this site's key, from our copy or, failing that, from the
     hub's refusal to serve us as a member any more.
 
@@ -132,8 +130,7 @@ def self_revoked(state: State, me: bytes, not_admitted: str | None) -> int | Non
         return None
     if member.revoked_at is not None:
         return member.revoked_at
-    found = _REVOKED_AT.search(not_admitted or "")
-    return int(found.group(1)) if found else None
+    return hub_says_revoked
 
 
 def publisher_revoked(state: State, task: LoggedTask) -> int | None:

@@ -143,6 +143,7 @@ class Site:
         # The hub's refusal while this site's key is not (or no longer) an active member:
         # entries are served to members only (issue 14), so the site waits for admission.
         self.not_admitted: str | None = None
+        self.hub_says_revoked: int | None = None  # the hub's refusal: our key's revocation
         self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
         # Small files of ours failing to write (witness.json): back off, show in status.
         self.file_faults = LocalFaults()
@@ -227,7 +228,7 @@ class Site:
 
     def why_halted(self) -> str | None:
         """Why this site executes nothing (the hub distrusted, split view, own key revoked)."""
-        revoked = self_revoked(self.log.state, self.home.public_key, self.not_admitted)
+        revoked = self_revoked(self.log.state, self.home.public_key, self.hub_says_revoked)
         return halted_reason(self.trust.split_view, self.trust.hub_trusted, revoked, None)
 
     async def submit(self, entries: list[bytes]) -> None:
@@ -336,11 +337,13 @@ class Site:
                 key,
             )
         self.not_admitted = exc.reason
+        self.hub_says_revoked = exc.revoked_at
 
     def _admitted(self) -> None:
         if self.not_admitted is not None:
             log.info("the hub serves this site the log now (admitted); replicating")
             self.not_admitted = None
+            self.hub_says_revoked = None
 
     def _hello(self, me: str) -> protocol.HelloRequest:
         """Where we listen (our address without the /p2p/ suffix) and our name."""

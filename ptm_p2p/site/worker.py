@@ -208,7 +208,7 @@ class TaskWorker:
         return self.view.why_halted() or self.halted
 
     def _self_revoked(self) -> int | None:
-        return self_revoked(self.view.state, self.me, self.site.not_admitted)
+        return self_revoked(self.view.state, self.me, self.site.hub_says_revoked)
 
     def _publisher_revoked(self, task: LoggedTask) -> int | None:
         return publisher_revoked(self.view.state, task)
