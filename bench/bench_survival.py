@@ -46,7 +46,7 @@ import numpy as np
 from baseline import bare_docker_runs  # noqa: E402  (one module for every baseline)
 
 from ptm_p2p.algorithms import coxph, datasets, km
-from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
+from ptm_p2p.algorithms.runner import SURVIVAL_IMAGES, NetworkRunner
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import ensure_stack

@@ -293,7 +293,7 @@ def _survival(client: Any, images: dict[str, str], say: Say) -> tuple[Any, Any]:
     reveals, and to whom).
     """
     from ptm_p2p.algorithms import coxph, km
-    from ptm_p2p.algorithms.network import NetworkRunner, describe_round
+    from ptm_p2p.algorithms.runner import NetworkRunner, describe_round
 
     def on_round(number: int, info: Any) -> None:
         say(f"    {describe_round(number, info)}")

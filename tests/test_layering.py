@@ -155,9 +155,9 @@ def private_names_used(path: Path) -> list[str]:
 def test_the_check_for_private_names_finds_each_form(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text(
-        "import ptm_p2p.cli.network as net\n"
+        "import ptm_p2p.cli.collab as net\n"
         "from ptm_p2p import __version__, errors\n"
-        "from ptm_p2p.cli.researcher import _parse_memory, open_client\n"
+        "from ptm_p2p.cli.tasks import _parse_memory, open_client\n"
         "from ptm_p2p.ledger import merkle\n"
         "import ptm_p2p.home\n"
         "net._emit\n"

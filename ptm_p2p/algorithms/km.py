@@ -91,6 +91,25 @@ class KMResult:
         }
 
 
+def median_survival(curve: Mapping[str, list[float]]) -> tuple[float | None, ...]:
+    """A curve's median survival and its confidence interval: the first time the survival
+    (and the band's lower and upper bound) is at or below one half; None where it never is
+    within the follow-up."""
+    return tuple(
+        _first_time_at_or_below(curve["time"], curve[column], 0.5)
+        for column in ("survival", "ci_lower", "ci_upper")
+    )
+
+
+def _first_time_at_or_below(
+    times: Sequence[float], values: Sequence[float], level: float
+) -> float | None:
+    for t, v in zip(times, values, strict=True):
+        if v <= level:
+            return t
+    return None
+
+
 def pooled_curve(parts: Sequence[Mapping[str, Any]], alpha: float = 0.05) -> dict[str, list[float]]:
     """The Kaplan–Meier estimate over several sites' count tables (``km_counts`` answers)."""
     if not parts:

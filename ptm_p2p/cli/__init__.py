@@ -72,10 +72,36 @@ main.help = (
 
 
 def _register_all() -> None:
-    # Each module adds its commands to ``main``; the import order is the help order.
-    from ptm_p2p.cli import demo, executor, explore, identity, ledger, network, researcher, study
+    # Each module adds its commands to ``main``, one module per role or command group.
+    from ptm_p2p.cli import (
+        collab,
+        demo,
+        dev,
+        explore,
+        hub,
+        identity,
+        ledger,
+        node,
+        run_local,
+        status,
+        study,
+        tasks,
+    )
 
-    for module in (demo, identity, ledger, explore, network, researcher, study, executor):
+    for module in (
+        demo,
+        identity,
+        ledger,
+        explore,
+        hub,
+        node,
+        collab,
+        status,
+        tasks,
+        study,
+        run_local,
+        dev,
+    ):
         module.register(main)
 
 

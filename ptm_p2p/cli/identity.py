@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ptm_p2p.cli.common import home_option, json_option
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.home import CONFIG_FILE, KEY_FILE, Home, resolve_home
 
@@ -42,13 +43,7 @@ POLICY_TEMPLATE = """
 
 
 @click.command("init")
-@click.option(
-    "--home",
-    "home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for the new identity (default: $PTM_HOME); created if missing.",
-)
+@home_option("Folder for the new identity (default: $PTM_HOME); created if missing.", as_path=True)
 @click.option(
     "--name",
     required=True,
@@ -61,7 +56,7 @@ POLICY_TEMPLATE = """
     help="What this identity will be; only tailors the next steps printed (nothing is stored: "
     "the role comes from the log).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def init_command(home: Path | None, name: str, role: str | None, as_json: bool) -> None:
     """Create a new identity: a private key, config.toml and an empty ledger copy.
 
@@ -135,14 +130,8 @@ def next_steps(home: Path, role: str | None) -> list[str]:
 
 
 @click.command("id")
-@click.option(
-    "--home",
-    "home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Identity folder (default: $PTM_HOME).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (name, public_key, home).")
+@home_option(as_path=True)
+@json_option("Print JSON (name, public_key, home).")
 def id_command(home: Path | None, as_json: bool) -> None:
     """Print this identity's public key (hex) — never the private key.
 
@@ -177,14 +166,8 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.option(
-    "--home",
-    "home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Identity folder (default: $PTM_HOME).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the checked settings as JSON.")
+@home_option(as_path=True)
+@json_option("Print the checked settings as JSON.")
 def config_check(home: Path | None, as_json: bool) -> None:
     """Validate HOME/config.toml as `ptm node` does when it starts.
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ptm_p2p.cli.common import json_option
 from ptm_p2p.errors import StoreError
 from ptm_p2p.home import LEDGER_FILE
 
@@ -88,7 +89,7 @@ SECTIONS = (
 
 @click.command("audit")
 @click.argument("ledger", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the complete report as JSON.")
+@json_option("Print the complete report as JSON.")
 @click.option(
     "--csv",
     "csv_dir",
@@ -500,7 +501,7 @@ def copy_command(source: Path, target: Path) -> None:
     default=None,
     help="A ledger copy (file or home) that must hold each result entry at its index.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@json_option("Print the verdicts as JSON.")
 def check_proof_command(proof: Path, ledger: Path | None, as_json: bool) -> None:
     """Check a proof folder written by `ptm results --prove`: needs no key.
 
@@ -561,7 +562,7 @@ def check_proof_command(proof: Path, ledger: Path | None, as_json: bool) -> None
     show_default=True,
     help="Entries between hub checkpoints.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 def simulate_command(
     out: Path, entries: int, sites: int, seed: int, checkpoint_every: int, as_json: bool
 ) -> None:

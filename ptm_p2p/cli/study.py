@@ -2,7 +2,7 @@
 
 ``ptm study coxph`` fits a Cox proportional-hazards model (pooled or site-stratified) and
 ``ptm study km`` Kaplan–Meier curves; every round is one signed task through the hub
-(``ptm_p2p.algorithms.network.NetworkRunner`` over the researcher's client), the sites'
+(``ptm_p2p.algorithms.runner.NetworkRunner`` over the researcher's client), the sites'
 answers are aggregates only (docs/survival.md says what each round reveals). The fit on
 stdout (``--json`` for machines), one progress line per round on stderr. The client,
 libp2p, NumPy and pandas load inside the commands, so ``ptm --help`` stays fast.
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.cli.researcher import home_option, invitation_option, json_option
+from ptm_p2p.cli.common import client_options, open_client, targets
 from ptm_p2p.errors import StudyError
 
 if TYPE_CHECKING:
-    from ptm_p2p.algorithms.network import NetworkRunner
+    from ptm_p2p.algorithms.runner import NetworkRunner
     from ptm_p2p.client import Client
 
 
@@ -45,12 +45,8 @@ def study() -> None:
 
 def _targets(to: str | None, to_all: bool) -> list[str] | None:
     """Named sites, or None for every admitted site (resolved once connected)."""
-    if bool(to) == to_all:
-        raise click.UsageError("name the sites: --to SITE[,SITE…] or --to-all")
-    if to_all:
-        return None
-    names = [s.strip() for s in (to or "").split(",") if s.strip()]
-    if not names:
+    names = targets(to, to_all, "sites")
+    if names is not None and not names:
         raise click.UsageError("--to needs at least one site name")
     return names
 
@@ -78,7 +74,7 @@ def _runner(
     """The runner of this study, recording each completed round in the home's study state;
     with ``resume``, the state of the same study (same command, sites, data and options) is
     read back and its completed rounds are not published again."""
-    from ptm_p2p.algorithms.network import NetworkRunner, describe_round, images_from_registry
+    from ptm_p2p.algorithms.runner import NetworkRunner, describe_round, images_from_registry
     from ptm_p2p.client.study_state import StudyState, study_id
 
     path = StudyState.path_for(client.home.path, study_id(definition))
@@ -120,12 +116,6 @@ def _sites(client: Client, targets: list[str] | None) -> list[str]:
     if not names:
         raise click.ClickException("the collaboration has no admitted sites yet")
     return names
-
-
-def _connect(home: str | None, invitation: str | None) -> Client:
-    from ptm_p2p.cli.researcher import open_client
-
-    return open_client(home, invitation)
 
 
 to_option = click.option("--to", "to", default=None, help="The sites, by organisation: A,B,C.")
@@ -192,9 +182,7 @@ resume_option = click.option(
 @registry_option
 @timeout_option
 @resume_option
-@home_option
-@invitation_option
-@json_option
+@client_options
 def coxph(
     to: str | None,
     to_all: bool,
@@ -232,7 +220,7 @@ def coxph(
     targets = _targets(to, to_all)
     names = _columns(covariates)
     image = cox.STRATIFIED if stratify_sites else cox.POOLED
-    with _connect(home, invitation) as client:
+    with open_client(home, invitation) as client:
         sites = _sites(client, targets)
         _say(f"Cox regression ({image}) over {len(sites)} site(s): {', '.join(sites)}")
         definition = {
@@ -293,9 +281,7 @@ def coxph(
 @registry_option
 @timeout_option
 @resume_option
-@home_option
-@invitation_option
-@json_option
+@client_options
 def km(
     to: str | None,
     to_all: bool,
@@ -329,7 +315,7 @@ def km(
     from ptm_p2p.algorithms import km as kaplan_meier
 
     targets = _targets(to, to_all)
-    with _connect(home, invitation) as client:
+    with open_client(home, invitation) as client:
         sites = _sites(client, targets)
         _say(f"Kaplan–Meier over {len(sites)} site(s): {', '.join(sites)}")
         definition = {

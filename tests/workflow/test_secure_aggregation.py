@@ -22,8 +22,8 @@ import pytest
 
 from ptm_p2p.algorithms import datasets, km
 from ptm_p2p.algorithms import survival_site as site
-from ptm_p2p.algorithms.network import NetworkRunner
 from ptm_p2p.algorithms.rounds import tables_from_frames
+from ptm_p2p.algorithms.runner import NetworkRunner
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack

@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 
 from ptm_p2p.algorithms import coxph, datasets, km
-from ptm_p2p.algorithms.network import SURVIVAL_IMAGES, NetworkRunner
 from ptm_p2p.algorithms.rounds import RoundInfo
+from ptm_p2p.algorithms.runner import SURVIVAL_IMAGES, NetworkRunner
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack

@@ -1,4 +1,5 @@
-"""CLI commands of the executor area: ``ptm run-local`` and ``ptm dev …`` (infrastructure)."""
+"""``ptm run-local``: run an algorithm image on local files in exactly the sandbox a site
+uses (no ledger, no policy, no registry): an algorithm author's check before publishing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ptm_p2p.cli.common import json_option
 from ptm_p2p.errors import PolicyError
 
 
@@ -61,7 +63,7 @@ def _parse_data(values: tuple[str, ...]) -> dict[str, Path]:
     help="Turn disclosure control on with this time lattice (PTM_TIME_RESOLUTION), as a "
     "site's [policy] disclosure_control = true does; default off (docs/privacy.md).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@json_option("Print the result record as JSON.")
 def run_local_cmd(
     image: str,
     data: tuple[str, ...],
@@ -145,88 +147,6 @@ def run_local_cmd(
         sys.exit(1)
 
 
-@click.group("dev")
-def dev() -> None:
-    """Development infrastructure: Docker engine, local registry, base and algorithm images.
-
-    \b
-    Example:
-      ptm dev up        # idempotent: start/prepare what is missing, print image digests
-      ptm dev status
-    """
-
-
-@dev.command("up")
-@click.option("--no-images", is_flag=True, help="Skip building and pushing algorithm images.")
-@click.option("--json", "as_json", is_flag=True, help="Print the image digests as JSON.")
-def dev_up(no_images: bool, as_json: bool) -> None:
-    """Start the engine and registry, build the base image and the algorithm images.
-
-    \b
-    Example:
-      ptm dev up --json > images.json
-    """
-    from ptm_p2p.dev import commands
-
-    _echo(commands.up(build_images=not no_images, as_json=as_json))
-
-
-@dev.command("status")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the engine, registry and images as JSON."
-)
-def dev_status(as_json: bool) -> None:
-    """Show what is running and built: engine, registry, base and algorithm images.
-
-    Starts nothing and changes nothing.
-
-    \b
-    Examples:
-      ptm dev status
-      ptm dev status --json
-    """
-    from ptm_p2p.dev import commands
-
-    _echo(commands.status(as_json=as_json))
-
-
-@dev.command("down")
-def dev_down() -> None:
-    """Stop the registry and dockerd that `ptm dev up` started (by their pid files).
-
-    An engine that was already running before is left alone.
-
-    \b
-    Example:
-      ptm dev down
-    """
-    from ptm_p2p.dev import commands
-
-    _echo(commands.down())
-
-
-@dev.command("clear-cache")
-def dev_clear_cache() -> None:
-    """Delete the cached base-image tarball (the next `ptm dev up` debootstraps again).
-
-    Images already in the engine are kept; only the tarball `ptm dev up` imports from is
-    removed, e.g. to rebuild the base from a fresh Debian mirror.
-
-    \b
-    Example:
-      ptm dev clear-cache && ptm dev up
-    """
-    from ptm_p2p.dev import commands
-
-    _echo(commands.clear_cache())
-
-
-def _echo(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(line)
-
-
 def register(main: click.Group) -> None:
-    """Add this module's commands to the `ptm` group."""
+    """Add ``ptm run-local`` to the ``ptm`` group."""
     main.add_command(run_local_cmd)
-    main.add_command(dev)

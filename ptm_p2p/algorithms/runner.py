@@ -8,11 +8,12 @@ Keep one ``Client`` open for all rounds of a study: it holds the connection to t
 the verified copy, so a round costs no reconnect and no catch-up.
 
     from ptm_p2p.client import Client
-    from ptm_p2p.algorithms import coxph, network
+    from ptm_p2p.algorithms import coxph
+    from ptm_p2p.algorithms.runner import NetworkRunner, images_from_registry
 
-    images = network.images_from_registry()          # short name -> repo@sha256:…
+    images = images_from_registry()                   # short name -> repo@sha256:…
     with Client("researcher/", "invite.json") as client:
-        runner = network.NetworkRunner(client, images, "gbsg2")
+        runner = NetworkRunner(client, images, "gbsg2")
         fit = coxph.fit(runner, ["hospital-a", "hospital-b"], "time", "cens",
                         ["age", "tsize"], data="gbsg2")
     runner.rounds                                     # RoundInfo per round: bytes, seconds

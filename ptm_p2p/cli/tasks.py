@@ -1,4 +1,4 @@
-"""The researcher's commands: ``ptm publish``, ``wait``, ``results``, ``tasks``, ``cancel``.
+"""The researcher's task commands: ``ptm publish``, ``wait``, ``results``, ``tasks``, ``cancel``.
 
 Each opens the researcher's home (key, verified ledger copy) and the collaboration's
 invitation, talks to the hub through ``ptm_p2p.client.Client`` and prints what the
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ptm_p2p.cli.common import client_options, open_client, targets
 from ptm_p2p.errors import (
     EXIT_DOMAIN,
     EXIT_NOT_DONE,
@@ -28,37 +29,10 @@ if TYPE_CHECKING:
     from ptm_p2p.client import Client, TaskView
 
 
-home_option = click.option(
-    "--home",
-    "home",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="The researcher's home folder (default: $PTM_HOME).",
-)
-invitation_option = click.option(
-    "--invitation",
-    "--join",
-    "invitation",
-    type=click.Path(dir_okay=False, exists=True),
-    default=None,
-    help="The hub's invitation file (default: HOME/invitation.json or $PTM_INVITATION). "
-    "--join is an alias.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
 def register(main: click.Group) -> None:
+    """Add ``ptm publish``, ``wait``, ``results``, ``tasks`` and ``cancel`` to the ``ptm`` group."""
     for command in (publish, wait, results, tasks, cancel):
         main.add_command(command)
-
-
-def open_client(home: str | None, invitation: str | None) -> Client:
-    """The researcher's client for ``home`` and ``invitation``, libp2p's own logs quieted."""
-    from ptm_p2p.cli.common import quiet_libp2p
-    from ptm_p2p.client import Client
-
-    quiet_libp2p()
-    return Client(home, invitation)
 
 
 def _parse_memory(text: str | None) -> int | None:
@@ -183,9 +157,7 @@ def _answered_exit_code(client: Client, view: TaskView, timeout: float | None) -
 @click.option("--cpus", type=click.FloatRange(0.01, 1024), default=None, help="CPUs (default 1).")
 @click.option("--algorithm", default=None, help="A name for the task, e.g. summary/v1.")
 @click.option("--wait", "then_wait", is_flag=True, help="Then wait for every site's answer.")
-@home_option
-@invitation_option
-@json_option
+@client_options
 def publish(
     image: str,
     to: str | None,
@@ -213,12 +185,10 @@ def publish(
       ptm publish 127.0.0.1:5000/ptm/summary:latest --to-all --data gbsg2 \\
           --param data=gbsg2 --param 'categorical=["horTh"]' --wait --home researcher/
     """
-    if bool(to) == to_all:
-        raise click.UsageError("name the targets: --to SITE[,SITE…] or --to-all")
+    named = targets(to, to_all)
     if input_file is not None and params:
         raise click.UsageError("give the input either as --input FILE or as --param KEY=VALUE")
     payload = input_file.read() if input_file is not None else _parse_params(params)
-    targets: Any = "all" if to_all else [s.strip() for s in (to or "").split(",") if s.strip()]
     memory_mb = _parse_memory(memory)
     from ptm_p2p.errors import TaskLookupError
 
@@ -227,7 +197,7 @@ def publish(
         try:
             task = client.publish(
                 image,
-                to=targets,
+                to="all" if named is None else named,
                 input=payload,
                 data=list(data),
                 timeout_s=timeout,
@@ -258,9 +228,7 @@ def publish(
 @click.command()
 @click.argument("task")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-@home_option
-@invitation_option
-@json_option
+@client_options
 def wait(
     task: str, timeout: float | None, home: str | None, invitation: str | None, as_json: bool
 ) -> None:
@@ -421,9 +389,7 @@ def _entry_at(client: Client, index: int) -> Any:
     default=None,
     help="Write a proof of each opened output to DIR (plaintext, nonce, signed entry).",
 )
-@home_option
-@invitation_option
-@json_option
+@client_options
 def results(
     task: str,
     out: Path | None,
@@ -462,9 +428,7 @@ def results(
 
 @click.command()
 @click.option("--mine", is_flag=True, help="Only tasks this home published.")
-@home_option
-@invitation_option
-@json_option
+@client_options
 def tasks(mine: bool, home: str | None, invitation: str | None, as_json: bool) -> None:
     """List the collaboration's tasks and each target's progress.
 
@@ -503,9 +467,7 @@ def task_name(algorithm: str | None, image: str) -> str:
 @click.command()
 @click.argument("task")
 @click.option("--reason", default=None, help="Why (recorded in the log).")
-@home_option
-@invitation_option
-@json_option
+@client_options
 def cancel(
     task: str, reason: str | None, home: str | None, invitation: str | None, as_json: bool
 ) -> None:
