@@ -50,12 +50,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptm_p2p.algorithms.summary import combine
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.errors import PtmError
 from ptm_p2p.home import LEDGER_FILE
 from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
 from ptm_p2p.ledger.simulate import simulate
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.ledger_copy import read_only_copy
 
 SITES = ("hospital-a", "hospital-b", "hospital-c")
 RESEARCHER = "researcher-1"
@@ -112,23 +114,6 @@ def split_study(workdir: Path) -> tuple[dict[str, Path], Any]:
         share.to_csv(path, index=False)
         paths[site] = path
     return paths, pooled
-
-
-def combine(outputs: list[dict[str, Any]]) -> dict[str, float]:
-    """The researcher's side: pool per-site sums into means, standard deviations, counts."""
-    combined: dict[str, float] = {"patients": float(sum(o["rows"] for o in outputs))}
-    for column in NUMERIC:
-        n = sum(o["numeric"][column]["count"] for o in outputs)
-        total = math.fsum(o["numeric"][column]["sum"] for o in outputs)
-        squares = math.fsum(o["numeric"][column]["sum_sq"] for o in outputs)
-        mean = total / n
-        combined[f"mean {column}"] = mean
-        combined[f"sd {column}"] = math.sqrt((squares - n * mean * mean) / (n - 1))
-    for column in CATEGORICAL:
-        for category in sorted({c for o in outputs for c in o["categorical"][column]}):
-            count = sum(o["categorical"][column].get(category, 0) for o in outputs)
-            combined[f"{column}={category}"] = float(count)
-    return combined
 
 
 def summary_matches(federated: dict[str, float], central: dict[str, float]) -> bool:
@@ -436,19 +421,13 @@ def _progress_printer(say: Say) -> Callable[[Any], None]:
 
 
 def _copy_ledger(source: Path, target: Path) -> None:
-    store = SqliteStore(source, read_only=True)
-    try:
+    with read_only_copy(source) as store:
         store.copy_to(target)
-    finally:
-        store.close()
 
 
 def _audit_home(home: Path) -> AuditReport:
-    store = SqliteStore(home / LEDGER_FILE, read_only=True)
-    try:
+    with read_only_copy(home) as store:
         return audit(store)
-    finally:
-        store.close()
 
 
 def audit_simulated(workdir: Path, say: Say) -> bool:

@@ -235,19 +235,13 @@ def config_check(home: Path | None, as_json: bool) -> None:
 def _known_members(home: Path) -> dict[str, str] | None:
     """Unrevoked members of this home's ledger copy: organisation and key hex -> role
     (None when the copy is empty or unreadable: nothing to compare with)."""
-    from ptm_p2p.home import LEDGER_FILE
-    from ptm_p2p.ledger.store import SqliteStore
+    from ptm_p2p.ledger_copy import read_only_copy
     from ptm_p2p.network.status import members_state
 
-    if not (home / LEDGER_FILE).exists():
-        return None
     try:
-        store = SqliteStore(home / LEDGER_FILE, read_only=True)
-        try:
+        with read_only_copy(home) as store:
             state = members_state(store)
-        finally:
-            store.close()
-    except PtmError:
+    except PtmError:  # no copy, or an unreadable one
         return None
     if state is None:
         return None

@@ -18,11 +18,10 @@ import click
 
 from ptm_p2p.cli.common import json_option
 from ptm_p2p.errors import StoreError
-from ptm_p2p.home import LEDGER_FILE
+from ptm_p2p.ledger_copy import ledger_file, open_read_only, read_only_copy
 
 if TYPE_CHECKING:  # imported where used: `ptm --help` must not pay for the ledger and rich
     from ptm_p2p.ledger.entry import Entry
-    from ptm_p2p.ledger.store import SqliteStore
 
 # Replays shorter than this finish before a bar would be readable.
 PROGRESS_THRESHOLD = 20_000
@@ -54,23 +53,6 @@ def _progress(label: str, total: int, quiet: bool) -> Iterator[Callable[[int, in
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _ledger_path(path: Path) -> Path:
-    """A ledger file, or a home folder holding one."""
-    return path / LEDGER_FILE if path.is_dir() else path
-
-
-def _open_existing(path: Path) -> SqliteStore:
-    from ptm_p2p.ledger.store import SqliteStore
-
-    if not path.is_file():
-        raise StoreError(
-            f"{path}: no such ledger file; give the path of a ledger copy, e.g. "
-            "HOME/ledger.db, or make one with `ptm ledger simulate`"
-        )
-    # Read-only: an audit must never change the file it is judging.
-    return SqliteStore(path, read_only=True)
 
 
 SECTIONS = (
@@ -136,8 +118,8 @@ def audit_command(
     from ptm_p2p.ledger.report import build_report
 
     home = ledger if ledger.is_dir() else None
-    ledger = _ledger_path(ledger)
-    store = _open_existing(ledger)
+    ledger = ledger_file(ledger)
+    store = open_read_only(ledger)
     try:
         damage = store.check_file()
         if damage:
@@ -482,13 +464,10 @@ def copy_command(source: Path, target: Path) -> None:
     Example:
       ptm ledger copy ~/.ptm/hospital-a /tmp/hospital-a.db && ptm audit /tmp/hospital-a.db
     """
-    source = _ledger_path(source)
-    store = _open_existing(source)
-    try:
+    source = ledger_file(source)
+    with read_only_copy(source) as store:
         store.copy_to(target)
         size = store.size()
-    finally:
-        store.close()
     click.echo(f"copied {source} ({size} entries) to {target}")
 
 
@@ -516,7 +495,7 @@ def check_proof_command(proof: Path, ledger: Path | None, as_json: bool) -> None
     """
     from ptm_p2p.ledger.proof import check_proof
 
-    store = _open_existing(_ledger_path(ledger)) if ledger is not None else None
+    store = open_read_only(ledger_file(ledger)) if ledger is not None else None
     try:
         verdicts = check_proof(proof, store)
     finally:

@@ -342,6 +342,8 @@ def km(
 
 def _km_table(curves: Any) -> str:
     """Per curve: patients, events, median survival with its confidence interval."""
+    from ptm_p2p.algorithms.km import median_survival
+
     level = f"{1 - curves.alpha:.0%}"
     width = max(12, *(len(name) for name in curves.curves))
     lines = [
@@ -353,9 +355,7 @@ def _km_table(curves: Any) -> str:
     ]
     for name, values in curves.curves.items():
         times, survival = values["time"], values["survival"]
-        median = _first_time_at_or_below(times, survival, 0.5)
-        lower = _first_time_at_or_below(times, values["ci_lower"], 0.5)
-        upper = _first_time_at_or_below(times, values["ci_upper"], 0.5)
+        median, lower, upper = median_survival(values)
         interval = f"{_fmt(lower)} – {_fmt(upper)}"
         lines.append(
             f"{name:<{width}}{values['at_risk'][0]:>10g}{sum(values['events']):>8g}"
@@ -368,13 +368,6 @@ def _km_table(curves: Any) -> str:
             lines.append(f"suppressed at {site} (under its minimum): {', '.join(groups)}")
     lines += ["", "every row: --json; the picture: --plot FILE.png"]
     return "\n".join(lines)
-
-
-def _first_time_at_or_below(times: list[float], values: list[float], level: float) -> float | None:
-    for t, v in zip(times, values, strict=True):
-        if v <= level:
-            return t
-    return None
 
 
 def _fmt(value: float | None) -> str:

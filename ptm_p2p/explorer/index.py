@@ -30,9 +30,16 @@ from ptm_p2p.ledger.checkpoint import Verifier, parse_checkpoint, verify_cosigna
 from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.ledger.report import build_report, iso, public_fields
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.ledger_copy import ledger_file, read_only_copy
 
 PAGE = 50
 MAX_PAGE = 500
+
+# What to give instead of a path with no ledger file (`ptm explore` on a wrong path).
+EXPLORE_INSTEAD = (
+    "give a ledger copy or a home folder that holds ledger.db (make one with "
+    "`ptm ledger simulate` to try the explorer)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +96,12 @@ class Explorer:
     @classmethod
     def open(cls, path: Path, workdir: Path | None = None) -> Explorer:
         """Snapshot, audit and index the ledger at ``path`` (a file or a home folder)."""
-        ledger = path / "ledger.db" if path.is_dir() else path
-        if not ledger.is_file():
-            raise StoreError(
-                f"{ledger}: no such ledger file; give a ledger copy or a home folder that "
-                "holds ledger.db (make one with `ptm ledger simulate` to try the explorer)"
-            )
+        ledger = ledger_file(path)
         folder = Path(tempfile.mkdtemp(prefix="ptm-explore-", dir=workdir))
         snapshot = folder / "ledger.db"
         try:
-            source = SqliteStore(ledger, read_only=True)
-            try:
+            with read_only_copy(ledger, EXPLORE_INSTEAD) as source:
                 source.copy_to(snapshot)
-            finally:
-                source.close()
             store = SqliteStore(snapshot, read_only=True)
             if store.size() == 0:
                 store.close()

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from ptm_p2p.demo import combine
+from ptm_p2p.algorithms.summary import combine
 from ptm_p2p.dev.cluster import wait_for
 from ptm_p2p.errors import LedgerError, PtmError, StudyError
 from ptm_p2p.ledger.entry import TASK, Entry, open_input_v2, task_payload
