@@ -154,68 +154,12 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
     ledger_copy = workdir / LEDGER_COPY
     ledger_copy.unlink(missing_ok=True)
     with LocalCluster(peers) as cluster:
-        cluster.create(ORIGIN, "consortium")
-        cluster.start_hub()
-        for name in SITES:
-            cluster.home(name)
-            # Deny by default: each hospital allows only these algorithm repositories, only
-            # this researcher's organisation, and only its own GBSG2 file.
-            cluster.configure_site(
-                name,
-                images=[images[a].split("@", 1)[0] for a in SITE_ALGORITHMS if a in images],
-                publishers=[RESEARCHER_ORG],
-                data={DATA_LABEL: data_paths[name]},
-                # as a real site runs by default: answers from its own coarse intervals, a
-                # disclosure record across queries and researchers (docs/privacy.md)
-                disclosure_control=True,
-                policy={"min_group_size": MIN_GROUP_SIZE, "time_resolution": TIME_RESOLUTION},
-            )
-            cluster.start_site(name)
-        for name in SITES:
-            cluster.admit(name, "site")
-        cluster.admit(RESEARCHER, "researcher", org=RESEARCHER_ORG)
-        say(
-            f"  network: hub + {len(SITES)} site daemons on 127.0.0.1 (libp2p, Noise), each "
-            f"with a deny-by-default policy; {len(SITES)} sites and a researcher admitted"
-        )
-        say(
-            f"  every site: disclosure control on (min_group_size {MIN_GROUP_SIZE}, "
-            f"{TIME_RESOLUTION}-day lattice) and a disclosure record across queries"
-        )
-
+        _start_network(cluster, images, data_paths, say)
         with Client(cluster.root / RESEARCHER, cluster.invitation_path) as client:
-            params = {
-                "data": DATA_LABEL,
-                "columns": [*NUMERIC, *CATEGORICAL],
-                "categorical": list(CATEGORICAL),
-            }
-            started = time.perf_counter()
-            task = client.publish(
-                images["summary"],
-                to="all",
-                input=json.dumps(params).encode(),
-                data=[DATA_LABEL],
-                timeout_s=120,
-                memory_mb=256,
-                algorithm="summary",
-            )
-            say(f"  researcher published task {task.id[:16]}… (entry {task.index}): summary")
-            view = client.wait(task.id, timeout=180, on_progress=_progress_printer(say))
-            answers = client.results(task.id)
-            for site, answer in sorted(answers.items()):
-                say(
-                    f"  {site}: {answer.status}, ran {answer.image_digest[:19]}… in "
-                    f"{answer.timings.get('run_ms', 0) / 1000:.2f} s; result signed by the "
-                    "site, output sealed to the researcher"
-                )
-            if not view.done or any(a.status != "ok" for a in answers.values()):
-                raise PtmError(f"the summary task did not complete at every site: {view.progress}")
-            say(f"  all {len(SITES)} sites answered in {time.perf_counter() - started:.2f} s")
-            federated = combine([a.json() for a in answers.values()])
+            federated = _run_summary(client, images, say)
             cox, curves = _survival(client, images, say)
             size = client.sync()
 
-        central = central_figures(pooled)
         cluster.wait_replicated(["hub", *SITES], size, cosigners=len(SITES))
         say(
             f"  replicated: every site holds {size} entries under a hub checkpoint cosigned "
@@ -230,6 +174,98 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
         _copy_ledger(cluster.root / "hub" / LEDGER_FILE, ledger_copy)
     replicas_ok = all(r.ok for r in audits.values()) and len(roots) == 1
     clean_stop = all(code == 0 for code in exits.values())
+    central = central_figures(pooled)
+    matches = _summary_report(federated, central, replicas_ok, clean_stop, say)
+    cox_matches = _compare_cox(cox, data_paths, pooled, say)
+    km_ok, km_plot = _km_report(curves, data_paths, pooled, workdir / KM_PLOT, say)
+    revealed_ok = _revealed_report(revealed, say)
+    return DemoOutcome(
+        matches and replicas_ok and clean_stop and cox_matches and km_ok and revealed_ok,
+        workdir,
+        federated,
+        central,
+        ledger_copy,
+        cox_matches,
+        km_plot,
+        revealed,
+    )
+
+
+def _start_network(
+    cluster: LocalCluster, images: dict[str, str], data_paths: dict[str, Path], say: Say
+) -> None:
+    """The collaboration: its hub, a site daemon per hospital (each with a deny-by-default
+    policy under disclosure control), the sites and the researcher admitted."""
+    cluster.create(ORIGIN, "consortium")
+    cluster.start_hub()
+    for name in SITES:
+        cluster.home(name)
+        # Deny by default: each hospital allows only these algorithm repositories, only
+        # this researcher's organisation, and only its own GBSG2 file.
+        cluster.configure_site(
+            name,
+            images=[images[a].split("@", 1)[0] for a in SITE_ALGORITHMS if a in images],
+            publishers=[RESEARCHER_ORG],
+            data={DATA_LABEL: data_paths[name]},
+            # as a real site runs by default: answers from its own coarse intervals, a
+            # disclosure record across queries and researchers (docs/privacy.md)
+            disclosure_control=True,
+            policy={"min_group_size": MIN_GROUP_SIZE, "time_resolution": TIME_RESOLUTION},
+        )
+        cluster.start_site(name)
+    for name in SITES:
+        cluster.admit(name, "site")
+    cluster.admit(RESEARCHER, "researcher", org=RESEARCHER_ORG)
+    say(
+        f"  network: hub + {len(SITES)} site daemons on 127.0.0.1 (libp2p, Noise), each "
+        f"with a deny-by-default policy; {len(SITES)} sites and a researcher admitted"
+    )
+    say(
+        f"  every site: disclosure control on (min_group_size {MIN_GROUP_SIZE}, "
+        f"{TIME_RESOLUTION}-day lattice) and a disclosure record across queries"
+    )
+
+
+def _run_summary(client: Any, images: dict[str, str], say: Say) -> dict[str, float]:
+    """Publish the summary task to every site, wait for the answers and pool them."""
+    params = {
+        "data": DATA_LABEL,
+        "columns": [*NUMERIC, *CATEGORICAL],
+        "categorical": list(CATEGORICAL),
+    }
+    started = time.perf_counter()
+    task = client.publish(
+        images["summary"],
+        to="all",
+        input=json.dumps(params).encode(),
+        data=[DATA_LABEL],
+        timeout_s=120,
+        memory_mb=256,
+        algorithm="summary",
+    )
+    say(f"  researcher published task {task.id[:16]}… (entry {task.index}): summary")
+    view = client.wait(task.id, timeout=180, on_progress=_progress_printer(say))
+    answers = client.results(task.id)
+    for site, answer in sorted(answers.items()):
+        say(
+            f"  {site}: {answer.status}, ran {answer.image_digest[:19]}… in "
+            f"{answer.timings.get('run_ms', 0) / 1000:.2f} s; result signed by the "
+            "site, output sealed to the researcher"
+        )
+    if not view.done or any(a.status != "ok" for a in answers.values()):
+        raise PtmError(f"the summary task did not complete at every site: {view.progress}")
+    say(f"  all {len(SITES)} sites answered in {time.perf_counter() - started:.2f} s")
+    return combine([a.json() for a in answers.values()])
+
+
+def _summary_report(
+    federated: dict[str, float],
+    central: dict[str, float],
+    replicas_ok: bool,
+    clean_stop: bool,
+    say: Say,
+) -> bool:
+    """Print the federated figures beside the central ones; True if they match."""
     matches = summary_matches(federated, central)
     say("")
     say(f"  {'figure':<22}{'federated':>14}{'central':>14}")
@@ -245,8 +281,11 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
         f"audit of the hub's and every site's copy: {'ok, one root' if replicas_ok else 'FAILED'}; "
         f"daemons stopped cleanly: {'yes' if clean_stop else 'NO'}"
     )
-    cox_matches = _compare_cox(cox, data_paths, pooled, say)
-    km_ok, km_plot = _km_report(curves, data_paths, pooled, workdir / KM_PLOT, say)
+    return matches
+
+
+def _revealed_report(revealed: dict[str, list[str]], say: Say) -> bool:
+    """Print what each site has revealed; True if every site kept a disclosure record."""
     say("")
     say(
         "  what each site has revealed about its data (its disclosure record, as "
@@ -257,16 +296,7 @@ def run_study(workdir: Path, images: dict[str, str], say: Say) -> DemoOutcome:
         revealed_ok = revealed_ok and bool(lines)
         for line in lines or ["(no disclosure record: control off?)"]:
             say(f"    {name}: {line}")
-    return DemoOutcome(
-        matches and replicas_ok and clean_stop and cox_matches and km_ok and revealed_ok,
-        workdir,
-        federated,
-        central,
-        ledger_copy,
-        cox_matches,
-        km_plot,
-        revealed,
-    )
+    return revealed_ok
 
 
 def _survival(client: Any, images: dict[str, str], say: Say) -> tuple[Any, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -93,17 +94,10 @@ def run_local_cmd(
             "127.0.0.1:5000/ptm/summary:latest (`docker images` lists them)",
             param_hint="IMAGE",
         )
-    import docker
-
-    from ptm_p2p.errors import ExecutorError
     from ptm_p2p.executor import Limits, run_local
     from ptm_p2p.executor.limits import parse_size
 
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise ExecutorError(f"no Docker engine answers ({exc}); run `ptm dev up`") from exc
+    client = _docker()
     try:
         limits = Limits(timeout_s=timeout, memory_bytes=parse_size(memory, "--memory"))
         limits.validate("--timeout/--memory")
@@ -124,27 +118,43 @@ def run_local_cmd(
         target = out_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    record = result.to_dict()
-    record["out_dir"] = str(out_dir)
     if as_json:
+        record = result.to_dict()
+        record["out_dir"] = str(out_dir)
         click.echo(json.dumps(record, indent=2))
     else:
-        click.echo(f"status     {result.status}" + (f" ({result.reason})" if result.reason else ""))
-        click.echo(f"exit code  {result.exit_code}")
-        click.echo(f"image      {result.digest or result.image_id}")
-        click.echo(
-            f"output     {len(result.files)} file(s), {result.output_bytes} bytes in {out_dir}"
-        )
-        click.echo(
-            f"logs       {result.log_bytes} bytes"
-            + (" (truncated)" if result.logs_truncated else "")
-        )
-        t = result.timings
-        click.echo(f"timings    total {t.total_s:.2f} s (run {t.run_s:.2f} s)")
-        if result.logs:
-            sys.stderr.write(result.logs.decode("utf-8", "replace"))
+        _print_result(result, out_dir)
     if not result.ok:
         sys.exit(1)
+
+
+def _docker() -> Any:
+    """The local Docker engine's client; ``ExecutorError`` naming `ptm dev up` if none answers."""
+    import docker
+
+    from ptm_p2p.errors import ExecutorError
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise ExecutorError(f"no Docker engine answers ({exc}); run `ptm dev up`") from exc
+    return client
+
+
+def _print_result(result: Any, out_dir: Path) -> None:
+    """The run's record as text; the container's logs on stderr."""
+    click.echo(f"status     {result.status}" + (f" ({result.reason})" if result.reason else ""))
+    click.echo(f"exit code  {result.exit_code}")
+    click.echo(f"image      {result.digest or result.image_id}")
+    click.echo(f"output     {len(result.files)} file(s), {result.output_bytes} bytes in {out_dir}")
+    click.echo(
+        f"logs       {result.log_bytes} bytes" + (" (truncated)" if result.logs_truncated else "")
+    )
+    t = result.timings
+    click.echo(f"timings    total {t.total_s:.2f} s (run {t.run_s:.2f} s)")
+    if result.logs:
+        sys.stderr.write(result.logs.decode("utf-8", "replace"))
 
 
 def register(main: click.Group) -> None:
