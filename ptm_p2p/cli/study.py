@@ -10,7 +10,11 @@ libp2p, NumPy and pandas load inside the commands, so ``ptm --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -118,6 +122,16 @@ def _sites(client: Client, targets: list[str] | None) -> list[str]:
     return names
 
 
+def _alpha_option(help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--alpha",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.05,
+        show_default=True,
+        help=help,
+    )
+
+
 to_option = click.option("--to", "to", default=None, help="The sites, by organisation: A,B,C.")
 to_all_option = click.option("--to-all", is_flag=True, help="Every admitted site.")
 data_option = click.option(
@@ -151,12 +165,79 @@ resume_option = click.option(
 )
 
 
+@dataclass(frozen=True)
+class StudyRun:
+    """What every study command is given besides its own options: the sites, their data
+    and its survival columns, the confidence level, the images' registry, each round's
+    timeout, whether to resume, and the researcher's home, invitation and output format."""
+
+    to: str | None
+    to_all: bool
+    data: str
+    duration: str
+    event: str
+    alpha: float
+    registry: str
+    timeout: float
+    resume: bool
+    home: str | None
+    invitation: str | None
+    as_json: bool
+
+    @contextmanager
+    def connect(
+        self, image: str, title: str, definition: dict[str, Any]
+    ) -> Iterator[tuple[NetworkRunner, list[str]]]:
+        """Connect, name the sites (every admitted one for --to-all), say ``title`` and
+        yield this study's runner and sites. ``definition``: the command's own options,
+        which with the sites, data and columns name the study (its state for --resume)."""
+        targets = _targets(self.to, self.to_all)
+        with open_client(self.home, self.invitation) as client:
+            sites = _sites(client, targets)
+            _say(f"{title} over {len(sites)} site(s): {', '.join(sites)}")
+            named = {
+                "study": definition["study"],
+                "sites": sites,
+                "data": self.data,
+                "duration": self.duration,
+                "event": self.event,
+                **definition,
+            }
+            runner = _runner(
+                client, self.registry, self.data, self.timeout, (image,), named, self.resume
+            )
+            yield runner, sites
+
+
+def study_options(alpha_help: str) -> Callable[[Any], Any]:
+    """``StudyRun``'s options around a study command's own: the sites and columns before
+    them, the run's settings after; the command receives them as one ``run``."""
+
+    def decorate(f: Any) -> Any:
+        @functools.wraps(f)
+        def command(**options: Any) -> Any:
+            fields = StudyRun.__dataclass_fields__
+            run = StudyRun(**{name: options.pop(name) for name in fields})
+            return f(run, **options)
+
+        # click lists options in the reverse of the order they are added: the last ones
+        # (added first) go in front of the command's own, the first ones after them.
+        last: Any = lambda: None  # noqa: E731 - a carrier for click's parameter list
+        for option in (client_options, resume_option, timeout_option, registry_option):
+            last = option(last)
+        last = _alpha_option(alpha_help)(last)
+        wrapped: Any = command
+        own = getattr(wrapped, "__click_params__", [])
+        wrapped.__click_params__ = [*last.__click_params__, *own]
+        for option in (event_option, duration_option, data_option, to_all_option, to_option):
+            wrapped = option(wrapped)
+        return wrapped
+
+    return decorate
+
+
 @study.command()
-@to_option
-@to_all_option
-@data_option
-@duration_option
-@event_option
+@study_options("1 − confidence level of the intervals.")
 @click.option(
     "--covariates", required=True, help="Numeric covariate columns, comma-separated: A,B,C."
 )
@@ -172,34 +253,7 @@ resume_option = click.option(
     is_flag=True,
     help="Each site its own baseline hazard: sites send only ℓ, score and information at β.",
 )
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="1 − confidence level of the intervals.",
-)
-@registry_option
-@timeout_option
-@resume_option
-@client_options
-def coxph(
-    to: str | None,
-    to_all: bool,
-    data: str,
-    duration: str,
-    event: str,
-    covariates: str,
-    ties: str,
-    stratify_sites: bool,
-    alpha: float,
-    registry: str,
-    timeout: float,
-    resume: bool,
-    home: str | None,
-    invitation: str | None,
-    as_json: bool,
-) -> None:
+def coxph(run: StudyRun, covariates: str, ties: str, stratify_sites: bool) -> None:
     """Fit a Cox proportional-hazards model over the sites' patients, who never leave them.
 
     Pooled (default): the same fit as pooling every patient in one place (WebDISCO-style,
@@ -217,46 +271,29 @@ def coxph(
     """
     from ptm_p2p.algorithms import coxph as cox
 
-    targets = _targets(to, to_all)
     names = _columns(covariates)
     image = cox.STRATIFIED if stratify_sites else cox.POOLED
-    with open_client(home, invitation) as client:
-        sites = _sites(client, targets)
-        _say(f"Cox regression ({image}) over {len(sites)} site(s): {', '.join(sites)}")
-        definition = {
-            "study": "coxph",
-            "sites": sites,
-            "data": data,
-            "duration": duration,
-            "event": event,
-            "covariates": names,
-            "ties": ties,
-            "stratify_sites": stratify_sites,
-        }
-        runner = _runner(client, registry, data, timeout, (image,), definition, resume)
+    own = {"study": "coxph", "covariates": names, "ties": ties, "stratify_sites": stratify_sites}
+    with run.connect(image, f"Cox regression ({image})", own) as (runner, sites):
         fit = cox.fit(
             runner,
             sites,
-            duration,
-            event,
+            run.duration,
+            run.event,
             names,
             ties=ties,
             stratify_sites=stratify_sites,
-            data=data,
-            alpha=alpha,
+            data=run.data,
+            alpha=run.alpha,
         )
-    if as_json:
+    if run.as_json:
         click.echo(json.dumps(fit.to_dict(), indent=2))
     else:
         click.echo(fit.summary())
 
 
 @study.command()
-@to_option
-@to_all_option
-@data_option
-@duration_option
-@event_option
+@study_options("1 − confidence level of the band.")
 @click.option("--group", "group", default=None, help="Also a curve per value of this column.")
 @click.option(
     "--time-unit",
@@ -271,34 +308,7 @@ def coxph(
     default=None,
     help="Draw the curves with their confidence bands to this PNG file.",
 )
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="1 − confidence level of the band.",
-)
-@registry_option
-@timeout_option
-@resume_option
-@client_options
-def km(
-    to: str | None,
-    to_all: bool,
-    data: str,
-    duration: str,
-    event: str,
-    group: str | None,
-    time_unit: float | None,
-    plot_path: str | None,
-    alpha: float,
-    registry: str,
-    timeout: float,
-    resume: bool,
-    home: str | None,
-    invitation: str | None,
-    as_json: bool,
-) -> None:
+def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str | None) -> None:
     """Kaplan–Meier survival curves over the sites' patients, in one round.
 
     Each site sends, per published time, its numbers of events and censorings, rounded so
@@ -314,27 +324,22 @@ def km(
     """
     from ptm_p2p.algorithms import km as kaplan_meier
 
-    targets = _targets(to, to_all)
-    with open_client(home, invitation) as client:
-        sites = _sites(client, targets)
-        _say(f"Kaplan–Meier over {len(sites)} site(s): {', '.join(sites)}")
-        definition = {
-            "study": "km",
-            "sites": sites,
-            "data": data,
-            "duration": duration,
-            "event": event,
-            "group": group,
-            "time_unit": time_unit,
-        }
-        runner = _runner(client, registry, data, timeout, (kaplan_meier.IMAGE,), definition, resume)
+    own = {"study": "km", "group": group, "time_unit": time_unit}
+    with run.connect(kaplan_meier.IMAGE, "Kaplan–Meier", own) as (runner, sites):
         curves = kaplan_meier.fit(
-            runner, sites, duration, event, group, data=data, time_unit=time_unit, alpha=alpha
+            runner,
+            sites,
+            run.duration,
+            run.event,
+            group,
+            data=run.data,
+            time_unit=time_unit,
+            alpha=run.alpha,
         )
     if plot_path is not None:
         kaplan_meier.plot(curves, plot_path)
         _say(f"plot written to {plot_path}")
-    if as_json:
+    if run.as_json:
         click.echo(json.dumps(curves.to_dict(), indent=2))
         return
     click.echo(_km_table(curves))
