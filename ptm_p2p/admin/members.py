@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptm_p2p.errors import EXIT_REFUSED, PtmError, Refused, RemoteError
-from ptm_p2p.home import LEDGER_FILE, Home
+from ptm_p2p.home import Home
 from ptm_p2p.ledger.audit import audit, default_workers
 from ptm_p2p.ledger.entry import membership_payload
 from ptm_p2p.ledger.replay import State, replay
-from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.ledger_copy import ledger_file, read_only_copy
 
 if TYPE_CHECKING:  # libp2p (~1 s) is imported by what talks to the hub, not by a local read
     from ptm_p2p.network.invitation import Invitation
@@ -165,18 +165,14 @@ def admission(
 def members_from_copy(path: Path) -> Members:
     """The members of a ledger copy (a file, or a home folder holding one), fully audited
     first: every signature, chain and rule; a copy that does not verify lists nobody."""
-    if path.is_dir():
-        path = path / LEDGER_FILE
-    store = SqliteStore(path, read_only=True)
-    try:
+    path = ledger_file(path)
+    with read_only_copy(path) as store:
         if store.size() == 0:
             raise PtmError(
                 f"{path} holds no entries (only a hub's or a site's home keeps a copy of the "
                 "log); give a copy (`ptm ledger copy`) or read the hub's with --invitation FILE"
             )
         report = audit(store, None, default_workers(store.size(), os.cpu_count()))
-    finally:
-        store.close()
     if report.problems:
         raise PtmError(
             f"{path} does not verify ({report.problems[0].message}); members are listed only "
