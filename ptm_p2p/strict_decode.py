@@ -101,7 +101,9 @@ def describe(problem: Problem) -> str:
     if not problem.where and wrong_top:
         found = wrong_top[1]
         return f"holds a JSON {JSON_NAMES.get(found, found)}, not an object"
-    detail = problem.detail[:1].lower() + problem.detail[1:]
+    # msgspec names the type found (``got `int```); the value itself says more.
+    detail = re.sub(r", got `[^`]*`$", "", problem.detail)
+    detail = detail[:1].lower() + detail[1:]
     shown = repr(problem.value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
