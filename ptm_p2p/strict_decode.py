@@ -23,7 +23,10 @@ import msgspec
 T = TypeVar("T")
 
 _AT = re.compile(r"^(?P<detail>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]")
+# msgspec names a struct's keys and list positions, but a dict's keys only as ``[...]``.
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[(\.\.\.)\]")
+ANY_KEY = "*"  # the step for ``[...]``: some key of a dict, which msgspec does not say
+NOT_FOUND: Any = type("NotFound", (), {"__repr__": lambda self: "?"})()
 _NAMED = re.compile(r"^Object (?:contains unknown|missing required) field `(?P<key>.+)`$")
 # msgspec's type names as a reader of JSON or TOML knows them.
 JSON_NAMES = {"array": "list", "str": "string", "int": "number", "float": "number"}
@@ -61,9 +64,7 @@ def problem_of(exc: msgspec.ValidationError, data: Any) -> Problem:
     assert match is not None  # the pattern matches any text
     detail = match["detail"]
     where = tuple(
-        name or quoted
-        for name, _index, quoted in _STEP.findall(match["path"] or "")
-        if name or quoted
+        name or ANY_KEY for name, _index, some in _STEP.findall(match["path"] or "") if name or some
     )
     named = _NAMED.match(detail)
     kind: Literal["unknown", "missing", "invalid"] = "invalid"
@@ -75,10 +76,11 @@ def problem_of(exc: msgspec.ValidationError, data: Any) -> Problem:
 
 
 def value_at(data: Any, path: Sequence[str]) -> Any:
+    """What ``data`` holds at ``path``; ``NOT_FOUND`` past a key msgspec did not name."""
     for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
+        if not isinstance(data, dict) or key not in data:
+            return NOT_FOUND
+        data = data[key]
     return data
 
 
@@ -104,10 +106,11 @@ def describe(problem: Problem) -> str:
     # msgspec names the type found (``got `int```); the value itself says more.
     detail = re.sub(r", got `[^`]*`$", "", problem.detail)
     detail = detail[:1].lower() + detail[1:]
+    field = f"field {problem.dotted or '(top level)'}: {detail}"
+    if problem.value is NOT_FOUND:
+        return field
     shown = repr(problem.value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return f"field {problem.dotted or '(top level)'}: {detail}, got {shown}"
+    return f"{field}, got {shown[:77] + '...' if len(shown) > 80 else shown}"
 
 
 def closest(key: str, allowed: Sequence[str]) -> str | None:
