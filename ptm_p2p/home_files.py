@@ -99,6 +99,15 @@ def _warn_and_empty(path: Path, type_: type[T], consequence: str) -> T | None:
         return None
 
 
+def _read_or_stop(path: Path, type_: type[T], advice: str) -> T | None:
+    """The policy of files whose loss is unsafe: a corrupt one stops, naming file, field
+    and what to do (``advice``, after the problem)."""
+    try:
+        return read_json(path, type_)
+    except HomeFileError as exc:
+        raise HomeFileError(f"{exc}; {advice}") from None
+
+
 # --- witness.json: the last checkpoint this site cosigned (fatal) ------------------------------
 
 
@@ -109,17 +118,14 @@ class WitnessRecord(msgspec.Struct, forbid_unknown_fields=True):
 
 def load_witness(home: Path) -> tuple[int, bytes] | None:
     """The size and root this site last cosigned; None if it never cosigned."""
-    path = home / WITNESS_FILE
-    try:
-        record = read_json(path, WitnessRecord)
-    except HomeFileError as exc:
-        # Starting over would let us cosign a checkpoint inconsistent with one we already
-        # vouched for: refuse to guess.
-        raise HomeFileError(
-            f"{exc}; it records the last checkpoint this site cosigned. Restore it from a "
-            "backup, or delete it only if you are sure this witness key never cosigned a "
-            "checkpoint of another log view"
-        ) from None
+    # Starting over would let us cosign a checkpoint inconsistent with one we already
+    # vouched for: refuse to guess.
+    advice = (
+        "it records the last checkpoint this site cosigned. Restore it from a backup, or "
+        "delete it only if you are sure this witness key never cosigned a checkpoint of "
+        "another log view"
+    )
+    record = _read_or_stop(home / WITNESS_FILE, WitnessRecord, advice)
     return None if record is None else (record.size, bytes.fromhex(record.root))
 
 
@@ -174,13 +180,8 @@ class Pardons(msgspec.Struct, forbid_unknown_fields=True):
 
 def load_pardons(home: Path) -> list[bytes]:
     """Keys the hub operator pardoned for an honest equivocation (``ptm hub --pardon``)."""
-    path = home / PARDON_FILE
-    try:
-        pardons = read_json(path, Pardons)
-    except HomeFileError as exc:
-        raise HomeFileError(
-            f"{path} is not a list of pardoned keys ({exc}); fix or remove it"
-        ) from None
+    advice = "it should list the pardoned keys; fix or remove it"
+    pardons = _read_or_stop(home / PARDON_FILE, Pardons, advice)
     return [] if pardons is None else [bytes.fromhex(key) for key in pardons.keys]
 
 
