@@ -1,9 +1,10 @@
-"""Replace a small JSON file atomically: readers see the old or the new file, never half.
+"""Replace a small file atomically: readers see the old or the new file, never half.
 
 Every file a daemon keeps beside its ledger (``witness.json``, ``peers.json``,
-``distrusted.json``, ``status.json``…) is written through ``write_json_atomic``. It lives
-here, on its own, so that the parts that keep such files (the trust registry, the peer book,
-the site) need not import ``network/daemon.py`` and with it libp2p.
+``distrusted.json``, ``status.json``…) is written through ``write_bytes_atomic``, mostly by
+way of ``home_files.py`` (its typed structs); ``write_json_atomic`` writes plain JSON data.
+It lives here, on its own, so that the parts that keep such files (the trust registry, the
+peer book, the site) need not import ``network/daemon.py`` and with it libp2p.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import Any
 
 
 def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
+    """``data`` as indented JSON in ``path`` (see ``write_bytes_atomic``)."""
+    write_bytes_atomic(path, json.dumps(data, indent=2, default=str).encode(), durable=durable)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace ``path`` so that readers see the old or the new file, never half of one.
 
     ``durable`` also fsyncs the file and its folder, for records that must survive a crash
@@ -23,8 +29,8 @@ def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
     """
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(data, indent=2, default=str))
+        with open(tmp, "wb") as handle:
+            handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

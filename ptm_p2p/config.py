@@ -38,17 +38,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.executor.limits import parse_size
 from ptm_p2p.executor.policy import SitePolicy, check_data_path
 from ptm_p2p.home import CONFIG_FILE, NAME_PATTERN
+from ptm_p2p.strict_decode import Problem, convert, field_names
 
-# Top-level keys and tables of config.toml; a table's own keys are checked by its parser.
-TOP_LEVEL = ("name", "policy", "tasks", "hub")
-TASKS_KEYS = ("parallel",)
-HUB_KEYS = ("public_log", "blob_quota", "blob_retention")
 DEFAULT_BLOB_QUOTA = 20 * 1024**3
 DEFAULT_BLOB_RETENTION_DAYS = 90.0
 # A retention of more than a century is a typo, not a policy (and would overflow time sums).
@@ -140,38 +139,72 @@ def parse_config(text: str, path: Path) -> HomeConfig:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    unknown = [key for key in table if key not in TOP_LEVEL]
-    if unknown:
-        raise ConfigError(f"{path}: {_unknown(unknown[0], table[unknown[0]], TOP_LEVEL)}")
-    name = table.get("name")
-    if name is None:
-        raise ConfigError(f'{path}: name is missing; add a line such as name = "hospital-a"')
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ConfigError(
-            f"{path}: name must be a string of 1-64 letters, digits, '.', '_' or '-' starting "
-            f'with a letter or digit, e.g. name = "hospital-a"; got {name!r}'
-        )
-    policy_table = table.get("policy", {})
-    if not isinstance(policy_table, dict):
-        raise ConfigError(
-            f"{path}: policy must be a table ([policy] with images, publishers, …), "
-            f"got {policy_table!r}"
-        )
-    _check_bare_sizes(policy_table.get("limits"), path)
+    config = convert(table, ConfigFile, lambda problem: ConfigError(f"{path}: {_explain(problem)}"))
+    _check_bare_sizes(config.policy.get("limits"), path)
     try:
-        policy = SitePolicy.from_table(policy_table)
+        policy = SitePolicy.from_table(config.policy)
     except PtmError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    public_log, quota, retention = _hub(table.get("hub", {}), path)
     return HomeConfig(
         path=path,
-        name=name,
+        name=config.name,
         policy=policy,
-        tasks_parallel=_parallel(table.get("tasks", {}), path),
-        hub_public_log=public_log,
-        blob_quota=quota,
-        blob_retention_days=retention,
+        tasks_parallel=_parallel(config.tasks.parallel, path),
+        hub_public_log=config.hub.public_log,
+        blob_quota=_blob_quota(config.hub.blob_quota, path),
+        blob_retention_days=config.hub.blob_retention,
     )
+
+
+class TasksTable(msgspec.Struct, forbid_unknown_fields=True):
+    parallel: int = DEFAULT_PARALLEL
+
+
+class HubTable(msgspec.Struct, forbid_unknown_fields=True):
+    public_log: bool = False
+    blob_quota: Any = DEFAULT_BLOB_QUOTA  # a size: bytes, or a string such as "20g"
+    blob_retention: Annotated[float, msgspec.Meta(gt=0, le=MAX_BLOB_RETENTION_DAYS)] = (
+        DEFAULT_BLOB_RETENTION_DAYS
+    )
+
+
+class ConfigFile(msgspec.Struct, forbid_unknown_fields=True):
+    """config.toml as written; the ``[policy]`` table is ``SitePolicy.from_table``'s."""
+
+    name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN.pattern)]
+    policy: dict[str, Any] = {}
+    tasks: TasksTable = msgspec.field(default_factory=TasksTable)
+    hub: HubTable = msgspec.field(default_factory=HubTable)
+
+
+TOP_LEVEL = field_names(ConfigFile)
+# The struct of each table, for the keys an unknown one is compared with.
+TABLES: dict[tuple[str, ...], Any] = {(): ConfigFile, ("tasks",): TasksTable, ("hub",): HubTable}
+# What each key must hold, with an example: the message that refuses a value of another form.
+FORMS = {
+    ("name",): "name must be a string of 1-64 letters, digits, '.', '_' or '-' starting with "
+    'a letter or digit, e.g. name = "hospital-a"',
+    ("policy",): "policy must be a table ([policy] with images, publishers, …)",
+    ("tasks",): "tasks must be a table ([tasks] with parallel = N)",
+    ("tasks", "parallel"): f"[tasks] parallel must be a whole number from 1 to {MAX_PARALLEL} "
+    "(how many tasks this site runs at once), e.g. parallel = 2",
+    ("hub",): "hub must be a table ([hub] with public_log, blob_quota, blob_retention)",
+    ("hub", "public_log"): "[hub] public_log must be true or false (true serves the log's "
+    "entries to anyone, false to admitted members only), e.g. public_log = true",
+    ("hub", "blob_retention"): "[hub] blob_retention must be a number of days above 0 and at "
+    f"most {MAX_BLOB_RETENTION_DAYS} (how long the hub keeps a blob), e.g. blob_retention = 90",
+}
+
+
+def _explain(problem: Problem) -> str:
+    """The first mistake in config.toml, in the words of its schema."""
+    if problem.kind == "missing":  # only name is required
+        return 'name is missing; add a line such as name = "hospital-a"'
+    if problem.kind == "unknown":
+        where = f"[{problem.where[0]}]" if problem.where else ""
+        allowed = field_names(TABLES[problem.where])
+        return _unknown(problem.key, problem.value, allowed, where)
+    return f"{FORMS[problem.field]}; got {problem.value!r}"
 
 
 # [policy.limits] memory must be at least 16 MiB: a bare number below that is a size whose
@@ -193,57 +226,17 @@ def _check_bare_sizes(limits: Any, path: Path) -> None:
         )
 
 
-def _hub(hub: Any, path: Path) -> tuple[bool, int, float]:
-    """``[hub] public_log``, ``blob_quota`` (bytes) and ``blob_retention`` (days), checked."""
-    if not isinstance(hub, dict):
+def _blob_quota(quota: Any, path: Path) -> int:
+    try:
+        return parse_size(quota, "[hub] blob_quota")
+    except PtmError as exc:
         raise ConfigError(
-            f"{path}: hub must be a table ([hub] with public_log, blob_quota, blob_retention)"
-        )
-    unknown = [key for key in hub if key not in HUB_KEYS]
-    if unknown:
-        raise ConfigError(f"{path}: {_unknown(unknown[0], hub[unknown[0]], HUB_KEYS, '[hub]')}")
-    public = hub.get("public_log", False)
-    if not isinstance(public, bool):
-        raise ConfigError(
-            f"{path}: [hub] public_log must be true or false (true serves the log's entries "
-            f"to anyone, false to admitted members only), e.g. public_log = true; got {public!r}"
-        )
-    quota = DEFAULT_BLOB_QUOTA
-    if "blob_quota" in hub:
-        try:
-            quota = parse_size(hub["blob_quota"], "[hub] blob_quota")
-        except PtmError as exc:
-            raise ConfigError(
-                f"{path}: {exc} (the bytes of blobs each member may keep at the hub, e.g. "
-                'blob_quota = "20g")'
-            ) from exc
-    retention = hub.get("blob_retention", DEFAULT_BLOB_RETENTION_DAYS)
-    if (
-        isinstance(retention, bool)
-        or not isinstance(retention, int | float)
-        or not 0 < retention <= MAX_BLOB_RETENTION_DAYS
-    ):
-        raise ConfigError(
-            f"{path}: [hub] blob_retention must be a number of days above 0 and at most "
-            f"{MAX_BLOB_RETENTION_DAYS} (how long the hub keeps a blob), e.g. "
-            f"blob_retention = 90; got {retention!r}"
-        )
-    return public, quota, float(retention)
+            f"{path}: {exc} (the bytes of blobs each member may keep at the hub, e.g. "
+            'blob_quota = "20g")'
+        ) from exc
 
 
-def _parallel(tasks: Any, path: Path) -> int:
-    if not isinstance(tasks, dict):
-        raise ConfigError(f"{path}: tasks must be a table ([tasks] with parallel = N)")
-    unknown = [key for key in tasks if key not in TASKS_KEYS]
-    if unknown:
-        detail = _unknown(unknown[0], tasks[unknown[0]], TASKS_KEYS, "[tasks]")
-        raise ConfigError(f"{path}: {detail}")
-    parallel = tasks.get("parallel", DEFAULT_PARALLEL)
-    if isinstance(parallel, bool) or not isinstance(parallel, int):
-        raise ConfigError(
-            f"{path}: [tasks] parallel must be a whole number from 1 to {MAX_PARALLEL} (how "
-            f"many tasks this site runs at once), e.g. parallel = 2; got {parallel!r}"
-        )
+def _parallel(parallel: int, path: Path) -> int:
     if not 1 <= parallel <= MAX_PARALLEL:
         raise ConfigError(
             f"{path}: [tasks] parallel must be from 1 to {MAX_PARALLEL}, got {parallel}"

@@ -31,32 +31,25 @@ Every refusal is a ``PolicyError`` that names the rule and the config key to cha
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from ptm_p2p.errors import PolicyError
 from ptm_p2p.executor.imageref import DIGEST, ImageRef
 from ptm_p2p.executor.limits import Limits
 from ptm_p2p.executor.outputdir import TASK_UID
+from ptm_p2p.strict_decode import Problem, convert, field_names
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PUBKEY_HEX = re.compile(r"^[0-9a-f]{64}$")
-KEYS = (
-    "images",
-    "publishers",
-    "data",
-    "limits",
-    "min_group_size",
-    "disclosure_control",
-    "time_resolution",
-    "require_secure_aggregation",
-    "max_beta_probes",
-)
 DEFAULT_MIN_GROUP_SIZE = 5
 # The time lattice of disclosure control when the policy names none (days, for day data).
 DEFAULT_TIME_RESOLUTION = 30.0
@@ -122,85 +115,22 @@ class SitePolicy:
     @classmethod
     def from_table(cls, table: Any) -> SitePolicy:
         """Parse the ``[policy]`` table itself."""
-        if not isinstance(table, dict):
-            raise PolicyError("[policy] in config.toml must be a table")
-        unknown = sorted(set(table) - set(KEYS))
-        if unknown:
-            raise PolicyError(
-                f"[policy]: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}"
-            )
-        repositories, pinned, digests = set(), set(), set()
-        for entry in _strings(table.get("images", []), "[policy] images"):
-            if DIGEST.match(entry):
-                digests.add(entry)
-                continue
-            try:
-                ref = ImageRef.parse(entry)
-            except PolicyError as exc:
-                raise PolicyError(f"[policy] images: {exc}") from exc
-            if ref.tag is not None:
-                raise PolicyError(
-                    f"[policy] images: {entry!r} names a tag; allow a repository "
-                    "(all its digests) or a REPO@sha256:… digest, never a movable tag"
-                )
-            if ref.digest:
-                pinned.add(ref.by_digest)
-            else:
-                repositories.add(ref.repository)
-        publishers = set()
-        for entry in _strings(table.get("publishers", []), "[policy] publishers"):
-            publishers.add(entry.lower() if PUBKEY_HEX.match(entry.lower()) else entry)
-        data_table = table.get("data", {})
-        if not isinstance(data_table, dict):
-            raise PolicyError('[policy.data] must be a table of label = "/path"')
-        data: dict[str, Path] = {}
-        for label, path in data_table.items():
-            check_label(label, "[policy.data] label")
-            if not isinstance(path, str) or not path.startswith("/"):
-                raise PolicyError(
-                    f"[policy.data] {label}: expected an absolute path string, got {path!r}"
-                )
-            data[label] = Path(path)
-        min_group = table.get("min_group_size", DEFAULT_MIN_GROUP_SIZE)
-        if isinstance(min_group, bool) or not isinstance(min_group, int) or min_group < 1:
-            raise PolicyError(
-                f"[policy] min_group_size must be a whole number >= 1, got {min_group!r}"
-            )
-        control = table.get("disclosure_control", True)
-        if not isinstance(control, bool):
-            raise PolicyError(f"[policy] disclosure_control must be true or false, got {control!r}")
-        resolution = table.get("time_resolution", DEFAULT_TIME_RESOLUTION)
-        if (
-            isinstance(resolution, bool)
-            or not isinstance(resolution, int | float)
-            or not 0 < resolution < float("inf")
-        ):
-            raise PolicyError(
-                f"[policy] time_resolution must be a positive number (in the data's time "
-                f"unit, e.g. 30 for days), got {resolution!r}"
-            )
-        secure = table.get("require_secure_aggregation", False)
-        if not isinstance(secure, bool):
-            raise PolicyError(
-                f"[policy] require_secure_aggregation must be true or false, got {secure!r}"
-            )
-        probes = table.get("max_beta_probes", DEFAULT_MAX_BETA_PROBES)
-        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
-            raise PolicyError(
-                f"[policy] max_beta_probes must be a whole number >= 0 (distinct Cox "
-                f"coefficient vectors answered per data source), got {probes!r}"
-            )
+        fields = convert(table, PolicyTable, lambda problem: _refusal(table, problem))
+        if not math.isfinite(fields.time_resolution):  # TOML has inf
+            raise _refusal(table, Problem("invalid", (), "time_resolution", "", float("inf")))
+        repositories, pinned, digests = _images(fields.images)
+        publishers = {e.lower() if PUBKEY_HEX.match(e.lower()) else e for e in fields.publishers}
         return cls(
             repositories=frozenset(repositories),
             pinned=frozenset(pinned),
             digests=frozenset(digests),
             publishers=frozenset(publishers),
-            data=data,
-            limits=Limits.from_config(table.get("limits", {})),
-            min_group_size=min_group,
-            time_resolution=float(resolution) if control else None,
-            require_secure_aggregation=secure,
-            max_beta_probes=probes,
+            data=_data_paths(fields.data),
+            limits=Limits.from_config(fields.limits),
+            min_group_size=fields.min_group_size,
+            time_resolution=fields.time_resolution if fields.disclosure_control else None,
+            require_secure_aggregation=fields.require_secure_aggregation,
+            max_beta_probes=fields.max_beta_probes,
         )
 
     # --- the checks, each raising a PolicyError that says what to change ------------------
@@ -264,6 +194,91 @@ class SitePolicy:
                 )
             chosen[label] = check_data_path(self.data[label], f"[policy.data] {label}")
         return chosen
+
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class PolicyTable(msgspec.Struct, forbid_unknown_fields=True):
+    """The ``[policy]`` table as written; ``SitePolicy.from_table`` gives it meaning."""
+
+    images: list[NonEmpty] = []
+    publishers: list[NonEmpty] = []
+    data: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    min_group_size: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MIN_GROUP_SIZE
+    disclosure_control: bool = True
+    time_resolution: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_TIME_RESOLUTION
+    require_secure_aggregation: bool = False
+    max_beta_probes: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_MAX_BETA_PROBES
+
+
+KEYS = field_names(PolicyTable)
+# What each key must hold, for the message that refuses a value of the wrong form.
+FORMS = {
+    "images": "a list of non-empty strings",
+    "publishers": "a list of non-empty strings",
+    "min_group_size": "a whole number >= 1",
+    "disclosure_control": "true or false",
+    "time_resolution": "a positive number (in the data's time unit, e.g. 30 for days)",
+    "require_secure_aggregation": "true or false",
+    "max_beta_probes": (
+        "a whole number >= 0 (distinct Cox coefficient vectors answered per data source)"
+    ),
+}
+
+
+def _refusal(table: Any, problem: Problem) -> PolicyError:
+    """The ``PolicyError`` for the first thing wrong with a ``[policy]`` table."""
+    if problem.kind == "unknown":
+        unknown = sorted(set(table) - set(KEYS))
+        return PolicyError(
+            f"[policy]: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}"
+        )
+    if not problem.field:
+        return PolicyError("[policy] in config.toml must be a table")
+    key = problem.field[0]
+    if key == "data":
+        return PolicyError('[policy.data] must be a table of label = "/path"')
+    if key == "limits":
+        return PolicyError("[policy.limits] must be a table")
+    return PolicyError(f"[policy] {key} must be {FORMS[key]}, got {problem.value!r}")
+
+
+def _images(entries: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """``[policy] images`` as repositories, pinned references and bare digests."""
+    repositories, pinned, digests = set(), set(), set()
+    for entry in entries:
+        if DIGEST.match(entry):
+            digests.add(entry)
+            continue
+        try:
+            ref = ImageRef.parse(entry)
+        except PolicyError as exc:
+            raise PolicyError(f"[policy] images: {exc}") from exc
+        if ref.tag is not None:
+            raise PolicyError(
+                f"[policy] images: {entry!r} names a tag; allow a repository "
+                "(all its digests) or a REPO@sha256:… digest, never a movable tag"
+            )
+        if ref.digest:
+            pinned.add(ref.by_digest)
+        else:
+            repositories.add(ref.repository)
+    return repositories, pinned, digests
+
+
+def _data_paths(table: dict[str, Any]) -> dict[str, Path]:
+    """``[policy.data]``: labels checked, paths absolute (whether they exist: at use)."""
+    data: dict[str, Path] = {}
+    for label, path in table.items():
+        check_label(label, "[policy.data] label")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise PolicyError(
+                f"[policy.data] {label}: expected an absolute path string, got {path!r}"
+            )
+        data[label] = Path(path)
+    return data
 
 
 def check_data_path(path: Path, where: str) -> Path:
@@ -380,9 +395,3 @@ def _file_kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "socket"
     return "special file"
-
-
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise PolicyError(f"{where} must be a list of non-empty strings, got {value!r}")
-    return list(value)

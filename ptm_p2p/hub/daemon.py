@@ -16,20 +16,19 @@ upload and fetch ciphertext blobs over ``/ptm/blob/1.0.0`` (``network/blobs.py``
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.config import load_config
 from ptm_p2p.errors import ConfigError, DamagedLedger, LedgerError, PtmError, ReplayError
 from ptm_p2p.home import GENESIS_FILE as GENESIS_FILE
 from ptm_p2p.home import Home
+from ptm_p2p.home_files import add_pardons as add_pardons  # for `ptm hub --pardon`
+from ptm_p2p.home_files import load_pardons
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.ledger.replay import State
@@ -203,27 +202,3 @@ def _serve_hub(
         )
     finally:
         hub.close()
-
-
-PARDON_FILE = "pardoned.json"
-
-
-def load_pardons(home: Path) -> list[bytes]:
-    """Keys the hub operator pardoned for an honest equivocation (``ptm hub --pardon``)."""
-    path = home / PARDON_FILE
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text())
-        return [bytes.fromhex(key) for key in data["keys"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"{path} is not a list of pardoned keys ({exc}); fix or remove it"
-        ) from exc
-
-
-def add_pardons(home: Path, keys: Iterable[bytes]) -> list[bytes]:
-    """Record pardons durably (they hold across restarts); returns every pardoned key."""
-    merged = list(dict.fromkeys([*load_pardons(home), *keys]))
-    write_json_atomic(home / PARDON_FILE, {"keys": [k.hex() for k in merged]}, durable=True)
-    return merged

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -22,14 +21,14 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.atomic_file import write_json_atomic  # re-exported for the daemons
 from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.home_files import STATUS_FILE as STATUS_FILE  # for the dev cluster
+from ptm_p2p.home_files import mark_stopped, write_status
 from ptm_p2p.network.host import check_port_free, full_addr, listen_addr, make_host
 from ptm_p2p.network.rpc import Handler, RpcServer
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 ADDR_FILE = "listen.addr"
 
 
@@ -122,7 +121,7 @@ async def run_daemon(
     finally:
         with contextlib.suppress(OSError):
             (home / ADDR_FILE).unlink()
-        _mark_stopped(home / STATUS_FILE)
+        mark_stopped(home)
     log.info("%s stopped cleanly", role)
 
 
@@ -135,19 +134,6 @@ def _first_ptm_error(group: BaseExceptionGroup[BaseException]) -> PtmError | Non
             if found is not None:
                 return found
     return None
-
-
-def _mark_stopped(path: Path) -> None:
-    """Say in the status file that the daemon stopped, so `ptm status` knows at once."""
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            data = {}
-        data.update(stopped=time.time(), connected=[])
-        write_json_atomic(path, data)
-    except (OSError, ValueError):
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 async def _status_writer(
@@ -165,7 +151,7 @@ async def _status_writer(
                 updated=time.time(),
                 connected=[str(p) for p in host.get_connected_peers()],
             )
-            write_json_atomic(path, data)
+            write_status(home, data)
             if failing is not None:
                 log.info("%s is written again", path)
                 failing = None

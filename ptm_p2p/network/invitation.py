@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+import msgspec
+
+from ptm_p2p.atomic_file import write_bytes_atomic
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.network.host import parse_peer_addr, peer_id_of
+from ptm_p2p.strict_decode import Problem, convert, describe
 
 HINT = "ask the hub operator for the file `ptm hub --invitation FILE` wrote"
 
@@ -40,16 +45,11 @@ class Invitation:
             )
 
     def to_json(self) -> str:
-        return (
-            json.dumps(
-                {"hub_addr": self.hub_addr, "hub_key": self.hub_key.hex(), "origin": self.origin},
-                indent=2,
-            )
-            + "\n"
-        )
+        fields = InvitationFile(self.hub_addr, self.hub_key.hex(), self.origin)
+        return msgspec.json.format(msgspec.json.encode(fields), indent=2).decode() + "\n"
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(self.to_json())
+        write_bytes_atomic(Path(path), self.to_json().encode())
 
     @classmethod
     def load(cls, path: Path) -> Invitation:
@@ -62,34 +62,42 @@ class Invitation:
             raise ConfigError(f"{path} is not a ptm invitation: it is not text; {HINT}") from None
         except OSError as exc:
             raise ConfigError(f"cannot read invitation file {path}: {exc.strerror}") from exc
-        hint = HINT
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"{path} is not a ptm invitation: it is not JSON (error at line {exc.lineno}); "
-                + hint
+                + HINT
             ) from None
-        if not isinstance(data, dict):
-            raise ConfigError(
-                f"{path} is not a ptm invitation: it holds a JSON {type(data).__name__}, not an "
-                "object with hub_addr, hub_key and origin; " + hint
-            )
-        fields: dict[str, str] = {}
-        for name in ("hub_addr", "hub_key", "origin"):
-            value = data.get(name)
-            if not isinstance(value, str) or not value:
-                what = "is missing" if value is None else "must be a non-empty string"
-                raise ConfigError(f"{path}: field {name} {what}; " + hint)
-            fields[name] = value
+        fields = convert(data, InvitationFile, lambda problem: _invalid(path, problem))
         try:
-            key = bytes.fromhex(fields["hub_key"])
+            key = bytes.fromhex(fields.hub_key)
         except ValueError:
             raise ConfigError(
                 f"{path}: field hub_key must be 64 hex digits (the hub's public key), "
-                f"got {fields['hub_key'][:80]!r}"
+                f"got {fields.hub_key[:80]!r}"
             ) from None
         try:
-            return cls(fields["hub_addr"], key, fields["origin"])
+            return cls(fields.hub_addr, key, fields.origin)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {str(exc).removeprefix('invitation: ')}") from exc
+
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class InvitationFile(msgspec.Struct):
+    """The file's fields as written (unknown keys are ignored: a newer hub may add some)."""
+
+    hub_addr: NonEmpty
+    hub_key: NonEmpty  # hex
+    origin: NonEmpty
+
+
+def _invalid(path: Path, problem: Problem) -> ConfigError:
+    if not problem.where and problem.kind == "invalid":  # a list, a number…: not ours at all
+        return ConfigError(
+            f"{path} is not a ptm invitation: it {describe(problem)} with hub_addr, hub_key "
+            "and origin; " + HINT
+        )
+    return ConfigError(f"{path}: {describe(problem)}; {HINT}")

@@ -11,7 +11,6 @@ or replace them. Every address learnt from the network or a file passes one chec
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +20,7 @@ from typing import Any
 
 from libp2p.peer.id import ID
 
-from ptm_p2p.atomic_file import write_json_atomic
+from ptm_p2p.home_files import PeerEntry, load_peers, save_peers
 from ptm_p2p.network.host import is_listen_addr, public_key_of
 
 log = logging.getLogger(__name__)
@@ -139,20 +138,15 @@ class PeerBook(Mapping[str, PeerRecord]):
 
     def load(self, path: Path) -> None:
         """Peers saved by ``save`` (before any ``pin``: the operator's addresses come last)."""
-        if not path.exists():
-            return
-        try:
-            for pid, rec in json.loads(path.read_text()).items():
-                addrs = listen_addrs(pid, rec["addrs"])
-                if addrs:
-                    self._peers[pid] = PeerRecord(addrs, str(rec.get("name", "")))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("%s is unreadable; starting with no known peers", path)
+        for pid, rec in load_peers(path).items():  # an unreadable file: warned, empty
+            addrs = listen_addrs(pid, rec.addrs)
+            if addrs:
+                self._peers[pid] = PeerRecord(addrs, rec.name)
 
     def save(self, path: Path) -> None:
-        data = {pid: {"addrs": rec.addrs, "name": rec.name} for pid, rec in self._peers.items()}
+        data = {pid: PeerEntry(rec.addrs, rec.name) for pid, rec in self._peers.items()}
         try:
-            write_json_atomic(path, data)
+            save_peers(path, data)
         except OSError as exc:  # a full disk: the addresses stay known in memory
             log.warning("could not write %s: %s", path, exc)
 

@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from msgspec import UNSET
+
 from ptm_p2p.errors import LedgerError, PtmError
 from ptm_p2p.home import KEY_FILE, LEDGER_FILE
+from ptm_p2p.home_files import STATUS_FILE as STATUS_FILE  # read by `ptm status`
+from ptm_p2p.home_files import DaemonStatus, read_status
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.store import SqliteStore
 
-# The daemon's status file; equal to ``ptm_p2p.network.daemon.STATUS_FILE`` (a test checks),
-# repeated here because importing the daemon module imports libp2p (~1 s).
-STATUS_FILE = "status.json"
 STALE_SECONDS = 5.0
 # A site's disclosure record; equal to ``ptm_p2p.site.disclosure.DISCLOSURE_FILE`` (a test
 # checks), read here with plain SQL: the network layer does not import the site's.
@@ -92,7 +93,18 @@ def _own_key(home: Path) -> bytes | None:
 
 
 def collect(home: Path) -> dict[str, Any]:
-    store = SqliteStore(Path(home) / LEDGER_FILE, read_only=True)
+    """Everything ``ptm status`` shows: the ledger copy's view, then the daemon's."""
+    data = _ledger_view(Path(home))
+    data.update(running=False, daemon_seen=False)
+    daemon = read_status(Path(home))
+    if daemon is not None:
+        data.update(_daemon_view(daemon, data["cosigners"]))
+    return data
+
+
+def _ledger_view(home: Path) -> dict[str, Any]:
+    """Size, newest checkpoint, cosigners, evidence and membership, from ``HOME/ledger.db``."""
+    store = SqliteStore(home / LEDGER_FILE, read_only=True)
     try:
         size = store.size()
         notes = store.checkpoints()
@@ -100,7 +112,7 @@ def collect(home: Path) -> dict[str, Any]:
             {"kind": e.kind, "detail": e.detail, "recorded_at": e.recorded_at}
             for e in store.evidence()
         ]
-        own_key = _own_key(Path(home))
+        own_key = _own_key(home)
         try:
             member = membership(store, own_key) if own_key else None
         except LedgerError as exc:
@@ -123,63 +135,34 @@ def collect(home: Path) -> dict[str, Any]:
             signers = [s.name for s in signed.signatures if s.name != signed.checkpoint.origin]
         except LedgerError as exc:
             checkpoint = {"error": str(exc)}
-    data: dict[str, Any] = {
+    return {
         "home": str(home),
-        "disclosure": disclosure(Path(home)),
+        "disclosure": disclosure(home),
         "size": size,
         "checkpoint": checkpoint,
         "cosigners": signers,
         "evidence": evidence,
         "membership": member,
-        "running": False,
-        "daemon_seen": False,
     }
-    status_path = Path(home) / STATUS_FILE
-    if status_path.exists():
-        try:
-            daemon = json.loads(status_path.read_text())
-        except ValueError:
-            daemon = {}
-        fresh = (
-            time.time() - float(daemon.get("updated", 0)) < STALE_SECONDS
-            and "stopped" not in daemon
+
+
+def _daemon_view(daemon: DaemonStatus, signers: list[str]) -> dict[str, Any]:
+    """Whether the daemon runs, and what it wrote that ``ptm status`` shows."""
+    stopped = daemon.stopped is not UNSET
+    fresh = time.time() - daemon.updated < STALE_SECONDS and not stopped
+    view: dict[str, Any] = daemon.shown()
+    # A daemon killed with SIGKILL leaves a fresh-looking status file for a few seconds:
+    # the process itself decides, not the file's age.
+    if fresh and not process_alive(daemon.pid, daemon.updated):
+        fresh = False
+        view["died"] = (
+            f"its process (pid {daemon.pid}) is gone without a clean stop "
+            "(killed or crashed); start it again"
         )
-        # A daemon killed with SIGKILL leaves a fresh-looking status file for a few seconds:
-        # the process itself decides, not the file's age.
-        if fresh and not process_alive(daemon.get("pid"), daemon.get("updated")):
-            fresh = False
-            data["died"] = (
-                f"its process (pid {daemon.get('pid')}) is gone without a clean stop "
-                "(killed or crashed); start it again"
-            )
-        data["running"] = fresh
-        data["daemon_seen"] = True
-        if "stopped" in daemon:
-            data["stopped"] = daemon["stopped"]
-        if fresh:
-            data["cosigners"] = daemon.get("cosigners", signers)
-        for key in (
-            "role",
-            "address",
-            "connected",
-            "lag",
-            "hub_up",
-            "distrusted",
-            "known_peers",
-            "witness_size",
-            "split_view",
-            "sequenced",
-            "blobs",
-            "tasks",
-            "error",
-            "local_fault",
-            "not_admitted",
-            "public_log",
-            "refused_non_members",
-        ):
-            if key in daemon:
-                data[key] = daemon[key]
-    return data
+    view.update(running=fresh, daemon_seen=True)
+    if fresh:
+        view["cosigners"] = signers if daemon.cosigners is UNSET else daemon.cosigners
+    return view
 
 
 def process_alive(pid: Any, updated: Any = None) -> bool:

@@ -18,15 +18,14 @@ is the one place a split view is declared: it stores both notes, distrusts the h
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.errors import LedgerError, SplitViewError, StoreError
+from ptm_p2p.home_files import DistrustedPeer, load_distrusted, save_distrusted
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.ledger.store import is_local_fault
@@ -81,8 +80,8 @@ class TrustRegistry:
         self.store = store
         self.distrust_file = distrust_file
         self._reasons: dict[Party, str] = {}
-        # Refused peers as the distrust file records them: peer id -> {"reason", "since"}.
-        self._refused: dict[str, dict[str, Any]] = {}
+        # Refused peers as the distrust file records them, by peer id.
+        self._refused: dict[str, DistrustedPeer] = {}
         self.split_view = False
         self._load_evidence()
         if distrust_file is not None:
@@ -110,7 +109,7 @@ class TrustRegistry:
             log.error("no longer trusting %s: %s", who, reason)
         self._reasons[who] = reason
         if who.kind == "peer" and who.ident not in self._refused:
-            self._refused[who.ident] = {"reason": reason[:MAX_REASON], "since": time.time()}
+            self._refused[who.ident] = DistrustedPeer(reason[:MAX_REASON], time.time())
             self._save_file()
 
     def restore(self, who: Party, reason: str) -> None:
@@ -183,25 +182,11 @@ class TrustRegistry:
         """Peers refused in earlier runs, distrusted again before anything is dialed.
 
         A lost file costs little (a liar is caught again by the same checks, nothing it sends
-        is stored), so an unreadable one is reported and ignored rather than fatal.
+        is stored), so an unreadable one is reported and ignored (``home_files.py``).
         """
-        if not path.exists():
-            return
-        try:
-            records: dict[str, dict[str, Any]] = {
-                str(pid): {"reason": str(rec["reason"]), "since": float(rec.get("since", 0))}
-                for pid, rec in json.loads(path.read_text()).items()
-            }
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning(
-                "%s is unreadable (%s); peers refused in earlier runs are trusted again until "
-                "they serve a bad range again",
-                path,
-                exc,
-            )
-            return
+        records = load_distrusted(path)
         for pid, rec in records.items():
-            self.restore(Party.peer(pid), rec["reason"])
+            self.restore(Party.peer(pid), rec.reason)
         self._refused = records
         if records:
             log.info(
@@ -215,8 +200,7 @@ class TrustRegistry:
         if self.distrust_file is None:
             return
         try:
-            # Durable: the whole point is that the refusal outlives a crash or restart.
-            write_json_atomic(self.distrust_file, self._refused, durable=True)
+            save_distrusted(self.distrust_file, self._refused)
         except OSError as exc:
             log.error(
                 "could not write %s (%s): this distrust will not survive a restart",
