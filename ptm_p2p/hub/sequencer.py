@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from ptm_p2p.backoff import Backoff
 from ptm_p2p.errors import EquivocationError, LedgerError, ProtocolError, RuleError, StoreError
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer, short
@@ -49,8 +50,10 @@ MAX_QUEUED = 50_000
 # Pauses between attempts to store the checkpoint over entries already appended.
 SIGN_RETRY_PAUSE = 0.5
 SIGN_RETRY_MAX_PAUSE = 10.0
-# Pauses before trying a batch again whose append the store refused (busy, locked, full).
-APPEND_RETRY_PAUSES = (0.25, 0.5, 1.0)
+# A batch whose append the store refused (busy, locked, full) is tried again this many times,
+# after jittered pauses of about 0.25, 0.5 and 1 s (``backoff.py``): some 1.75 s in all.
+APPEND_RETRIES = 3
+APPEND_RETRY_FIRST, APPEND_RETRY_MAX = 0.25, 1.0
 # Submissions this large are signature-checked on a worker thread, off the trio loop.
 THREAD_DECODE = 64
 
@@ -95,6 +98,7 @@ class Sequencer:
         self.sequenced = 0
         # The log holds entries no stored checkpoint covers yet (its signing failed).
         self.unsigned = False
+        self._sign_retry = Backoff(SIGN_RETRY_PAUSE, SIGN_RETRY_MAX_PAUSE)
         self._sign_pause = 0.0
         self._index_store()
 
@@ -179,17 +183,18 @@ class Sequencer:
         """Sequence ``batch``; a store that is busy or full a moment is tried again a few
         times (nothing of a failed append is in the log, so trying again repeats nothing)
         before the submitters are told to send their entries again."""
-        for pause in (*APPEND_RETRY_PAUSES, None):
+        pause = Backoff(APPEND_RETRY_FIRST, APPEND_RETRY_MAX)
+        for attempt in range(APPEND_RETRIES + 1):
             try:
                 self._sequence(batch)
                 return
             except Exception as exc:  # a full disk or a bug: answer from the store
                 self._recover()
-                if pause is not None and is_local_fault(exc):
+                if attempt < APPEND_RETRIES and is_local_fault(exc):
                     log.warning("the hub's ledger refused a write (%s); trying again", exc)
                     for sub in batch:
                         sub.indexes, sub.error = [], None
-                    await trio.sleep(pause)
+                    await trio.sleep(pause.next())
                     continue
                 if isinstance(exc, StoreError):
                     log.error("sequencing a batch failed: %s", exc)
@@ -217,13 +222,12 @@ class Sequencer:
         try:
             self.sign_head()
         except StoreError as exc:
-            self._sign_pause = min(
-                max(2 * self._sign_pause, SIGN_RETRY_PAUSE), SIGN_RETRY_MAX_PAUSE
-            )
+            self._sign_pause = self._sign_retry.next()
             log.debug("checkpoint still not stored (next try in %.1f s): %s", self._sign_pause, exc)
             return
         log.info("checkpoint of size %d stored; sites can follow again", self.log.size)
         self.unsigned = False
+        self._sign_retry.reset()
         self._sign_pause = 0.0
 
     def _recover(self) -> None:
@@ -285,7 +289,8 @@ class Sequencer:
                         exc,
                     )
                 self.unsigned = True
-                self._sign_pause = SIGN_RETRY_PAUSE
+                self._sign_retry.reset()
+                self._sign_pause = self._sign_retry.next()
             log.debug(
                 "sequenced %d entries (size %d) in %.1f ms",
                 len(accepted),

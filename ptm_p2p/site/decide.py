@@ -29,12 +29,23 @@ The rules, in the order they are applied (the first that holds decides):
 9. a task the site policy does not allow (image, publisher, data labels) or one that is not
    a secure sum where the policy requires it is answered ``refused``;
 10. anything else runs (the disclosure record, a database, is asked by the worker next).
+
+While a task is in flight and once it has run (``stops``, ``after_run``, ``before_sealing``,
+``before_signing``):
+
+11. a cancel or a revocation of its publisher (or of this site) reaching a running task
+    kills its container, again every ``KILL_RETRY`` seconds while it runs;
+12. a task cancelled while it ran is answered ``cancelled``, with no output;
+13. a site whose own key was revoked meanwhile signs nothing;
+14. an output is never sealed to a publisher this site knows to be revoked: such a task is
+    answered ``refused`` naming the revocation entry, and whatever it gave is dropped;
+15. a task this site answered already (its result is in the log) is not answered again.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ptm_p2p.errors import InputRefused, PolicyError
@@ -62,9 +73,9 @@ FORMAT_1_REFUSED = (
     "(format 2); nothing was run"
 )
 CANCELLED_BEFORE = "cancelled before it started"
-PUBLISHER_REVOKED = "the publisher's key was revoked"  # the worker words it (revoked_reason)
-
-# How the hub's members-only refusal names a revoked key (network/sync_server.py).
+PUBLISHER_REVOKED = "the publisher's key was revoked"  # worded at sealing (revoked_reason)
+CANCELLED_WHILE_RUNNING = "cancelled while running; the container was stopped"
+KILL_RETRY = 3.0  # seconds between kills of a stopped task's container (it may be starting)
 
 
 class SiteView(Protocol):
@@ -228,3 +239,124 @@ def policy_refusal(policy: SitePolicy, task: LoggedTask, entry: Entry, org: str)
     except PolicyError as exc:
         return str(exc)
     return None
+
+
+def revoked_reason(revoked_at: int) -> str:
+    """The public reason of a refusal because the publisher's key is revoked (or unknown)."""
+    if revoked_at < 0:
+        return "the publisher is not a member of this collaboration; nothing was run"
+    return (
+        f"the publisher's key was revoked at entry {revoked_at}; the task was not run or was "
+        "stopped, and no output was kept"
+    )
+
+
+# --- tasks in flight and their answers (rules 11-15) ---------------------------------------
+
+
+@dataclass
+class Active:
+    """A task this daemon is acting on right now."""
+
+    task: LoggedTask
+    state: str = "queued"  # queued | running | answering
+    started: float = 0.0
+    cancel: bool = False
+    revoked_at: int | None = None  # the entry that revoked its publisher while it ran
+    killed_at: float = float("-inf")  # monotonic time of the last kill sent to its container
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to sign for a task: ``status`` and public ``reason``; ``drop_output``: sign it
+    with no output and no container log (nothing of the run is kept)."""
+
+    status: str
+    reason: str | None
+    drop_output: bool = field(default=False)
+
+
+def my_open_tasks(state: State, me: bytes) -> list[LoggedTask]:
+    """The tasks that target this site and hold no result of it, in log order."""
+    mine = [t for t in state.tasks.values() if me in t.targets and me not in t.results]
+    mine.sort(key=lambda t: t.index)
+    return mine
+
+
+def stops(
+    state: State, active: dict[bytes, Active], me: bytes, hub_says_revoked: int | None, now: float
+) -> list[bytes]:
+    """Rule 11: mark the tasks in flight that a cancel or a revocation reached, and return
+    those whose container to kill now (running, and not killed in the last KILL_RETRY s:
+    a container still being created is not there to stop yet). Applies also while the site
+    is halted: a revoked site must stop its work at once."""
+    site_revoked = self_revoked(state, me, hub_says_revoked) is not None
+    kill = []
+    for task_hash, flight in active.items():
+        task = state.tasks.get(task_hash)
+        if task is None:
+            continue
+        revoked = publisher_revoked(state, task)
+        if revoked is not None and flight.revoked_at is None:
+            flight.revoked_at = revoked
+        if task.cancelled_at is not None:
+            flight.cancel = True
+        if not (flight.cancel or flight.revoked_at is not None or site_revoked):
+            continue
+        if flight.state == "running" and now - flight.killed_at > KILL_RETRY:
+            flight.killed_at = now
+            kill.append(task_hash)
+    return kill
+
+
+def after_run(
+    state: State,
+    task_hash: bytes,
+    me: bytes,
+    hub_says_revoked: int | None,
+    cancel_seen: bool,
+    status: str,
+    reason: str,
+) -> Answer | None:
+    """Rules 12-13, once the container has finished: what to answer, or None (sign nothing)."""
+    task = state.tasks.get(task_hash)
+    cancelled = cancel_seen or (task is not None and task.cancelled_at is not None)
+    if self_revoked(state, me, hub_says_revoked) is not None:
+        return None
+    if cancelled:
+        return Answer("cancelled", CANCELLED_WHILE_RUNNING, drop_output=True)
+    return Answer(status, reason or None)
+
+
+def before_sealing(
+    state: State, task_hash: bytes, me: bytes, status: str, reason: str | None
+) -> Answer | None:
+    """Rules 14-15 before an output is sealed: None if answered already; a revoked
+    publisher turns any answer into a refusal naming the revocation."""
+    task = state.tasks[task_hash]
+    if me in task.results:
+        return None
+    revoked = publisher_revoked(state, task)
+    if revoked is not None:
+        return Answer("refused", revoked_reason(revoked), drop_output=True)
+    return Answer(status, reason)
+
+
+def before_signing(
+    state: State,
+    task_hash: bytes,
+    me: bytes,
+    hub_says_revoked: int | None,
+    status: str,
+    reason: str | None,
+) -> Answer | None:
+    """Rules 13-15 again right before signing (the state may have moved while the output
+    was sealed and uploaded): None signs nothing; a publisher revoked meanwhile turns an
+    answer that is not a refusal already into one, and its sealed output is dropped."""
+    task = state.tasks[task_hash]
+    if me in task.results or self_revoked(state, me, hub_says_revoked) is not None:
+        return None
+    revoked = publisher_revoked(state, task)
+    if revoked is not None and status != "refused":
+        return Answer("refused", revoked_reason(revoked), drop_output=True)
+    return Answer(status, reason)

@@ -4,17 +4,16 @@ the network or a daemon: real signed entries and real keys, the site seen throug
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from site_fakes import IMAGE, LIMITS, ME, OTHER_SITE, REPO, RESEARCHER, SITE, FakeSite, task_entry
 
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.ledger import entry as E
-from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.ledger.replay import Member, Result, State
+from ptm_p2p.ledger.replay import Member, Result
 from ptm_p2p.ledger.replay import Task as LoggedTask
 from ptm_p2p.site import secagg
 from ptm_p2p.site.decide import (
@@ -33,56 +32,12 @@ from ptm_p2p.site.decide import (
 )
 from ptm_p2p.site.journal import RUNNING, SIGNED, Run
 
-REPO = "127.0.0.1:5000/ptm/cox-round"
-IMAGE = REPO + "@sha256:" + "ab" * 32
-LIMITS = {"timeout_s": 60, "memory_mb": 512, "cpu_millis": 1500}
-
-
-def key(name: str) -> Signer:
-    return Signer(hashlib.sha256(f"ptm-test-key/decide/{name}".encode()).digest())
-
-
-SITE, OTHER_SITE, RESEARCHER = key("site"), key("other site"), key("researcher")
-ME = SITE.public_key
 ALLOW_ALL = SitePolicy(repositories=frozenset({REPO}), publishers=frozenset({"*"}))
-
-
-@dataclass
-class FakeSite:
-    """A site as the worker sees it: a replayed state held in memory, nothing else."""
-
-    state: State = field(default_factory=State)
-    witness_size: int = 100
-    halted: str | None = None
-    submitted: list[list[bytes]] = field(default_factory=list)
-
-    def why_halted(self) -> str | None:
-        return self.halted
-
-    async def submit(self, entries: list[bytes]) -> None:
-        self.submitted.append(entries)
 
 
 def site_view() -> SiteView:
     """The fake, typed as the interface: mypy checks it implements ``SiteView``."""
     return FakeSite()
-
-
-def task_entry(
-    *,
-    format_1: bool = False,
-    inputs: dict[bytes, bytes] | None = None,
-    data: tuple[str, ...] = (),
-    aggregate: str | None = None,
-) -> Entry:
-    inputs = inputs if inputs is not None else {ME: b"my input"}
-    if format_1:
-        payload = E.task_payload(IMAGE, inputs, LIMITS, data=data)
-    else:
-        payload = E.task_payload_v2(
-            RESEARCHER, 1, IMAGE, inputs, LIMITS, data=data, aggregate=aggregate
-        )
-    return Entry.create(RESEARCHER, E.TASK, 1, E.ZERO_HASH, 1_000, payload)
 
 
 @dataclass
