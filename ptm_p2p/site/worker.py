@@ -48,7 +48,7 @@ A write of ``tasks.db`` that fails is a local fault: the worker pauses with a bo
 jittered back-off (one log line per step, ``faults.py``) and ``ptm status`` shows it.
 
 Decide, then do. ``decide.py`` holds every rule above as pure functions; this module is the
-loop that applies them and hands each action to a part with one job: ``runner.py`` runs a
+loop that applies them and hands each action to a part with one job: ``task_run.py`` runs a
 task in its container (``containers.py``), ``answers.py`` seals, places (``outputs.py``) and
 signs, ``resubmit.py`` brings signed results to the log, ``journal_guard.py`` keeps the
 journal's failure policy, ``disclosure_gate.py`` asks the disclosure record and
@@ -87,9 +87,9 @@ from ptm_p2p.site.faults import LocalFaults
 from ptm_p2p.site.journal import JOURNAL_FILE, RUNNING, Journal
 from ptm_p2p.site.journal_guard import GuardedJournal
 from ptm_p2p.site.resubmit import Resubmitter
-from ptm_p2p.site.runner import TaskRunner
 from ptm_p2p.site.task_folders import sweep_task_folders as sweep_task_folders
 from ptm_p2p.site.task_folders import task_folder_owner
+from ptm_p2p.site.task_run import TaskRunner
 from ptm_p2p.site.worker_site import as_worker_site
 
 if TYPE_CHECKING:
