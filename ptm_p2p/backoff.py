@@ -4,8 +4,9 @@ in step.
 
 Every loop of ptm that waits before trying again uses this class: the site following its
 hub and storing what it verified (``site/replicator.py``), its own files failing
-(``site/faults.py``), the upload of a large output and the resubmission of signed results
-(``site/worker.py``), and the researcher's client reconnecting to a restarted hub
+(``site/faults.py``), the upload of a large output (``site/outputs.py``) and the
+resubmission of signed results (``site/resubmit.py``), the hub's appends and checkpoint
+signing (``hub/sequencer.py``), and the researcher's client reconnecting to a restarted hub
 (``client/session.py``). It imports nothing of ptm (and no trio): network/, site/, hub/ and
 client/ all may use it. The caller sleeps (``trio.sleep`` or ``time.sleep``); this only says
 for how long.
