@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ptm_p2p.client.connection import Connection
@@ -26,6 +27,19 @@ DEFAULT_LIMITS = {"timeout_s": 600, "memory_mb": 512, "cpu_millis": 1000}
 PayloadSource = Mapping[str, Any] | Callable[[int], Mapping[str, Any]]
 """A payload, or a function of the seq the entry will be signed with that makes it (a
 format-2 task binds its inputs to that seq)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task asks of every target besides its input: the data, limits and names."""
+
+    data: Sequence[str] = ()
+    timeout_s: int = DEFAULT_LIMITS["timeout_s"]
+    memory_mb: int = DEFAULT_LIMITS["memory_mb"]
+    cpu_millis: int = DEFAULT_LIMITS["cpu_millis"]
+    algorithm: str | None = None
+    description: str | None = None
+    aggregate: str | None = None
 
 
 class Publisher:
@@ -58,26 +72,32 @@ class Publisher:
     def publish(
         self,
         image: str,
-        to: str | Sequence[str] = "all",
-        input: bytes = b"",
-        inputs: Mapping[str, bytes] | None = None,
-        data: Sequence[str] = (),
-        timeout_s: int = DEFAULT_LIMITS["timeout_s"],
-        memory_mb: int = DEFAULT_LIMITS["memory_mb"],
-        cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
-        algorithm: str | None = None,
-        description: str | None = None,
-        aggregate: str | None = None,
+        to: str | Sequence[str],
+        input: bytes,
+        inputs: Mapping[str, bytes] | None,
+        spec: TaskSpec,
     ) -> TaskView:
         """Sign and publish a task (``Client.publish`` says what each argument means)."""
         pinned = resolve_image(image)
         plain = self._plain_inputs(to, input, inputs)
-        limits = {"timeout_s": timeout_s, "memory_mb": memory_mb, "cpu_millis": cpu_millis}
+        limits = {
+            "timeout_s": spec.timeout_s,
+            "memory_mb": spec.memory_mb,
+            "cpu_millis": spec.cpu_millis,
+        }
         signer = self.connection.home.signer
 
         def payload(seq: int) -> dict[str, Any]:
             return task_payload_v2(
-                signer, seq, pinned, plain, limits, algorithm, description, data, aggregate
+                signer,
+                seq,
+                pinned,
+                plain,
+                limits,
+                algorithm=spec.algorithm,
+                description=spec.description,
+                data=spec.data,
+                aggregate=spec.aggregate,
             )
 
         entry, index = self.submit(TASK, payload)

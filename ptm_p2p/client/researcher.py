@@ -28,13 +28,14 @@ two processes of one researcher never sign two different entries with one sequen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ptm_p2p.client.connection import INVITATION_FILE, Connection, find_invitation
 from ptm_p2p.client.opener import MAX_ANSWER_BYTES, ResultOpener
-from ptm_p2p.client.publisher import DEFAULT_LIMITS, Publisher
+from ptm_p2p.client.publisher import DEFAULT_LIMITS, Publisher, TaskSpec
 from ptm_p2p.client.rounds import RoundLimits, Rounds
 from ptm_p2p.client.task_book import TaskBook
 from ptm_p2p.client.views import FAULTY, FINAL, UNAVAILABLE, SiteAnswer, TaskView, why_not_ok
@@ -104,19 +105,8 @@ class Client:
         ``aggregate="secure-sum"`` asks every target to mask its answer so that only the
         sum over all targets opens (``sum_round`` does the rest).
         """
-        return self.publisher.publish(
-            image,
-            to=to,
-            input=input,
-            inputs=inputs,
-            data=data,
-            timeout_s=timeout_s,
-            memory_mb=memory_mb,
-            cpu_millis=cpu_millis,
-            algorithm=algorithm,
-            description=description,
-            aggregate=aggregate,
-        )
+        spec = TaskSpec(data, timeout_s, memory_mb, cpu_millis, algorithm, description, aggregate)
+        return self.publisher.publish(image, to, input, inputs, spec)
 
     def task(self, task_id: str) -> TaskView:
         """A task's state, from the verified copy brought up to date."""
@@ -139,7 +129,8 @@ class Client:
         Returns the last view either way (``view.done`` tells which); ``on_progress`` sees
         every view, for progress displays.
         """
-        return self.book.wait(task_id, timeout, on_progress)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self.book.follow(task_id, deadline, on_progress)
 
     def silent_sites(self, view: TaskView) -> dict[str, str]:
         """Why each target still ``not seen`` has not received the task (``TaskBook``)."""

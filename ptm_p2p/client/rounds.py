@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ptm_p2p.client.opener import ResultOpener
-from ptm_p2p.client.publisher import Publisher
+from ptm_p2p.client.publisher import Publisher, TaskSpec
 from ptm_p2p.client.task_book import TaskBook
 from ptm_p2p.client.views import FINAL, SiteAnswer, TaskView, why_not_ok
 from ptm_p2p.errors import PtmError, StudyError
@@ -116,17 +117,17 @@ class Rounds:
             site: json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
             for site, value in inputs.items()
         }
-        task = self.publisher.publish(
-            image,
-            inputs=encoded,
+        spec = TaskSpec(
             data=limits.data,
             timeout_s=min(int(limits.timeout), MAX_ROUND_TIMEOUT_S),
-            algorithm=limits.algorithm,
             memory_mb=limits.memory_mb,
             cpu_millis=limits.cpu_millis,
+            algorithm=limits.algorithm,
             aggregate=aggregate,
         )
-        view = self.book.wait(task.id, limits.timeout + WAIT_GRACE_S, limits.on_progress)
+        task = self.publisher.publish(image, "all", b"", encoded, spec)
+        deadline = time.monotonic() + limits.timeout + WAIT_GRACE_S
+        view = self.book.follow(task.id, deadline, limits.on_progress)
         answers = self.opener.results(self.book.task(task.id))
         by_key = {a.key: a for a in answers.values()}
         keys = self.book.site_keys(list(inputs))

@@ -19,6 +19,8 @@ from ptm_p2p.ledger.entry import Entry
 from ptm_p2p.ledger.replay import Task
 
 T = TypeVar("T")
+Progress = Callable[[TaskView], None]
+"""Sees every view of a task being followed (progress displays)."""
 
 
 class TaskBook:
@@ -142,20 +144,14 @@ class TaskBook:
             if not mine or t.publisher == me
         ]
 
-    def wait(
-        self,
-        task_id: str,
-        timeout: float | None = None,
-        on_progress: Callable[[TaskView], None] | None = None,
-    ) -> TaskView:
-        """Follow a task until every target answered or ``timeout`` seconds pass; the last
-        view either way, every view also to ``on_progress``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def follow(self, task_id: str, deadline: float | None, show: Progress | None) -> TaskView:
+        """Follow a task until every target answered or ``deadline`` (``time.monotonic()``)
+        passes; the last view either way, every view also to ``show``."""
         while True:
             size = self.connection.sync()
             view = self.view(self.task(task_id))
-            if on_progress is not None:
-                on_progress(view)
+            if show is not None:
+                show(view)
             if view.done:
                 return view
             remaining = None if deadline is None else deadline - time.monotonic()
