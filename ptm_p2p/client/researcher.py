@@ -22,7 +22,7 @@ two processes of one researcher never sign two different entries with one sequen
   task entry being signed) and cancellations;
 - ``opener.py``: opening results site by site (a site whose output does not open as it
   signed it is ``faulty``, with the evidence; every other site's answer is still returned);
-- ``rounds.py``: one round over many sites, and the secure-aggregation round;
+- ``round_trips.py``: one round over many sites, and the secure-aggregation round;
 - ``views.py``: what is shown (``TaskView``, ``SiteAnswer``).
 """
 
@@ -36,7 +36,7 @@ from typing import Any
 from ptm_p2p.client.connection import INVITATION_FILE, Connection, find_invitation
 from ptm_p2p.client.opener import MAX_ANSWER_BYTES, ResultOpener
 from ptm_p2p.client.publisher import DEFAULT_LIMITS, Publisher, TaskSpec
-from ptm_p2p.client.rounds import RoundLimits, Rounds
+from ptm_p2p.client.round_trips import RoundLimits, Rounds
 from ptm_p2p.client.task_book import TaskBook
 from ptm_p2p.client.views import FAULTY, FINAL, UNAVAILABLE, SiteAnswer, TaskView, why_not_ok
 from ptm_p2p.errors import PtmError
