@@ -86,7 +86,7 @@ def images_from_registry(
     A round publishes the digest, never the tag, so every round of one study runs the same
     image even if the tag moves meanwhile.
     """
-    from ptm_p2p.client.images import resolve_image
+    from ptm_p2p.client.image_digests import resolve_image
 
     return {name: resolve_image(f"{registry}/{prefix}/{name}:{tag}") for name in names}
 

@@ -30,7 +30,7 @@ def demo_command(workdir: Path) -> None:
     Example:
       ptm demo --workdir /tmp/ptm-demo
     """
-    from ptm_p2p.demo import run_demo
+    from ptm_p2p.demo_study import run_demo
 
     ok = run_demo(workdir, lambda line: click.echo(line))
     raise SystemExit(0 if ok else 1)

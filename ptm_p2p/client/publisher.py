@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptm_p2p.client.connection import Connection
-from ptm_p2p.client.images import resolve_image
+from ptm_p2p.client.image_digests import resolve_image
 from ptm_p2p.client.task_book import TaskBook
 from ptm_p2p.client.views import TaskView
 from ptm_p2p.errors import TaskLookupError
