@@ -439,6 +439,20 @@ def fit(
                            max_answer_bytes)  # fmt: skip
     if grid is not None:
         raise StudyError("grid= is for secure aggregation (secure=True)")
+    return _fit_plain(runner, list(sites), base, progress, newton, meta, max_answer_bytes)
+
+
+def _fit_plain(
+    runner: RoundRunner,
+    sites: list[str],
+    base: dict[str, Any],
+    progress: Callable[[str], None] | None,
+    newton: _Newton,
+    meta: _Meta,
+    max_answer_bytes: int,
+) -> CoxResult:
+    """``fit`` without secure aggregation: every site's own answer opens."""
+    covariates, ties, stratify_sites = list(meta.covariates), meta.ties, meta.stratified
     study = _Study(runner, STRATIFIED if stratify_sites else POOLED, sites, base, progress)
     p = len(covariates)
     described = study.round("describe", {"step": "describe"})
