@@ -382,6 +382,9 @@ class DisclosureRecord:
             self.pending[task] = reservation
             return None
 
+    def _can_open(self, task: bytes) -> bool:
+        return self.ledger is None or self.ledger.deliverable(task)
+
     def _check_differencing(
         self,
         task: bytes,
@@ -399,11 +402,11 @@ class DisclosureRecord:
             for row in self._rows(
                 "SELECT task, targets FROM sums WHERE label = ? AND query = ?", (label, query)
             )
-            if bytes(row[0]) != task
-            and (self.ledger is None or self.ledger.deliverable(bytes(row[0])))
+            if bytes(row[0]) != task and self._can_open(bytes(row[0]))
         ]
-        for other_task, other in self.pending.items():
-            if other_task != task and other.sums.get(label, (b"", ()))[0] == query:
+        for other_task, other in self.pending.items():  # in flight: counted if it can open
+            same = other_task != task and other.sums.get(label, (b"", ()))[0] == query
+            if same and self._can_open(other_task):
                 earlier.append(other.sums[label][1])
         reservation.sums[label] = (query, targets)
         if isolated([*earlier, targets]):
