@@ -14,9 +14,9 @@ Reported per site count (3 and 10 by default):
 * Kaplan–Meier with secure aggregation on ÷ off in the same run (``km.fit(secure=True)`` on
   a 30-day grid against the plain round with ``time_unit = 30``, alternating): rounds, wall
   time ratio (goal ≤ 1.2) and the extra bytes each site sends per round;
-* the site-stratified Cox fit (Efron) with secure aggregation on ÷ off in the same run
-  (``coxph.fit(stratify_sites=True, secure=True)``, alternating): rounds, wall time ratio
-  and the bytes each site sends per round;
+* the site-stratified and the pooled Cox fit (Efron) with secure aggregation on ÷ off in
+  the same run (``coxph.fit(stratify_sites=…, secure=True)``, alternating; the pooled one on
+  a grid of every day): rounds, wall time ratio and the bytes each site sends per round;
 * where a round's time goes, from the verified log (entry timestamps and the timings each
   site signs): publish (sign + hub's durable ack), task → site starts its container
   (replication, checkpoint, cosign, scan), the container (prepare, run), and the last
@@ -184,6 +184,9 @@ def bench_size(
             rounds = profile(client, recorder, first_round)
             secure_line = bench_secure_km(client, images, sites, reps)
             secure_cox_line = bench_secure_cox(client, images, sites, covariates, reps)
+            secure_pooled_line = bench_secure_cox(
+                client, images, sites, covariates, reps, stratified=False
+            )
 
         # the baseline, same run, same image, a real evaluate request of the largest site
         request = recorder.requests[-1][sites[0]]
@@ -227,6 +230,7 @@ def bench_size(
     )
     print(secure_line)
     print(secure_cox_line)
+    print(secure_pooled_line)
     keys = (
         "publish",
         "to_site_start",
@@ -283,9 +287,17 @@ def bench_secure_km(client: Client, images: dict[str, str], sites: list[str], re
 
 
 def bench_secure_cox(
-    client: Client, images: dict[str, str], sites: list[str], covariates: list[str], reps: int
+    client: Client,
+    images: dict[str, str],
+    sites: list[str],
+    covariates: list[str],
+    reps: int,
+    stratified: bool = True,
 ) -> str:
-    """The site-stratified Cox fit with secure aggregation on and off, alternating."""
+    """A Cox fit with secure aggregation on and off, alternating: the site-stratified
+    model, or the pooled one (its secure describe round counts events on a grid of every
+    day, GBSG2's time unit: the bench's sites run without disclosure control)."""
+    grid = [float(t) for t in range(1, 3001)] if not stratified else None
     timings: dict[bool, list[float]] = {False: [], True: []}
     sizes: dict[bool, list[int]] = {False: [], True: []}
     rounds: dict[bool, int] = {}
@@ -296,8 +308,8 @@ def bench_secure_cox(
             runner = NetworkRunner(client, images, LABEL, timeout=300)
             started = time.perf_counter()
             fits[on] = coxph.fit(
-                runner, sites, "time", "cens", covariates, ties="efron", stratify_sites=True,
-                data=LABEL, secure=on,
+                runner, sites, "time", "cens", covariates, ties="efron",
+                stratify_sites=stratified, data=LABEL, secure=on, grid=grid if on else None,
             )  # fmt: skip
             if rep:
                 timings[on].append(time.perf_counter() - started)
@@ -311,7 +323,8 @@ def bench_secure_cox(
     off, on = statistics.median(timings[False]), statistics.median(timings[True])
     extra = statistics.mean(sizes[True]) - statistics.mean(sizes[False])
     return (
-        f"secure aggregation {len(sites):>2} sites, stratified Cox (Efron, {len(covariates)} "
+        f"secure aggregation {len(sites):>2} sites, "
+        f"{'stratified' if stratified else 'pooled'} Cox (Efron, {len(covariates)} "
         f"covariates): rounds {rounds[True]} on, {rounds[False]} off; wall {on:.2f} s on ÷ "
         f"{off:.2f} s off = {on / off:.2f}x (median of {reps}); per site per round "
         f"{_kb(round(statistics.mean(sizes[True])))} on vs "

@@ -404,12 +404,16 @@ def fit(
     max_answer_bytes: int = MAX_ANSWER_BYTES,
     progress: Callable[[str], None] | None = None,
     secure: bool = False,
+    grid: Sequence[float] | None = None,
 ) -> CoxResult:
     """Fit a Cox model over the sites' data, one ``runner`` call per round.
 
-    ``secure`` (site-stratified model only) runs every round under secure aggregation
-    (the runner's ``secure_sum``): each site's ℓ, U and I are masked and only their sums
-    over the sites open (``_SecureStratified``).
+    ``secure`` runs every round under secure aggregation (the runner's ``secure_sum``):
+    each site's answer is masked and only sums over the sites open (``_fit_secure``). The
+    pooled model then needs ``grid``, time points holding every event time (under
+    disclosure control the sites' lattice, e.g. every multiple of their
+    ``time_resolution``): the sites count their events on it, so only the global event
+    times and counts open, never a site's own.
 
     ``data`` is the sites' data label (the images default to their only one); ``tol`` bounds
     the largest Newton step at convergence; ``max_answer_bytes`` caps the pooled model's
@@ -428,19 +432,29 @@ def fit(
     }
     if data is not None:
         base["data"] = data
-    image = STRATIFIED if stratify_sites else POOLED
-    if secure and not stratify_sites:
-        raise StudyError(
-            "secure aggregation is available for the site-stratified model "
-            "(stratify_sites=True); the pooled model's risk-set sums are not secure-sum "
-            "rounds yet"
-        )
+    newton = _Newton(tol, max_iterations, max_halvings)
+    meta = _Meta(tuple(covariates), ties, stratify_sites, duration_col, event_col, alpha)
     if secure:
-        return _fit_secure(runner, list(sites), base, progress, alpha, tol, max_iterations,
-                           max_halvings)  # fmt: skip
-    study = _Study(runner, image, sites, base, progress)
-    p = len(covariates)
+        return _fit_secure(runner, list(sites), base, grid, progress, newton, meta,
+                           max_answer_bytes)  # fmt: skip
+    if grid is not None:
+        raise StudyError("grid= is for secure aggregation (secure=True)")
+    return _fit_plain(runner, list(sites), base, progress, newton, meta, max_answer_bytes)
 
+
+def _fit_plain(
+    runner: RoundRunner,
+    sites: list[str],
+    base: dict[str, Any],
+    progress: Callable[[str], None] | None,
+    newton: _Newton,
+    meta: _Meta,
+    max_answer_bytes: int,
+) -> CoxResult:
+    """``fit`` without secure aggregation: every site's own answer opens."""
+    covariates, ties, stratify_sites = list(meta.covariates), meta.ties, meta.stratified
+    study = _Study(runner, STRATIFIED if stratify_sites else POOLED, sites, base, progress)
+    p = len(covariates)
     described = study.round("describe", {"step": "describe"})
     _check_constants(covariates, described, stratify_sites)
     site_counts = {
@@ -455,93 +469,134 @@ def fit(
     evaluate: Callable[[np.ndarray, str], Evaluation | None]
     if stratify_sites:
         ll_initial = math.fsum(float(described[s]["loglik_at_zero"]) for s in study.sites)
-
-        def evaluate(beta: np.ndarray, label: str) -> Evaluation | None:
-            answers = study.round(label, {"step": "evaluate", "betas": [beta.tolist()]})
-            points = [answers[s]["points"][0] for s in study.sites]
-            if any(pt.get("overflow") for pt in points):
-                return None
-            return (
-                math.fsum(float(pt["loglik"]) for pt in points),
-                _total(np.array(pt["score"], dtype=np.float64) for pt in points),
-                _total(np.array(pt["information"], dtype=np.float64) for pt in points),
-            )
-
+        evaluate = _StratifiedEvaluator(study)
         first = evaluate(beta, "evaluate at the start")
     else:
-        pooled = _PooledEvaluator(study, described, ties, p, max_answer_bytes)
+        times, counts, event_total = _pooled_events(study.sites, described)
+        pooled = _PooledEvaluator(study, times, counts, event_total, ties, p, max_answer_bytes)
         evaluate = pooled
         first = pooled(beta, "evaluate at the start", at_risk=True)
         ll_initial = pooled.initial_loglik()
-
-    return _newton(
-        evaluate, first, beta, ll_initial, covariates, tol, max_iterations, max_halvings, alpha,
-        study.log, site_counts, ties, stratify_sites, duration_col, event_col,
+    fitted = newton.run(evaluate, first, beta, ll_initial, covariates)
+    return _result(
+        fitted,
+        meta,
+        study.log,
+        site_counts,
         n=sum(c["n"] for c in site_counts.values()),
         n_events=sum(c["events"] for c in site_counts.values()),
-    )  # fmt: skip
+    )
 
 
-def _newton(
-    evaluate: Callable[[np.ndarray, str], Evaluation | None],
-    first: Evaluation | None,
-    beta: np.ndarray,
-    ll_initial: float,
-    covariates: list[str],
-    tol: float,
-    max_iterations: int,
-    max_halvings: int,
-    alpha: float,
-    log: list[RoundInfo],
+class _StratifiedEvaluator:
+    """The site-stratified model's ℓ, U, I at β: the sum of the sites' own."""
+
+    def __init__(self, study: _Study) -> None:
+        self.study = study
+
+    def __call__(self, beta: np.ndarray, label: str) -> Evaluation | None:
+        answers = self.study.round(label, {"step": "evaluate", "betas": [beta.tolist()]})
+        points = [answers[s]["points"][0] for s in self.study.sites]
+        if any(pt.get("overflow") for pt in points):
+            return None
+        return (
+            math.fsum(float(pt["loglik"]) for pt in points),
+            _total(np.array(pt["score"], dtype=np.float64) for pt in points),
+            _total(np.array(pt["information"], dtype=np.float64) for pt in points),
+        )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """Where Newton–Raphson stopped: β, the last evaluation (ℓ, U, I), and how."""
+
+    beta: np.ndarray
+    current: Evaluation
+    ll_initial: float
+    iterations: int
+    converged: bool
+
+
+@dataclass(frozen=True)
+class _Newton:
+    """Newton–Raphson with step halving (see the module docstring)."""
+
+    tol: float
+    max_iterations: int
+    max_halvings: int
+
+    def run(
+        self,
+        evaluate: Callable[[np.ndarray, str], Evaluation | None],
+        first: Evaluation | None,
+        beta: np.ndarray,
+        ll_initial: float,
+        covariates: list[str],
+    ) -> _Fitted:
+        """From ``beta`` (already evaluated: ``first``); the point before it is β = 0,
+        whose ℓ is ``ll_initial``."""
+        previous, previous_ll = np.zeros(len(covariates)), ll_initial
+        trial, halvings, iterations, converged = first, 0, 0, False
+        while True:
+            while trial is None or trial[0] < previous_ll - LOGLIK_SLACK * (1 + abs(previous_ll)):
+                if halvings == self.max_halvings:
+                    raise StudyError(
+                        f"no step of iteration {iterations} increases the likelihood after "
+                        f"{self.max_halvings} halvings; the model may be unidentifiable (check "
+                        "for separation: a covariate that predicts every event)"
+                    )
+                beta = (previous + beta) / 2.0
+                halvings += 1
+                trial = evaluate(beta, f"evaluate, iteration {iterations}, step halved")
+            current = trial
+            loglik, score, info = current
+            step = _newton_step(info, score, covariates)
+            iterations += 1
+            if float(np.max(np.abs(step))) < self.tol:
+                beta, converged = beta + step, True
+                break
+            if iterations >= self.max_iterations:
+                break
+            previous, previous_ll = beta, loglik
+            beta, halvings = beta + step, 0
+            trial = evaluate(beta, f"evaluate, iteration {iterations}")
+        return _Fitted(beta, current, ll_initial, iterations, converged)
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """What a fit was asked: carried into its ``CoxResult``."""
+
+    covariates: tuple[str, ...]
+    ties: str
+    stratified: bool
+    duration_col: str
+    event_col: str
+    alpha: float
+
+
+def _result(
+    fitted: _Fitted,
+    meta: _Meta,
+    log: Sequence[RoundInfo],
     site_counts: dict[str, dict[str, int]],
-    ties: str,
-    stratify_sites: bool,
-    duration_col: str,
-    event_col: str,
     *,
     n: int,
     n_events: int,
     secure: bool = False,
     dropped: Mapping[str, str] | None = None,
 ) -> CoxResult:
-    """Newton–Raphson from ``beta`` (already evaluated: ``first``), then the result."""
-    p = len(covariates)
-    # Newton–Raphson from the start; the point before it is β = 0, whose ℓ is known.
-    previous, previous_ll = np.zeros(p), ll_initial
-    trial, halvings, iterations, converged = first, 0, 0, False
-    while True:
-        while trial is None or trial[0] < previous_ll - LOGLIK_SLACK * (1 + abs(previous_ll)):
-            if halvings == max_halvings:
-                raise StudyError(
-                    f"no step of iteration {iterations} increases the likelihood after "
-                    f"{max_halvings} halvings; the model may be unidentifiable (check for "
-                    "separation: a covariate that predicts every event)"
-                )
-            beta = (previous + beta) / 2.0
-            halvings += 1
-            trial = evaluate(beta, f"evaluate, iteration {iterations}, step halved")
-        current = trial
-        loglik, score, info = current
-        step = _newton_step(info, score, covariates)
-        iterations += 1
-        if float(np.max(np.abs(step))) < tol:
-            beta, converged = beta + step, True
-            break
-        if iterations >= max_iterations:
-            break
-        previous, previous_ll = beta, loglik
-        beta, halvings = beta + step, 0
-        trial = evaluate(beta, f"evaluate, iteration {iterations}")
-
-    loglik, _, info = current
+    """The ``CoxResult`` of a finished Newton–Raphson run."""
+    beta = fitted.beta
+    loglik, _, info = fitted.current
     try:
         covariance = np.linalg.inv(info)
     except np.linalg.LinAlgError as exc:
         raise StudyError("the information matrix at the optimum is singular") from exc
     se = np.sqrt(np.diag(covariance))
-    zq = statistics.NormalDist().inv_cdf(1 - alpha / 2)
+    zq = statistics.NormalDist().inv_cdf(1 - meta.alpha / 2)
     zs = beta / se
-    names = covariates
+    names = meta.covariates
     return CoxResult(
         covariates=tuple(names),
         params=_named(names, beta),
@@ -553,39 +608,38 @@ def _newton(
         hazard_ratios=_named(names, np.exp(beta)),
         covariance=tuple(tuple(float(v) for v in row) for row in covariance),
         log_likelihood=float(loglik),
-        log_likelihood_initial=float(ll_initial),
-        iterations=iterations,
+        log_likelihood_initial=float(fitted.ll_initial),
+        iterations=fitted.iterations,
         rounds=len(log),
-        converged=converged,
+        converged=fitted.converged,
         n=n,
         n_events=n_events,
         site_counts=site_counts,
-        ties=ties,
-        stratified=stratify_sites,
-        alpha=alpha,
-        duration_col=duration_col,
-        event_col=event_col,
+        ties=meta.ties,
+        stratified=meta.stratified,
+        alpha=meta.alpha,
+        duration_col=meta.duration_col,
+        event_col=meta.event_col,
         round_log=tuple(log),
         secure=secure,
         dropped=dict(dropped or {}),
     )
 
 
-class _SecureStratified:
-    """The site-stratified model's rounds under secure aggregation: each round is one
-    ``runner.secure_sum`` call, and only the sums over the sites open (ℓ, U, I at β, and
-    in ``describe`` the counts, ℓ(0), how many sites hold each covariate constant and the
-    two summed terms of the start). The sites of the describe round are the study's: a
-    site dropped later would change the likelihood mid-fit, so that is an error.
+class _SecureStudy:
+    """A model's rounds under secure aggregation: each round is one ``runner.secure_sum``
+    call, and only the sums over the sites open. The sites of the describe round are the
+    study's: a site dropped later would change the likelihood mid-fit, so that is an error.
 
     Fixed-point error (docs/privacy.md): each total is within half an ulp plus
-    256 · 2⁻⁹⁷ of the exact sum of the sites' doubles, so the fit equals the plain
-    stratified fit to far below 1e-9 relative.
+    256 · 2⁻⁹⁷ of the exact sum of the sites' doubles, so the fit equals the plain fit to
+    far below 1e-9 relative.
     """
 
     def __init__(
         self,
         runner: RoundRunner,
+        image: str,
         sites: list[str],
         base: dict[str, Any],
         progress: Callable[[str], None] | None,
@@ -594,6 +648,7 @@ class _SecureStratified:
         if secure_sum is None:
             raise StudyError(f"{type(runner).__name__} cannot run secure-aggregation rounds")
         self.secure_sum = secure_sum
+        self.image = image
         self.sites = sites
         self.base = base
         self.progress = progress
@@ -601,14 +656,14 @@ class _SecureStratified:
         self.dropped: dict[str, str] = {}
 
     def round(self, label: str, extra: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        request = {**self.base, **extra, "secure_sum": True}
+        request = {**self.base, "secure_sum": True, **extra}
         t0 = time.monotonic()
-        summed = self.secure_sum(STRATIFIED, {s: dict(request) for s in self.sites})
+        summed = self.secure_sum(self.image, {s: dict(request) for s in self.sites})
         seconds = time.monotonic() - t0
         if self.log and list(summed.sites) != self.sites:
             gone = {**summed.dropped}
             raise StudyError(
-                f"{STRATIFIED}: {', '.join(gone) or 'a site'} dropped out in round "
+                f"{self.image}: {', '.join(gone) or 'a site'} dropped out in round "
                 f"{len(self.log) + 1} ({label}); the likelihood would change mid-fit: fit "
                 "again without it",
                 gone,
@@ -622,7 +677,7 @@ class _SecureStratified:
                 or public.get("covariates") != self.base.get("covariates")
             ):
                 raise StudyError(
-                    f"{STRATIFIED}: {s} answered in another format; is it running the same "
+                    f"{self.image}: {s} answered in another format; is it running the same "
                     "image as the others?",
                     {s: "unexpected answer"},
                 )
@@ -643,7 +698,7 @@ class _SecureStratified:
             )
         return {name: np.array(values, dtype=np.float64) for name, values in summed.total.items()}
 
-    def evaluate(self, beta: np.ndarray, label: str) -> Evaluation | None:
+    def evaluate_stratified(self, beta: np.ndarray, label: str) -> Evaluation | None:
         p = beta.size
         total = self.round(label, {"step": "evaluate", "betas": [beta.tolist()]})
         if float(total["overflow"][0]) > 0.5:
@@ -659,37 +714,81 @@ def _fit_secure(
     runner: RoundRunner,
     sites: list[str],
     base: dict[str, Any],
+    grid: Sequence[float] | None,
     progress: Callable[[str], None] | None,
-    alpha: float,
-    tol: float,
-    max_iterations: int,
-    max_halvings: int,
+    newton: _Newton,
+    meta: _Meta,
+    max_answer_bytes: int,
 ) -> CoxResult:
-    """``fit(..., stratify_sites=True, secure=True)``: the stratified fit from sums only."""
-    covariates: list[str] = list(base["covariates"])
+    """``fit(..., secure=True)``: the fit from sums over the sites only."""
+    covariates = list(meta.covariates)
     p = len(covariates)
-    study = _SecureStratified(runner, sites, base, progress)
-    described = study.round("describe", {"step": "describe"})
-    constant = described["constant"]
-    for a, name in enumerate(covariates):
-        if round(float(constant[a])) == len(study.sites):
-            raise StudyError(
-                f"covariate {name!r} does not vary within any site: the site-stratified model "
-                "cannot estimate it (each site's baseline hazard absorbs it); drop it or fit "
-                "the pooled model"
-            )
-    beta = _newton_step(
-        described["start_information"].reshape(p, p), described["start_rhs"], covariates
-    )
-    ll_initial = float(described["loglik_at_zero"][0])
-    first = study.evaluate(beta, "evaluate at the start")
-    return _newton(
-        study.evaluate, first, beta, ll_initial, covariates, tol, max_iterations, max_halvings,
-        alpha, study.log, {s: {} for s in study.sites}, str(base["ties"]), True,
-        str(base["duration"]), str(base["event"]),
+    study = _SecureStudy(runner, STRATIFIED if meta.stratified else POOLED, sites, base, progress)
+    extra: dict[str, Any] = {"step": "describe"}
+    if not meta.stratified:
+        extra["secure_sum"] = {"grid": _checked_grid(grid)}
+    described = study.round("describe", extra)
+    # how many sites hold each covariate constant: all of them means no site can fit it
+    constant = [round(float(c)) == len(study.sites) for c in described["constant"]]
+    if meta.stratified and any(constant):
+        raise StudyError(
+            f"covariate {covariates[constant.index(True)]!r} does not vary within any site: "
+            "the site-stratified model cannot estimate it (each site's baseline hazard "
+            "absorbs it); drop it or fit the pooled model"
+        )
+    try:
+        beta = _newton_step(
+            described["start_information"].reshape(p, p), described["start_rhs"], covariates
+        )
+    except StudyError:
+        if meta.stratified or not any(constant):
+            raise
+        beta = np.zeros(p)  # varies only between sites: as ``_start``
+    evaluate: Callable[[np.ndarray, str], Evaluation | None]
+    if meta.stratified:
+        evaluate = study.evaluate_stratified
+        first = evaluate(beta, "evaluate at the start")
+        ll_initial = float(described["loglik_at_zero"][0])
+    else:
+        times, counts = _grid_events(list(grid or ()), described)
+        pooled = _SecurePooledEvaluator(
+            study, times, counts, described["event_total"], meta.ties, p, max_answer_bytes
+        )
+        evaluate = pooled
+        first = pooled(beta, "evaluate at the start", at_risk=True)
+        ll_initial = pooled.initial_loglik()
+    fitted = newton.run(evaluate, first, beta, ll_initial, covariates)
+    return _result(
+        fitted, meta, study.log, {s: {} for s in study.sites},
         n=round(float(described["n"][0])), n_events=round(float(described["events"][0])),
         secure=True, dropped=study.dropped,
     )  # fmt: skip
+
+
+def _checked_grid(grid: Sequence[float] | None) -> list[float]:
+    if grid is None or not len(grid):
+        raise StudyError(
+            "the pooled model under secure aggregation needs grid=: time points holding "
+            "every event time (under disclosure control the sites' lattice, e.g. every "
+            "multiple of their time_resolution up to the longest follow-up)"
+        )
+    return [float(t) for t in grid]
+
+
+def _grid_events(
+    grid: list[float], described: Mapping[str, np.ndarray]
+) -> tuple[list[float], list[int]]:
+    """The global event times and counts from the summed counts on ``grid``."""
+    off = round(float(described["off_grid"][0]))
+    if off:
+        raise StudyError(
+            f"{off} event(s) fall on no point of the grid, so the fit would not be exact: "
+            "give a grid holding every event time (under disclosure control the sites' "
+            "lattice, multiples of their time_resolution; without it every distinct time)"
+        )
+    counts = [round(float(d)) for d in described["event_counts"]]
+    times = [t for t, d in zip(grid, counts, strict=True) if d > 0]
+    return times, [d for d in counts if d > 0]
 
 
 def _start(
@@ -733,13 +832,33 @@ def _total(arrays: Any) -> np.ndarray:
     return out
 
 
+def _pooled_events(
+    sites: Sequence[str], described: Mapping[str, dict[str, Any]]
+) -> tuple[list[float], list[int], np.ndarray]:
+    """The global event times, their event counts and Σx over all events, from the sites'
+    own event times (the plain pooled model's describe answers)."""
+    counts: dict[float, int] = {}
+    for s in sites:
+        answer = described[s]
+        for t, d in zip(answer["event_times"], answer["event_counts"], strict=True):
+            counts[float(t)] = counts.get(float(t), 0) + int(d)
+    times = sorted(counts)
+    event_total = _total(np.array(described[s]["event_total"], dtype=np.float64) for s in sites)
+    return times, [counts[t] for t in times], event_total
+
+
 class _PooledEvaluator:
     """Combines the sites' risk-set sums at the global event times into ℓ, U and I."""
 
+    # an answer's doubles travel as base64 JSON: ~10.7 bytes each
+    bytes_per_value = 8 * 4 / 3
+
     def __init__(
         self,
-        study: _Study,
-        described: Mapping[str, dict[str, Any]],
+        study: Any,
+        times: list[float],
+        counts: list[int],
+        event_total: np.ndarray,
         ties: str,
         p: int,
         max_answer_bytes: int,
@@ -747,22 +866,17 @@ class _PooledEvaluator:
         self.study = study
         self.ties = ties
         self.p = p
-        counts: dict[float, int] = {}
-        for s in study.sites:
-            answer = described[s]
-            for t, d in zip(answer["event_times"], answer["event_counts"], strict=True):
-                counts[float(t)] = counts.get(float(t), 0) + int(d)
-        self.times = sorted(counts)
-        self.counts = [counts[t] for t in self.times]
+        self.times = times
+        self.counts = counts
         self.tied = [j for j, d in enumerate(self.counts) if d > 1] if ties == "efron" else []
-        self.event_total = _total(
-            np.array(described[s]["event_total"], dtype=np.float64) for s in study.sites
-        )
+        self.event_total = np.asarray(event_total, dtype=np.float64)
         self.at_risk: list[int] | None = None
-        # Each answer carries m × n_terms(p) doubles (+ the tied rows), base64: ~10.7 bytes
-        # each. Say so before round 2 when that would exceed what a result may carry.
+        # Each answer carries m × n_terms(p) numbers (+ the tied rows). Say so before
+        # round 2 when that would exceed what a result may carry.
         rows = len(self.times) + len(self.tied)
-        self.answer_bytes = int(rows * site.n_terms(p) * 8 * 4 / 3) + 16 * len(self.times)
+        self.answer_bytes = int(rows * site.n_terms(p) * self.bytes_per_value) + 16 * len(
+            self.times
+        )
         if self.answer_bytes > max_answer_bytes:
             raise StudyError(
                 f"the pooled model would need about {self.answer_bytes // 1000} kB per site per "
@@ -771,7 +885,7 @@ class _PooledEvaluator:
                 "fit the site-stratified model (a few kB per round) or fewer covariates"
             )
 
-    def __call__(self, beta: np.ndarray, label: str, at_risk: bool = False) -> Evaluation | None:
+    def _request(self, beta: np.ndarray, at_risk: bool) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "step": "evaluate",
             "times": self.times,
@@ -780,7 +894,13 @@ class _PooledEvaluator:
         }
         if at_risk:
             extra["at_risk"] = True
-        answers = self.study.round(label, extra)
+        return extra
+
+    def _sums(
+        self, beta: np.ndarray, label: str, at_risk: bool
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The risk-set sums and tied sums over all sites at β (None: β overflows)."""
+        answers = self.study.round(label, self._request(beta, at_risk))
         m, q = len(self.times), site.n_terms(self.p)
         if at_risk:
             self.at_risk = [0] * m
@@ -801,7 +921,17 @@ class _PooledEvaluator:
             )
         except (KeyError, algorithm.AlgorithmError, ValueError) as exc:
             raise StudyError(f"a site's sums are malformed: {exc}") from exc
-        if sums.shape != (m, q) or tied_sums.shape != (len(self.tied), q):
+        return sums, tied_sums
+
+    def __call__(self, beta: np.ndarray, label: str, at_risk: bool = False) -> Evaluation | None:
+        got = self._sums(beta, label, at_risk)
+        if got is None:
+            return None
+        sums, tied_sums = got
+        if sums.shape != (len(self.times), site.n_terms(self.p)) or tied_sums.shape != (
+            len(self.tied),
+            site.n_terms(self.p),
+        ):
             raise StudyError("a site's sums have the wrong shape; are all sites on one image?")
         return site.cox_terms(
             beta, self.event_total, self.counts, sums, self.tied, tied_sums, self.ties
@@ -821,6 +951,32 @@ class _PooledEvaluator:
             self.ties,
         )  # fmt: skip
         return loglik
+
+
+class _SecurePooledEvaluator(_PooledEvaluator):
+    """The pooled model's evaluate rounds under secure aggregation: every site's risk-set
+    sums (and tied sums, numbers at risk, overflow flag) are masked; only their totals
+    open, so the researcher never sees one site's sums."""
+
+    # a masked value is 32 base64 characters (24 bytes)
+    bytes_per_value = 32.0
+
+    def _sums(
+        self, beta: np.ndarray, label: str, at_risk: bool
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        total = self.study.round(label, self._request(beta, at_risk))
+        m, q = len(self.times), site.n_terms(self.p)
+        try:
+            if at_risk:
+                self.at_risk = [round(float(v)) for v in total["at_risk"].reshape(m)]
+            if float(total["overflow"][0]) > 0.5:
+                return None
+            tied = total["tied_sums"] if self.tied else np.zeros(0)
+            return total["sums"].reshape(m, q), tied.reshape(len(self.tied), q)
+        except (KeyError, ValueError) as exc:
+            raise StudyError(
+                f"the summed sums are malformed (are all sites on one image?): {exc}"
+            ) from exc
 
 
 def coarsened_data(

@@ -185,27 +185,34 @@ class NetworkRunner:
     def secure_sum(self, image: str, requests: Mapping[str, dict[str, Any]]) -> SecureSum:
         """A secure-aggregation round (``Client.sum_round``): only the sum over the sites
         opens; a site that does not answer is dropped and the round published again
-        without it. Not recorded in a ``StudyState`` (a resumed study runs it again)."""
+        without it. Recorded in the ``StudyState``, read back when resumed
+        (``algorithms/secure_study.py``)."""
+        from ptm_p2p.algorithms.secure_study import recorded_sum
+
         if image not in self.images:
             raise StudyError(f"no image for {image!r} (have: {', '.join(sorted(self.images))})")
         number = len(self.rounds) + 1
         started = time.perf_counter()
         deadline = time.monotonic() + self.timeout * max(1, len(requests) - 1)
         with self._round_errors(image, number), self.client.session.reconnecting(deadline):
-            result: SecureSum = self.client.sum_round(
-                self.images[image],
-                {site: dict(request) for site, request in requests.items()},
-                data=[self.data_label],
-                timeout=self.timeout,
-                algorithm=image,
-                on_progress=self.on_progress,
-                memory_mb=self.memory_mb,
-            )
+            result, replayed = recorded_sum(
+                self.client, self.state, number, image, self._label(image, requests), requests,
+                lambda: self.client.sum_round(
+                    self.images[image],
+                    {site: dict(request) for site, request in requests.items()},
+                    data=[self.data_label],
+                    timeout=self.timeout,
+                    algorithm=image,
+                    on_progress=self.on_progress,
+                    memory_mb=self.memory_mb,
+                ),
+            )  # fmt: skip
         info = RoundInfo(
             self._label(image, requests) + " (secure sum)",
             time.perf_counter() - started,
             {site: len(_compact(request)) for site, request in requests.items()},
             dict(result.answer_bytes),
+            replayed,
         )
         self.rounds.append(info)
         if self.on_round is not None:

@@ -708,6 +708,8 @@ def coxph_pooled(
     time, event, x, covariates, ties, counts = _cox_setup(table, params, controls)
     step = params.get("step")
     head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    if params.get("secure_sum") is not None:
+        return _pooled_secure(step, params, time, event, x, ties, counts, head, controls)
     if step == "describe":
         times, event_counts = _event_table(time, event)
         start, loglik_zero = _local_fit(time, event, x, ties)
@@ -722,12 +724,7 @@ def coxph_pooled(
             "loglik_at_zero": loglik_zero,
         }
     if step == "evaluate":
-        at = _times_param(params)
-        tied = params.get("tied", [])
-        if not isinstance(tied, list) or not all(
-            isinstance(j, int) and 0 <= j < at.size for j in tied
-        ):
-            raise AlgorithmError("'tied' must be a list of indices into 'times'")
+        at, tied = _evaluate_times(params)
         points: list[dict[str, Any]] = []
         for beta in _controlled_betas(params, x, controls):
             terms = _weighted_terms(x, beta)
@@ -744,6 +741,104 @@ def coxph_pooled(
             out["at_risk"] = [int(v) for v in risk_set_sums(time, ones, at)[:, 0].tolist()]
         return out
     raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
+
+
+def _evaluate_times(params: Mapping[str, Any]) -> tuple[np.ndarray, list[int]]:
+    """An evaluate request's global event times and the indices of the tied ones."""
+    at = _times_param(params)
+    tied = params.get("tied", [])
+    if not isinstance(tied, list) or not all(
+        isinstance(j, int) and not isinstance(j, bool) and 0 <= j < at.size for j in tied
+    ):
+        raise AlgorithmError("'tied' must be a list of indices into 'times'")
+    return at, tied
+
+
+def _pooled_secure(
+    step: Any,
+    params: Mapping[str, Any],
+    time: np.ndarray,
+    event: np.ndarray,
+    x: np.ndarray,
+    ties: str,
+    counts: Mapping[str, int],
+    head: Mapping[str, Any],
+    controls: Controls,
+) -> dict[str, Any]:
+    """The pooled model's round as a secure-sum answer: every number is a sum over the
+    sites, of one shape at each, so only the totals open (docs/privacy.md).
+
+    * ``describe`` (``"secure_sum": {"grid": [...]}``, the researcher's time points) → n,
+      events, incomplete; this site's events counted at each grid point (their sum gives
+      the global event times and counts without showing any site's own); ``off_grid``,
+      the events that fall on no grid point (a total above 0 means the grid is too coarse
+      for an exact fit, and the coordinator stops); Σx over the events; a 0/1 per
+      covariate constant here; and the meta-analytic start terms, as the stratified
+      model's secure describe.
+    * ``evaluate`` (``"secure_sum": true``, one β, the global ``times`` and ``tied``) →
+      the risk-set sums at every time, flattened (and Efron's sums over the tied events),
+      ``overflow`` 1 when β overflows here (the sums then 0), and with ``at_risk`` the
+      numbers at risk (for ℓ(0)).
+    """
+    q = n_terms(x.shape[1])
+    if step == "describe":
+        grid = _secure_grid(params)
+        if grid is None:
+            raise AlgorithmError('a secure-sum describe round needs {"grid": [...]}')
+        where = np.searchsorted(grid, time[event], side="left")
+        on_grid = (where < grid.size) & (grid[np.minimum(where, grid.size - 1)] == time[event])
+        at_grid = np.bincount(where[on_grid], minlength=grid.size).astype(np.float64)
+        summed = {
+            "n": [counts["n"]],
+            "events": [counts["events"]],
+            "incomplete": [counts["incomplete"]],
+            "event_counts": at_grid.tolist(),
+            "off_grid": [int(np.count_nonzero(~on_grid))],
+            "event_total": _running_total(x[event]).tolist(),
+            "constant": [0.0 if c is None else 1.0 for c in _constants(x)],
+            **_start_terms(time, event, x, ties),
+        }
+        return {"secure_sum": summed, "public": dict(head)}
+    if step != "evaluate":
+        raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
+    if params.get("secure_sum") is not True:
+        raise AlgorithmError('a secure-sum evaluate round says "secure_sum": true')
+    at, tied = _evaluate_times(params)
+    betas = _controlled_betas(params, x, controls)
+    if len(betas) != 1:
+        raise AlgorithmError("a secure-sum evaluate round takes exactly one β")
+    terms = _weighted_terms(x, betas[0])
+    sums = np.zeros((at.size, q)) if terms is None else risk_set_sums(time, terms, at)
+    tied_sums = np.zeros((len(tied), q))
+    if terms is not None and ties == "efron":
+        tied_sums = event_sums(time, event, terms, at[tied])
+    summed = {
+        "sums": sums.reshape(-1).tolist(),
+        "overflow": [1.0 if terms is None else 0.0],
+    }
+    if tied_sums.size:  # a secure-sum field is never empty (no tied times: none sent)
+        summed["tied_sums"] = tied_sums.reshape(-1).tolist()
+    if params.get("at_risk"):
+        ones = np.ones((time.size, 1), dtype=np.float64)
+        summed["at_risk"] = risk_set_sums(time, ones, at)[:, 0].tolist()
+    return {"secure_sum": summed, "public": dict(head)}
+
+
+def _start_terms(
+    time: np.ndarray, event: np.ndarray, x: np.ndarray, ties: str
+) -> dict[str, list[float]]:
+    """The two summed terms of the meta-analytic start (``coxph._start``): I_s at the
+    site's own fit b_s and U_s + I_s·b_s, and this site's ℓ(0)."""
+    start, loglik_zero = _local_fit(time, event, x, ties)
+    info = np.array(start["information"], dtype=np.float64)
+    rhs = np.array(start["score"], dtype=np.float64) + _matvec(
+        info, np.array(start["beta"], dtype=np.float64)
+    )
+    return {
+        "loglik_at_zero": [loglik_zero],
+        "start_information": info.reshape(-1).tolist(),
+        "start_rhs": rhs.tolist(),
+    }
 
 
 def _times_param(params: Mapping[str, Any]) -> np.ndarray:
@@ -816,19 +911,12 @@ def _stratified_secure(
     """
     p = x.shape[1]
     if step == "describe":
-        start, loglik_zero = _local_fit(time, event, x, ties)
-        info = np.array(start["information"], dtype=np.float64)
-        rhs = np.array(start["score"], dtype=np.float64) + _matvec(
-            info, np.array(start["beta"], dtype=np.float64)
-        )
         summed = {
             "n": [counts["n"]],
             "events": [counts["events"]],
             "incomplete": [counts["incomplete"]],
-            "loglik_at_zero": [loglik_zero],
             "constant": [0.0 if c is None else 1.0 for c in _constants(x)],
-            "start_information": info.reshape(-1).tolist(),
-            "start_rhs": rhs.tolist(),
+            **_start_terms(time, event, x, ties),
         }
     elif step == "evaluate":
         betas = _controlled_betas(params, x, controls)

@@ -13,7 +13,13 @@ decides its requests: algorithm, images, sites, data label and options):
 * each completed round: its number, algorithm, a digest of the requests, the task id and a
   digest of the decoded outputs (so a resumed study checks it reads back what it used);
 * the round in flight: its task id once published, so a resumed study waits for that task
-  instead of publishing the round a second time.
+  instead of publishing the round a second time;
+* a completed **secure-sum** round (``secure = true``): every task it published (a dropped
+  site makes it publish again, with fresh masks), the sites of the last one, those dropped
+  and why, and a digest of the decoded total and public parts. A resumed study opens the
+  last task's masked answers from the log and sums them again (``algorithms/
+  secure_study.py``); a secure round that was in flight is simply run again (a new task,
+  fresh masks: its earlier task's total never opened, or opened to the same sites).
 
 The file is JSON, parsed into typed records (anything else is a ``StudyError`` naming the
 file), and written atomically (a temporary file, fsync, rename, fsync of the folder): a crash
@@ -59,11 +65,19 @@ class CompletedRound:
     image: str  # the algorithm's short name (coxph-pooled, km, …)
     label: str
     requests: str  # digest of the requests, site -> request
-    task: str  # task id (hex)
-    outputs: str  # digest of the decoded outputs, site -> output
+    task: str  # task id (hex); of a secure-sum round: its last task, answered by ``sites``
+    outputs: str  # digest of the decoded outputs, site -> output (secure: total and public)
+    # a secure-sum round only: every task it published, its sites, those dropped and why
+    tasks: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.tasks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "number": self.number,
             "image": self.image,
             "label": self.label,
@@ -71,6 +85,26 @@ class CompletedRound:
             "task": self.task,
             "outputs": self.outputs,
         }
+        if self.secure:
+            out.update(
+                secure=True, tasks=list(self.tasks), sites=list(self.sites), dropped=self.dropped
+            )
+        return out
+
+    @classmethod
+    def from_dict(cls, r: Mapping[str, Any]) -> CompletedRound:
+        secure = bool(r.get("secure"))
+        return cls(
+            int(r["number"]),
+            str(r["image"]),
+            str(r["label"]),
+            str(r["requests"]),
+            str(r["task"]),
+            str(r["outputs"]),
+            tuple(str(t) for t in r["tasks"]) if secure else (),
+            tuple(str(t) for t in r["sites"]) if secure else (),
+            {str(k): str(v) for k, v in dict(r["dropped"]).items()} if secure else {},
+        )
 
 
 @dataclass(frozen=True)
@@ -141,17 +175,7 @@ class StudyState:
                     f"{path} is a study state of version {data['version']!r}; this ptm reads "
                     f"version {VERSION}"
                 )
-            rounds = [
-                CompletedRound(
-                    int(r["number"]),
-                    str(r["image"]),
-                    str(r["label"]),
-                    str(r["requests"]),
-                    str(r["task"]),
-                    str(r["outputs"]),
-                )
-                for r in data["rounds"]
-            ]
+            rounds = [CompletedRound.from_dict(r) for r in data["rounds"]]
             p = data.get("pending")
             pending = (
                 None

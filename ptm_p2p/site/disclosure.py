@@ -61,6 +61,14 @@ COX_KINDS = ("coxph-pooled", "coxph-stratified")
 MISSING = {"", "na", "nan", "null", "none"}
 REFUSED = "refused by this site's disclosure record: "
 DIGEST_BYTES = 16
+# The input fields that decide an answer of the site's images (survival_site, summary):
+# two secure-sum requests with equal values here (same image, same data source) are the
+# same query, whatever else their inputs say.
+QUERY_FIELDS = (
+    "step", "duration", "event", "covariates", "ties", "betas", "times", "tied",
+    "at_risk", "secure_sum", "group", "groups", "strata", "time_unit", "columns",
+    "categorical",
+)  # fmt: skip
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -85,6 +93,13 @@ CREATE TABLE IF NOT EXISTS groupings (
     columns TEXT NOT NULL,          -- JSON list of column names, sorted
     task BLOB NOT NULL,             -- the first task answered with it
     PRIMARY KEY (label, columns)
+);
+CREATE TABLE IF NOT EXISTS sums (
+    task BLOB NOT NULL,             -- a secure-sum task answered ok
+    label TEXT NOT NULL,
+    query BLOB NOT NULL,            -- SHA-256 of what decides the answer (Request.query)
+    targets TEXT NOT NULL,          -- JSON list of the task's target keys (hex), sorted
+    PRIMARY KEY (task, label)
 );
 CREATE TABLE IF NOT EXISTS populations (
     label TEXT NOT NULL,
@@ -148,6 +163,14 @@ class Request:
             elif isinstance(value, list):
                 out.extend(v for v in value if isinstance(v, str) and v)
         return out
+
+    def query(self, label: str) -> bytes:
+        """What decides a site's answer to this request over ``label``: the image and the
+        input's answer-deciding fields (``QUERY_FIELDS``); fields the images ignore are
+        left out, so adding one does not make the same query look new."""
+        fields = {k: self.params[k] for k in QUERY_FIELDS if k in self.params}
+        text = json.dumps([self.kind, label, fields], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).digest()
 
     def covariates(self) -> list[str]:
         value = self.params.get("covariates")
@@ -262,6 +285,8 @@ class _Reservation:
     probes: dict[str, list[bytes]]  # label -> new probe keys
     groupings: dict[str, list[tuple[str, ...]]]  # label -> new column sets
     populations: dict[str, Table]  # label -> its data as checked
+    sums: dict[str, tuple[bytes, tuple[str, ...]]] = field(default_factory=dict)
+    # label -> (query, the targets) of a secure-sum answer
 
 
 class DisclosureRecord:
@@ -285,6 +310,10 @@ class DisclosureRecord:
         self.lock = threading.Lock()
         self.pending: dict[bytes, _Reservation] = {}
         self._tables: dict[tuple[str, float, int], Table | None] = {}
+        # the site's verified ledger (``LedgerView``), for the differencing rule: which
+        # tasks are secure sums, over which targets, and whether their total can open.
+        # ``catch_up`` attaches it at every start; without it that rule is not checked.
+        self.ledger: LedgerView | None = None
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -341,14 +370,52 @@ class DisclosureRecord:
         """A public refusal reason, or None: then what the request adds is reserved for
         ``task`` until ``settle``/``release``. Reasons name the rule, never a count of
         patients."""
+        targets = self.ledger.sum_targets(task) if self.ledger is not None else None
         with self.lock:
             reservation = _Reservation(request, publisher, org, task_index, {}, {}, {})
             for label in request.labels:
                 reason = self._check_label(label, request, reservation)
+                if reason is None and targets is not None:
+                    reason = self._check_differencing(task, label, request, targets, reservation)
                 if reason is not None:
                     return REFUSED + reason + "; nothing was run"
             self.pending[task] = reservation
             return None
+
+    def _can_open(self, task: bytes) -> bool:
+        return self.ledger is None or self.ledger.deliverable(task)
+
+    def _check_differencing(
+        self,
+        task: bytes,
+        label: str,
+        request: Request,
+        targets: tuple[str, ...],
+        reservation: _Reservation,
+    ) -> str | None:
+        """(4) A secure sum whose total, with the totals of the same query over other
+        target sets that this site answered (and whose totals can open), gives one site's
+        own answer by subtraction is refused (docs/privacy.md, "Differencing")."""
+        query = request.query(label)
+        earlier = [
+            tuple(json.loads(row[1]))
+            for row in self._rows(
+                "SELECT task, targets FROM sums WHERE label = ? AND query = ?", (label, query)
+            )
+            if bytes(row[0]) != task and self._can_open(bytes(row[0]))
+        ]
+        for other_task, other in self.pending.items():  # in flight: counted if it can open
+            same = other_task != task and other.sums.get(label, (b"", ()))[0] == query
+            if same and self._can_open(other_task):
+                earlier.append(other.sums[label][1])
+        reservation.sums[label] = (query, targets)
+        if isolated([*earlier, targets]):
+            return (
+                f"this secure sum over data source {label!r} and the same query's earlier "
+                "secure sums over other sites, which this site answered, would give one "
+                "site's own answer by subtraction (differencing across rounds)"
+            )
+        return None
 
     def _check_label(self, label: str, request: Request, reservation: _Reservation) -> str | None:
         # (1) β probes: everyone's together, with what tasks in flight have reserved
@@ -491,12 +558,15 @@ class DisclosureRecord:
     ) -> None:
         """Record an ``ok`` answer found in the ledger or journal (``catch_up``): what it
         revealed, whether or not the rules would allow it today."""
+        targets = self.ledger.sum_targets(task) if self.ledger is not None else None
         with self.lock:
             if self.answered(task):
                 return
             reservation = _Reservation(request, publisher, org, task_index, {}, {}, {})
             for label in request.labels:
                 reservation.probes[label] = request.probes()
+                if targets is not None:
+                    reservation.sums[label] = (request.query(label), targets)
                 table = self.table(label)
                 if table is None:
                     continue
@@ -528,6 +598,11 @@ class DisclosureRecord:
                             "INSERT OR IGNORE INTO probes VALUES (?, ?, ?, ?, ?)",
                             (label, probe, task, r.publisher, r.org),
                         )
+                for label, (query, targets) in r.sums.items():
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO sums VALUES (?, ?, ?, ?)",
+                        (task, label, query, json.dumps(sorted(targets))),
+                    )
                 for label, groupings in r.groupings.items():
                     for grouping in groupings:
                         self.db.execute(
@@ -565,6 +640,7 @@ def catch_up(record: DisclosureRecord, site: Any, journal: Any) -> int:
     from ptm_p2p.ledger.entry import Entry, open_input_v2
     from ptm_p2p.site.journal import DONE, SIGNED
 
+    record.ledger = LedgerView(site)
     me = site.home.public_key
     state = site.log.state
     answered = {
@@ -596,3 +672,74 @@ def catch_up(record: DisclosureRecord, site: Any, journal: Any) -> int:
     if added:
         log.info("disclosure record: %d answer(s) recorded from the ledger and journal", added)
     return added
+
+
+# --- differencing across secure sums ------------------------------------------------------------
+
+
+class LedgerView:
+    """What the differencing rule reads from the site's verified ledger copy."""
+
+    def __init__(self, site: Any) -> None:
+        self.site = site
+
+    def sum_targets(self, task: bytes) -> tuple[str, ...] | None:
+        """The target keys (hex, sorted) of a secure-sum task; None for any other task."""
+        from ptm_p2p.ledger.entry import Entry
+        from ptm_p2p.ledger.secagg import SECURE_SUM
+        from ptm_p2p.site.secagg import aggregate_of
+
+        logged = self.site.log.state.tasks.get(task)
+        if logged is None:
+            return None
+        try:
+            entry = Entry.from_bytes(self.site.store.raw(logged.index))
+        except Exception as exc:  # unreadable: not a sum this rule can place
+            log.warning("disclosure record: task at entry %d unread: %s", logged.index, exc)
+            return None
+        if aggregate_of(entry) != SECURE_SUM:
+            return None
+        return tuple(sorted(t.hex() for t in logged.targets))
+
+    def deliverable(self, task: bytes) -> bool:
+        """Whether a secure sum's total can (still) open: masks cancel only when every
+        target answers ok, so a task with a result that is not ``ok`` (a refusal, a
+        failure, ``cancelled``) or that its publisher cancelled can never give its
+        total — the rerun after a dropped site is then not a difference of two totals."""
+        logged = self.site.log.state.tasks.get(task)
+        if logged is None:
+            return True  # not in the log yet: assume it can
+        if logged.cancelled_at is not None:
+            return False
+        return all(result.status == "ok" for result in logged.results.values())
+
+
+def isolated(target_sets: Sequence[Sequence[str]]) -> bool:
+    """Whether some site's own answer is a linear combination of the totals over
+    ``target_sets`` (a unit vector in the span of their indicator vectors), by exact
+    rational elimination."""
+    from fractions import Fraction
+
+    sites = sorted({s for group in target_sets for s in group})
+    rows = [[Fraction(int(s in set(group))) for s in sites] for group in target_sets]
+    basis: list[tuple[int, list[Fraction]]] = []  # (pivot column, row), reduced
+    for row in rows:
+        row = _reduce(row, basis)
+        pivot = next((i for i, v in enumerate(row) if v), None)
+        if pivot is not None:
+            row = [v / row[pivot] for v in row]
+            basis = [(p, [a - b[pivot] * c for a, c in zip(b, row, strict=True)])
+                     for p, b in basis] + [(pivot, row)]  # fmt: skip
+    for j in range(len(sites)):
+        unit = [Fraction(int(i == j)) for i in range(len(sites))]
+        if not any(_reduce(unit, basis)):
+            return True
+    return False
+
+
+def _reduce(row: list[Any], basis: Sequence[tuple[int, list[Any]]]) -> list[Any]:
+    for pivot, b in basis:
+        if row[pivot]:
+            factor = row[pivot]
+            row = [a - factor * c for a, c in zip(row, b, strict=True)]
+    return row

@@ -186,3 +186,23 @@ def linked(claims: Sequence[Claim], frame: pd.DataFrame, groupings: Sequence[str
         if all(np.isnan(v) or float(row[g]) == v for g, v in zip(groupings, values, strict=True)):
             found.add(int(at.index[0]))
     return len(found)
+
+
+def read_as_unmasked(received: Mapping[str, Any], truth: Mapping[str, Mapping[str, Any]]) -> int:
+    """The researcher's try at masked answers (``secagg`` wire form, by site): read every
+    single answer and every pair of answers, summed, as if unmasked. Returns how many
+    fields come out as the true value (that site's, or the pair's sum): 0 when the masks
+    hold. Every value so read must also be far from any plausible one (beyond ±1e6)."""
+    from ptm_p2p.ledger import secagg
+
+    names = list(received)
+    recovered = 0
+    groups = [[a] for a in names] + [[a, b] for a in names for b in names if a < b]
+    for group in groups:
+        fields = secagg.add([secagg.read_masked(received[s])[0] for s in group])
+        guess = {name: secagg.decode(values) for name, values in fields.items()}
+        for name in guess:
+            true = np.sum([truth[s][name] for s in group], axis=0)
+            recovered += bool(np.allclose(guess[name], true, rtol=1e-6, atol=1e-6))
+        assert all(abs(v) > 1e6 for values in guess.values() for v in values)
+    return recovered

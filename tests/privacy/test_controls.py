@@ -28,12 +28,6 @@ SE_TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def sites() -> dict[str, pd.DataFrame]:
-    frames = datasets.split(datasets.load_gbsg2(), datasets.SIZES)
-    return dict(zip(("hospital-a", "hospital-b", "hospital-c"), frames, strict=True))
-
-
-@pytest.fixture(scope="module")
 def coarse(sites) -> pd.DataFrame:
     return coxph.coarsened_data(
         sites, "time", "cens", COVARIATES, min_group_size=K, time_resolution=RESOLUTION
