@@ -110,10 +110,6 @@ class ReplicaTracker:
         self._fault_until = 0.0
 
     @property
-    def size(self) -> int:
-        return self.log.size
-
-    @property
     def checkpoint(self) -> str | None:
         """The newest hub-signed note proven consistent with our verified copy."""
         return self.book.latest
