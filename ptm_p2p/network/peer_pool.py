@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 from ptm_p2p.errors import NetworkError
 from ptm_p2p.network import protocol
 from ptm_p2p.network.host import parse_peer_addr
-from ptm_p2p.network.peer_book import PeerBook
+from ptm_p2p.network.peer_book import MAX_PEERS, PeerBook
 from ptm_p2p.network.rpc import PeerClient
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,30 @@ class PeerPool:
         client = self.clients.pop(peer_id, None)
         if client is not None:
             await client.close()
+
+    def load(self, path: Path, extra: list[str]) -> None:
+        """Peers from ``path`` (``peers.json``), then the operator's ``--peer`` addresses,
+        authoritative for their peer ids."""
+        self.peers.load(path)
+        for addr in extra:
+            info = parse_peer_addr(addr)
+            self.peers.pin(str(info.peer_id), addr.split("/p2p/")[0])
+
+    async def refresh(self, hub: Any, me: str, path: Path) -> None:
+        """Add the peers the hub lists (never the hub itself, nor us); save if any changed."""
+        resp = await hub.ask(protocol.PeersRequest(), timeout=10)
+        changed = False
+        for item in resp.peers[:MAX_PEERS]:
+            pid = item.id
+            if not pid or me.endswith(pid):
+                continue
+            if pid == str(self.hub_id):
+                continue  # the invitation gives the hub's address; nobody else does
+            if self.peers.offer(pid, item.addrs, item.name):
+                await self.forget(pid)  # its addresses changed
+                changed = True
+        if changed:
+            self.peers.save(path)
 
     async def broadcast_evidence(
         self, host: Any, targets: list[str], kind: str, first: bytes, second: bytes, detail: str

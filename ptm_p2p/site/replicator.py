@@ -52,12 +52,10 @@ from ptm_p2p.errors import (
     StoreError,
 )
 from ptm_p2p.home import Home
-from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.store import SqliteStore, is_local_fault
 from ptm_p2p.network import protocol
 from ptm_p2p.network.host import parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.peer_book import MAX_PEERS
 from ptm_p2p.network.peer_pool import PeerPool
 from ptm_p2p.network.rpc import PeerClient
 from ptm_p2p.network.sync_server import SyncServer
@@ -66,6 +64,7 @@ from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
 from ptm_p2p.site.decide import halted_reason, self_revoked
 from ptm_p2p.site.faults import LocalFaults
 from ptm_p2p.site.node_status import node_status
+from ptm_p2p.site.opening import check_covered, wrong_origin
 from ptm_p2p.site.witness import WITNESS_FILE, Witness
 
 if TYPE_CHECKING:
@@ -103,7 +102,7 @@ class Site:
         self.trust = self.server.trust  # whom we no longer believe (and the evidence)
         self.tracker = self.server.tracker  # catch-up, and our store's own faults
         self.log.expect(invitation.origin, invitation.hub_key)
-        self._check_covered()
+        check_covered(self.log, home, self.store)
         hub = parse_peer_addr(invitation.hub_addr)
         self.hub_id = hub.peer_id
         self.hub_addrs = hub.addrs
@@ -113,7 +112,7 @@ class Site:
         self.hub_up = False
         self._hub_reported_down = False
         self.hub_size = 0
-        self._load_peers(extra_peers)
+        self.pool.load(self.home.path / PEERS_FILE, extra_peers)
         # Small files of ours failing to write (witness.json): back off, show in status.
         self.file_faults = LocalFaults()
         try:
@@ -128,50 +127,7 @@ class Site:
         self.hub_says_revoked: int | None = None  # the hub's refusal: our key's revocation
         self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
 
-    def _check_covered(self) -> None:
-        """Refuse a store whose entries no stored hub-signed checkpoint covers.
-
-        A site stores a checkpoint with every batch it verified (``VerifiedLog.commit``), so its
-        whole log always sits under one. Entries beyond that were never verified (the home
-        was used for something else, e.g. a ``ptm hub`` start that failed): comparing them
-        with the hub's checkpoints would raise false split-view evidence against an honest hub.
-        """
-        size = self.log.size
-        if size == 0:
-            return
-        note = self.book.note_of(size)
-        problem = None
-        if note is None:
-            held = [s for s in self.book.sizes if s <= size]
-            problem = (
-                f"its last checkpoint covers only {held[-1]} of them"
-                if held
-                else "it holds no checkpoint signed by the hub"
-            )
-        else:
-            try:
-                signed = self.log.parse_signed(note)
-            except LedgerError as exc:
-                problem = f"its checkpoint of size {size} does not verify: {exc}"
-            else:
-                if signed.checkpoint.root != self.log.frontier.root():
-                    problem = f"its checkpoint of size {size} has another root than its entries"
-        if problem is not None:
-            self.store.close()
-            raise ConfigError(
-                f"{self.home.path} holds {size} log entries that were never verified against "
-                f"the hub ({problem}): this home was used for something else (a failed "
-                "`ptm hub` start?). Give this site a fresh --home, or move "
-                f"{self.home.ledger_path} away to resync the log from the hub"
-            )
-
     # --- persistence of small things -----------------------------------------------------
-
-    def _load_peers(self, extra: list[str]) -> None:
-        self.peers.load(self.home.path / PEERS_FILE)
-        for addr in extra:
-            info = parse_peer_addr(addr)
-            self.peers.pin(str(info.peer_id), addr.split("/p2p/")[0])
 
     # --- what the worker sees (decide.SiteView) --------------------------------------------
 
@@ -205,11 +161,6 @@ class Site:
         """Cosign our newest checkpoint if it extends the one we cosigned last."""
         self.witness.cosign()
 
-    @property
-    def local_fault(self) -> str | None:
-        """Why our store does not take verified entries right now (None if it does)."""
-        return self.tracker.local_fault
-
     # --- the hub -----------------------------------------------------------------------------
 
     async def follow_hub(self, host: Any, me: str) -> None:
@@ -226,7 +177,7 @@ class Site:
                 # The hub is authenticated (its peer id is the invited key): if it names
                 # another log than the invitation, the invitation is wrong, not the hub.
                 if hello.origin is not None and hello.origin != self.invitation.origin:
-                    raise self._wrong_origin(hello.origin)
+                    raise wrong_origin(self.invitation, hello.origin)
                 if not self.hub_up:
                     if self._hub_reported_down:
                         log.info("reconnected to the hub at %s", self.invitation.hub_addr)
@@ -237,7 +188,7 @@ class Site:
                 await self._refresh_peers(hub)
                 while self.trust.hub_trusted:
                     await self.tracker.wait_out_pause()
-                    after = self._checkpoint_size()
+                    after = self.book.latest_size
                     resp = await hub.ask(
                         protocol.WaitRequest(after=after, timeout_ms=5000),
                         channel="wait",
@@ -298,23 +249,8 @@ class Site:
         """Where we listen (our address without the /p2p/ suffix) and our name."""
         return protocol.HelloRequest(addrs=[me.split("/p2p/")[0]], name=self.home.name)
 
-    def _checkpoint_size(self) -> int:
-        return self.book.latest_size
-
     async def _refresh_peers(self, hub: PeerClient) -> None:
-        resp = await hub.ask(protocol.PeersRequest(), timeout=10)
-        changed = False
-        for item in resp.peers[:MAX_PEERS]:
-            pid = item.id
-            if not pid or self.me.endswith(pid):
-                continue
-            if pid == str(self.hub_id):
-                continue  # the invitation gives the hub's address; nobody else does
-            if self.peers.offer(pid, item.addrs, item.name):
-                await self.pool.forget(pid)  # its addresses changed
-                changed = True
-        if changed:
-            self.peers.save(self.home.path / PEERS_FILE)
+        await self.pool.refresh(hub, self.me, self.home.path / PEERS_FILE)
 
     # --- checkpoints from anyone ---------------------------------------------------------
 
@@ -327,7 +263,7 @@ class Site:
         except LedgerError as exc:
             origin = self.log.origin_mismatch(note) if isinstance(note, str) else None
             if origin is not None:
-                raise self._wrong_origin(origin) from exc
+                raise wrong_origin(self.invitation, origin) from exc
             if self.log.origin is None:
                 # Before the genesis entry, origin and hub key come only from the invitation:
                 # a note that does not verify may be our configuration's fault, so nobody is
@@ -366,17 +302,6 @@ class Site:
             return
         self.trust.distrust(Party.peer(source), reason)  # recorded in DISTRUST_FILE
         await self.pool.forget(source)
-
-    # --- our own faults ----------------------------------------------------------------------
-
-    def _wrong_origin(self, served: str) -> ConfigError:
-        return ConfigError(
-            f"the invitation names the log {self.invitation.origin!r}, but its hub (key "
-            f"{short(self.invitation.hub_key)}) signs the log {served!r}: the invitation's "
-            "origin field is wrong or belongs to another collaboration. Nothing was stored and "
-            "no peer was blamed; ask the hub operator for the file `ptm hub --invitation FILE` "
-            "wrote and start this site again with it"
-        )
 
     # --- other sites -------------------------------------------------------------------------
 
