@@ -2,7 +2,9 @@
 
 framing (length-prefixed frames) → protocol (typed messages) → rpc (libp2p streams) are
 independent of the ledger; verified_log, checkpoint_book, peer_book and trust are a
-daemon's parts, sync_server serves them, fetch brings verified ranges in; daemon, invitation,
-client and status are shared by the hub (ptm_p2p.hub) and the site daemon (ptm_p2p.site).
-See docs/network.md.
+daemon's parts, assembled once by replica (``open_replica``), whose ``ReplicaTracker`` keeps
+a copy up to date for every follower of the log (sites, the researcher's client);
+sync_server serves the parts, fetch brings verified ranges in, peer_pool keeps one client
+per peer, blobs moves large outputs; daemon, invitation, host and status are shared by the
+hub (ptm_p2p.hub) and the site daemon (ptm_p2p.site). See docs/network.md.
 """

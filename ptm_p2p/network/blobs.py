@@ -38,7 +38,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal, Protocol
@@ -64,7 +64,14 @@ from ptm_p2p.errors import (
 from ptm_p2p.network import protocol
 from ptm_p2p.network.framing import read_frame, write_frame
 from ptm_p2p.network.host import public_key_of
-from ptm_p2p.network.rpc import LogLimiter, PeerClient, clip
+from ptm_p2p.network.rpc import (
+    LogLimiter,
+    PeerClient,
+    clip,
+    close_quietly,
+    reset_quietly,
+    stream_peer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +166,7 @@ class BlobServer:
         self.host.set_stream_handler(PROTOCOL, self._serve)
 
     async def _serve(self, stream: Any) -> None:
-        try:
-            peer = stream.muxed_conn.peer_id
-        except Exception:
-            peer = None
+        peer = stream_peer(stream)
         key = str(peer)
         owner = public_key_of(peer) if peer is not None else None
         if owner is None or not self.is_member(owner):
@@ -179,7 +183,7 @@ class BlobServer:
                     protocol.UNAVAILABLE, "too many blob transfers at once; try again shortly"
                 ),
             )
-            await _reset(stream)
+            await reset_quietly(stream)
             return
         self.active[key] = self.active.get(key, 0) + 1
         try:
@@ -191,7 +195,7 @@ class BlobServer:
                 log, logging.INFO, "dropped", "peer %s: blob transfer dropped: %s",
                 peer, clip(exc),
             )  # fmt: skip
-            await _reset(stream)
+            await reset_quietly(stream)
         except OSError as exc:  # our own disk: the peer is told, the operator reads the log
             self.limiter.log(
                 log, logging.ERROR, "disk", "blob store: %s: %s", type(exc).__name__, exc
@@ -204,7 +208,7 @@ class BlobServer:
                     "in its log); try again later",
                 ),
             )
-            await _reset(stream)
+            await reset_quietly(stream)
         except Exception as exc:  # a broken stream (libp2p errors) or a bug: one transfer
             self.limiter.log(
                 log,
@@ -215,14 +219,14 @@ class BlobServer:
                 type(exc).__name__,
                 clip(exc),
             )
-            await _reset(stream)
+            await reset_quietly(stream)
         finally:
             left = self.active.get(key, 1) - 1
             if left > 0:
                 self.active[key] = left
             else:
                 self.active.pop(key, None)
-            await _close(stream)
+            await close_quietly(stream)
 
     async def _refuse_non_member(self, stream: Any, peer: Any) -> None:
         answered = False
@@ -252,7 +256,7 @@ class BlobServer:
         finally:
             # Closed after an answer (a reset could drop it before the peer reads it);
             # reset when the peer sent nothing in time.
-            await (_close(stream) if answered else _reset(stream))
+            await (close_quietly(stream) if answered else reset_quietly(stream))
 
     async def _serve_one(self, stream: Any, peer: Any) -> None:
         with trio.fail_after(self.stall_timeout):
@@ -339,7 +343,7 @@ class BlobServer:
                 if stalled.cancelled_caught:
                     log.info("upload of blob %s… stalled; keeping %d bytes for a resume",
                              part.blob.hex()[:16], done)  # fmt: skip
-                    await _reset(stream)
+                    await reset_quietly(stream)
                     return False
                 if not chunk:
                     return False
@@ -380,17 +384,20 @@ async def _answer_quietly(stream: Any, message: dict[str, Any]) -> None:
         await _answer(stream, message)
 
 
-async def _reset(stream: Any) -> None:
-    with contextlib.suppress(Exception), trio.move_on_after(2):
-        await stream.reset()
-
-
-async def _close(stream: Any) -> None:
-    with contextlib.suppress(Exception), trio.move_on_after(2):
-        await stream.close()
-
-
 # --- client ---------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _one_use(stream: Any) -> AsyncIterator[Any]:
+    """Close ``stream`` once the block is done with it; reset it instead when the block
+    failed or was cancelled, so the peer never reads a half-done transfer as complete."""
+    try:
+        yield stream
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await reset_quietly(stream)
+        raise
+    await close_quietly(stream)
 
 
 class _Retry(Exception):
@@ -507,13 +514,12 @@ async def put_blob(
         try:
             stat = await _request(stream, BlobRequest(op="stat", blob=blob), who)
         finally:
-            await _close(stream)
+            await close_quietly(stream)
         if stat.have:
             stats.already_stored = True
             return
         offset = min(stat.offset, size)
-        stream = await _open(host, peer_id, addrs)
-        try:
+        async with _one_use(await _open(host, peer_id, addrs)) as stream:
             reply = await _request(
                 stream, BlobRequest(op="put", blob=blob, size=size, offset=offset), who
             )
@@ -526,11 +532,6 @@ async def put_blob(
             final = await _reply(stream, "put", who)
             if not final.stored:
                 raise _Retry(f"{who} did not confirm the blob was stored")
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await _reset(stream)
-            raise
-        await _close(stream)
 
     await _with_retries(f"upload of blob {blob.hex()[:16]}…", who, attempts, once, stats)
     stats.seconds = time.perf_counter() - started
@@ -631,8 +632,7 @@ async def _fetch(
         sink.restart()  # a stale part of some other, larger download
 
     async def once(attempt: int) -> None:
-        stream = await _open(host, peer_id, addrs)
-        try:
+        async with _one_use(await _open(host, peer_id, addrs)) as stream:
             offset = sink.length
             reply = await _request(stream, BlobRequest(op="get", blob=blob, offset=offset), who)
             if size is not None and reply.size != size:
@@ -665,11 +665,6 @@ async def _fetch(
             finally:
                 if pending:  # what arrived counts for the resume
                     sink.add(bytes(pending))
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await _reset(stream)
-            raise
-        await _close(stream)
 
     await _with_retries(f"download of blob {blob.hex()[:16]}…", who, attempts, once, stats)
     digest = sink.hasher.digest()
@@ -745,7 +740,7 @@ async def stat_blob(
     try:
         return await _request(stream, BlobRequest(op="stat", blob=blob_id), _peer_name(peer_id))
     finally:
-        await _close(stream)
+        await close_quietly(stream)
 
 
 def _hash_file(path: Path) -> bytes:

@@ -195,10 +195,7 @@ class RpcServer:
         self.host.set_stream_handler(PROTOCOL, self._serve_stream)
 
     async def _serve_stream(self, stream: Any) -> None:
-        try:
-            peer = stream.muxed_conn.peer_id
-        except Exception:
-            peer = None
+        peer = stream_peer(stream)
         key = str(peer)
         if self.streams.get(key, 0) >= self.max_streams_per_peer:
             self.refused_streams += 1
@@ -208,7 +205,7 @@ class RpcServer:
                 peer,
                 self.max_streams_per_peer,
             )
-            await _reset_quietly(stream)
+            await reset_quietly(stream)
             return
         self.streams[key] = self.streams.get(key, 0) + 1
         try:
@@ -234,7 +231,7 @@ class RpcServer:
                     log.debug(
                         "peer %s: no request for %g s; closing the stream", peer, self.idle_timeout
                     )
-                    await _reset_quietly(stream)
+                    await reset_quietly(stream)
                     return
                 except StreamClosed:
                     return
@@ -242,7 +239,7 @@ class RpcServer:
                     self.bad_requests += 1
                     self._warn("too-large", "peer %s: %s; resetting the stream", peer, exc)
                     await _send_quietly(stream, protocol.error(protocol.BAD_REQUEST, str(exc)))
-                    await _reset_quietly(stream)
+                    await reset_quietly(stream)
                     return
                 if not self.budget.take(key, length):
                     self.refused_frames += 1
@@ -264,7 +261,7 @@ class RpcServer:
                             "too many large requests in flight; send it again in a moment",
                         ),
                     )
-                    await _reset_quietly(stream)
+                    await reset_quietly(stream)
                     return
                 try:
                     payload = await read_body(stream, length)
@@ -281,9 +278,9 @@ class RpcServer:
             self._info(
                 "dropped", "peer %s: stream dropped: %s: %s", peer, type(exc).__name__, clip(exc)
             )
-            await _reset_quietly(stream)
+            await reset_quietly(stream)
         finally:
-            await _close_quietly(stream)
+            await close_quietly(stream)
 
     def _warn(self, kind: str, msg: str, *args: Any) -> None:
         self.limiter.log(log, logging.WARNING, kind, msg, *args)
@@ -330,28 +327,30 @@ async def _send_and_receive(stream: Any, request: bytes) -> bytes:
     return await read_frame(stream)
 
 
+async def quietly(action: Callable[[], Awaitable[Any]]) -> None:
+    """A last word on a stream whose peer may be gone: at most 2 s, any failure ignored."""
+    with contextlib.suppress(Exception), trio.move_on_after(2):
+        await action()
+
+
 async def _send_quietly(stream: Any, message: dict[str, Any]) -> None:
+    await quietly(lambda: write_frame(stream, protocol.encode_message(message)))
+
+
+async def reset_quietly(stream: Any) -> None:
+    await quietly(stream.reset)
+
+
+async def close_quietly(stream: Any) -> None:
+    await quietly(stream.close)
+
+
+def stream_peer(stream: Any) -> Any:
+    """The peer id at the other end of an incoming stream, or None if it cannot be told."""
     try:
-        with trio.move_on_after(2):
-            await write_frame(stream, protocol.encode_message(message))
+        return stream.muxed_conn.peer_id
     except Exception:
-        pass
-
-
-async def _reset_quietly(stream: Any) -> None:
-    try:
-        with trio.move_on_after(2):
-            await stream.reset()
-    except Exception:
-        pass
-
-
-async def _close_quietly(stream: Any) -> None:
-    try:
-        with trio.move_on_after(2):
-            await stream.close()
-    except Exception:
-        pass
+        return None
 
 
 def _tcp_target(addr: multiaddr.Multiaddr) -> str:
@@ -497,7 +496,7 @@ class PeerClient:
         stream = self._streams.pop(channel, None)
         if stream is not None:
             with trio.CancelScope(shield=True):
-                await _reset_quietly(stream)
+                await reset_quietly(stream)
 
     async def close(self) -> None:
         for channel in list(self._streams):

@@ -5,7 +5,10 @@
 * ``VerifiedLog`` (``verified_log.py``): the store, replayed state and frontier;
 * ``CheckpointBook`` (``checkpoint_book.py``): the signed notes served, cosignatures merged;
 * ``PeerBook`` (``peer_book.py``): who said hello, and which members may be listed;
-* ``TrustRegistry`` (``trust.py``): distrust and evidence.
+* ``TrustRegistry`` (``trust.py``): distrust and evidence;
+
+the first, second and fourth assembled by ``replica.open_replica``, as every follower of
+the log assembles them.
 
 It answers ``checkpoint``, ``wait`` (long-polls, at most ``MAX_WAITERS`` parked at once),
 ``entries``, ``peers``, ``hello``, ``head``, ``cosign``, ``evidence`` and ``consistency``,
@@ -32,14 +35,14 @@ from typing import Any
 from ptm_p2p.errors import DamagedLedger, LedgerError, ProtocolError, SplitViewError
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.entry import Entry
+from ptm_p2p.ledger.store import LogStore
 from ptm_p2p.network import protocol
-from ptm_p2p.network.checkpoint_book import CheckpointBook
 from ptm_p2p.network.framing import RESPONSE_BUDGET
 from ptm_p2p.network.host import public_key_of
 from ptm_p2p.network.peer_book import PeerBook
+from ptm_p2p.network.replica import ReplicaTracker, open_replica
 from ptm_p2p.network.rpc import LogLimiter
-from ptm_p2p.network.trust import EQUIVOCATION, SPLIT_VIEW, Party, TrustRegistry
-from ptm_p2p.network.verified_log import VerifiedLog
+from ptm_p2p.network.trust import EQUIVOCATION, SPLIT_VIEW, Party
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +58,23 @@ class SyncServer:
     """One daemon's verified log, checkpoint book, peer book and trust, and their server."""
 
     def __init__(
-        self, store: Any, name: str, distrust_file: Path | None = None, *, public: bool = False
+        self,
+        store: LogStore,
+        name: str,
+        distrust_file: Path | None = None,
+        *,
+        public: bool = False,
     ) -> None:
+        """Assemble the parts over ``store`` (``replica.open_replica``: closed again if
+        replaying it fails)."""
         self.store = store
         self.name = name
         self.public = public  # serve entries to anyone (``[hub] public_log``), not members only
         self.refused_non_members = 0
-        self.trust = TrustRegistry(store, distrust_file)
-        self.book = CheckpointBook(store)
-        self.log = VerifiedLog(store, self.book, self.trust)
+        replica = open_replica(store, distrust_file)
+        self.trust, self.book, self.log = replica.trust, replica.book, replica.log
+        # Keeps the copy up to date (a site's catch-up); compares the notes peers hand us.
+        self.tracker = ReplicaTracker(self.log, where=str(getattr(store, "path", "")))
         self.peers = PeerBook(lambda key: self.log.is_member(key))
         self.waiters = 0
 
@@ -72,8 +83,7 @@ class SyncServer:
     def observe(self, signed: cp.SignedCheckpoint, source: str) -> int:
         """A hub-signed checkpoint no larger than our log: compare it with our tree (a split
         view raises ``SplitViewError``), then merge its cosignatures; returns how many."""
-        self.log.check_against_ours(signed, source)
-        return self.book.merge_cosignatures(signed, self.log.witness_verifiers())
+        return self.tracker.observe(signed, source)
 
     def cosigners(self, note: str | None = None) -> list[str]:
         return self.book.cosigners(note, self.log.witness_verifiers())

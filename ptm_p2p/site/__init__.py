@@ -1,1 +1,3 @@
-"""The site daemon (`ptm node`): replication and witnessing (task execution comes later)."""
+"""The site daemon (`ptm node`): replication and witnessing (``replicator``, ``witness``),
+and executing the tasks the verified log assigns to this site (``worker``, ``decide``),
+assembled in ``daemon``."""
