@@ -4,7 +4,7 @@ the hub).
 * ``replicator.Site`` follows the hub, verifies and cosigns, and talks to other sites
   (anti-entropy, evidence); it serves peers through its ``SyncServer``;
 * ``worker.TaskWorker`` runs the tasks the verified replica assigns to this site, deciding
-  what to do with each in ``decide.py`` and seeing the site through ``decide.SiteView``;
+  what to do with each in ``decide.py`` and seeing the site through ``worker_site.SiteAdapter``;
 * ``network/daemon.py`` runs them side by side on one libp2p host, writes ``status.json``
   and stops them all on SIGTERM/SIGINT.
 
@@ -15,17 +15,17 @@ swept, and the site's ``[policy]`` is read: a bad one stops the daemon here, nam
 from __future__ import annotations
 
 import logging
-import time
 
 import trio
 
-from ptm_p2p.atomic_file import write_json_atomic
 from ptm_p2p.errors import PtmError
 from ptm_p2p.home import Home
+from ptm_p2p.home_files import write_failed_status
 from ptm_p2p.network.daemon import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.site.replicator import Site
 from ptm_p2p.site.worker import TaskWorker, site_settings, sweep_task_folders
+from ptm_p2p.site.worker_site import SiteAdapter
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,7 @@ def run_node(home: Home, invitation: Invitation, host_ip: str, port: int, peers:
         except PtmError as exc:
             # `ptm status` shows why the daemon is not running (a damaged or altered ledger
             # copy, a bad policy): the operator should not have to dig through logs.
-            write_json_atomic(
-                home.path / "status.json",
-                {"role": "node", "stopped": time.time(), "error": str(exc), "updated": 0},
-            )
+            write_failed_status(home.path, "node", str(exc))
             raise
 
 
@@ -52,7 +49,7 @@ def _serve_node(
     sweep_task_folders(home.public_key.hex())
     policy, parallel = site_settings(home)  # a bad [policy] stops the daemon here, at start
     site = Site(home, invitation, peers)
-    site.worker = TaskWorker(site, policy, parallel)
+    worker = TaskWorker(SiteAdapter(site), policy, parallel)
     try:
         trio.run(
             lambda: run_daemon(
@@ -65,18 +62,18 @@ def _serve_node(
                     site.follow_hub,
                     site.anti_entropy,
                     site.push_cosignatures,
-                    site.worker.run,
+                    worker.run,
                     # Durable cosignatures, and a stop on damage to our own file found
                     # while serving a peer (as the hub does).
                     *site.server.tasks(),
                 ],
-                status=site.status,
+                status=lambda host: site.status(host, worker.status()),
                 role="node",
             )
         )
     finally:
         site.book.flush()
-        site.worker.close()
+        worker.close()
         site.store.close()
         try:
             sweep_task_folders(home.public_key.hex(), stopping=True)

@@ -19,9 +19,9 @@ def node_status(
     witness_size: int,
     not_admitted: str | None,
     faults: list[str | None],
-    worker: Any = None,
+    tasks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The status map of a site (and of its task worker, if it executes tasks).
+    """The status map of a site (and ``tasks``, its task worker's, if it executes tasks).
 
     ``faults`` say what of this site's own fails (the ledger's writes, its small files).
     """
@@ -34,9 +34,9 @@ def node_status(
         not_admitted=not_admitted,
     )
     faults = list(faults)
-    if worker is not None:
-        data["tasks"] = worker.status()
-        faults.append(data["tasks"].get("local_fault"))
+    if tasks is not None:
+        data["tasks"] = tasks
+        faults.append(tasks.get("local_fault"))
     data["local_fault"] = "; ".join(f for f in faults if f) or None
     return data
 

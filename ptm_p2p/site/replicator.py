@@ -125,7 +125,6 @@ class Site:
         # entries are served to members only (issue 14), so the site waits for admission.
         self.not_admitted: str | None = None
         self.hub_says_revoked: int | None = None  # the hub's refusal: our key's revocation
-        self.worker: Any = None  # the TaskWorker, when this daemon executes tasks
 
     # --- persistence of small things -----------------------------------------------------
 
@@ -370,7 +369,8 @@ class Site:
 
     # --- status --------------------------------------------------------------------------
 
-    def status(self, host: Any) -> dict[str, Any]:
+    def status(self, host: Any, tasks: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What ``ptm status`` shows of this site; ``tasks``: its task worker's status."""
         return node_status(
             self.server,
             hub_up=self.hub_up,
@@ -378,7 +378,7 @@ class Site:
             witness_size=self.witness_size,
             not_admitted=self.not_admitted,
             faults=[self.tracker.local_fault, self.file_faults.describe()],
-            worker=self.worker,
+            tasks=tasks,
         )
 
 

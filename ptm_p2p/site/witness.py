@@ -11,7 +11,6 @@ stops the daemon (``ConfigError``), one that cannot be written costs that cosign
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -19,9 +18,10 @@ from typing import Any
 
 import trio
 
-from ptm_p2p.atomic_file import write_json_atomic
-from ptm_p2p.errors import ConfigError, LedgerError, NetworkError
+from ptm_p2p import home_files
+from ptm_p2p.errors import LedgerError, NetworkError
 from ptm_p2p.home import Home
+from ptm_p2p.home_files import WITNESS_FILE
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger import merkle
 from ptm_p2p.network import protocol
@@ -31,31 +31,12 @@ from ptm_p2p.site.faults import LocalFaults
 
 log = logging.getLogger(__name__)
 
-WITNESS_FILE = "witness.json"
 
-
-def load_witness(path: Path) -> tuple[int, bytes]:
-    """The size and root this site last cosigned (0 and the empty root if none)."""
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            size, root = int(data["size"]), bytes.fromhex(data["root"])
-            if size < 0 or len(root) != 32:
-                raise ValueError("size or root out of range")
-        except (ValueError, KeyError, TypeError) as exc:
-            # Starting over would let us cosign a checkpoint inconsistent with one we
-            # already vouched for: refuse to guess.
-            raise ConfigError(
-                f"{path} is unreadable ({exc}); it records the last checkpoint this site "
-                "cosigned. Restore it from a backup, or delete it only if you are sure "
-                "this witness key never cosigned a checkpoint of another log view"
-            ) from exc
-        return size, root
-    return 0, merkle.empty_root()
-
-
-def save_witness(path: Path, size: int, root: bytes) -> None:
-    write_json_atomic(path, {"size": size, "root": root.hex()}, durable=True)
+def load_witness(home: Path) -> tuple[int, bytes]:
+    """The size and root this site last cosigned (0 and the empty root if none); a file
+    that cannot be read stops the daemon (``home_files``)."""
+    cosigned = home_files.load_witness(home)
+    return (0, merkle.empty_root()) if cosigned is None else cosigned
 
 
 class Witness:
@@ -70,7 +51,7 @@ class Witness:
         self.trust = trust
         self.faults = faults  # our own files failing (witness.json among them)
         self.path = home.path / WITNESS_FILE
-        self.size, self.root = load_witness(self.path)
+        self.size, self.root = load_witness(home.path)
         self._cosigned = trio.Event()
 
     def name(self) -> str | None:
@@ -106,7 +87,7 @@ class Witness:
         if not self.faults.ready(WITNESS_FILE):
             return  # it failed a moment ago: the next try comes after the back-off step
         try:
-            save_witness(self.path, size, signed.checkpoint.root)
+            home_files.save_witness(self.home.path, size, signed.checkpoint.root)
         except OSError as exc:
             # No record, no cosignature; a later catch-up tries again (one line per step).
             self.faults.failed(WITNESS_FILE, exc, f"record the cosigned size {size} in")
@@ -154,4 +135,4 @@ class Witness:
                 log.debug("could not hand our cosignature to the hub: %s", exc)
 
 
-__all__ = ["WITNESS_FILE", "Witness", "load_witness", "save_witness"]
+__all__ = ["WITNESS_FILE", "Witness", "load_witness"]

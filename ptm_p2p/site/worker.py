@@ -90,12 +90,12 @@ from ptm_p2p.site.resubmit import Resubmitter
 from ptm_p2p.site.task_folders import sweep_task_folders as sweep_task_folders
 from ptm_p2p.site.task_folders import task_folder_owner
 from ptm_p2p.site.task_run import TaskRunner
-from ptm_p2p.site.worker_site import as_worker_site
 
 if TYPE_CHECKING:
     from ptm_p2p.executor.policy import SitePolicy
     from ptm_p2p.ledger.replay import Task as LoggedTask
     from ptm_p2p.site.containers import ContainerRunner
+    from ptm_p2p.site.worker_site import WorkerSite
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +105,18 @@ SCAN_INTERVAL = 1.0  # also rescan this often without a new checkpoint (queue, c
 class TaskWorker:
     """Turns the tasks of a site's replica into signed results; one per site daemon.
 
-    ``site`` is a ``WorkerSite`` (a ``replicator.Site`` is adapted); ``containers`` runs the
-    images (Docker by default; a fake in tests)."""
+    ``site`` is a ``WorkerSite`` (``worker_site.SiteAdapter`` over the daemon's
+    ``replicator.Site``; a fake in tests); ``containers`` runs the images (Docker by default;
+    a fake in tests)."""
 
     def __init__(
         self,
-        site: Any,
+        site: WorkerSite,
         policy: SitePolicy,
         parallel: int = 1,
         containers: ContainerRunner | None = None,
     ) -> None:
-        self.site = as_worker_site(site)
+        self.site = site
         self.view: SiteView = self.site  # what deciding sees of the site (decide.py)
         self.policy = policy
         self.parallel = parallel

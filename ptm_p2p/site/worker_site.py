@@ -3,10 +3,10 @@ site vouched for, why it is halted, a way to submit) and the few things doing ne
 (this site's home and keys, the stored bytes of a task entry, a wait for the next
 checkpoint, a way to reach the hub for output blobs).
 
-``replicator.Site`` does not implement the doing half itself yet: ``as_worker_site`` wraps it
-in ``SiteAdapter``, the one place that reads the Site's parts (store, checkpoint book,
-libp2p host). A test passes a fake that implements ``WorkerSite`` directly
-(``tests/site/fakes.py``).
+The daemon (``daemon.py``) hands the worker a ``SiteAdapter`` over its ``replicator.Site``:
+the one place that reads the Site's parts (store, checkpoint book, libp2p host), so the Site
+keeps to following the hub. A test passes a fake that implements ``WorkerSite`` directly
+(``tests/site/site_fakes.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ptm_p2p.site.decide import SiteView
 if TYPE_CHECKING:
     from ptm_p2p.home import Home
     from ptm_p2p.ledger.replay import State
+    from ptm_p2p.site.replicator import Site
 
 
 class WorkerSite(SiteView, Protocol):
@@ -54,7 +55,7 @@ class WorkerSite(SiteView, Protocol):
 class SiteAdapter:
     """A ``replicator.Site`` seen as a ``WorkerSite``."""
 
-    def __init__(self, site: Any) -> None:
+    def __init__(self, site: Site) -> None:
         self._site = site
 
     @property
@@ -100,11 +101,3 @@ class SiteAdapter:
         if site.host is None or site.hub_id is None:
             raise NetworkError("the site is not connected to the hub yet")
         return site.client(site.host, str(site.hub_id))
-
-
-def as_worker_site(site: Any) -> WorkerSite:
-    """``site`` itself if it implements ``WorkerSite`` (a fake), else a ``SiteAdapter``."""
-    if callable(getattr(site, "stored_entry", None)):
-        typed: WorkerSite = site
-        return typed
-    return SiteAdapter(site)
