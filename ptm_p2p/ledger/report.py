@@ -37,16 +37,16 @@ from ptm_p2p.ledger.entry import (
     MEMBERSHIP,
     RESULT,
     TASK,
+    AnyResult,
+    AnyTask,
     CancelPayload,
     Entry,
     GenesisPayload,
     MembershipPayload,
-    ResultPayload,
     ResultPayloadV2,
-    TaskPayload,
     TaskPayloadV2,
 )
-from ptm_p2p.ledger.replay import State, Task
+from ptm_p2p.ledger.replay import Result, State, Task
 from ptm_p2p.ledger.report_csv import csv_tables
 
 STUDY_GAP_MS = 30 * 60 * 1000
@@ -105,7 +105,7 @@ def public_fields(entry: Entry) -> dict[str, Any]:
             "role": payload.role,
             "reason": payload.reason,
         }
-    elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
+    elif isinstance(payload, AnyTask):
         out = {
             "format": 2 if isinstance(payload, TaskPayloadV2) else 1,
             "algorithm": payload.algorithm,
@@ -120,7 +120,7 @@ def public_fields(entry: Entry) -> dict[str, Any]:
             },
             "description": payload.description,
         }
-    elif isinstance(payload, (ResultPayload, ResultPayloadV2)):
+    elif isinstance(payload, AnyResult):
         out = {
             "format": 2 if isinstance(payload, ResultPayloadV2) else 1,
             "task": payload.task.hex(),
@@ -148,7 +148,7 @@ def public_fields(entry: Entry) -> dict[str, Any]:
     return out
 
 
-def _timings(payload: ResultPayload | ResultPayloadV2) -> dict[str, int]:
+def _timings(payload: AnyResult) -> dict[str, int]:
     t = payload.timings
     if t is None:
         return {}
@@ -168,9 +168,14 @@ class _Facts:
     """What the state does not keep but the auditor asks about, per accepted entry."""
 
     time: dict[int, int] = field(default_factory=dict)  # index -> timestamp_ms
-    task: dict[bytes, TaskPayload | TaskPayloadV2] = field(default_factory=dict)
-    result: dict[bytes, ResultPayload | ResultPayloadV2] = field(default_factory=dict)
+    task: dict[bytes, AnyTask] = field(default_factory=dict)
+    result: dict[bytes, AnyResult] = field(default_factory=dict)
     reason: dict[int, str | None] = field(default_factory=dict)  # membership / cancel
+
+
+def _replayed_at(logged: Task | Result | None, index: int) -> bool:
+    """The replay accepted this entry at ``index`` (not an entry with the same hash elsewhere)."""
+    return logged is not None and logged.index == index
 
 
 def _collect(state: State, entries: Iterable[tuple[int, bytes | Entry]]) -> _Facts:
@@ -191,18 +196,16 @@ def _collect(state: State, entries: Iterable[tuple[int, bytes | Entry]]) -> _Fac
                 continue  # the audit names it; it is no fact
         kind = entry.kind
         if kind == TASK:
-            task = state.tasks.get(entry.hash)
-            if task is None or task.index != index:
+            if not _replayed_at(state.tasks.get(entry.hash), index):
                 continue
             payload = entry.typed_payload
-            assert isinstance(payload, (TaskPayload, TaskPayloadV2))
+            assert isinstance(payload, AnyTask)
             facts.task[entry.hash] = payload
         elif kind == RESULT:
-            result = state.results.get(entry.hash)
-            if result is None or result.index != index:
+            if not _replayed_at(state.results.get(entry.hash), index):
                 continue
             rp = entry.typed_payload
-            assert isinstance(rp, (ResultPayload, ResultPayloadV2))
+            assert isinstance(rp, AnyResult)
             facts.result[entry.hash] = rp
         elif kind in (MEMBERSHIP, CANCEL):
             if index not in (memberships if kind == MEMBERSHIP else cancels):

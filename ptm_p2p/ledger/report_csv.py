@@ -8,6 +8,7 @@ names at a time; lists are joined with ``"; "`` and status counts written ``ok=2
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -27,25 +28,38 @@ def _plain(names: str) -> list[Column]:
 
 def _optional(names: str) -> list[Column]:
     """Columns for fields a row may lack (empty cell)."""
-    return [(n, lambda row, n=n: row.get(n)) for n in names.split()]
+    return [(n, partial(_get, n)) for n in names.split()]
 
 
 def _text(names: str) -> list[Column]:
     """Columns for text fields that may be null: an empty string instead."""
-    return [(n, lambda row, n=n: row[n] or "") for n in names.split()]
+    return [(n, partial(_text_of, n)) for n in names.split()]
 
 
 def _joined(names: str) -> list[Column]:
     """Columns for list fields, joined into one cell."""
-    return [(n, lambda row, n=n: _join(row[n])) for n in names.split()]
+    return [(n, partial(_joined_of, n)) for n in names.split()]
 
 
 def _counted(names: str) -> list[Column]:
     """Columns for status counts, ``name=count`` sorted by name."""
-    return [
-        (n, lambda row, n=n: _join(f"{k}={v}" for k, v in sorted(row[n].items())))
-        for n in names.split()
-    ]
+    return [(n, partial(_counts_of, n)) for n in names.split()]
+
+
+def _get(name: str, row: Row) -> Any:
+    return row.get(name)
+
+
+def _text_of(name: str, row: Row) -> str:
+    return row[name] or ""
+
+
+def _joined_of(name: str, row: Row) -> str:
+    return _join(row[name])
+
+
+def _counts_of(name: str, row: Row) -> str:
+    return _join(f"{k}={v}" for k, v in sorted(row[name].items()))
 
 
 def _renamed(header: str, key: str) -> Column:
