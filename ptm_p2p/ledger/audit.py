@@ -77,15 +77,19 @@ class CheckpointReport:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "root": self.root,
-            "ok": self.ok,
-            "signed_by_hub": self.signed_by_hub,
-            "matches_entries": self.matches_entries,
-            "consistent_with_previous": self.consistent_with_previous,
-            "cosigners": self.cosigners,
-        }
+        return {name: getattr(self, name) for name in _CHECKPOINT_JSON}
+
+
+_CHECKPOINT_JSON = (
+    "size",
+    "root",
+    "ok",
+    "signed_by_hub",
+    "matches_entries",
+    "consistent_with_previous",
+    "cosigners",
+)
+"""A checkpoint report's JSON keys, in this order (``ok`` is derived from the others)."""
 
 
 @dataclass

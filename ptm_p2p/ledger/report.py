@@ -46,7 +46,7 @@ from ptm_p2p.ledger.entry import (
     ResultPayloadV2,
     TaskPayloadV2,
 )
-from ptm_p2p.ledger.replay import Result, State, Task
+from ptm_p2p.ledger.replay import State, Task
 from ptm_p2p.ledger.report_csv import csv_tables
 
 STUDY_GAP_MS = 30 * 60 * 1000
@@ -173,11 +173,6 @@ class _Facts:
     reason: dict[int, str | None] = field(default_factory=dict)  # membership / cancel
 
 
-def _replayed_at(logged: Task | Result | None, index: int) -> bool:
-    """The replay accepted this entry at ``index`` (not an entry with the same hash elsewhere)."""
-    return logged is not None and logged.index == index
-
-
 def _collect(state: State, entries: Iterable[tuple[int, bytes | Entry]]) -> _Facts:
     """Decode the entries the replay accepted (their signatures were checked by the audit);
     an ``Entry`` given instead of bytes is used as it is (the explorer decodes once)."""
@@ -195,18 +190,16 @@ def _collect(state: State, entries: Iterable[tuple[int, bytes | Entry]]) -> _Fac
             except LedgerError:
                 continue  # the audit names it; it is no fact
         kind = entry.kind
-        if kind == TASK:
-            if not _replayed_at(state.tasks.get(entry.hash), index):
-                continue
+        if kind in (TASK, RESULT):
+            logged = (state.tasks if kind == TASK else state.results).get(entry.hash)
+            if logged is None or logged.index != index:
+                continue  # not the entry the replay accepted at this index
             payload = entry.typed_payload
-            assert isinstance(payload, AnyTask)
-            facts.task[entry.hash] = payload
-        elif kind == RESULT:
-            if not _replayed_at(state.results.get(entry.hash), index):
-                continue
-            rp = entry.typed_payload
-            assert isinstance(rp, AnyResult)
-            facts.result[entry.hash] = rp
+            if isinstance(payload, AnyTask):
+                facts.task[entry.hash] = payload
+            else:
+                assert isinstance(payload, AnyResult)
+                facts.result[entry.hash] = payload
         elif kind in (MEMBERSHIP, CANCEL):
             if index not in (memberships if kind == MEMBERSHIP else cancels):
                 continue
