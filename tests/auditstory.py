@@ -12,25 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ptm_p2p.ledger import entry as E
 from ptm_p2p.ledger.checkpoint import Checkpoint, cosign, sign_checkpoint
 from ptm_p2p.ledger.crypto import sha256
-from ptm_p2p.ledger.entry import (
-    CANCEL,
-    GENESIS,
-    MEMBERSHIP,
-    RESULT,
-    TASK,
-    AuthorChain,
-    Entry,
-    cancel_payload,
-    genesis_payload,
-    membership_payload,
-    result_payload,
-    result_payload_v2,
-    sealed_output,
-    task_payload,
-    task_payload_v2,
-)
+from ptm_p2p.ledger.entry import AuthorChain, Entry
 from ptm_p2p.ledger.simulate import identity
 from ptm_p2p.ledger.store import SqliteStore
 
@@ -87,8 +72,8 @@ def write_story(path: Path) -> Story:
     add(
         "genesis",
         admin,
-        GENESIS,
-        genesis_payload(
+        E.GENESIS,
+        E.genesis_payload(
             "example.org/study",
             admin.signer.public_key,
             "consortium",
@@ -101,35 +86,35 @@ def write_story(path: Path) -> Story:
         add(
             f"admit-{org}",
             admin,
-            MEMBERSHIP,
-            membership_payload("admit", chain.signer.public_key, org, "site"),
+            E.MEMBERSHIP,
+            E.membership_payload("admit", chain.signer.public_key, org, "site"),
         )
     add(
         "admit-uni",
         admin,
-        MEMBERSHIP,
-        membership_payload("admit", uni.signer.public_key, "uni-research", "researcher"),
+        E.MEMBERSHIP,
+        E.membership_payload("admit", uni.signer.public_key, "uni-research", "researcher"),
     )
     add(
         "admit-pharma",
         admin,
-        MEMBERSHIP,
-        membership_payload("admit", pharma.signer.public_key, "pharma-lab", "researcher"),
+        E.MEMBERSHIP,
+        E.membership_payload("admit", pharma.signer.public_key, "pharma-lab", "researcher"),
     )
     # A second key under an existing organisation's name: allowed, but the report warns.
     add(
         "admit-auditor",
         admin,
-        MEMBERSHIP,
-        membership_payload("admit", identity(1, "auditor").public_key, "consortium", "auditor"),
+        E.MEMBERSHIP,
+        E.membership_payload("admit", identity(1, "auditor").public_key, "consortium", "auditor"),
     )
     a, b, c = (sites[n].signer.public_key for n in ("hospital-a", "hospital-b", "hospital-c"))
     for r in (1, 2, 3):
         task = add(
             f"cox-{r}",
             uni,
-            TASK,
-            task_payload(
+            E.TASK,
+            E.task_payload(
                 COX,
                 {a: json.dumps({"round": r}).encode(), b: b"{}"},
                 LIMITS,
@@ -143,8 +128,8 @@ def write_story(path: Path) -> Story:
             add(
                 f"cox-{r}-{org}",
                 sites[org],
-                RESULT,
-                result_payload(
+                E.RESULT,
+                E.result_payload(
                     task,
                     "ok",
                     b'{"beta": 1}',
@@ -158,8 +143,8 @@ def write_story(path: Path) -> Story:
     task = add(
         "summary",
         uni,
-        TASK,
-        task_payload(
+        E.TASK,
+        E.task_payload(
             SUMMARY, {a: b"{}", b: b"{}", c: b"{}"}, LIMITS, algorithm="summary", data=["survival"]
         ),
         minutes=180,
@@ -167,46 +152,46 @@ def write_story(path: Path) -> Story:
     add(
         "summary-hospital-a",
         sites["hospital-a"],
-        RESULT,
-        result_payload(
+        E.RESULT,
+        E.result_payload(
             task, "ok", b'{"rows": 10}', "sha256:" + sha256(b"summary").hex(), sha256(b"l")
         ),
     )
     add(
         "summary-hospital-b",
         sites["hospital-b"],
-        RESULT,
-        result_payload(
+        E.RESULT,
+        E.result_payload(
             task, "refused", b"", "sha256:" + sha256(b"summary").hex(), sha256(b"l"), reason=REFUSAL
         ),
     )
     add(
         "summary-hospital-c",
         sites["hospital-c"],
-        RESULT,
-        result_payload(
+        E.RESULT,
+        E.result_payload(
             task, "failed", b"", "sha256:" + sha256(b"summary").hex(), sha256(b"l"), reason=FAILURE
         ),
     )
     km = add(
         "km",
         pharma,
-        TASK,
-        task_payload(KM, {c: b"{}"}, LIMITS, algorithm="km", data=["registry"]),
+        E.TASK,
+        E.task_payload(KM, {c: b"{}"}, LIMITS, algorithm="km", data=["registry"]),
         minutes=10,
     )
-    add("km-cancel", pharma, CANCEL, cancel_payload(km.hash, "wrong cohort"))
+    add("km-cancel", pharma, E.CANCEL, E.cancel_payload(km.hash, "wrong cohort"))
     add(
         "km-hospital-c",
         sites["hospital-c"],
-        RESULT,
-        result_payload(km, "cancelled", b"", "sha256:" + sha256(b"km").hex(), sha256(b"l")),
+        E.RESULT,
+        E.result_payload(km, "cancelled", b"", "sha256:" + sha256(b"km").hex(), sha256(b"l")),
     )
     add(
         "revoke-pharma",
         admin,
-        MEMBERSHIP,
-        membership_payload(
+        E.MEMBERSHIP,
+        E.membership_payload(
             "revoke",
             pharma.signer.public_key,
             "pharma-lab",
@@ -218,8 +203,8 @@ def write_story(path: Path) -> Story:
     v2 = add(
         "descriptives",
         uni,
-        TASK,
-        task_payload_v2(
+        E.TASK,
+        E.task_payload_v2(
             uni.signer,
             uni.seq + 1,
             SUMMARY,
@@ -232,12 +217,12 @@ def write_story(path: Path) -> Story:
     )
     digest = "sha256:" + sha256(b"summary").hex()
     for org, status, reason in (("hospital-a", "ok", None), ("hospital-b", "refused", UNBOUND)):
-        sealed = sealed_output(sites[org].signer, uni.signer.public_key, b'{"n": 3}', b"log")
+        sealed = E.sealed_output(sites[org].signer, uni.signer.public_key, b'{"n": 3}', b"log")
         add(
             f"descriptives-{org}",
             sites[org],
-            RESULT,
-            result_payload_v2(
+            E.RESULT,
+            E.result_payload_v2(
                 v2, status, sealed.output_map(True), sealed.log_commit, digest, reason=reason
             ),
         )

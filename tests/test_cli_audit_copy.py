@@ -19,13 +19,13 @@ from ptm_p2p.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from readonly import read_only_view  # noqa: E402
+from simulated import simulate_ledger  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sim") / "ledger.db"
-    result = CliRunner().invoke(main, ["ledger", "simulate", str(path), "-n", "120", "-k", "2"])
-    assert result.exit_code == 0, result.output
+    simulate_ledger(path, "-n", "120", "-k", "2")
     return path
 
 

@@ -21,6 +21,7 @@ from ptm_p2p.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from auditstory import FAILURE, REFUSAL, UNBOUND, Story, forge, write_story  # noqa: E402
+from simulated import flip_byte, simulate_ledger  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +145,10 @@ def test_a_forged_entry_is_one_cause_and_each_checkpoint_is_listed_once(
 def test_a_flipped_byte_in_a_result_is_one_cause(tmp_path: Path) -> None:
     """An entry that no longer decodes is attributed to the author it claims, so that
     author's next entries are its consequences, not new causes."""
-    import sqlite3
 
     path = tmp_path / "sim.db"
-    result = CliRunner().invoke(
-        main,
-        ["ledger", "simulate", str(path), "-n", "1200", "-k", "3", "--checkpoint-every", "250"],
-    )
-    assert result.exit_code == 0, result.output
-    with sqlite3.connect(path) as db:
-        raw = bytearray(db.execute("SELECT raw FROM entries WHERE idx = 700").fetchone()[0])
-        raw[len(raw) // 2] ^= 0x01
-        db.execute("UPDATE entries SET raw = ? WHERE idx = 700", (bytes(raw),))
+    simulate_ledger(path, "-n", "1200", "-k", "3", "--checkpoint-every", "250")
+    flip_byte(path, 700)
     code, report = audit_json(path)
     assert code == 1
     assert [c["index"] for c in report["causes"]] == [700]
@@ -168,8 +161,7 @@ def test_a_flipped_byte_in_a_result_is_one_cause(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sim") / "ledger.db"
-    result = CliRunner().invoke(main, ["ledger", "simulate", str(path), "-n", "1500", "-k", "4"])
-    assert result.exit_code == 0, result.output
+    simulate_ledger(path, "-n", "1500", "-k", "4")
     return path
 
 

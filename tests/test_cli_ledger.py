@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,46 +17,45 @@ from click.testing import CliRunner
 
 from ptm_p2p.cli import main
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulated import flip_byte, simulate_ledger  # noqa: E402
+
 ENTRIES = 1200
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sim") / "ledger.db"
-    result = CliRunner().invoke(
-        main,
-        [
-            "ledger",
-            "simulate",
-            str(path),
-            "--entries",
-            str(ENTRIES),
-            "--sites",
-            "3",
-            "--seed",
-            "5",
-            "--checkpoint-every",
-            "250",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "1200 entries" in result.output
+    options = ["--entries", str(ENTRIES), "--sites", "3", "--seed", "5"]
+    output = simulate_ledger(path, *options, "--checkpoint-every", "250")
+    assert "1200 entries" in output
     return path
 
 
-def copy_of(simulated: Path, tmp_path: Path) -> Path:
+def copy_of(simulated: Path, tmp_path: Path, *damage: str) -> Path:
+    """A copy of the simulated ledger, with the SQL statements ``damage`` run on it."""
     target = tmp_path / "copy.db"
     source = sqlite3.connect(simulated)
     dest = sqlite3.connect(target)
     source.backup(dest)
     source.close()
     dest.close()
+    with sqlite3.connect(target) as db:
+        for statement in damage:
+            db.execute(statement)
     return target
 
 
 def run_audit(path: Path, *extra: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["audit", str(path), *extra])
     return result.exit_code, result.output
+
+
+def failing_audit(path: Path, *extra: str) -> str:
+    """``ptm audit`` of a damaged ledger, which must exit 1: what it said."""
+    code, output = run_audit(path, *extra)
+    assert code == 1
+    return output
 
 
 def test_simulated_ledger_audits_clean(simulated: Path) -> None:
@@ -88,45 +88,36 @@ def test_audit_json_reports_tasks_members_and_checkpoints(simulated: Path) -> No
 
 def test_flipped_byte_is_named(simulated: Path, tmp_path: Path) -> None:
     path = copy_of(simulated, tmp_path)
-    with sqlite3.connect(path) as db:
-        raw = bytearray(db.execute("SELECT raw FROM entries WHERE idx = 700").fetchone()[0])
-        raw[len(raw) // 2] ^= 0x01
-        db.execute("UPDATE entries SET raw = ? WHERE idx = 700", (bytes(raw),))
-    code, output = run_audit(path, "--json")
-    assert code == 1
+    flip_byte(path, 700)
+    output = failing_audit(path, "--json")
     first = json.loads(output)["problems"][0]
     assert first["index"] == 700
     assert first["message"].startswith("entry 700")
 
 
 def test_deleted_entry_is_named(simulated: Path, tmp_path: Path) -> None:
-    path = copy_of(simulated, tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM entries WHERE idx = 333")
-    code, output = run_audit(path)
-    assert code == 1
+    path = copy_of(simulated, tmp_path, "DELETE FROM entries WHERE idx = 333")
+    output = failing_audit(path)
     assert "entry 333 is missing" in output
     assert "BAD size 500" in output  # the signed tree no longer matches
 
 
 def test_deleted_tail_is_reported(simulated: Path, tmp_path: Path) -> None:
-    path = copy_of(simulated, tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM entries WHERE idx >= 1100")
-    code, output = run_audit(path)
-    assert code == 1
+    path = copy_of(simulated, tmp_path, "DELETE FROM entries WHERE idx >= 1100")
+    output = failing_audit(path)
     assert "signed a log of 1200 entries but this copy has only 1100" in output
 
 
 @pytest.mark.parametrize(("a", "b"), [(600, 601), (420, 950)])
 def test_swapped_entries_are_named(simulated: Path, tmp_path: Path, a: int, b: int) -> None:
-    path = copy_of(simulated, tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE entries SET idx = -1 WHERE idx = ?", (a,))
-        db.execute("UPDATE entries SET idx = ? WHERE idx = ?", (a, b))
-        db.execute("UPDATE entries SET idx = ? WHERE idx = -1", (b,))
-    code, output = run_audit(path, "--json")
-    assert code == 1
+    path = copy_of(
+        simulated,
+        tmp_path,
+        f"UPDATE entries SET idx = -1 WHERE idx = {a}",
+        f"UPDATE entries SET idx = {a} WHERE idx = {b}",
+        f"UPDATE entries SET idx = {b} WHERE idx = -1",
+    )
+    output = failing_audit(path, "--json")
     report = json.loads(output)
     named = {p["index"] for p in report["problems"]} | {
         i for p in report["problems"] for i in (a, b) if str(i) in p["message"]
@@ -153,10 +144,7 @@ def test_parallel_and_serial_audit_agree(simulated: Path, tmp_path: Path) -> Non
     from ptm_p2p.ledger.store import SqliteStore
 
     path = copy_of(simulated, tmp_path)
-    with sqlite3.connect(path) as db:
-        raw = bytearray(db.execute("SELECT raw FROM entries WHERE idx = 900").fetchone()[0])
-        raw[-1] ^= 0x80  # inside the signature
-        db.execute("UPDATE entries SET raw = ? WHERE idx = 900", (bytes(raw),))
+    flip_byte(path, 900, at=-1, mask=0x80)  # inside the signature
     store = SqliteStore(path)
     try:
         serial = audit(store, workers=0)

@@ -25,8 +25,10 @@ from ptm_p2p.cli import main
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.errors import EXIT_REFUSED
 from ptm_p2p.home import Home
-from ptm_p2p.ledger.entry import AuthorChain, genesis_payload, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collab_log import collaboration_log  # noqa: E402
 
 T0 = 1_700_000_000_000
 PTM = [sys.executable, "-m", "ptm_p2p.cli"]
@@ -76,40 +78,13 @@ def test_a_bare_memory_number_is_refused_with_the_string_to_write(tmp_path: Path
 def _site_with_log(tmp_path: Path, publishers: list[str]) -> Home:
     """A site home whose ledger copy admits it and two researchers, one later revoked."""
     homes = {n: Home.init(tmp_path / n, n) for n in ("admin", "hub", "site", "r1", "r2")}
-    admin = AuthorChain(homes["admin"].signer)
-    entries = [
-        admin.append(
-            "genesis",
-            genesis_payload(
-                "example.org/s",
-                homes["admin"].public_key,
-                "consortium",
-                homes["hub"].public_key,
-                "hub",
-            ),
-            T0,
-        ),  # fmt: skip
-        admin.append(
-            "membership",
-            membership_payload("admit", homes["site"].public_key, "hospital-a", "site"),
-            T0 + 1,
-        ),
-        admin.append(
-            "membership",
-            membership_payload("admit", homes["r1"].public_key, "uni-research", "researcher"),
-            T0 + 2,
-        ),
-        admin.append(
-            "membership",
-            membership_payload("admit", homes["r2"].public_key, "pharma", "researcher"),
-            T0 + 3,
-        ),
-        admin.append(
-            "membership",
-            membership_payload("revoke", homes["r2"].public_key, "pharma", "researcher", "left"),
-            T0 + 4,
-        ),
+    changes = [
+        ("admit", "site", "hospital-a", "site"),
+        ("admit", "r1", "uni-research", "researcher"),
+        ("admit", "r2", "pharma", "researcher"),
+        ("revoke", "r2", "pharma", "researcher", "left"),
     ]
+    entries = collaboration_log(homes, "example.org/s", "consortium", changes, T0)
     with SqliteStore(homes["site"].ledger_path) as store:
         store.append(entries)
     with open(homes["site"].config_path, "a") as config:

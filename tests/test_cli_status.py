@@ -9,15 +9,18 @@ the real CLI on real SQLite files; no daemon is needed to read a ledger.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from ptm_p2p.cli import main
 from ptm_p2p.home import Home
-from ptm_p2p.ledger.entry import AuthorChain, Entry, genesis_payload, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collab_log import collaboration_log  # noqa: E402
 
 T0 = 1_700_000_000_000
 
@@ -30,53 +33,40 @@ def collaboration(tmp_path: Path) -> dict[str, Home]:
         name: Home.init(tmp_path / name, name)
         for name in ("admin", "hub", "site-a", "uni", "stranger")
     }
-    admin = AuthorChain(homes["admin"].signer)
-    entries: list[Entry] = [
-        admin.append(
-            "genesis",
-            genesis_payload(
-                "example.org/study",
-                homes["admin"].public_key,
-                "uni-admin",
-                homes["hub"].public_key,
-                "hub",
-            ),
-            T0,
-        ),
-        admin.append(
-            "membership",
-            membership_payload("admit", homes["site-a"].public_key, "hospital-a", "site"),
-            T0 + 1,
-        ),
-        admin.append(
-            "membership",
-            membership_payload("admit", homes["uni"].public_key, "uni", "researcher"),
-            T0 + 2,
-        ),
-        admin.append(
-            "membership",
-            membership_payload("revoke", homes["uni"].public_key, "uni", "researcher", "left"),
-            T0 + 3,
-        ),
+    changes = [
+        ("admit", "site-a", "hospital-a", "site"),
+        ("admit", "uni", "uni", "researcher"),
+        ("revoke", "uni", "uni", "researcher", "left"),
     ]
+    entries = collaboration_log(homes, "example.org/study", "uni-admin", changes, T0)
     for name in ("site-a", "uni", "stranger"):
         with SqliteStore(homes[name].ledger_path) as store:
             store.append(entries)
     return homes
 
 
-def status(home: Home, *extra: str) -> tuple[int, str]:
+def status(home: Home, *extra: str) -> str:
+    """``ptm status`` of ``home``, which always exits 0 (it reports, it does not judge)."""
     result = CliRunner().invoke(main, ["status", "--home", str(home.path), *extra])
-    return result.exit_code, result.output
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def copy_ledger(home: Home, copy: Path) -> None:
+    copied = CliRunner().invoke(main, ["ledger", "copy", str(home.path), str(copy)])
+    assert copied.exit_code == 0, copied.output
+
+
+def collab_members(*args: str) -> Result:
+    return CliRunner().invoke(main, ["collab", "members", *args])
 
 
 def test_status_names_an_admitted_site_its_role_and_entry(
     collaboration: dict[str, Home],
 ) -> None:
-    code, out = status(collaboration["site-a"])
-    assert code == 0, out
+    out = status(collaboration["site-a"])
     assert "member      site of hospital-a, admitted at log entry 1" in out
-    code, out = status(collaboration["site-a"], "--json")
+    out = status(collaboration["site-a"], "--json")
     member = json.loads(out)["membership"]
     assert member["status"] == "admitted"
     assert (member["role"], member["org"], member["admitted_at"]) == ("site", "hospital-a", 1)
@@ -84,11 +74,9 @@ def test_status_names_an_admitted_site_its_role_and_entry(
 
 
 def test_status_says_revoked_and_not_admitted(collaboration: dict[str, Home]) -> None:
-    code, out = status(collaboration["uni"])
-    assert code == 0, out
+    out = status(collaboration["uni"])
     assert "REVOKED at log entry 3 (was researcher of uni since entry 2)" in out
-    code, out = status(collaboration["stranger"])
-    assert code == 0, out
+    out = status(collaboration["stranger"])
     assert "NOT ADMITTED" in out
     assert "ptm collab admit" in out
 
@@ -96,8 +84,7 @@ def test_status_says_revoked_and_not_admitted(collaboration: dict[str, Home]) ->
 def test_status_of_a_home_without_a_log_points_to_collab_members(
     collaboration: dict[str, Home],
 ) -> None:
-    code, out = status(collaboration["admin"])
-    assert code == 0, out
+    out = status(collaboration["admin"])
     assert "ptm collab members" in out
 
 
@@ -105,17 +92,14 @@ def test_collab_members_lists_everyone_from_a_verified_copy(
     collaboration: dict[str, Home], tmp_path: Path
 ) -> None:
     copy = tmp_path / "copy.db"
-    copied = CliRunner().invoke(
-        main, ["ledger", "copy", str(collaboration["site-a"].path), str(copy)]
-    )
-    assert copied.exit_code == 0, copied.output
+    copy_ledger(collaboration["site-a"], copy)
     for source in (str(copy), str(collaboration["site-a"].path)):
-        result = CliRunner().invoke(main, ["collab", "members", source])
+        result = collab_members(source)
         assert result.exit_code == 0, result.output
         lines = result.output.splitlines()
         assert any("hospital-a" in line and "site" in line for line in lines)
         assert any("uni " in line and "revoked at entry 3" in line for line in lines)
-    result = CliRunner().invoke(main, ["collab", "members", str(copy), "--json"])
+    result = collab_members(str(copy), "--json")
     assert result.exit_code == 0, result.output
     members = {m["org"]: m for m in json.loads(result.output)["members"]}
     assert members["hospital-a"]["role"] == "site"
@@ -131,10 +115,7 @@ def test_collab_members_refuses_a_copy_that_does_not_verify(
     import sqlite3
 
     copy = tmp_path / "forged.db"
-    copied = CliRunner().invoke(
-        main, ["ledger", "copy", str(collaboration["site-a"].path), str(copy)]
-    )
-    assert copied.exit_code == 0, copied.output
+    copy_ledger(collaboration["site-a"], copy)
     conn = sqlite3.connect(copy)
     (raw,) = conn.execute("SELECT raw FROM entries WHERE idx = 1").fetchone()
     forged = bytearray(raw)
@@ -142,7 +123,7 @@ def test_collab_members_refuses_a_copy_that_does_not_verify(
     conn.execute("UPDATE entries SET raw = ? WHERE idx = 1", (bytes(forged),))
     conn.commit()
     conn.close()
-    result = CliRunner().invoke(main, ["collab", "members", str(copy)])
+    result = collab_members(str(copy))
     assert result.exit_code == 1
     assert "ptm audit" in result.output
 

@@ -43,16 +43,16 @@ def test_a_full_config_loads_as_typed_values(home: Home, data_file: Path) -> Non
     write(
         home,
         f"""
-[policy]
-images = ["{REPO}"]
-publishers = ["uni-research"]
-min_group_size = 8
-[policy.data]
-registry = "{data_file}"
-[policy.limits]
-memory = "256m"
 [tasks]
 parallel = 3
+[policy]
+min_group_size = 8
+publishers = ["uni-research"]
+images = ["{REPO}"]
+[policy.limits]
+memory = "256m"
+[policy.data]
+registry = "{data_file}"
 """,
     )
     config = load_config(home.path)

@@ -69,19 +69,12 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (no output bytes; logs as text, replacing bad UTF-8)."""
+        what_ran = ("status", "reason", "image", "digest", "image_id", "exit_code")
+        sizes = ("output_bytes", "output_digest", "log_bytes", "logs_truncated", "logs_digest")
         return {
-            "status": self.status,
-            "reason": self.reason,
-            "image": self.image,
-            "digest": self.digest,
-            "image_id": self.image_id,
-            "exit_code": self.exit_code,
+            **{name: getattr(self, name) for name in what_ran},
             "output_files": sorted(self.files),
-            "output_bytes": self.output_bytes,
-            "output_digest": self.output_digest,
-            "log_bytes": self.log_bytes,
-            "logs_truncated": self.logs_truncated,
-            "logs_digest": self.logs_digest,
+            **{name: getattr(self, name) for name in sizes},
             "logs": self.logs.decode("utf-8", "replace"),
             "limits": self.limits.to_dict() if self.limits else None,
             "timings": vars(self.timings).copy(),

@@ -17,13 +17,13 @@ import os
 import shutil
 import tempfile
 import threading
-from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ptm_p2p.errors import LedgerError, StoreError
+from ptm_p2p.explorer.search import search
 from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.audit import AuditReport, audit, default_workers
 from ptm_p2p.ledger.checkpoint import Verifier, parse_checkpoint, verify_cosignatures
@@ -63,13 +63,6 @@ def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
         "limit": limit,
         "items": items[offset : offset + limit],
     }
-
-
-def _prefix(sorted_keys: list[str], prefix: str, limit: int) -> tuple[int, list[str]]:
-    """(how many, the first ``limit``) of the sorted strings starting with ``prefix``."""
-    start = bisect_left(sorted_keys, prefix)
-    end = bisect_left(sorted_keys, prefix + "\uffff")
-    return end - start, sorted_keys[start : min(end, start + limit)]
 
 
 class Explorer:
@@ -279,15 +272,15 @@ class Explorer:
             "warnings": d["warnings"],
             "study_rule": d["study_rule"],
             "latest_checkpoint": self.checkpoint_rows[-1] if self.checkpoint_rows else None,
-            "recent_studies": [self._study_row(s) for s in list(self.studies.values())[-10:]],
+            "recent_studies": [self.study_row(s) for s in list(self.studies.values())[-10:]],
         }
 
     @staticmethod
-    def _study_row(s: dict[str, Any]) -> dict[str, Any]:
+    def study_row(s: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in s.items() if k not in ("task_ids", "not_ok")}
 
     def study_list(self, offset: int, limit: int) -> dict[str, Any]:
-        rows = [self._study_row(s) for s in self.studies.values()]
+        rows = [self.study_row(s) for s in self.studies.values()]
         return _page(rows, offset, limit)
 
     def study(self, study_id: str, offset: int = 0, limit: int = 200) -> dict[str, Any] | None:
@@ -295,7 +288,7 @@ class Explorer:
         if s is None:
             return None
         tasks = [self.tasks[self.task_pos[t]] for t in s["task_ids"]]
-        return {**self._study_row(s), "not_ok": s["not_ok"], "tasks": _page(tasks, offset, limit)}
+        return {**self.study_row(s), "not_ok": s["not_ok"], "tasks": _page(tasks, offset, limit)}
 
     def task_list(self, offset: int, limit: int) -> dict[str, Any]:
         return _page(self.tasks, offset, limit)
@@ -323,7 +316,7 @@ class Explorer:
     def checkpoint_list(self) -> list[dict[str, Any]]:
         return self.checkpoint_rows
 
-    def _entry_row(self, index: int) -> dict[str, Any]:
+    def entry_row(self, index: int) -> dict[str, Any]:
         row = self.rows[index] if 0 <= index < len(self.rows) else None
         verdict = self._verdict(index)
         if row is None:
@@ -357,12 +350,12 @@ class Explorer:
         if bad_only:
             bad = [i for i in range(len(self.rows)) if i not in self.accepted]
             page = _page(bad, offset, limit)
-            page["items"] = [self._entry_row(i) for i in page["items"]]
+            page["items"] = [self.entry_row(i) for i in page["items"]]
             return page
         total = len(self.rows)
         offset = max(0, offset)
         limit = max(1, min(limit, MAX_PAGE))
-        items = [self._entry_row(i) for i in range(offset, min(total, offset + limit))]
+        items = [self.entry_row(i) for i in range(offset, min(total, offset + limit))]
         return {"total": total, "offset": offset, "limit": limit, "items": items}
 
     def resolve(self, ref: str) -> int | None:
@@ -380,8 +373,8 @@ class Explorer:
                 raw = self.store.raw(index)
                 stored_leaf = self.store.leaf_hash(index).hex()
             except StoreError as exc:
-                return {**self._entry_row(index), "missing": str(exc)}
-        out = self._entry_row(index)
+                return {**self.entry_row(index), "missing": str(exc)}
+        out = self.entry_row(index)
         out["raw"] = raw.hex()
         out["leaf_hash"] = merkle.leaf_hash(raw).hex()
         out["stored_leaf_hash"] = stored_leaf
@@ -454,105 +447,7 @@ class Explorer:
         """Tasks, entries, members, studies matching ``query``: a task id, entry hash or key
         (any prefix of 4+ hex digits), an entry index, an organisation, an image or a data
         label (case-insensitive; images and labels match a substring)."""
-        q = query.strip().lower()
-        groups: list[dict[str, Any]] = []
-        if not q:
-            return {"query": query, "groups": groups}
-
-        def task_group(title: str, positions: list[int]) -> None:
-            if positions:
-                groups.append(
-                    {
-                        "kind": "tasks",
-                        "title": title,
-                        "total": len(positions),
-                        "items": [self._task_hit(self.tasks[i]) for i in positions[-limit:][::-1]],
-                    }
-                )
-
-        is_hex = len(q) >= 4 and all(c in "0123456789abcdef" for c in q)
-        if is_hex:
-            total, ids = _prefix(self.task_ids, q, limit)
-            if total:
-                task_group(f"tasks whose id starts with {q}", sorted(self.task_pos[i] for i in ids))
-                groups[-1]["total"] = total
-            total, hashes = _prefix(self.entry_hashes, q, limit)
-            if total:
-                groups.append(
-                    {
-                        "kind": "entries",
-                        "title": f"entries whose hash starts with {q}",
-                        "total": total,
-                        "items": [self._entry_row(self.by_hash[h]) for h in hashes],
-                    }
-                )
-            total, keys = _prefix(self.member_keys, q, limit)
-            if total:
-                groups.append(self._members_group(f"members whose key starts with {q}", keys))
-                for key in keys:
-                    task_group(
-                        f"tasks published by {self.members[key]['name']}",
-                        self.by_publisher.get(key, []),
-                    )
-                    task_group(
-                        f"tasks sent to {self.members[key]['name']}",
-                        self.by_site.get(key, []) if key not in self.by_publisher else [],
-                    )
-            studies = [s for s in self.studies if s.startswith(q)]
-            if studies:
-                groups.append(
-                    {
-                        "kind": "studies",
-                        "title": f"studies whose id starts with {q}",
-                        "total": len(studies),
-                        "items": [self._study_row(self.studies[s]) for s in studies[:limit]],
-                    }
-                )
-        if q.isdigit() and int(q) < len(self.rows):
-            groups.append(
-                {
-                    "kind": "entries",
-                    "title": f"entry {int(q)}",
-                    "total": 1,
-                    "items": [self._entry_row(int(q))],
-                }
-            )
-        orgs = [org for org in self.orgs if q in org]
-        for org in orgs[:10]:
-            keys = self.orgs[org]
-            groups.append(self._members_group(f"members of organisation {org}", keys))
-            for key in keys:
-                name = self.members[key]["name"]
-                task_group(f"tasks published by {name}", self.by_publisher.get(key, []))
-                task_group(f"tasks sent to {name}", self.by_site.get(key, []))
-        for image, positions in self.by_image.items():
-            if q in image:
-                task_group(f"tasks running image {image}", positions)
-        for label, positions in self.by_label.items():
-            if q in label:
-                task_group(f"tasks reading data label {label}", positions)
-        return {"query": query, "groups": groups}
-
-    @staticmethod
-    def _task_hit(t: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "task": t["task"],
-            "index": t["index"],
-            "time": t["time"],
-            "algorithm": t["algorithm_name"],
-            "image_repository": t["image_repository"],
-            "publisher": t["publisher"],
-            "data": t["data"],
-            "statuses": {a["site"]["name"]: a["status"] for a in t["answers"]},
-        }
-
-    def _members_group(self, title: str, keys: list[str]) -> dict[str, Any]:
-        return {
-            "kind": "members",
-            "title": title,
-            "total": len(keys),
-            "items": [self.members[k] for k in keys],
-        }
+        return search(self, query, limit)
 
 
 __all__ = ["Explorer", "Row"]

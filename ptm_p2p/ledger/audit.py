@@ -77,15 +77,19 @@ class CheckpointReport:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "root": self.root,
-            "ok": self.ok,
-            "signed_by_hub": self.signed_by_hub,
-            "matches_entries": self.matches_entries,
-            "consistent_with_previous": self.consistent_with_previous,
-            "cosigners": self.cosigners,
-        }
+        return {name: getattr(self, name) for name in _CHECKPOINT_JSON}
+
+
+_CHECKPOINT_JSON = (
+    "size",
+    "root",
+    "ok",
+    "signed_by_hub",
+    "matches_entries",
+    "consistent_with_previous",
+    "cosigners",
+)
+"""A checkpoint report's JSON keys, in this order (``ok`` is derived from the others)."""
 
 
 @dataclass
@@ -223,18 +227,21 @@ def _read_batch(store: LogStore, start: int, end: int, findings: _Findings) -> l
     return out
 
 
+@dataclass
 class _CheckpointChecker:
     """Checks each stored checkpoint when the replay reaches its tree size."""
 
-    def __init__(self, store: LogStore, state: State, findings: _Findings) -> None:
-        self.store = store
-        self.state = state
-        self.findings = findings
-        self.tree = merkle.CompactRange()
-        self.pending = sorted(store.checkpoints(), key=lambda item: item[0])
-        self.reports: list[CheckpointReport] = []
-        self.previous: list[SignedCheckpoint] = []  # hub-signed, in order
-        self.matched: set[int] = set()  # sizes whose signed root matched the entries
+    store: LogStore
+    state: State
+    findings: _Findings
+    tree: merkle.CompactRange = field(default_factory=merkle.CompactRange)
+    pending: list[tuple[int, str]] = field(init=False)  # (size, note), smallest size first
+    reports: list[CheckpointReport] = field(default_factory=list)
+    previous: list[SignedCheckpoint] = field(default_factory=list)  # hub-signed, in order
+    matched: set[int] = field(default_factory=set)  # sizes whose signed root matched
+
+    def __post_init__(self) -> None:
+        self.pending = sorted(self.store.checkpoints(), key=lambda item: item[0])
 
     def at_current_size(self) -> None:
         """Check every stored checkpoint for the tree's current size."""

@@ -172,7 +172,7 @@ class Checkpoint:
         return cls(origin, size, _b64("checkpoint root hash", root_line), tuple(ext))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NoteSignature:
     """One signature line: key name, 4-byte key id, and the signature bytes after the id."""
 

@@ -977,16 +977,13 @@ def genesis_payload(
     hub_org: str,
     description: str | None = None,
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "origin": origin,
-        "admin": admin,
-        "admin_org": admin_org,
-        "hub": hub,
-        "hub_org": hub_org,
-    }
-    if description is not None:
-        payload["description"] = description
-    return payload
+    admin_side = {"origin": origin, "admin": admin, "admin_org": admin_org}
+    return {**admin_side, "hub": hub, "hub_org": hub_org, **_present(description=description)}
+
+
+def _present(**optional: Any) -> dict[str, Any]:
+    """The optional payload fields that are given: a None field is left out of the entry."""
+    return {name: value for name, value in optional.items() if value is not None}
 
 
 def membership_payload(
@@ -1001,10 +998,7 @@ def membership_payload(
             f"membership payload: key {key.hex()} is not a usable Ed25519 public key "
             "(small-order or malformed point); take the key from `ptm id` on that home"
         )
-    payload: dict[str, Any] = {"action": action, "key": key, "org": org, "role": role}
-    if reason is not None:
-        payload["reason"] = reason
-    return payload
+    return {"action": action, "key": key, "org": org, "role": role, **_present(reason=reason)}
 
 
 def task_payload(

@@ -26,7 +26,7 @@ Verification follows the iterative algorithms of RFC 9162 §2.1.3.2 (inclusion) 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ptm_p2p.errors import ProofError
 
@@ -365,22 +365,9 @@ def verify_inclusion(
             f"expected {expected_len}"
         )
     # RFC 9162 §2.1.3.2 steps 3-6
-    fn, sn, r = index, size - 1, leaf_hash
-    for p in proof:
-        if sn == 0:
-            raise ProofError("inclusion proof is longer than the path to the root")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while True:
-                    fn, sn = fn >> 1, sn >> 1
-                    if fn & 1 or fn == 0:
-                        break
-        else:
-            r = node_hash(r, p)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise ProofError("inclusion proof is shorter than the path to the root")
+    r = leaf_hash
+    for p, left in _walk_path(index, size - 1, proof, "inclusion"):
+        r = node_hash(p, r) if left else node_hash(r, p)
     if r != root:
         raise ProofError(
             f"inclusion proof for leaf {index} of {size} does not lead to root "
@@ -431,24 +418,37 @@ def verify_consistency(
     while fn & 1:
         fn, sn = fn >> 1, sn >> 1
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            raise ProofError("consistency proof is longer than the path to the root")
-        if fn & 1 or fn == sn:
+    for c, left in _walk_path(fn, sn, path[1:], "consistency"):
+        if left:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while True:
-                    fn, sn = fn >> 1, sn >> 1
-                    if fn & 1 or fn == 0:
-                        break
         else:
             sr = node_hash(sr, c)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise ProofError("consistency proof is shorter than the path to the root")
     if fr != old_root or sr != new_root:
         raise ProofError(
             f"consistency proof from size {old_size} to {new_size} does not match the roots: "
             "the newer tree does not extend the older one (or the proof is corrupt)"
         )
+
+
+def _walk_path(fn: int, sn: int, proof: Sequence[bytes], kind: str) -> Iterator[tuple[bytes, bool]]:
+    """Walk an RFC 9162 proof path from node ``fn`` of last node ``sn`` up to the root.
+
+    Yields each proof hash with whether it is a left sibling (hash it before the running
+    value); the inclusion (§2.1.3.2) and consistency (§2.1.4.2) checks share this walk.
+    Raises ``ProofError`` if the proof is longer or shorter than the path.
+    """
+    for p in proof:
+        if sn == 0:
+            raise ProofError(f"{kind} proof is longer than the path to the root")
+        left = bool(fn & 1 or fn == sn)
+        yield p, left
+        if left and not fn & 1:
+            # the right edge of the tree: climb until fn is a right child or the root
+            while True:
+                fn, sn = fn >> 1, sn >> 1
+                if fn & 1 or fn == 0:
+                    break
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise ProofError(f"{kind} proof is shorter than the path to the root")

@@ -186,7 +186,6 @@ class State:
                 ),
             )
         kind = entry.kind
-        author = entry.author
         if self.admin is None:
             if kind != GENESIS:
                 raise self._fail(
@@ -200,8 +199,22 @@ class State:
             raise self._fail(
                 entry, index, RuleError("a second genesis entry: a log has exactly one, at index 0")
             )
+        member = self._active_author(entry, index)
+        self._check_chain(entry, index)
 
-        member = self.members.get(author)
+        payload = entry.typed_payload
+        if isinstance(payload, (ResultPayload, ResultPayloadV2)):
+            self._check_result(entry, index, payload)
+        elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
+            self._check_task(entry, index, member, payload)
+        elif isinstance(payload, MembershipPayload):
+            self._check_membership(entry, index, payload)
+        elif isinstance(payload, CancelPayload):
+            self._check_cancel(entry, index, payload)
+
+    def _active_author(self, entry: Entry, index: int) -> Member:
+        """The entry's author, who must be a member whose key is not revoked."""
+        member = self.members.get(entry.author)
         if member is None:
             raise self._fail(
                 entry,
@@ -218,7 +231,12 @@ class State:
                     "nothing after that"
                 ),
             )
+        return member
 
+    def _check_chain(self, entry: Entry, index: int) -> None:
+        """The entry continues its author's chain: the next seq, the previous entry's hash,
+        and a timestamp no earlier than the previous entry's."""
+        author = entry.author
         head = self.heads.get(author)
         last_seq, last_hash = head if head is not None else (0, ZERO_HASH)
         if entry.seq != last_seq + 1:
@@ -254,16 +272,6 @@ class State:
                 ),
             )
 
-        payload = entry.typed_payload
-        if isinstance(payload, (ResultPayload, ResultPayloadV2)):
-            self._check_result(entry, index, payload)
-        elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
-            self._check_task(entry, index, member, payload)
-        elif isinstance(payload, MembershipPayload):
-            self._check_membership(entry, index, payload)
-        elif isinstance(payload, CancelPayload):
-            self._check_cancel(entry, index, payload)
-
     def _check_task(
         self, entry: Entry, index: int, member: Member, payload: TaskPayload | TaskPayloadV2
     ) -> None:
@@ -290,17 +298,23 @@ class State:
                     "tasks may only target admitted sites",
                 )
 
-    def _check_cancel(self, entry: Entry, index: int, payload: CancelPayload) -> None:
-        task = self.tasks.get(payload.task)
+    def _earlier_task(self, entry: Entry, index: int, task_id: bytes, verb: str) -> Task:
+        """The task a cancel or result entry names (``verb`` says how), which must be an
+        earlier task entry of this log."""
+        task = self.tasks.get(task_id)
         if task is None:
             raise self._fail(
                 entry,
                 index,
                 UnknownTaskError(
-                    f"cancels task {payload.task.hex()[:16]}…, which is not an earlier "
+                    f"{verb} task {task_id.hex()[:16]}…, which is not an earlier "
                     "task entry of this log"
                 ),
             )
+        return task
+
+    def _check_cancel(self, entry: Entry, index: int, payload: CancelPayload) -> None:
+        task = self._earlier_task(entry, index, payload.task, "cancels")
         if task.publisher != entry.author:
             raise self._fail(
                 entry,
@@ -331,16 +345,7 @@ class State:
         self, entry: Entry, index: int, payload: ResultPayload | ResultPayloadV2
     ) -> None:
         author = entry.author
-        task = self.tasks.get(payload.task)
-        if task is None:
-            raise self._fail(
-                entry,
-                index,
-                UnknownTaskError(
-                    f"reports on task {payload.task.hex()[:16]}…, which is not an earlier "
-                    "task entry of this log"
-                ),
-            )
+        task = self._earlier_task(entry, index, payload.task, "reports on")
         if author not in task.targets:
             raise self._fail(
                 entry,

@@ -37,16 +37,17 @@ from ptm_p2p.ledger.entry import (
     MEMBERSHIP,
     RESULT,
     TASK,
+    AnyResult,
+    AnyTask,
     CancelPayload,
     Entry,
     GenesisPayload,
     MembershipPayload,
-    ResultPayload,
     ResultPayloadV2,
-    TaskPayload,
     TaskPayloadV2,
 )
 from ptm_p2p.ledger.replay import State, Task
+from ptm_p2p.ledger.report_csv import csv_tables
 
 STUDY_GAP_MS = 30 * 60 * 1000
 """A pause longer than this between a study's last activity and a task starts a new study."""
@@ -104,7 +105,7 @@ def public_fields(entry: Entry) -> dict[str, Any]:
             "role": payload.role,
             "reason": payload.reason,
         }
-    elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
+    elif isinstance(payload, AnyTask):
         out = {
             "format": 2 if isinstance(payload, TaskPayloadV2) else 1,
             "algorithm": payload.algorithm,
@@ -119,7 +120,7 @@ def public_fields(entry: Entry) -> dict[str, Any]:
             },
             "description": payload.description,
         }
-    elif isinstance(payload, (ResultPayload, ResultPayloadV2)):
+    elif isinstance(payload, AnyResult):
         out = {
             "format": 2 if isinstance(payload, ResultPayloadV2) else 1,
             "task": payload.task.hex(),
@@ -147,7 +148,7 @@ def public_fields(entry: Entry) -> dict[str, Any]:
     return out
 
 
-def _timings(payload: ResultPayload | ResultPayloadV2) -> dict[str, int]:
+def _timings(payload: AnyResult) -> dict[str, int]:
     t = payload.timings
     if t is None:
         return {}
@@ -167,8 +168,8 @@ class _Facts:
     """What the state does not keep but the auditor asks about, per accepted entry."""
 
     time: dict[int, int] = field(default_factory=dict)  # index -> timestamp_ms
-    task: dict[bytes, TaskPayload | TaskPayloadV2] = field(default_factory=dict)
-    result: dict[bytes, ResultPayload | ResultPayloadV2] = field(default_factory=dict)
+    task: dict[bytes, AnyTask] = field(default_factory=dict)
+    result: dict[bytes, AnyResult] = field(default_factory=dict)
     reason: dict[int, str | None] = field(default_factory=dict)  # membership / cancel
 
 
@@ -189,20 +190,16 @@ def _collect(state: State, entries: Iterable[tuple[int, bytes | Entry]]) -> _Fac
             except LedgerError:
                 continue  # the audit names it; it is no fact
         kind = entry.kind
-        if kind == TASK:
-            task = state.tasks.get(entry.hash)
-            if task is None or task.index != index:
-                continue
+        if kind in (TASK, RESULT):
+            logged = (state.tasks if kind == TASK else state.results).get(entry.hash)
+            if logged is None or logged.index != index:
+                continue  # not the entry the replay accepted at this index
             payload = entry.typed_payload
-            assert isinstance(payload, (TaskPayload, TaskPayloadV2))
-            facts.task[entry.hash] = payload
-        elif kind == RESULT:
-            result = state.results.get(entry.hash)
-            if result is None or result.index != index:
-                continue
-            rp = entry.typed_payload
-            assert isinstance(rp, (ResultPayload, ResultPayloadV2))
-            facts.result[entry.hash] = rp
+            if isinstance(payload, AnyTask):
+                facts.task[entry.hash] = payload
+            else:
+                assert isinstance(payload, AnyResult)
+                facts.result[entry.hash] = payload
         elif kind in (MEMBERSHIP, CANCEL):
             if index not in (memberships if kind == MEMBERSHIP else cancels):
                 continue
@@ -614,246 +611,3 @@ __all__ = [
     "public_fields",
     "study_family",
 ]
-
-
-def csv_tables(data: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
-    """The report as flat tables for a spreadsheet: name -> (header, rows)."""
-
-    def join(values: Iterable[Any]) -> str:
-        return "; ".join(str(v) for v in values)
-
-    def counts(c: Mapping[str, int]) -> str:
-        return join(f"{k}={v}" for k, v in sorted(c.items()))
-
-    tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
-    tables["tasks"] = (
-        [
-            "task",
-            "index",
-            "time",
-            "timestamp_ms",
-            "study",
-            "round",
-            "publisher",
-            "publisher_org",
-            "algorithm",
-            "image_repository",
-            "image_digest",
-            "data",
-            "targets",
-            "pending",
-            "cancelled_at",
-            "description",
-        ],
-        [
-            [
-                t["task"],
-                t["index"],
-                t["time"],
-                t["timestamp_ms"],
-                t.get("study"),
-                t.get("round"),
-                t["publisher_key"],
-                t["publisher_org"],
-                t["algorithm_name"],
-                t["image_repository"],
-                t["image_digest"],
-                join(t["data"]),
-                join(s["name"] for s in t["target_sites"]),
-                join(t["pending"]),
-                t["cancelled_at"],
-                t["description"] or "",
-            ]
-            for t in data["tasks"]
-        ],
-    )
-    tables["answers"] = (
-        [
-            "task",
-            "study",
-            "round",
-            "algorithm",
-            "publisher_org",
-            "site",
-            "site_org",
-            "status",
-            "reason",
-            "index",
-            "time",
-            "timestamp_ms",
-            "image_digest",
-            "run_ms",
-            "total_ms",
-        ],
-        [
-            [
-                t["task"],
-                t.get("study"),
-                t.get("round"),
-                t["algorithm_name"],
-                t["publisher_org"],
-                a["site"]["key"],
-                a["site"]["org"],
-                a["status"],
-                a["reason"] or "",
-                a["index"],
-                a["time"],
-                a["timestamp_ms"],
-                a["image_digest"],
-                a["timings"].get("run_ms"),
-                a["timings"].get("total_ms"),
-            ]
-            for t in data["tasks"]
-            for a in t["answers"]
-        ],
-    )
-    tables["studies"] = (
-        [
-            "study",
-            "family",
-            "publisher",
-            "publisher_org",
-            "rounds",
-            "algorithms",
-            "images",
-            "data",
-            "sites",
-            "first_time",
-            "last_time",
-            "statuses",
-        ],
-        [
-            [
-                s["study"],
-                s["family"],
-                s["publisher_key"],
-                s["publisher_org"],
-                s["rounds"],
-                join(s["algorithms"]),
-                join(s["images"]),
-                join(s["data"]),
-                join(s["sites"]),
-                s["first_time"],
-                s["last_time"],
-                counts(s["statuses"]),
-            ]
-            for s in data["studies"]
-        ],
-    )
-    tables["members"] = (
-        ["key", "org", "role", "event", "index", "time", "reason"],
-        [
-            [m["key"], m["org"], m["role"], e["event"], e["index"], e["time"], e["reason"] or ""]
-            for m in data["members"]
-            for e in m["timeline"]
-        ],
-    )
-    tables["researchers"] = (
-        [
-            "key",
-            "org",
-            "tasks",
-            "studies",
-            "algorithms",
-            "images",
-            "sites",
-            "data",
-            "statuses",
-            "first_time",
-            "last_time",
-        ],
-        [
-            [
-                r["key"],
-                r["org"],
-                r["tasks"],
-                r["studies"],
-                join(r["algorithms"]),
-                join(r["images"]),
-                join(r["sites"]),
-                join(r["data"]),
-                counts(r["statuses"]),
-                r["first_time"],
-                r["last_time"],
-            ]
-            for r in data["researchers"]
-        ],
-    )
-    tables["sites"] = (
-        ["key", "org", "targeted", "answered", "statuses", "ran", "data", "pending"],
-        [
-            [
-                s["key"],
-                s["org"],
-                s["targeted"],
-                s["answered"],
-                counts(s["statuses"]),
-                join(s["ran"]),
-                join(s["data"]),
-                len(s["pending"]),
-            ]
-            for s in data["sites"]
-        ],
-    )
-    tables["data_sources"] = (
-        [
-            "label",
-            "tasks",
-            "researchers",
-            "sites",
-            "algorithms",
-            "statuses",
-            "first_time",
-            "last_time",
-        ],
-        [
-            [
-                d["label"],
-                d["tasks"],
-                join(d["researchers"]),
-                join(d["sites"]),
-                join(d["algorithms"]),
-                counts(d["statuses"]),
-                d["first_time"],
-                d["last_time"],
-            ]
-            for d in data["data_sources"]
-        ],
-    )
-    tables["checkpoints"] = (
-        [
-            "size",
-            "root",
-            "ok",
-            "signed_by_hub",
-            "matches_entries",
-            "consistent_with_previous",
-            "cosigners",
-        ],
-        [
-            [
-                c["size"],
-                c["root"],
-                c["ok"],
-                c["signed_by_hub"],
-                c["matches_entries"],
-                c["consistent_with_previous"],
-                join(c["cosigners"]),
-            ]
-            for c in data["checkpoints"]
-        ],
-    )
-    tables["problems"] = (
-        ["index", "author", "message", "consequence_count", "consequences"],
-        [
-            [
-                p["index"],
-                p["author"] or "",
-                p["message"],
-                p["consequence_count"],
-                join(p["consequences"]),
-            ]
-            for p in data["causes"]
-        ],
-    )
-    return tables

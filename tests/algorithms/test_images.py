@@ -13,29 +13,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import docker
 import pandas as pd
 import pytest
 
 from ptm_p2p.algorithms import coxph, km
 from ptm_p2p.algorithms import survival_site as site
 from ptm_p2p.algorithms.rounds import SandboxRunner
-from ptm_p2p.dev.stack import Stack, ensure_stack
-from ptm_p2p.errors import PtmError, StudyError
+from ptm_p2p.dev.stack import Stack
+from ptm_p2p.errors import StudyError
 
 from .conftest import COVARIATES
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 LABEL = "ptm_p2p.test"
 SESSION = uuid.uuid4().hex[:12]
-
-
-@pytest.fixture(scope="module")
-def stack() -> Stack:
-    try:
-        return ensure_stack()
-    except (PtmError, docker.errors.DockerException) as exc:
-        pytest.fail(f"the Docker stack is not available: {exc}; run `ptm dev up`", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import docker
 import pandas as pd
 import pytest
 
 from ptm_p2p.algorithms import coxph
-from ptm_p2p.dev.stack import Stack, ensure_stack
-from ptm_p2p.errors import PtmError
+from ptm_p2p.dev.stack import Stack
 
 from .conftest import COVARIATES
-
-
-@pytest.fixture(scope="module")
-def stack() -> Stack:
-    try:
-        return ensure_stack()
-    except (PtmError, docker.errors.DockerException) as exc:
-        pytest.fail(f"the Docker stack is not available: {exc}; run `ptm dev up`", pytrace=False)
 
 
 @pytest.fixture

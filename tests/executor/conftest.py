@@ -16,26 +16,13 @@ from typing import Any
 import docker
 import pytest
 
-from ptm_p2p.dev.stack import Stack, ensure_stack
-from ptm_p2p.errors import PtmError
+from ptm_p2p.dev.stack import Stack
 from ptm_p2p.executor import Executor, Limits, SitePolicy, Task, run_local
 
 # One label per test session: the leak check below only looks at our own containers, so
 # other engineers' containers on the same engine cannot make it flaky.
 SESSION_LABEL = "ptm_p2p.test"
 SESSION_ID = uuid.uuid4().hex[:12]
-
-
-@pytest.fixture(scope="session")
-def stack() -> Stack:
-    try:
-        return ensure_stack()
-    except (PtmError, docker.errors.DockerException) as exc:
-        pytest.fail(
-            f"the Docker stack is not available: {exc}\n"
-            "Set it up with `ptm dev up` (or scripts/dev-up.sh) as root, then re-run.",
-            pytrace=False,
-        )
 
 
 @pytest.fixture(scope="session")

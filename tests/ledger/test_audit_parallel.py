@@ -17,7 +17,7 @@ import msgpack
 import pytest
 
 from ptm_p2p.ledger import entry as E
-from ptm_p2p.ledger.audit import PARALLEL_BATCH, audit
+from ptm_p2p.ledger.audit import PARALLEL_BATCH, AuditReport, audit
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.simulate import identity, simulate
 from ptm_p2p.ledger.store import SqliteStore
@@ -97,23 +97,22 @@ def test_parallel_and_serial_audits_report_the_same_damage(
             if _body(r)[1] == E.RESULT
         )
         db.execute("UPDATE entries SET raw = ? WHERE idx = ?", (DAMAGE[damage](raw), index))
-    store = SqliteStore(path, read_only=True)
-    try:
-        serial = audit(store, workers=0)
-        parallel = audit(store, workers=2)
-    finally:
-        store.close()
+    serial, parallel = audit_both_ways(path)
     assert not serial.ok
     assert serial.problems[0].index == index, serial.problems[0]
     assert serial.to_json() == parallel.to_json()
 
 
-def test_an_undamaged_ledger_passes_both_ways(ledger: Path) -> None:
-    store = SqliteStore(ledger, read_only=True)
+def audit_both_ways(path: Path) -> tuple[AuditReport, AuditReport]:
+    """The audit of the ledger at ``path`` in this process, then with two workers."""
+    store = SqliteStore(path, read_only=True)
     try:
-        serial = audit(store, workers=0)
-        parallel = audit(store, workers=2)
+        return audit(store, workers=0), audit(store, workers=2)
     finally:
         store.close()
+
+
+def test_an_undamaged_ledger_passes_both_ways(ledger: Path) -> None:
+    serial, parallel = audit_both_ways(ledger)
     assert serial.ok, serial.problems[:3]
     assert serial.to_json() == parallel.to_json()

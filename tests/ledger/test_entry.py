@@ -76,10 +76,7 @@ def result() -> Entry:
 
 
 MAKERS: dict[str, Callable[[], Entry]] = {
-    "genesis": genesis,
-    "membership": membership,
-    "task": task,
-    "result": result,
+    make.__name__: make for make in (genesis, membership, task, result)
 }
 
 
@@ -91,6 +88,8 @@ texts = st.text(min_size=1, max_size=50)
 seqs = st.integers(1, 2**63 - 1)
 times = st.integers(0, 2**63 - 1)
 prevs = st.binary(min_size=32, max_size=32)
+PLACE = {"seq": seqs, "prev": prevs, "ts": times}
+"""Where an entry stands in its author's chain: seq, previous hash, timestamp."""
 
 
 def _chain(seq: int, prev: bytes) -> bytes:
@@ -99,9 +98,7 @@ def _chain(seq: int, prev: bytes) -> bytes:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    seq=seqs,
-    prev=prevs,
-    ts=times,
+    **PLACE,
     action=st.sampled_from(E.ACTIONS),
     key=keys,
     org=orgs,
@@ -119,9 +116,7 @@ def test_membership_round_trips(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    seq=seqs,
-    prev=prevs,
-    ts=times,
+    **PLACE,
     sites=st.lists(
         st.sampled_from(SITES), min_size=1, max_size=4, unique_by=lambda s: s.public_key
     ),
@@ -154,9 +149,7 @@ def test_task_round_trips(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    seq=seqs,
-    prev=prevs,
-    ts=times,
+    **PLACE,
     status=st.sampled_from(E.STATUSES),
     output=st.binary(max_size=200),
     log=st.binary(min_size=32, max_size=32),

@@ -4,6 +4,7 @@ once, raises a ReplayError naming the entry index and the author."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -63,9 +64,18 @@ class Collab:
         return self
 
     def admit(self, who: Signer, org: str, role: str) -> Entry:
-        return self.add(
-            self.admin, E.MEMBERSHIP, E.membership_payload("admit", who.public_key, org, role)
-        )
+        return self.membership("admit", who, org, role)
+
+    def revoke(self, who: Signer, *org_role_reason: str) -> Entry:
+        return self.membership("revoke", who, *org_role_reason)
+
+    def membership(
+        self, action: str, who: Signer, *org_role_reason: str, by: Signer | None = None
+    ) -> Entry:
+        """``action`` (admit or revoke) of ``who`` as ``org, role`` (and a reason), signed by
+        ``by`` (default the admin)."""
+        payload = E.membership_payload(action, who.public_key, *org_role_reason)
+        return self.add(by or self.admin, E.MEMBERSHIP, payload)
 
     def task(self, sites: list[str], image: str = IMAGE, by: Signer | None = None) -> Entry:
         inputs = {self.sites[s].public_key: f"round 1 for {s}".encode() for s in sites}
@@ -101,13 +111,7 @@ def test_a_small_collaboration_replays_into_the_expected_state() -> None:
     c.result("site-c", first, status="refused", digest=DIGEST)
     second = c.task(["site-b"])
     c.result("site-b", first, status="timeout")
-    c.add(
-        c.admin,
-        E.MEMBERSHIP,
-        E.membership_payload(
-            "revoke", c.sites["site-c"].public_key, "site-c", "site", reason="left the study"
-        ),
-    )
+    c.revoke(c.sites["site-c"], "site-c", "site", "left the study")
     c.result("site-b", second, status="failed")
 
     state = replay(c.log)
@@ -214,11 +218,7 @@ def test_timestamps_never_go_backwards_in_a_chain() -> None:
 
 def test_only_the_admin_admits() -> None:
     c = Collab().start()
-    c.add(
-        c.researcher,
-        E.MEMBERSHIP,
-        E.membership_payload("admit", signer_for("friend").public_key, "university", "researcher"),
-    )
+    c.membership("admit", signer_for("friend"), "university", "researcher", by=c.researcher)
     fails(c.log, 6, "university", RuleError, "only the admin")
 
 
@@ -228,33 +228,34 @@ def test_admitting_twice_and_readmitting_a_revoked_key_are_refused() -> None:
     fails(c.log, 6, "consortium", RuleError, "already a member")
     c = Collab().start()
     site = c.sites["site-a"]
-    c.add(c.admin, E.MEMBERSHIP, E.membership_payload("revoke", site.public_key, "site-a", "site"))
+    c.revoke(site, "site-a", "site")
     c.admit(site, "site-a", "site")
     fails(c.log, 7, "consortium", RuleError, "revocation is final")
 
 
-def test_revocations_must_match_the_membership() -> None:
+REVOCATIONS: dict[str, tuple[Callable[[Collab], Signer], str, str, str]] = {
+    "as another role": (
+        lambda c: c.sites["site-a"],
+        "site-a",
+        "researcher",
+        "admitted as site of site-a",
+    ),
+    "of the admin": (
+        lambda c: c.admin,
+        "consortium",
+        "researcher",
+        "admin's own key cannot be revoked",
+    ),
+    "of a stranger": (lambda c: signer_for("nobody"), "x", "site", "not an active member"),
+}
+
+
+@pytest.mark.parametrize("case", REVOCATIONS)
+def test_revocations_must_match_the_membership(case: str) -> None:
+    who, org, role, match = REVOCATIONS[case]
     c = Collab().start()
-    c.add(
-        c.admin,
-        E.MEMBERSHIP,
-        E.membership_payload("revoke", c.sites["site-a"].public_key, "site-a", "researcher"),
-    )
-    fails(c.log, 6, "consortium", RuleError, "admitted as site of site-a")
-    c = Collab().start()
-    c.add(
-        c.admin,
-        E.MEMBERSHIP,
-        E.membership_payload("revoke", c.admin.public_key, "consortium", "researcher"),
-    )
-    fails(c.log, 6, "consortium", RuleError, "admin's own key cannot be revoked")
-    c = Collab().start()
-    c.add(
-        c.admin,
-        E.MEMBERSHIP,
-        E.membership_payload("revoke", signer_for("nobody").public_key, "x", "site"),
-    )
-    fails(c.log, 6, "consortium", RuleError, "not an active member")
+    c.revoke(who(c), org, role)
+    fails(c.log, 6, "consortium", RuleError, match)
 
 
 def test_only_researchers_publish_tasks() -> None:
@@ -277,19 +278,11 @@ def test_tasks_target_admitted_sites_only() -> None:
 def test_revoked_keys_sign_nothing_after_revocation() -> None:
     c = Collab().start()
     t = c.task(["site-a"])
-    c.add(
-        c.admin,
-        E.MEMBERSHIP,
-        E.membership_payload("revoke", c.sites["site-a"].public_key, "site-a", "site"),
-    )
+    c.revoke(c.sites["site-a"], "site-a", "site")
     c.result("site-a", t)
     fails(c.log, 8, "site-a", RuleError, "revoked at entry 7")
     c = Collab().start()
-    c.add(
-        c.admin,
-        E.MEMBERSHIP,
-        E.membership_payload("revoke", c.sites["site-a"].public_key, "site-a", "site"),
-    )
+    c.revoke(c.sites["site-a"], "site-a", "site")
     c.task(["site-a"])
     fails(c.log, 7, "university", RuleError, "revoked at entry 6")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import trio
+from evil_daemon import serve
 
 from ptm_p2p.home import Home
 from ptm_p2p.hub.sequencer import Sequencer
@@ -23,7 +23,7 @@ from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, genesis_payload, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
-from ptm_p2p.network.daemon import run_daemon, setup_logging
+from ptm_p2p.network.daemon import setup_logging
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.sync_server import Answer, SyncServer
 
@@ -76,18 +76,7 @@ def main() -> None:
     async def invite(host: Any, me: str) -> None:
         Invitation(me, hub.public_key, ORIGIN).save(invitation_path)
 
-    trio.run(
-        lambda: run_daemon(
-            home=hub.path,
-            seed=hub.signer.seed,
-            host_ip="127.0.0.1",
-            port=port,
-            handler=handle,
-            tasks=[invite],
-            status=lambda host: x.status(),
-            role="evil-hub",
-        )
-    )
+    serve(hub, port, handle, lambda host: x.status(), "evil-hub", tasks=[invite])
 
 
 if __name__ == "__main__":

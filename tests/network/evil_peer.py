@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import trio
+from evil_daemon import serve
 
 from ptm_p2p.home import Home
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
-from ptm_p2p.network.daemon import run_daemon, setup_logging
+from ptm_p2p.network.daemon import setup_logging
 from ptm_p2p.network.sync_server import SyncServer
 
 
@@ -67,18 +67,7 @@ def main() -> None:
         return answer
 
     try:
-        trio.run(
-            lambda: run_daemon(
-                home=home.path,
-                seed=home.signer.seed,
-                host_ip="127.0.0.1",
-                port=port,
-                handler=handle,
-                tasks=[],
-                status=lambda host: replica.status(),
-                role=f"evil-{mode}",
-            )
-        )
+        serve(home, port, handle, lambda host: replica.status(), f"evil-{mode}")
     finally:
         store.close()
 

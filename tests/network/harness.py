@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,12 @@ class Cluster(LocalCluster):
 
     def add_entries(self, count: int) -> list[int]:
         """Admit ``count`` new researcher keys in one submission (valid, signed entries)."""
+        answer = submit(self.admin.signer, self.invitation, self.admissions(count))
+        return list(answer["indexes"])
+
+    def admissions(self, count: int) -> Callable[[Any], list[Entry]]:
+        """What ``submit`` builds on the admin's chain: ``count`` new researcher keys
+        admitted, each under a new organisation ``lab-N``."""
         from ptm_p2p.ledger.crypto import Signer
 
         def build(chain: Any) -> list[Entry]:
@@ -75,8 +82,7 @@ class Cluster(LocalCluster):
                 out.append(chain.append("membership", payload, int(time.time() * 1000)))
             return out
 
-        answer = submit(self.admin.signer, self.invitation, build)
-        return list(answer["indexes"])
+        return build
 
     # --- observation -----------------------------------------------------------------------
 

@@ -68,12 +68,18 @@ def _fetch(log: HubLog, site: SyncServer, peer: Peer, **kw: Any) -> Any:
     )
 
 
-def test_a_whole_log_then_its_growth(tmp_path: Path) -> None:
-    log = HubLog(tmp_path, 20)
+def _caught_up_then_grown(tmp_path: Path, researchers: int, grow: int) -> tuple[HubLog, Any]:
+    """A fresh site that fetched and committed the whole log; then the log grew by ``grow``."""
+    log = HubLog(tmp_path, researchers)
     site = log.fresh_site()
     got = _fetch(log, site, Peer(log.server))
     site.log.commit(got.entries, got.frontier, log.signed, "peer-x")
-    _grow(log, 7)
+    _grow(log, grow)
+    return log, site
+
+
+def test_a_whole_log_then_its_growth(tmp_path: Path) -> None:
+    log, site = _caught_up_then_grown(tmp_path, 20, 7)
     got = _fetch(log, site, Peer(log.server))
     assert got.start == site.log.size and len(got.entries) == 7
     site.log.commit(got.entries, got.frontier, log.signed, "peer-x")
@@ -106,11 +112,7 @@ def test_lies_are_named(tmp_path: Path) -> None:
 
 
 def test_a_bad_consistency_proof_is_refused(tmp_path: Path) -> None:
-    log = HubLog(tmp_path, 5)
-    site = log.fresh_site()
-    got = _fetch(log, site, Peer(log.server))
-    site.log.commit(got.entries, got.frontier, log.signed, "peer-x")
-    _grow(log, 5)
+    log, site = _caught_up_then_grown(tmp_path, 5, 5)
     with pytest.raises(BadRange, match="consistency proof that does not verify"):
         _fetch(log, site, Peer(log.server, lambda a: a | {"proof": [bytes(32)] * 3}))
     with pytest.raises(BadRange, match="malformed answer: .*proof"):

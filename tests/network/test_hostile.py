@@ -12,6 +12,7 @@ import msgpack
 import pytest
 import trio
 from harness import Cluster, wait_for
+from request_fields import REQUEST_FIELDS
 
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.network.framing import MAX_FRAME
@@ -75,22 +76,7 @@ def _hostile_payloads() -> list[bytes]:
     for op in sorted(OPS):  # every op with random field values
         fields = {
             k: rng.choice([None, -5, 2**63, "x" * 300, b"\xff" * 40, [1], {"a": 1}])
-            for k in (
-                "start",
-                "end",
-                "old_size",
-                "after",
-                "timeout_ms",
-                "note",
-                "kind",
-                "first",
-                "second",
-                "detail",
-                "entries",
-                "addrs",
-                "author",
-                "at_least",
-            )
+            for k in REQUEST_FIELDS
         }
         frames.append(frame(msgpack.packb({"v": 1, "op": op, **fields}, use_bin_type=True)))
     return frames

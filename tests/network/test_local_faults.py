@@ -23,8 +23,6 @@ from typing import Any
 import pytest
 from harness import Cluster, audit, wait_for
 
-from ptm_p2p.ledger.crypto import Signer
-from ptm_p2p.ledger.entry import membership_payload
 from ptm_p2p.network.client import submit
 from ptm_p2p.network.protocol import RemoteError
 
@@ -188,20 +186,6 @@ def _stored_size(ledger: Path) -> int:
     return int(size)
 
 
-def _admissions(cluster: Cluster, count: int) -> Any:
-    def build(chain: Any) -> list[Any]:
-        out = []
-        for _ in range(count):
-            cluster.counter += 1
-            payload = membership_payload(
-                "admit", Signer.generate().public_key, f"lab-{cluster.counter}", "researcher"
-            )
-            out.append(chain.append("membership", payload, int(time.time() * 1000)))
-        return out
-
-    return build
-
-
 def test_the_hub_answers_truthfully_when_its_disk_fails(cluster: Cluster) -> None:
     """Before: entries appended, then the checkpoint write failed, and the submitter was told
     its batch was refused. Now: appended means "yes, at these indexes"; not appended means
@@ -212,7 +196,7 @@ def test_the_hub_answers_truthfully_when_its_disk_fails(cluster: Cluster) -> Non
     # 1. The entries are stored, the checkpoint over them is not: the answer is success.
     _arm_hub_fault(ledger, "checkpoints")
     try:
-        answer = submit(cluster.admin.signer, cluster.invitation, _admissions(cluster, 5))
+        answer = submit(cluster.admin.signer, cluster.invitation, cluster.admissions(5))
         assert answer["indexes"] == list(range(last, last + 5))
         assert _stored_size(ledger) == last + 5
         time.sleep(1.5)  # the hub keeps retrying its checkpoint, sites wait for it
@@ -226,12 +210,12 @@ def test_the_hub_answers_truthfully_when_its_disk_fails(cluster: Cluster) -> Non
     _arm_hub_fault(ledger, "entries")
     try:
         with pytest.raises(RemoteError) as refused:
-            submit(cluster.admin.signer, cluster.invitation, _admissions(cluster, 3))
+            submit(cluster.admin.signer, cluster.invitation, cluster.admissions(3))
         assert "not in the log" in refused.value.reason
         assert _stored_size(ledger) == last
     finally:
         _disarm_hub_fault(ledger)
-    answer = submit(cluster.admin.signer, cluster.invitation, _admissions(cluster, 3))
+    answer = submit(cluster.admin.signer, cluster.invitation, cluster.admissions(3))
     assert answer["indexes"] == list(range(last, last + 3))
     last += 3
 
@@ -242,7 +226,7 @@ def test_the_hub_answers_truthfully_when_its_disk_fails(cluster: Cluster) -> Non
     timer = threading.Timer(1.0, holder.execute, ("ROLLBACK",))
     timer.start()
     try:
-        answer = submit(cluster.admin.signer, cluster.invitation, _admissions(cluster, 2))
+        answer = submit(cluster.admin.signer, cluster.invitation, cluster.admissions(2))
     finally:
         timer.join()
         holder.close()

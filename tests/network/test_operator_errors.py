@@ -92,6 +92,17 @@ def _evidence_rows(ledger: Path) -> int:
     return int(count)
 
 
+def _restarted_on_damage(
+    cluster: Cluster, name: str, level: int, argv: list[str]
+) -> tuple[Path, str]:
+    """Stop daemon ``name``, flip a bit of a stored tree node at ``level`` in its ledger and
+    start it again with ``argv``: its ledger's path and what it said as it refused."""
+    cluster.stop(name)
+    ledger = cluster.path(name) / "ledger.db"
+    _flip_node_bit(ledger, level=level)
+    return ledger, _refused(cluster, f"{name} on a damaged ledger", argv)
+
+
 def test_a_flipped_bit_in_stored_nodes_stops_the_daemon_at_start(cluster: Cluster) -> None:
     """Before: a site started on damaged nodes and later took a genuine old checkpoint for a
     split view (distrusting the hub for good); a hub served failing proofs, silently."""
@@ -101,12 +112,10 @@ def test_a_flipped_bit_in_stored_nodes_stops_the_daemon_at_start(cluster: Cluste
     last = cluster.add_entries(20)[-1] + 1
     cluster.wait_replicated(["site-a"], last, cosigners=1)
 
-    cluster.stop("site-a")
-    site_ledger = cluster.path("site-a") / "ledger.db"
-    _flip_node_bit(site_ledger, level=2)
-    out = _refused(
+    site_ledger, out = _restarted_on_damage(
         cluster,
-        "site-a on a damaged ledger",
+        "site-a",
+        2,
         [*PTM, "node", "--home", str(cluster.path("site-a")), "--join",
          str(cluster.invitation_path)],
     )  # fmt: skip
@@ -115,12 +124,10 @@ def test_a_flipped_bit_in_stored_nodes_stops_the_daemon_at_start(cluster: Cluste
     assert f"move {site_ledger} away" in out  # the fix
     assert _evidence_rows(site_ledger) == 0  # our own damage is never evidence
 
-    cluster.stop("hub")
-    hub_ledger = cluster.path("hub") / "ledger.db"
-    _flip_node_bit(hub_ledger, level=1)
-    out = _refused(
+    hub_ledger, out = _restarted_on_damage(
         cluster,
-        "the hub on a damaged ledger",
+        "hub",
+        1,
         [*PTM, "hub", "--home", str(cluster.path("hub")), "--port", str(cluster.hub_port)],
     )
     assert f"ledger {hub_ledger} is damaged" in out

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import PeerInfo
+from request_fields import REQUEST_FIELDS
 
 from ptm_p2p.errors import ConfigError, NetworkError, ProtocolError
 from ptm_p2p.ledger import merkle
@@ -149,25 +150,7 @@ values = st.recursive(
 @given(
     st.sampled_from(sorted(protocol.OPS)),
     st.dictionaries(
-        st.sampled_from(
-            [
-                "start",
-                "end",
-                "old_size",
-                "after",
-                "timeout_ms",
-                "note",
-                "entries",
-                "addrs",
-                "author",
-                "kind",
-                "first",
-                "second",
-                "detail",
-                "at_least",
-                "x",
-            ]
-        ),
+        st.sampled_from([*REQUEST_FIELDS, "x"]),
         values,
         max_size=6,
     ),

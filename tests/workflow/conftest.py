@@ -8,6 +8,7 @@ publishes its own tasks, so they do not depend on one another's order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import docker
 import pytest
 
-from ptm_p2p.client import Client
+from ptm_p2p.client import Client, TaskView
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack, ensure_stack
 
@@ -44,6 +45,39 @@ class Study:
 
     def containers_of(self, task_id: str) -> list[Any]:
         return self.docker.containers.list(all=True, filters={"label": f"ptm_p2p.task={task_id}"})
+
+    def revoke(self, name: str) -> None:
+        """``ptm collab revoke`` of ``name``'s key, run by the admin as its own process."""
+        self.cluster._ptm(
+            "collab",
+            "revoke",
+            "--home",
+            str(self.cluster.root / "admin"),
+            "--invitation",
+            str(self.cluster.invitation_path),
+            self.cluster.home(name).public_key.hex(),
+        )
+
+    def sleeper(
+        self, site: str, seconds: int, timeout_s: int, client: Client | None = None
+    ) -> TaskView:
+        """The probe image published (by ``client``, default the study's) to ``site`` alone,
+        to sleep ``seconds`` under a wall-clock limit of ``timeout_s``."""
+        return (client or self.client).publish(
+            self.images["testing/probe"],
+            to=[site],
+            input=json.dumps({"action": "sleep", "seconds": seconds}).encode(),
+            timeout_s=timeout_s,
+        )
+
+    def summary_answered_by(self, site: str, params: dict[str, Any]) -> TaskView:
+        """The summary algorithm published to ``site`` alone on the ``gbsg2`` data, once
+        ``site`` has answered it ok."""
+        task = self.client.publish(
+            self.images["summary"], to=[site], input=json.dumps(params).encode(), data=["gbsg2"]
+        )
+        assert self.client.wait(task.id, timeout=120).progress == {site: "ok"}
+        return task
 
 
 def start_study(root: Path, stack: Stack) -> Iterator[Study]:

@@ -127,13 +127,7 @@ def test_a_copied_input_is_refused_without_running_by_anyone_else_or_in_another_
 
 def test_no_public_field_confirms_a_guess_of_the_output(study: Study) -> None:
     client = study.client
-    task = client.publish(
-        study.images["summary"],
-        to=["hospital-b"],
-        input=json.dumps(SUMMARY_PARAMS).encode(),
-        data=["gbsg2"],
-    )
-    assert client.wait(task.id, timeout=120).progress == {"hospital-b": "ok"}
+    task = study.summary_answered_by("hospital-b", SUMMARY_PARAMS)
     answer = client.results(task.id)["hospital-b"]
     plaintext = answer.output
     assert answer.json()["rows"] == len(study.shares["hospital-b"])

@@ -12,15 +12,15 @@ the researcher opens every answer and only their sum means anything. Sites:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ptm_p2p.algorithms import datasets, km
+from ptm_p2p.algorithms import km
 from ptm_p2p.algorithms import survival_site as site
 from ptm_p2p.algorithms.rounds import tables_from_frames
 from ptm_p2p.algorithms.runner import NetworkRunner
@@ -31,24 +31,18 @@ from ptm_p2p.errors import StudyError
 from ptm_p2p.ledger import secagg
 from ptm_p2p.site.secagg import REQUIRED
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data_sites as live  # noqa: E402
+from data_sites import FULL, LABEL, OTHER, RESEARCHER_ORG, SMALL  # noqa: E402
+
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
 ORIGIN = "ptm.example/secure-aggregation-test"
-RESEARCHER_ORG = "uni"
-LABEL = "gbsg2"
-FULL = ("hospital-a", "hospital-b", "hospital-c")
-STRICT = "hospital-d"
-SMALL = "clinic-e"
+STRICT = OTHER
 GRID = [float(t) for t in np.arange(30, 3000 + 30, 30)]
 
 
-@dataclass
-class Secure:
-    cluster: LocalCluster
-    client: Client
-    images: dict[str, str]
-    frames: dict[str, pd.DataFrame]
-
+class Secure(live.LiveSites):
     def runner(self) -> NetworkRunner:
         return NetworkRunner(self.client, self.images, LABEL, timeout=120)
 
@@ -57,27 +51,18 @@ class Secure:
 def secure(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Secure]:
     root: Path = tmp_path_factory.mktemp("secagg")
     images = {"km": stack.images["km"]}
-    gbsg2 = datasets.load_gbsg2()
-    a, b, c = datasets.split(gbsg2, datasets.SIZES)
-    (d,) = datasets.split(gbsg2, (150,), seed=7)
-    frames = {"hospital-a": a, "hospital-b": b, "hospital-c": c, STRICT: d, SMALL: c.iloc[:4]}
+    frames = live.five_gbsg2_sites()
     with LocalCluster(root / "cluster") as cluster:
         cluster.create(ORIGIN, "consortium")
         cluster.start_hub()
-        for name, frame in frames.items():
-            cluster.home(name)
-            path = cluster.path(name) / "gbsg2.csv"
-            frame.to_csv(path, index=False)
-            cluster.configure_site(
-                name,
-                images=[images["km"].split("@", 1)[0]],
-                publishers=[RESEARCHER_ORG],
-                data={LABEL: path},
-                require_secure_aggregation=name == STRICT,
-            )
-            cluster.start_site(name)
-        for name in frames:
-            cluster.admit(name, "site")
+        live.start_data_sites(
+            cluster,
+            frames,
+            LABEL,
+            RESEARCHER_ORG,
+            lambda _: [images["km"]],
+            require_secure_aggregation=lambda name: name == STRICT,
+        )
         cluster.admit("researcher", "researcher", org=RESEARCHER_ORG)
         with Client(cluster.root / "researcher", cluster.invitation_path) as client:
             yield Secure(cluster, client, images, frames)

@@ -52,12 +52,7 @@ def running_at(study: Study, site: str, task_id: str) -> bool:
 
 def sleeper(study: Study, client: Client, site: str, seconds: int) -> Any:
     """A probe task that sleeps ``seconds`` at ``site``, once its container runs."""
-    task = client.publish(
-        study.images["testing/probe"],
-        to=[site],
-        input=json.dumps({"action": "sleep", "seconds": seconds}).encode(),
-        timeout_s=seconds * 2,
-    )
+    task = study.sleeper(site, seconds, timeout_s=seconds * 2, client=client)
     wait_for("the task to run", lambda: running_at(study, site, task.id), timeout=60)
     wait_for("its container", lambda: study.containers_of(task.id), timeout=30)
     return task
@@ -65,17 +60,8 @@ def sleeper(study: Study, client: Client, site: str, seconds: int) -> Any:
 
 def revoke(study: Study, name: str) -> int:
     """``ptm collab revoke`` of ``name``'s key; the index of the revocation entry."""
-    cluster = study.cluster
-    key = cluster.home(name).public_key
-    cluster._ptm(
-        "collab",
-        "revoke",
-        "--home",
-        str(cluster.root / "admin"),
-        "--invitation",
-        str(cluster.invitation_path),
-        key.hex(),
-    )
+    key = study.cluster.home(name).public_key
+    study.revoke(name)
     study.client.sync()
     revoked_at = study.client.state.members[key].revoked_at
     assert revoked_at is not None

@@ -33,6 +33,9 @@ from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import EXIT_UNREACHABLE
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_sites import start_data_sites  # noqa: E402
+
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
 ORIGIN = "ptm.example/study-hub-restart-test"
@@ -57,16 +60,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Liv
     with LocalCluster(root / "cluster") as cluster:
         cluster.create(ORIGIN, "consortium")
         cluster.start_hub()
-        for site, frame in frames.items():
-            cluster.home(site)
-            path = cluster.path(site) / "gbsg2.csv"
-            frame.to_csv(path, index=False)
-            cluster.configure_site(
-                site, images=[image.split("@", 1)[0]], publishers=[ORG], data={LABEL: path}
-            )
-            cluster.start_site(site)
-        for site in frames:
-            cluster.admit(site, "site")
+        start_data_sites(cluster, frames, LABEL, ORG, lambda _: [image])
         for researcher in ("first", "second"):
             cluster.admit(researcher, "researcher", org=ORG, same_org=True)
         yield Live(cluster, frames)

@@ -19,7 +19,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -33,25 +33,19 @@ from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import StudyError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data_sites as live  # noqa: E402
+from data_sites import FULL, LABEL, OTHER, RESEARCHER_ORG, SMALL  # noqa: E402
+
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
 ORIGIN = "ptm.example/survival-network-test"
-RESEARCHER_ORG = "uni"
-LABEL = "gbsg2"
-FULL = ("hospital-a", "hospital-b", "hospital-c")
-NO_POOLED = "hospital-d"
-SMALL = "clinic-e"
+NO_POOLED = OTHER
 COVARIATES = list(datasets.COVARIATES)
 ANALYST = "analyst"  # a second researcher: the CLI runs as its own process and home
 
 
-@dataclass
-class Survival:
-    cluster: LocalCluster
-    client: Client
-    images: dict[str, str]
-    frames: dict[str, pd.DataFrame]
-
+class Survival(live.LiveSites):
     def runner(self, seen: list[tuple[int, RoundInfo]] | None = None) -> NetworkRunner:
         def on_round(number: int, info: RoundInfo) -> None:
             if seen is not None:
@@ -63,37 +57,24 @@ class Survival:
         return {s: self.frames[s] for s in sites}
 
 
-def _frames() -> dict[str, pd.DataFrame]:
-    gbsg2 = datasets.load_gbsg2()
-    a, b, c = datasets.split(gbsg2, datasets.SIZES)
-    (d,) = datasets.split(gbsg2, (150,), seed=7)
-    return {"hospital-a": a, "hospital-b": b, "hospital-c": c, NO_POOLED: d, SMALL: c.iloc[:4]}
+def _allowed(images: dict[str, str], site: str) -> list[str]:
+    """Every survival image, but the pooled Cox model not at hospital-d."""
+    return [
+        image
+        for name, image in images.items()
+        if not (site == NO_POOLED and name == "coxph-pooled")
+    ]
 
 
 @pytest.fixture(scope="module")
 def survival(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Survival]:
     root: Path = tmp_path_factory.mktemp("survival")
     images = {name: stack.images[name] for name in SURVIVAL_IMAGES}
-    frames = _frames()
+    frames = live.five_gbsg2_sites()
     with LocalCluster(root / "cluster") as cluster:
         cluster.create(ORIGIN, "consortium")
         cluster.start_hub()
-        for site, frame in frames.items():
-            cluster.home(site)
-            path = cluster.path(site) / "gbsg2.csv"
-            frame.to_csv(path, index=False)
-            allowed = [
-                n for n in SURVIVAL_IMAGES if not (site == NO_POOLED and n == "coxph-pooled")
-            ]
-            cluster.configure_site(
-                site,
-                images=[images[n].split("@", 1)[0] for n in allowed],
-                publishers=[RESEARCHER_ORG],
-                data={LABEL: path},
-            )
-            cluster.start_site(site)
-        for site in frames:
-            cluster.admit(site, "site")
+        live.start_data_sites(cluster, frames, LABEL, RESEARCHER_ORG, partial(_allowed, images))
         cluster.admit("researcher", "researcher", org=RESEARCHER_ORG)
         cluster.admit(ANALYST, "researcher", org=RESEARCHER_ORG, same_org=True)  # `ptm study`
         with Client(cluster.root / "researcher", cluster.invitation_path) as client:

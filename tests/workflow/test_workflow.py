@@ -120,12 +120,7 @@ def test_an_image_outside_a_sites_policy_is_refused_with_the_reason(study: Study
 
 def test_overstaying_the_timeout_is_answered_timeout(study: Study) -> None:
     client = study.client
-    task = client.publish(
-        study.images["testing/probe"],
-        to=["hospital-a"],
-        input=b'{"action": "sleep", "seconds": 60}',
-        timeout_s=2,
-    )
+    task = study.sleeper("hospital-a", 60, timeout_s=2)
     view = client.wait(task.id, timeout=60)
     assert view.progress == {"hospital-a": "timeout"}
     assert "wall-clock limit of 2 s" in (client.results(task.id)["hospital-a"].reason or "")
@@ -134,12 +129,7 @@ def test_overstaying_the_timeout_is_answered_timeout(study: Study) -> None:
 
 def test_a_running_task_is_stopped_by_a_cancel(study: Study) -> None:
     client = study.client
-    task = client.publish(
-        study.images["testing/probe"],
-        to=["hospital-b"],
-        input=b'{"action": "sleep", "seconds": 120}',
-        timeout_s=300,
-    )
+    task = study.sleeper("hospital-b", 120, timeout_s=300)
     wait_for("the task to run", lambda: running_at(study, "hospital-b", task.id), timeout=60)
     started = time.monotonic()
     client.cancel(task.id, reason="wrong parameters")
@@ -183,12 +173,7 @@ def test_a_site_that_was_down_runs_a_task_when_it_returns_and_skips_a_cancelled_
 
 def test_a_site_killed_mid_run_answers_exactly_once_after_restart(study: Study) -> None:
     client, cluster = study.client, study.cluster
-    task = client.publish(
-        study.images["testing/probe"],
-        to=["hospital-a"],
-        input=b'{"action": "sleep", "seconds": 300}',
-        timeout_s=600,
-    )
+    task = study.sleeper("hospital-a", 300, timeout_s=600)
     wait_for("the task to run", lambda: running_at(study, "hospital-a", task.id), timeout=60)
     wait_for("its container", lambda: study.containers_of(task.id), timeout=30)
     cluster.stop("hospital-a", signal.SIGKILL)
@@ -234,16 +219,7 @@ def test_a_publisher_that_is_not_an_admitted_researcher_never_gets_a_task_run(
 
     # A revoked researcher: admitted, revoked, then refused by the hub.
     cluster.admit("researcher-2", "researcher", org="uni-2")
-    key = cluster.home("researcher-2").public_key.hex()
-    cluster._ptm(
-        "collab",
-        "revoke",
-        "--home",
-        str(cluster.root / "admin"),
-        "--invitation",
-        str(cluster.invitation_path),
-        key,
-    )
+    study.revoke("researcher-2")
     with pytest.raises(PtmError, match="revoked"):
         submit_one(cluster.home("researcher-2").signer, cluster.invitation, TASK, payload)
     before = client.sync()
@@ -295,13 +271,7 @@ def test_a_task_entry_not_under_a_verified_checkpoint_is_never_executed(study: S
 
 def test_a_tampered_ledger_copy_executes_nothing_and_says_why(study: Study) -> None:
     client, cluster = study.client, study.cluster
-    first = client.publish(
-        study.images["summary"],
-        to=["hospital-b"],
-        input=json.dumps(SUMMARY_PARAMS).encode(),
-        data=["gbsg2"],
-    )
-    assert client.wait(first.id, timeout=120).progress == {"hospital-b": "ok"}
+    first = study.summary_answered_by("hospital-b", SUMMARY_PARAMS)
     assert cluster.stop("hospital-b") == 0
     path = cluster.root / "hospital-b" / "ledger.db"
     task_index = first.index  # edit the stored task entry

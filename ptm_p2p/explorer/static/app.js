@@ -95,23 +95,31 @@ async function nodeHash(l, r) {
 const odd = (n) => n % 2 === 1;
 const half = (n) => Math.floor(n / 2);
 
-// RFC 9162 §2.1.3.2
-async function verifyInclusion(leaf, index, size, proof, root) {
-  if (index >= size) return "the entry's index is not below the tree size";
-  let fn = index, sn = size - 1, r = leaf;
-  for (const p of proof) {
+// The RFC 9162 path from node fn (of last node sn) up to the root, shared by both proofs:
+// for each of the proof's count hashes, whether it is a left sibling (hashed before the
+// running value); or what is wrong when the proof is longer or shorter than the path.
+function pathSides(fn, sn, count) {
+  const sides = [];
+  for (let i = 0; i < count; i++) {
     if (sn === 0) return "the proof is longer than the path to the root";
-    if (odd(fn) || fn === sn) {
-      r = await nodeHash(p, r);
-      if (!odd(fn)) {
-        do { fn = half(fn); sn = half(sn); } while (!(odd(fn) || fn === 0));
-      }
-    } else {
-      r = await nodeHash(r, p);
+    const left = odd(fn) || fn === sn;
+    sides.push(left);
+    if (left && !odd(fn)) {
+      // the tree's right edge: climb until fn is a right child or the root
+      do { fn = half(fn); sn = half(sn); } while (!(odd(fn) || fn === 0));
     }
     fn = half(fn); sn = half(sn);
   }
-  if (sn !== 0) return "the proof is shorter than the path to the root";
+  return sn === 0 ? sides : "the proof is shorter than the path to the root";
+}
+
+// RFC 9162 §2.1.3.2
+async function verifyInclusion(leaf, index, size, proof, root) {
+  if (index >= size) return "the entry's index is not below the tree size";
+  const sides = pathSides(index, size - 1, proof.length);
+  if (typeof sides === "string") return sides;
+  let r = leaf;
+  for (const [i, p] of proof.entries()) r = sides[i] ? await nodeHash(p, r) : await nodeHash(r, p);
   if (!same(r, root)) return `the proof leads to root ${bytesHex(r).slice(0, 16)}…, not the signed root ${bytesHex(root).slice(0, 16)}…`;
   return null;
 }
@@ -124,20 +132,16 @@ async function verifyConsistency(oldSize, newSize, proof, oldRoot, newRoot) {
   if ((oldSize & (oldSize - 1)) === 0) path.unshift(oldRoot);
   let fn = oldSize - 1, sn = newSize - 1;
   while (odd(fn)) { fn = half(fn); sn = half(sn); }
+  const sides = pathSides(fn, sn, path.length - 1);
+  if (typeof sides === "string") return sides;
   let fr = path[0], sr = path[0];
-  for (const c of path.slice(1)) {
-    if (sn === 0) return "the proof is longer than the path to the root";
-    if (odd(fn) || fn === sn) {
+  for (const [i, c] of path.slice(1).entries()) {
+    if (sides[i]) {
       fr = await nodeHash(c, fr); sr = await nodeHash(c, sr);
-      if (!odd(fn)) {
-        do { fn = half(fn); sn = half(sn); } while (!(odd(fn) || fn === 0));
-      }
     } else {
       sr = await nodeHash(sr, c);
     }
-    fn = half(fn); sn = half(sn);
   }
-  if (sn !== 0) return "the proof is shorter than the path to the root";
   if (!same(fr, oldRoot)) return "the proof does not lead to the older checkpoint's root";
   if (!same(sr, newRoot)) return "the proof does not lead to the newer checkpoint's root";
   return null;
@@ -202,6 +206,12 @@ async function checkConsistency(oldSize, newSize) {
 
 // --- pages -----------------------------------------------------------------------------------
 
+// A paged list (studies, tasks): its title, the pager and one page of rows.
+const listPage = (name, tableOf) => async (params) => {
+  const page = await api(`${name}?offset=${params.offset || 0}`);
+  return [h("h1", {}, name), pager(page, "#/" + name), tableOf(page.items)];
+};
+
 const pages = {
   async overview() {
     const o = await api("overview");
@@ -234,10 +244,7 @@ const pages = {
     ];
   },
 
-  async studies(params) {
-    const page = await api(`studies?offset=${params.offset || 0}`);
-    return [h("h1", {}, "studies"), pager(page, "#/studies"), studyTable(page.items)];
-  },
+  studies: listPage("studies", studyTable),
 
   async study(params, id) {
     const s = await api("study/" + id);
@@ -254,10 +261,7 @@ const pages = {
     ];
   },
 
-  async tasks(params) {
-    const page = await api(`tasks?offset=${params.offset || 0}`);
-    return [h("h1", {}, "tasks"), pager(page, "#/tasks"), taskTable(page.items)];
-  },
+  tasks: listPage("tasks", taskTable),
 
   async task(params, id) {
     const t = await api("task/" + id);
