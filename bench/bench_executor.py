@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ptm_p2p.dev.baseimage import ensure_base_image
 from ptm_p2p.dev.stack import ensure_stack
-from ptm_p2p.executor import Executor, SitePolicy, Task
+from ptm_p2p.executor import ContainerTask, Executor, SitePolicy
 
 
 def bare_docker_run(image: str, input_file: Path) -> float:
@@ -53,7 +53,9 @@ def bare_docker_run(image: str, input_file: Path) -> float:
 
 def executor_run(executor: Executor, image: str) -> float:
     started = time.perf_counter()
-    result = executor.run(Task(image=image, input=b'{"action": "echo"}', publisher_name="b"))
+    result = executor.run(
+        ContainerTask(image=image, input=b'{"action": "echo"}', publisher_name="b")
+    )
     elapsed = time.perf_counter() - started
     assert result.status == "ok", result.reason
     return elapsed

@@ -34,10 +34,10 @@ from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, Entry, genesis_payload, membership_payload
 from ptm_p2p.ledger.merkle import CompactRange
 from ptm_p2p.ledger.store import SqliteStore
+from ptm_p2p.network.home_status import collect
 from ptm_p2p.network.host import free_port, listen_addr, make_host, parse_peer_addr
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.rpc import PeerClient
-from ptm_p2p.network.status import collect
 
 ORIGIN = "bench.example/log"
 

@@ -4,7 +4,7 @@ Every file a daemon keeps beside its ledger (``witness.json``, ``peers.json``,
 ``distrusted.json``, ``status.json``…) is written through ``write_bytes_atomic``, mostly by
 way of ``home_files.py`` (its typed structs); ``write_json_atomic`` writes plain JSON data.
 It lives here, on its own, so that the parts that keep such files (the trust registry, the
-peer book, the site) need not import ``network/daemon.py`` and with it libp2p.
+peer book, the site) need not import ``network/daemon_runner.py`` and with it libp2p.
 """
 
 from __future__ import annotations

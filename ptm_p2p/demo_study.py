@@ -432,7 +432,7 @@ def _km_report(
 
 def _revealed(home: Path) -> list[str]:
     """A site's disclosure lines, as ``ptm status`` prints them."""
-    from ptm_p2p.network.status import disclosure, render_disclosure
+    from ptm_p2p.network.home_status import disclosure, render_disclosure
 
     return render_disclosure(disclosure(home))
 

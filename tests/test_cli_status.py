@@ -129,10 +129,12 @@ def test_collab_members_refuses_a_copy_that_does_not_verify(
 
 
 def test_status_names_the_daemons_status_file() -> None:
-    """status.py repeats the daemon's file name so that it need not import libp2p."""
-    from ptm_p2p.network import daemon, status
+    """``ptm status`` reads the file the daemon writes: one name, in home_files (which
+    imports no libp2p)."""
+    from ptm_p2p import home_files
+    from ptm_p2p.network import daemon_runner, home_status
 
-    assert status.STATUS_FILE == daemon.STATUS_FILE
+    assert home_status.STATUS_FILE == daemon_runner.STATUS_FILE == home_files.STATUS_FILE
 
 
 def test_status_shows_the_largest_checkpoint_even_when_an_older_one_was_stored_last(
@@ -143,7 +145,7 @@ def test_status_shows_the_largest_checkpoint_even_when_an_older_one_was_stored_l
     from ptm_p2p.ledger import checkpoint as cp
     from ptm_p2p.ledger.crypto import Signer
     from ptm_p2p.ledger.store import SqliteStore
-    from ptm_p2p.network.status import collect
+    from ptm_p2p.network.home_status import collect
 
     hub = Signer.generate()
 

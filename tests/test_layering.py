@@ -311,10 +311,10 @@ def test_no_import_cycles_between_files(type_checking: bool) -> None:
 
 
 def test_only_daemons_import_the_network_daemon_runner() -> None:
-    """``network/daemon.py`` starts a libp2p host and runs a daemon; the parts a daemon is
+    """``network/daemon_runner.py`` starts a libp2p host and runs a daemon; the parts a daemon is
     made of (the trust registry, the peer book, the verified log…) must not need it, e.g.
     for a file writer (``atomic_file.py``)."""
     graph = import_graph(type_checking=True)
-    users = sorted(m for m, names in graph.items() if "ptm_p2p.network.daemon" in names)
+    users = sorted(m for m, names in graph.items() if "ptm_p2p.network.daemon_runner" in names)
     parts = [m for m in users if m.startswith("ptm_p2p.network.")]
-    assert not parts, f"parts of the network layer import network/daemon.py: {parts}"
+    assert not parts, f"parts of the network layer import network/daemon_runner.py: {parts}"

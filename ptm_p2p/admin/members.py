@@ -118,7 +118,7 @@ def _membership(
     org: str,
     reason: str | None,
 ) -> MembershipChange:
-    from ptm_p2p.network.client import submit_one
+    from ptm_p2p.network.hub_requests import submit_one
 
     payload = membership_payload(action, key, org, role, reason)
     try:
@@ -135,7 +135,7 @@ def _membership(
 
 def hub_state(identity: Home, invitation: Invitation) -> State:
     """The hub's whole log, checked against its signed checkpoint and replayed here."""
-    from ptm_p2p.network.client import fetch_log
+    from ptm_p2p.network.hub_requests import fetch_log
 
     return replay(fetch_log(identity.signer, invitation))
 

@@ -181,7 +181,7 @@ def run_daemon(identity: Home, role: str, verbose: bool, run: Callable[[], None]
     """Log to stderr (debug with ``verbose``) and run the daemon until it stops; a damaged
     ledger copy is reported as such, naming what to do."""
     from ptm_p2p.admin import daemons
-    from ptm_p2p.network.daemon import setup_logging
+    from ptm_p2p.network.daemon_runner import setup_logging
 
     setup_logging(verbose)
     try:

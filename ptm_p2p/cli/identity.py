@@ -236,7 +236,7 @@ def _known_members(home: Path) -> dict[str, str] | None:
     """Unrevoked members of this home's ledger copy: organisation and key hex -> role
     (None when the copy is empty or unreadable: nothing to compare with)."""
     from ptm_p2p.ledger_copy import read_only_copy
-    from ptm_p2p.network.status import members_state
+    from ptm_p2p.network.home_status import members_state
 
     try:
         with read_only_copy(home) as store:

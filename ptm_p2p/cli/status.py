@@ -1,7 +1,7 @@
 """``ptm status``: this peer's view (membership, log size, checkpoint, peers, evidence).
 
 Read from the home's ledger copy and the running daemon's status file by
-``ptm_p2p.network.status``; this module only prints it.
+``ptm_p2p.network.home_status``; this module only prints it.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def status(home: str | None, as_json: bool) -> None:
     Example:
       ptm status --home site-a/ --json
     """
-    from ptm_p2p.network.status import collect
+    from ptm_p2p.network.home_status import collect
 
     data = collect(resolve_home(home))
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    from ptm_p2p.network.status import render
+    from ptm_p2p.network.home_status import render
 
     click.echo(render(data))
 

@@ -31,7 +31,7 @@ from ptm_p2p.ledger.entry import (
     ResultPayloadV2,
     open_output_v2,
 )
-from ptm_p2p.ledger.replay import Task
+from ptm_p2p.ledger.replay import LoggedTask
 
 # The largest answer ciphertext ``results`` fetches: a site's default output limit (1 GiB)
 # plus the secretstream overhead, with room.
@@ -44,7 +44,7 @@ class ResultOpener:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    def results(self, task: Task) -> dict[str, SiteAnswer]:
+    def results(self, task: LoggedTask) -> dict[str, SiteAnswer]:
         """Each answered site's verified result, by organisation, opened independently."""
         home, state = self.connection.home, self.connection.state
         if task.publisher != home.public_key:

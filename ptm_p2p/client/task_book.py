@@ -16,7 +16,7 @@ from ptm_p2p.client.connection import Connection
 from ptm_p2p.client.views import TaskView
 from ptm_p2p.errors import TaskLookupError
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.ledger.replay import Task
+from ptm_p2p.ledger.replay import LoggedTask
 
 T = TypeVar("T")
 Progress = Callable[[TaskView], None]
@@ -74,11 +74,11 @@ class TaskBook:
 
     # --- tasks -----------------------------------------------------------------------------
 
-    def task(self, task_id: str) -> Task:
+    def task(self, task_id: str) -> LoggedTask:
         """The task with this id (or unique prefix, or #index); syncs once if it is unknown."""
         return self._synced(lambda: self._task_in_copy(task_id))
 
-    def _task_in_copy(self, task_id: str) -> Task:
+    def _task_in_copy(self, task_id: str) -> LoggedTask:
         text = task_id.strip().lower().lstrip("#")
         tasks = self.state.tasks
         if text.isdigit() and len(text) < 16:
@@ -91,10 +91,10 @@ class TaskBook:
                 f"{what} with id {task_id!r} in this home's verified copy of the log "
                 f"({len(tasks)} tasks); give the id `ptm publish` printed (or `ptm tasks`)"
             )
-        task: Task = found[0]
+        task: LoggedTask = found[0]
         return task
 
-    def view(self, task: Task) -> TaskView:
+    def view(self, task: LoggedTask) -> TaskView:
         """The task with each target's progress: its signed status, else ``received`` (its
         node cosigned a log holding the task), else ``not seen``."""
         state = self.state

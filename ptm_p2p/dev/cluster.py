@@ -22,10 +22,10 @@ from typing import Any
 
 from ptm_p2p.errors import NetworkError
 from ptm_p2p.home import Home
-from ptm_p2p.network.daemon import STATUS_FILE
+from ptm_p2p.network.daemon_runner import STATUS_FILE
+from ptm_p2p.network.home_status import collect
 from ptm_p2p.network.host import free_port
 from ptm_p2p.network.invitation import Invitation
-from ptm_p2p.network.status import collect
 
 PTM = [sys.executable, "-m", "ptm_p2p.cli"]
 STOP_TIMEOUT = 15.0

@@ -4,7 +4,7 @@ Public API::
 
     policy = SitePolicy.from_config(home.config)       # the [policy] table, deny by default
     executor = Executor(docker.from_env(), policy)
-    result = executor.run(Task(image="127.0.0.1:5000/ptm/summary@sha256:…",
+    result = executor.run(ContainerTask(image="127.0.0.1:5000/ptm/summary@sha256:…",
                                input=b'{"data": "registry"}', data=["registry"],
                                publisher_key=key_hex, task_id=task_hex))
     result.status, result.reason, result.output, result.logs_digest
@@ -19,7 +19,7 @@ from ptm_p2p.executor.local import run_local
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.executor.result import OUTPUT_FILE, RunResult, Timings
 from ptm_p2p.executor.sandbox import CONTAINER_LABEL, SandboxRun, run_in_sandbox
-from ptm_p2p.executor.task import Executor, Task
+from ptm_p2p.executor.task import ContainerTask, Executor
 
 __all__ = [
     "CONTAINER_LABEL",
@@ -30,7 +30,7 @@ __all__ = [
     "RunResult",
     "SandboxRun",
     "SitePolicy",
-    "Task",
+    "ContainerTask",
     "Timings",
     "parse_size",
     "run_in_sandbox",

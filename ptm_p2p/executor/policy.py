@@ -103,7 +103,7 @@ class SitePolicy:
     # ``disclosure_control = false``); None: no control, exact answers (unsafe)
     time_resolution: float | None = DEFAULT_TIME_RESOLUTION
     # refuse every task whose signed payload does not say ``aggregate = "secure-sum"``
-    # (site/secagg.py): the researcher then only ever sees sums over several sites
+    # (site/masking.py): the researcher then only ever sees sums over several sites
     require_secure_aggregation: bool = False
     max_beta_probes: int = DEFAULT_MAX_BETA_PROBES
 

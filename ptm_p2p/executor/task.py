@@ -23,7 +23,7 @@ from ptm_p2p.executor.sandbox import SandboxRun, run_in_sandbox
 
 
 @dataclass(frozen=True)
-class Task:
+class ContainerTask:
     """What a site is asked to run (decoded from a task entry, input already decrypted)."""
 
     image: str  # REPOSITORY@sha256:…
@@ -49,7 +49,7 @@ class Executor:
         self.policy = policy
         self.puller = Puller(client)
 
-    def check(self, task: Task) -> tuple[ImageRef, dict[str, Path], Limits]:
+    def check(self, task: ContainerTask) -> tuple[ImageRef, dict[str, Path], Limits]:
         """Everything the policy says about ``task``; PolicyError on the first refusal."""
         ref = self.policy.check_image(task.image)
         self.policy.check_publisher(task.publisher_key, task.publisher_name)
@@ -57,7 +57,7 @@ class Executor:
         limits = self.policy.limits.narrowed(task.timeout_s, task.memory_bytes, task.cpus)
         return ref, data, limits
 
-    def run(self, task: Task) -> RunResult:
+    def run(self, task: ContainerTask) -> RunResult:
         """Run ``task``: a result with status ok/failed/timeout/refused.
 
         Policy refusals and unobtainable images come back as ``refused`` results (the site

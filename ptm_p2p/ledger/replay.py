@@ -95,7 +95,7 @@ class Result(msgspec.Struct, frozen=True):
 
 
 @dataclass(slots=True)
-class Task:
+class LoggedTask:
     """A published task and the results that have come in so far (site key -> Result)."""
 
     hash: bytes
@@ -132,7 +132,7 @@ class State:
         self.admin: bytes | None = None
         self.hub: bytes | None = None
         self.members: dict[bytes, Member] = {}
-        self.tasks: dict[bytes, Task] = {}
+        self.tasks: dict[bytes, LoggedTask] = {}
         self.results: dict[bytes, Result] = {}  # result entry hash -> Result
         self.heads: dict[bytes, tuple[int, bytes]] = {}  # author -> (last seq, last hash)
         self.kind_counts: dict[str, int] = {GENESIS: 0, MEMBERSHIP: 0, TASK: 0, RESULT: 0}
@@ -298,7 +298,7 @@ class State:
                     "tasks may only target admitted sites",
                 )
 
-    def _earlier_task(self, entry: Entry, index: int, task_id: bytes, verb: str) -> Task:
+    def _earlier_task(self, entry: Entry, index: int, task_id: bytes, verb: str) -> LoggedTask:
         """The task a cancel or result entry names (``verb`` says how), which must be an
         earlier task entry of this log."""
         task = self.tasks.get(task_id)
@@ -449,7 +449,7 @@ class State:
             self.results[entry.hash] = result
         elif isinstance(payload, (TaskPayload, TaskPayloadV2)):
             limits = payload.limits
-            self.tasks[entry.hash] = Task(
+            self.tasks[entry.hash] = LoggedTask(
                 entry.hash,
                 author,
                 payload.image,

@@ -46,7 +46,7 @@ from ptm_p2p.ledger.entry import (
     ResultPayloadV2,
     TaskPayloadV2,
 )
-from ptm_p2p.ledger.replay import State, Task
+from ptm_p2p.ledger.replay import LoggedTask, State
 from ptm_p2p.ledger.report_csv import csv_tables
 
 STUDY_GAP_MS = 30 * 60 * 1000
@@ -276,7 +276,7 @@ def build_report(
 
 
 def _task(
-    state: State, facts: _Facts, task: Task, names: dict[bytes, dict[str, Any]]
+    state: State, facts: _Facts, task: LoggedTask, names: dict[bytes, dict[str, Any]]
 ) -> dict[str, Any]:
     def who(key: bytes) -> dict[str, Any]:
         found = names.get(key)

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ptm_p2p.ledger.entry import Entry, SealedOutput
-    from ptm_p2p.ledger.replay import State
-    from ptm_p2p.ledger.replay import Task as LoggedTask
+    from ptm_p2p.ledger.replay import LoggedTask, State
     from ptm_p2p.site.journal import Run
     from ptm_p2p.site.journal_guard import GuardedJournal
     from ptm_p2p.site.worker_site import WorkerSite

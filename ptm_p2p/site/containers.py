@@ -28,7 +28,7 @@ class ContainerRunner(Protocol):
     """What the worker needs of containers (``Containers``; a fake in tests)."""
 
     def run(self, run_task: Any) -> RunResult:
-        """Run an ``executor.task.Task`` to its end (blocking: called in a thread)."""
+        """Run an ``executor.task.ContainerTask`` to its end (blocking: called in a thread)."""
         ...
 
     async def kill(self, task_hash: bytes) -> None:

@@ -5,7 +5,7 @@ the hub).
   (anti-entropy, evidence); it serves peers through its ``SyncServer``;
 * ``worker.TaskWorker`` runs the tasks the verified replica assigns to this site, deciding
   what to do with each in ``decide.py`` and seeing the site through ``worker_site.SiteAdapter``;
-* ``network/daemon.py`` runs them side by side on one libp2p host, writes ``status.json``
+* ``network/daemon_runner.py`` runs them side by side on one libp2p host, writes ``status.json``
   and stops them all on SIGTERM/SIGINT.
 
 Before anything starts, what a crashed run left in memory (decrypted inputs and outputs) is
@@ -21,7 +21,7 @@ import trio
 from ptm_p2p.errors import PtmError
 from ptm_p2p.home import Home
 from ptm_p2p.home_files import write_failed_status
-from ptm_p2p.network.daemon import home_lock, run_daemon
+from ptm_p2p.network.daemon_runner import home_lock, run_daemon
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.site.replicator import Site
 from ptm_p2p.site.worker import TaskWorker, site_settings, sweep_task_folders

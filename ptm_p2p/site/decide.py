@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ptm_p2p.errors import InputRefused, PolicyError
 from ptm_p2p.ledger.entry import TaskPayloadV2, open_input_v2
-from ptm_p2p.site import secagg
+from ptm_p2p.site import masking
 from ptm_p2p.site.journal import RUNNING
 
 if TYPE_CHECKING:
@@ -59,8 +59,7 @@ if TYPE_CHECKING:
     from ptm_p2p.executor.policy import SitePolicy
     from ptm_p2p.ledger.crypto import Signer
     from ptm_p2p.ledger.entry import Entry
-    from ptm_p2p.ledger.replay import State
-    from ptm_p2p.ledger.replay import Task as LoggedTask
+    from ptm_p2p.ledger.replay import LoggedTask, State
     from ptm_p2p.site.journal import Run
 
 INTERRUPTED = (
@@ -224,7 +223,7 @@ def decide(
     # The policy first (as the executor checks it, before anything is pulled): a publisher
     # or image this site does not allow learns nothing from the disclosure record's
     # refusals, which are one bit about the data each.
-    refusal = policy_refusal(policy, task, entry, publisher.org) or secagg.refusal(policy, entry)
+    refusal = policy_refusal(policy, task, entry, publisher.org) or masking.refusal(policy, entry)
     if refusal is not None:
         return Action.answer(entry, "refused", refusal)
     return Action(Do.RUN, input=task_input, org=publisher.org, entry=entry)

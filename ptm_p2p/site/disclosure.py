@@ -687,7 +687,7 @@ class LedgerView:
         """The target keys (hex, sorted) of a secure-sum task; None for any other task."""
         from ptm_p2p.ledger.entry import Entry
         from ptm_p2p.ledger.secagg import SECURE_SUM
-        from ptm_p2p.site.secagg import aggregate_of
+        from ptm_p2p.site.masking import aggregate_of
 
         logged = self.site.log.state.tasks.get(task)
         if logged is None:

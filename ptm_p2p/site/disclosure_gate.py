@@ -17,7 +17,7 @@ from ptm_p2p.site.disclosure import DISCLOSURE_FILE, DisclosureRecord, catch_up,
 if TYPE_CHECKING:
     from ptm_p2p.executor.policy import SitePolicy
     from ptm_p2p.ledger.entry import Entry
-    from ptm_p2p.ledger.replay import Task as LoggedTask
+    from ptm_p2p.ledger.replay import LoggedTask
     from ptm_p2p.site.journal import Journal
     from ptm_p2p.site.worker_site import WorkerSite
 

@@ -1,7 +1,7 @@
 """Running one task the worker decided to run: journal the start (before its container
 exists: exactly once, ``journal.py``), run the image in the sandbox on the opened input, apply
 what happened meanwhile (``decide.after_run``: cancelled, this site revoked), mask a secure
-sum's output (``secagg.py``) and answer (``answers.py``)."""
+sum's output (``masking.py``) and answer (``answers.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import trio
 
 from ptm_p2p.errors import NetworkError, PtmError, StoreError
 from ptm_p2p.ledger.entry import digest_of_image
-from ptm_p2p.site import secagg
+from ptm_p2p.site import masking
 from ptm_p2p.site.containers import SITE_LABEL
 from ptm_p2p.site.decide import after_run, publisher_revoked
 
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ptm_p2p.executor.result import RunResult
-    from ptm_p2p.executor.task import Task as RunTask
+    from ptm_p2p.executor.task import ContainerTask
     from ptm_p2p.ledger.entry import Entry
-    from ptm_p2p.ledger.replay import Task as LoggedTask
+    from ptm_p2p.ledger.replay import LoggedTask
     from ptm_p2p.site.answers import Answerer
     from ptm_p2p.site.containers import ContainerRunner
     from ptm_p2p.site.decide import Active
@@ -52,12 +52,14 @@ class TaskRunner:
         self.why_halted = why_halted
         self.folder_owner = folder_owner  # whose in-memory task folders (task_folders.py)
 
-    def run_task(self, task: LoggedTask, entry: Entry, task_input: bytes, org: str) -> RunTask:
+    def run_task(
+        self, task: LoggedTask, entry: Entry, task_input: bytes, org: str
+    ) -> ContainerTask:
         """What the executor runs: the image, the input, the site's data, the limits."""
-        from ptm_p2p.executor.task import Task as RunTask  # docker: only where tasks run
+        from ptm_p2p.executor.task import ContainerTask  # docker: only where tasks run
 
         limits = task.limits
-        return RunTask(
+        return ContainerTask(
             image=task.image,
             input=task_input,
             data=list(entry.payload.get("data", [])),
@@ -114,7 +116,7 @@ class TaskRunner:
         ran = digest_of_image(result.digest) if result.digest else task.image_digest
         output = b"" if answer.drop_output else result.output
         # secure-sum tasks: masked here, before sealing (the container has no keys)
-        status, output, reason = secagg.masked(
+        status, output, reason = masking.masked(
             site.home.signer, entry, answer.status, output, answer.reason or ""
         )
         timings = {

@@ -93,7 +93,7 @@ from ptm_p2p.site.task_run import TaskRunner
 
 if TYPE_CHECKING:
     from ptm_p2p.executor.policy import SitePolicy
-    from ptm_p2p.ledger.replay import Task as LoggedTask
+    from ptm_p2p.ledger.replay import LoggedTask
     from ptm_p2p.site.containers import ContainerRunner
     from ptm_p2p.site.worker_site import WorkerSite
 

@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from ptm_p2p.dev.stack import Stack
-from ptm_p2p.executor import Executor, Limits, SitePolicy, Task, run_local
+from ptm_p2p.executor import ContainerTask, Executor, Limits, SitePolicy, run_local
 
 # One label per test session: the leak check below only looks at our own containers, so
 # other engineers' containers on the same engine cannot make it flaky.
@@ -93,10 +93,11 @@ def make_executor(client: docker.DockerClient):
 
 @pytest.fixture
 def task(task_labels: dict[str, str]):
-    """``task(image, params, data_labels, **fields)``: a Task from publisher uni-research."""
+    """``task(image, params, data_labels, **fields)``: a ContainerTask from publisher
+    uni-research."""
 
-    def make(image: str, params: dict[str, Any] | None = None, data=(), **kw: Any) -> Task:
-        return Task(
+    def make(image: str, params: dict[str, Any] | None = None, data=(), **kw: Any) -> ContainerTask:
+        return ContainerTask(
             image=image,
             input=json.dumps(params or {}).encode(),
             data=tuple(data),

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from ptm_p2p.home import Home
-from ptm_p2p.network.daemon import run_daemon
+from ptm_p2p.network.daemon_runner import run_daemon
 
 
 def serve(

@@ -23,7 +23,7 @@ from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, genesis_payload, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
-from ptm_p2p.network.daemon import setup_logging
+from ptm_p2p.network.daemon_runner import setup_logging
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.sync_server import Answer, SyncServer
 

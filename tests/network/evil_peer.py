@@ -27,7 +27,7 @@ from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, membership_payload
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
-from ptm_p2p.network.daemon import setup_logging
+from ptm_p2p.network.daemon_runner import setup_logging
 from ptm_p2p.network.sync_server import SyncServer
 
 

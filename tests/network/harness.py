@@ -20,7 +20,7 @@ from ptm_p2p.dev.cluster import PTM, LocalCluster, wait_for
 from ptm_p2p.ledger.entry import Entry, membership_payload
 from ptm_p2p.ledger.replay import replay_store
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.network.client import submit
+from ptm_p2p.network.hub_requests import submit
 
 HERE = Path(__file__).resolve().parent
 ORIGIN = "test.example/study"

@@ -13,8 +13,8 @@ from harness import HERE, Cluster, audit, run_json, wait_for
 
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import AuthorChain, membership_payload
-from ptm_p2p.network.client import submit
 from ptm_p2p.network.host import free_port, peer_id_of
+from ptm_p2p.network.hub_requests import submit
 from ptm_p2p.network.protocol import RemoteError
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]

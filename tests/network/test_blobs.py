@@ -23,9 +23,9 @@ from ptm_p2p.errors import BlobError, BlobMismatch, BlobRefused, PtmError
 from ptm_p2p.home import Home
 from ptm_p2p.hub.blob_store import DAY_S, BlobStore
 from ptm_p2p.network import blobs, protocol
+from ptm_p2p.network.home_status import render
 from ptm_p2p.network.host import make_host, parse_peer_addr
 from ptm_p2p.network.rpc import PeerClient
-from ptm_p2p.network.status import render
 
 MB = 1024 * 1024
 

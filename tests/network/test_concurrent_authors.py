@@ -73,7 +73,7 @@ def test_an_honest_self_collision_has_a_way_out_through_a_hub_pardon(cluster: Cl
     out; the hub operator's pardon lets it go on, and the evidence stays for auditors."""
     from ptm_p2p.errors import PtmError
     from ptm_p2p.ledger.entry import MEMBERSHIP, AuthorChain, membership_payload
-    from ptm_p2p.network.client import submit
+    from ptm_p2p.network.hub_requests import submit
 
     cluster.start_hub()
     admin = cluster.home("admin")

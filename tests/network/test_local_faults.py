@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from harness import Cluster, audit, wait_for
 
-from ptm_p2p.network.client import submit
+from ptm_p2p.network.hub_requests import submit
 from ptm_p2p.network.protocol import RemoteError
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]

@@ -22,8 +22,8 @@ from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.crypto import Signer
 from ptm_p2p.ledger.entry import GENESIS, Entry
 from ptm_p2p.network import protocol
-from ptm_p2p.network.client import check_consistency, fetch_log
 from ptm_p2p.network.host import make_host, parse_peer_addr
+from ptm_p2p.network.hub_requests import check_consistency, fetch_log
 from ptm_p2p.network.rpc import PeerClient
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]

@@ -22,7 +22,7 @@ from ptm_p2p.algorithms import datasets, survival_site
 from ptm_p2p.algorithms.rounds import tables_from_frames
 from ptm_p2p.ledger import crypto, secagg
 from ptm_p2p.ledger import entry as E
-from ptm_p2p.ledger.replay import Result, Task
+from ptm_p2p.ledger.replay import LoggedTask, Result
 from ptm_p2p.site.disclosure import (
     DISCLOSURE_FILE,
     REFUSED,
@@ -47,12 +47,12 @@ class Ledger:
         self.researcher = crypto.Signer.generate()
         self.chain = E.AuthorChain(self.researcher)
         self.entries: list[bytes] = []
-        self.tasks: dict[bytes, Task] = {}
+        self.tasks: dict[bytes, LoggedTask] = {}
         self.log = self
         self.state = self
         self.store = self
 
-    def publish(self, keys: dict[str, crypto.Signer], names: tuple[str, ...]) -> Task:
+    def publish(self, keys: dict[str, crypto.Signer], names: tuple[str, ...]) -> LoggedTask:
         n = len(self.entries) + 1
         limits = {"timeout_s": 60, "memory_mb": 64, "cpu_millis": 100}
         inputs = {keys[s].public_key: json.dumps(QUERY).encode() for s in names}
@@ -61,14 +61,16 @@ class Ledger:
         entry = self.chain.append(E.TASK, payload, n)
         self.entries.append(entry.raw)
         targets = tuple(keys[s].public_key for s in names)
-        task = Task(entry.hash, self.researcher.public_key, IMAGE, targets, limits, n - 1, "km")
+        task = LoggedTask(
+            entry.hash, self.researcher.public_key, IMAGE, targets, limits, n - 1, "km"
+        )
         self.tasks[entry.hash] = task
         return task
 
     def raw(self, index: int) -> bytes:
         return self.entries[index]
 
-    def answer(self, task: Task, site: bytes, status: str) -> None:
+    def answer(self, task: LoggedTask, site: bytes, status: str) -> None:
         task.results[site] = Result(task.hash, site, status, "sha256:" + "1" * 64, b"", 0, b"")
 
 

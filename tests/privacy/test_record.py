@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from ptm_p2p.algorithms import datasets, survival_site
-from ptm_p2p.network.status import DISCLOSURE_FILE as STATUS_DISCLOSURE_FILE
-from ptm_p2p.network.status import disclosure, render_disclosure
+from ptm_p2p.network.home_status import DISCLOSURE_FILE as STATUS_DISCLOSURE_FILE
+from ptm_p2p.network.home_status import disclosure, render_disclosure
 from ptm_p2p.site.disclosure import DISCLOSURE_FILE, REFUSED, DisclosureRecord, parse_request
 
 K = 5

@@ -23,7 +23,7 @@ from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack, ensure_stack
 from ptm_p2p.errors import StudyError
-from ptm_p2p.network.status import collect, render
+from ptm_p2p.network.home_status import collect, render
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 

@@ -24,7 +24,7 @@ from ptm_p2p.errors import StudyError
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.ledger import crypto, secagg
 from ptm_p2p.ledger import entry as E
-from ptm_p2p.site import secagg as site_secagg
+from ptm_p2p.site import masking as site_secagg
 
 from .attacks import read_as_unmasked
 

@@ -13,9 +13,8 @@ from site_fakes import IMAGE, LIMITS, ME, OTHER_SITE, REPO, RESEARCHER, SITE, Fa
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.ledger import entry as E
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.ledger.replay import Member, Result
-from ptm_p2p.ledger.replay import Task as LoggedTask
-from ptm_p2p.site import secagg
+from ptm_p2p.ledger.replay import LoggedTask, Member, Result
+from ptm_p2p.site import masking
 from ptm_p2p.site.decide import (
     CANCELLED_BEFORE,
     FORMAT_1_REFUSED,
@@ -215,7 +214,7 @@ def test_a_plain_task_is_refused_where_secure_aggregation_is_required() -> None:
         publishers=frozenset({"*"}),
         require_secure_aggregation=True,
     )
-    answered(Case(policy=policy).decide(), "refused", secagg.REQUIRED)
+    answered(Case(policy=policy).decide(), "refused", masking.REQUIRED)
 
 
 # --- rule 10: run ------------------------------------------------------------------------

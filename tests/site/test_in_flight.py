@@ -7,8 +7,7 @@ from __future__ import annotations
 from site_fakes import ME, OTHER_SITE, RESEARCHER, task_entry
 
 from ptm_p2p.ledger.crypto import sha256
-from ptm_p2p.ledger.replay import Member, Result, State
-from ptm_p2p.ledger.replay import Task as LoggedTask
+from ptm_p2p.ledger.replay import LoggedTask, Member, Result, State
 from ptm_p2p.site.answers import chain_head
 from ptm_p2p.site.decide import (
     CANCELLED_WHILE_RUNNING,

@@ -17,8 +17,7 @@ from ptm_p2p.errors import ExecutorError
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.executor.result import RunResult
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.ledger.replay import Member, Result
-from ptm_p2p.ledger.replay import Task as LoggedTask
+from ptm_p2p.ledger.replay import LoggedTask, Member, Result
 from ptm_p2p.site.decide import CANCELLED_WHILE_RUNNING, FORMAT_1_REFUSED, INTERRUPTED
 from ptm_p2p.site.journal import DONE, RUNNING, SIGNED
 from ptm_p2p.site.worker import TaskWorker

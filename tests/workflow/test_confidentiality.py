@@ -36,7 +36,7 @@ from ptm_p2p.ledger.entry import (
     task_payload,
     task_payload_v2,
 )
-from ptm_p2p.network.client import fetch_log, submit
+from ptm_p2p.network.hub_requests import fetch_log, submit
 from ptm_p2p.site.worker import FORMAT_1_REFUSED
 
 from .conftest import RESEARCHER, RESEARCHER_ORG, SITES, Study

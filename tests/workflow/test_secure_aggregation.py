@@ -29,7 +29,7 @@ from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import StudyError
 from ptm_p2p.ledger import secagg
-from ptm_p2p.site.secagg import REQUIRED
+from ptm_p2p.site.masking import REQUIRED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data_sites as live  # noqa: E402

@@ -30,7 +30,7 @@ from ptm_p2p.dev.cluster import wait_for
 from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import NotAMember
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.network.status import render
+from ptm_p2p.network.home_status import render
 
 from .conftest import RESEARCHER_ORG, Study, start_study
 

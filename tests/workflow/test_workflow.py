@@ -16,7 +16,7 @@ from ptm_p2p.dev.cluster import wait_for
 from ptm_p2p.errors import LedgerError, PtmError, StudyError
 from ptm_p2p.ledger.entry import TASK, Entry, open_input_v2, task_payload
 from ptm_p2p.ledger.store import SqliteStore
-from ptm_p2p.network.client import submit_one
+from ptm_p2p.network.hub_requests import submit_one
 
 from .conftest import RESEARCHER, SITES, Study
 
