@@ -142,6 +142,27 @@ class BlobStoreLike(Protocol):
 # --- server ---------------------------------------------------------------------------------
 
 
+class Gathered:
+    """Received chunks gathered to about ``CHUNK``, then written in a worker thread (writing
+    and hashing release the GIL), so libp2p's reader task goes on receiving meanwhile."""
+
+    def __init__(self, write: Callable[[bytes], Any]) -> None:
+        self.write = write
+        self.pending = bytearray()
+
+    async def add(self, chunk: bytes, last: bool) -> None:
+        self.pending += chunk
+        if len(self.pending) >= CHUNK or last:
+            data, self.pending = bytes(self.pending), bytearray()
+            await trio.to_thread.run_sync(self.write, data)
+
+    def flush(self) -> None:
+        """Write what is left now (on the way out: what arrived counts for a resume)."""
+        if self.pending:
+            data, self.pending = bytes(self.pending), bytearray()
+            self.write(data)
+
+
 class BlobServer:
     """Serve ``/ptm/blob/1.0.0`` from ``store`` to peers whose key ``is_member`` accepts."""
 
@@ -334,7 +355,7 @@ class BlobServer:
         (sequencing, checkpoints) for the few milliseconds per MiB hashing takes. Whatever
         arrived is written before returning, so a resume starts after it.
         """
-        pending = bytearray()
+        gathered = Gathered(part.write)
         done = part.length
         try:
             while done < size:
@@ -347,16 +368,12 @@ class BlobServer:
                     return False
                 if not chunk:
                     return False
-                pending += chunk
                 done += len(chunk)
                 self.received += len(chunk)
-                if len(pending) >= CHUNK or done == size:
-                    data, pending = bytes(pending), bytearray()
-                    await trio.to_thread.run_sync(part.write, data)
+                await gathered.add(chunk, last=done == size)
             return True
         finally:
-            if pending:
-                part.write(bytes(pending))
+            gathered.flush()
 
     async def _get(self, stream: Any, request: BlobRequest) -> None:
         file, size = self.store.open_blob(request.blob)
@@ -642,9 +659,7 @@ async def _fetch(
                 )
             stats.size = total = reply.size
             stats.resumed_from = offset
-            # Gathered to about CHUNK, then appended and hashed in a worker thread (hashing
-            # releases the GIL), so libp2p's reader task goes on receiving meanwhile.
-            pending = bytearray()
+            gathered = Gathered(sink.add)  # appended and hashed in a worker thread
             done = offset
             try:
                 while done < total:
@@ -654,17 +669,13 @@ async def _fetch(
                         raise StreamClosed(
                             f"{who} ended the blob stream at byte {done:,} of {total:,}"
                         )
-                    pending += chunk
                     done += len(chunk)
                     stats.sent += len(chunk)
-                    if len(pending) >= CHUNK or done == total:
-                        data, pending = bytes(pending), bytearray()
-                        await trio.to_thread.run_sync(sink.add, data)
+                    await gathered.add(chunk, last=done == total)
                     if progress is not None:
                         progress(done, total)
             finally:
-                if pending:  # what arrived counts for the resume
-                    sink.add(bytes(pending))
+                gathered.flush()  # what arrived counts for the resume
 
     await _with_retries(f"download of blob {blob.hex()[:16]}…", who, attempts, once, stats)
     digest = sink.hasher.digest()

@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from ptm_p2p.errors import ConfigError, PtmError
+from ptm_p2p.home import Home
 from ptm_p2p.home_files import STATUS_FILE as STATUS_FILE  # for the dev cluster
 from ptm_p2p.home_files import mark_stopped, write_status
 from ptm_p2p.network.host import check_port_free, full_addr, listen_addr, make_host
@@ -80,6 +81,35 @@ def home_lock(home: Path, role: str) -> Iterator[None]:
         handle.close()
 
 
+Task = Callable[[Any, str], Awaitable[None]]
+
+
+def serve_home(
+    home: Home,
+    host_ip: str,
+    port: int,
+    *,
+    handler: Handler,
+    tasks: list[Task],
+    status: Callable[[Any], dict[str, Any]],
+    role: str,
+) -> None:
+    """``run_daemon`` for a role's home (its key and folder), in a trio event loop of its
+    own: what ``ptm hub`` and ``ptm node`` call once their parts are assembled."""
+    trio.run(
+        lambda: run_daemon(
+            home=home.path,
+            seed=home.signer.seed,
+            host_ip=host_ip,
+            port=port,
+            handler=handler,
+            tasks=tasks,
+            status=status,
+            role=role,
+        )
+    )
+
+
 async def run_daemon(
     *,
     home: Path,
@@ -87,7 +117,7 @@ async def run_daemon(
     host_ip: str,
     port: int,
     handler: Handler,
-    tasks: list[Callable[[Any, str], Awaitable[None]]],
+    tasks: list[Task],
     status: Callable[[Any], dict[str, Any]],
     role: str,
 ) -> None:

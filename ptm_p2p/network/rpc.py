@@ -469,28 +469,26 @@ class PeerClient:
         available"). Closing what is left of it and dialing again reaches the new process;
         a failure after that is ``PeerUnreachable`` (libp2p's own exceptions never leak).
         """
-        await self.connect(timeout)
-        try:
-            stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
-        except trio.Cancelled:
-            raise
-        except Exception as first:
-            log.debug("%s: no stream over the open connection (%s); re-dialing", self, first)
-            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-                with trio.move_on_after(2):
-                    await self.host.disconnect(self.peer_id)
+        for attempt in (1, 2):
             await self.connect(timeout)
             try:
                 stream = await self.host.new_stream(self.peer_id, [PROTOCOL])
             except trio.Cancelled:
                 raise
             except Exception as exc:
-                raise PeerUnreachable(
-                    f"cannot open a stream to peer {self.peer_id}: {type(exc).__name__}: {exc}",
-                    "a connection opened but no stream could be started on it",
-                ) from exc
-        self._streams[channel] = stream
-        return stream
+                if attempt == 2:
+                    raise PeerUnreachable(
+                        f"cannot open a stream to peer {self.peer_id}: {type(exc).__name__}: {exc}",
+                        "a connection opened but no stream could be started on it",
+                    ) from exc
+                log.debug("%s: no stream over the open connection (%s); re-dialing", self, exc)
+                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    with trio.move_on_after(2):
+                        await self.host.disconnect(self.peer_id)
+                continue
+            self._streams[channel] = stream
+            return stream
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _drop(self, channel: str) -> None:
         stream = self._streams.pop(channel, None)
