@@ -85,6 +85,20 @@ def test_roles_do_not_import_each_other() -> None:
     assert not offenders, "roles must not import each other:\n" + "\n".join(offenders)
 
 
+
+@pytest.mark.parametrize("layer", ["network", "executor", "ledger"])
+def test_shared_layers_import_no_role(layer: str) -> None:
+    """network/, executor/ and ledger/ serve every role: they never import a role package
+    (hub, site, client, admin) or the CLI, so a role's change cannot reach under another."""
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "ptm_p2p" / layer).rglob("*.py"))
+        for name in _imports(path)
+        if any(name.startswith(f"ptm_p2p.{role}") for role in (*ROLES, "cli"))
+    ]
+    assert not offenders, f"{layer}/ must not import a role:\n" + "\n".join(offenders)
+
+
 CLI = ROOT / "ptm_p2p" / "cli"
 
 
