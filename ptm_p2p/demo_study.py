@@ -17,11 +17,12 @@ What it does, for real (no mocks, no canned numbers):
 5. The hub sequences and checkpoints; every site replicates, verifies and cosigns.
 6. The researcher opens the sealed outputs from its own verified copy and pools them: the
    federated means and counts are compared with the same figures computed centrally.
-   Then the flagship analysis, through the same live daemons: a Cox regression (pooled
-   model, Efron ties; one signed task per round, each site answering with risk-set sums
-   only) printed beside lifelines' fit of the data *as the sites coarsen it*, and the
-   pooled Kaplan–Meier curve under secure aggregation (only the sum over the sites opens),
-   drawn to ``km.png``. Each site then says what it has revealed (its disclosure record).
+   Then the flagship analysis, through the same live daemons, under secure aggregation
+   (each site's answer masked, only the sum over the sites opens): a Cox regression
+   (pooled model, Efron ties; one secure-sum task per round, the sites' risk-set sums on
+   their shared 30-day grid) printed beside lifelines' fit of the data *as the sites
+   coarsen it*, and the pooled Kaplan–Meier curve, drawn to ``km.png``. Each site then
+   says what it has revealed (its disclosure record).
 
 Every site runs as a real site would by default: ``disclosure_control = true`` (k = 5, a
 30-day lattice: docs/privacy.md), so the summary withholds min/max and rounds its row
@@ -80,9 +81,10 @@ SIMULATED_ENTRIES = 20_000
 # The sites' policy (docs/privacy.md): the defaults a real site gets, written out.
 MIN_GROUP_SIZE = 5
 TIME_RESOLUTION = 30
-# The secure Kaplan–Meier grid: every point of the sites' 30-day lattice up to past the
-# longest follow-up (GBSG2: 2659 days), so binning merges nothing the sites published.
-KM_GRID = tuple(float(TIME_RESOLUTION * i) for i in range(1, 91))
+# The secure-sum grid (Cox and Kaplan–Meier): every point of the sites' 30-day lattice up
+# to past the longest follow-up (GBSG2: 2659 days), so it holds every event time the sites
+# publish and binning merges nothing (`ptm study --secure --grid-step 30 --horizon 2700`).
+GRID = tuple(float(TIME_RESOLUTION * i) for i in range(1, 91))
 
 Say = Callable[[str], None]
 
@@ -300,8 +302,8 @@ def _revealed_report(revealed: dict[str, list[str]], say: Say) -> bool:
 
 
 def _survival(client: Any, images: dict[str, str], say: Say) -> tuple[Any, Any]:
-    """The flagship analysis over the live daemons: a Cox fit (pooled, Efron) under the
-    sites' disclosure control, and the pooled Kaplan–Meier curve under secure aggregation.
+    """The flagship analysis over the live daemons, under the sites' disclosure control and
+    secure aggregation: a Cox fit (pooled, Efron) and the pooled Kaplan–Meier curve.
 
     Every round is a signed task through the hub (``NetworkRunner``); the sites answer with
     aggregates of their coarsened data only (docs/survival.md lists what each round
@@ -315,16 +317,20 @@ def _survival(client: Any, images: dict[str, str], say: Say) -> tuple[Any, Any]:
 
     runner = NetworkRunner(client, images, DATA_LABEL, on_round=on_round, timeout=120)
     say(
-        f"  researcher fits a Cox model (pooled, Efron ties) on {', '.join(COX_COVARIATES)}: "
-        "one signed task per round, each answered from the site's own coarse intervals"
+        f"  researcher fits a Cox model (pooled, Efron ties) on {', '.join(COX_COVARIATES)} "
+        f"under secure aggregation ({len(GRID)}-point grid): one signed task per round, each "
+        "site's risk-set sums from its own coarse intervals masked, only their sum opens"
     )
-    cox = coxph.fit(runner, SITES, "time", "cens", COX_COVARIATES, ties="efron", data=DATA_LABEL)
+    cox = coxph.fit(
+        runner, SITES, "time", "cens", COX_COVARIATES, ties="efron", data=DATA_LABEL,
+        secure=True, grid=GRID,
+    )  # fmt: skip
     say(f"  Cox fit: {cox.rounds} rounds, {runner.seconds:.1f} s through the live daemons")
     say(
         f"  researcher asks for the pooled Kaplan–Meier curve under secure aggregation "
-        f"({len(KM_GRID)}-point grid): each site's counts masked, only their sum opens"
+        f"({len(GRID)}-point grid): each site's counts masked, only their sum opens"
     )
-    curves = km.fit(runner, SITES, "time", "cens", data=DATA_LABEL, secure=True, grid=KM_GRID)
+    curves = km.fit(runner, SITES, "time", "cens", data=DATA_LABEL, secure=True, grid=GRID)
     return cox, curves
 
 
@@ -404,7 +410,7 @@ def _km_report(
         min_group_size=MIN_GROUP_SIZE,
         time_resolution=TIME_RESOLUTION,
         secure=True,
-        grid=KM_GRID,
+        grid=GRID,
     )
     ours = curves.curve("pooled")
     same = (

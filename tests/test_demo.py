@@ -35,12 +35,14 @@ def test_demo_study_matches_central_figures_and_audits(tmp_path: Path) -> None:
     # The summary under control: min/max withheld, rows rounded up; the rest still exact.
     assert "(sites' controls: min/max withheld" in out
     assert re.search(r"^  patients +69\d\.000 +686\.000$", out, re.M), out[-3000:]
-    # The flagship analysis through the same daemons: a Cox fit round by round under the
-    # sites' controls, printed beside lifelines' fit of the data as the sites coarsen it
-    # and equal to it; the pooled KM curve under secure aggregation drawn to a PNG.
-    assert "round 1 (coxph-pooled describe): 3 site(s) answered" in out
-    assert "round 2 (coxph-pooled evaluate): 3 site(s) answered" in out
+    # The flagship analysis through the same daemons, under the sites' controls and secure
+    # aggregation: a Cox fit round by round, each round a secure sum, printed beside
+    # lifelines' fit of the data as the sites coarsen it and equal to it; the pooled KM
+    # curve drawn to a PNG.
+    assert "round 1 (coxph-pooled describe (secure sum)): 3 site(s) answered" in out
+    assert "round 2 (coxph-pooled evaluate (secure sum)): 3 site(s) answered" in out
     assert "Federated Cox proportional hazards (pooled: global risk sets)" in out
+    assert "secure aggregation (only sums over the sites opened)" in out
     assert "ties = Efron, sites = 3" in out and "n = 686, number of events = 299" in out
     rounds = re.search(r"Newton–Raphson iterations = \d+, rounds = (\d+), converged", out)
     assert rounds and int(rounds.group(1)) <= 6, out[-3000:]

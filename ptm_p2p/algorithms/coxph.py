@@ -775,16 +775,26 @@ def _checked_grid(grid: Sequence[float] | None) -> list[float]:
     return [float(t) for t in grid]
 
 
+class OffGridError(StudyError):
+    """Events fall on no point of the secure pooled model's grid (``off`` of them): the fit
+    would not be exact, so it stops after the describe round; ``ptm study`` names its flags."""
+
+    def __init__(self, message: str, off: int) -> None:
+        super().__init__(message)
+        self.off = off
+
+
 def _grid_events(
     grid: list[float], described: Mapping[str, np.ndarray]
 ) -> tuple[list[float], list[int]]:
     """The global event times and counts from the summed counts on ``grid``."""
     off = round(float(described["off_grid"][0]))
     if off:
-        raise StudyError(
+        raise OffGridError(
             f"{off} event(s) fall on no point of the grid, so the fit would not be exact: "
             "give a grid holding every event time (under disclosure control the sites' "
-            "lattice, multiples of their time_resolution; without it every distinct time)"
+            "lattice, multiples of their time_resolution; without it every distinct time)",
+            off,
         )
     counts = [round(float(d)) for d in described["event_counts"]]
     times = [t for t, d in zip(grid, counts, strict=True) if d > 0]

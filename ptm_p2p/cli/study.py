@@ -15,11 +15,13 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ptm_p2p.cli.common import client_options, open_client, targets
+from ptm_p2p.cli.study_grid import SECURE_OPTIONS, secure_grid
 from ptm_p2p.errors import StudyError
 
 if TYPE_CHECKING:
@@ -168,8 +170,9 @@ resume_option = click.option(
 @dataclass(frozen=True)
 class StudyRun:
     """What every study command is given besides its own options: the sites, their data
-    and its survival columns, the confidence level, the images' registry, each round's
-    timeout, whether to resume, and the researcher's home, invitation and output format."""
+    and its survival columns, the confidence level, secure aggregation and its time grid
+    (``cli/study_grid.py``), the images' registry, each round's timeout, whether to resume,
+    and the researcher's home, invitation and output format."""
 
     to: str | None
     to_all: bool
@@ -177,12 +180,26 @@ class StudyRun:
     duration: str
     event: str
     alpha: float
+    secure: bool
+    grid_step: float | None
+    horizon: float | None
+    grid_file: Path | None
     registry: str
     timeout: float
     resume: bool
     home: str | None
     invitation: str | None
     as_json: bool
+
+    def grid(self, needed: bool, what: str) -> list[float] | None:
+        """The time grid of the secure-sum rounds (None: none), or a usage error naming the
+        flags; ``needed``: whether ``what`` counts events on a grid under --secure."""
+        return secure_grid(self.secure, self.grid_step, self.horizon, self.grid_file, needed, what)
+
+    def secure_definition(self, grid: list[float] | None) -> dict[str, Any]:
+        """What --secure adds to the study's definition (a plain study's is unchanged, so
+        its --resume finds the state of runs made before the flag existed)."""
+        return {"secure": True, "grid": grid} if self.secure else {}
 
     @contextmanager
     def connect(
@@ -226,6 +243,8 @@ def study_options(alpha_help: str) -> Callable[[Any], Any]:
         for option in (client_options, resume_option, timeout_option, registry_option):
             last = option(last)
         last = _alpha_option(alpha_help)(last)
+        for option in reversed(SECURE_OPTIONS):  # shown first among the run's settings
+            last = option(last)
         wrapped: Any = command
         own = getattr(wrapped, "__click_params__", [])
         wrapped.__click_params__ = [*last.__click_params__, *own]
@@ -260,32 +279,51 @@ def coxph(run: StudyRun, covariates: str, ties: str, stratify_sites: bool) -> No
     global risk sets; the sites send risk-set sums per event time). --stratify-sites: each
     site keeps its own baseline hazard and sends only its log-likelihood, score and
     information per round; a site's policy may allow this image and refuse the pooled one.
+    --secure: every round is a secure sum, so only totals over the sites open; the pooled
+    model then counts the sites' events on a time grid you give (--grid-step with
+    --horizon, or --grid FILE) that must hold every event time (the sites' lattice).
     Prints coef, exp(coef), se, z, p and the confidence interval per covariate, the
     likelihood-ratio test and the rounds used; one line per round on stderr.
 
     \b
-    Example:
+    Examples:
       ptm study coxph --to hospital-a,hospital-b,hospital-c --data gbsg2 \\
           --duration time --event cens --covariates age,tsize,pnodes,progrec \\
           --ties efron --home researcher/
+      ptm study coxph --to-all --data gbsg2 --duration time --event cens \\
+          --covariates age,tsize,pnodes --secure --grid-step 30 --horizon 3000
     """
     from ptm_p2p.algorithms import coxph as cox
 
     names = _columns(covariates)
     image = cox.STRATIFIED if stratify_sites else cox.POOLED
+    what = "the site-stratified model" if stratify_sites else "the pooled Cox model"
+    grid = run.grid(not stratify_sites, what)
     own = {"study": "coxph", "covariates": names, "ties": ties, "stratify_sites": stratify_sites}
-    with run.connect(image, f"Cox regression ({image})", own) as (runner, sites):
-        fit = cox.fit(
-            runner,
-            sites,
-            run.duration,
-            run.event,
-            names,
-            ties=ties,
-            stratify_sites=stratify_sites,
-            data=run.data,
-            alpha=run.alpha,
-        )
+    own |= run.secure_definition(grid)
+    title = f"Cox regression ({image}{', secure sums' if run.secure else ''})"
+    with run.connect(image, title, own) as (runner, sites):
+        try:
+            fit = cox.fit(
+                runner,
+                sites,
+                run.duration,
+                run.event,
+                names,
+                ties=ties,
+                stratify_sites=stratify_sites,
+                data=run.data,
+                alpha=run.alpha,
+                secure=run.secure,
+                grid=grid,
+            )
+        except cox.OffGridError as exc:
+            raise StudyError(
+                f"{exc.off} event(s) fall on no point of the grid, so the fit would not be "
+                "exact: give a --grid-step that divides the sites' time resolution (e.g. "
+                "their 30 days), a --horizon past the longest follow-up, or a --grid FILE "
+                "holding every event time"
+            ) from exc
     if run.as_json:
         click.echo(json.dumps(fit.to_dict(), indent=2))
     else:
@@ -314,18 +352,29 @@ def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str
     Each site sends, per published time, its numbers of events and censorings, rounded so
     every count is a multiple of its minimum group size (exact when that is 1). Curves:
     pooled, per site, and per --group value (groups smaller than a site's minimum are
-    suppressed there), with Greenwood's log(−log) band. Prints each curve's patients,
-    events and median survival; --json gives every row, --plot a PNG.
+    suppressed there), with Greenwood's log(−log) band. --secure: each site's counts on
+    your time grid (--grid-step with --horizon, or --grid FILE) are masked and only their
+    sum opens: the pooled curve alone, no curve per site or group. Prints each curve's
+    patients, events and median survival; --json gives every row, --plot a PNG.
 
     \b
-    Example:
+    Examples:
       ptm study km --to-all --data gbsg2 --duration time --event cens --group horTh \\
           --plot km.png --home researcher/
+      ptm study km --to-all --data gbsg2 --duration time --event cens \\
+          --secure --grid-step 30 --horizon 3000
     """
     from ptm_p2p.algorithms import km as kaplan_meier
 
-    own = {"study": "km", "group": group, "time_unit": time_unit}
-    with run.connect(kaplan_meier.IMAGE, "Kaplan–Meier", own) as (runner, sites):
+    if run.secure and group is not None:
+        raise click.UsageError(
+            "--group curves are not available under --secure: only the pooled curve's sums "
+            "open (run the groups without --secure)"
+        )
+    grid = run.grid(True, "Kaplan–Meier")
+    own = {"study": "km", "group": group, "time_unit": time_unit} | run.secure_definition(grid)
+    title = "Kaplan–Meier" + (" (secure sums)" if run.secure else "")
+    with run.connect(kaplan_meier.IMAGE, title, own) as (runner, sites):
         curves = kaplan_meier.fit(
             runner,
             sites,
@@ -335,6 +384,8 @@ def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str
             data=run.data,
             time_unit=time_unit,
             alpha=run.alpha,
+            secure=run.secure,
+            grid=grid,
         )
     if plot_path is not None:
         kaplan_meier.plot(curves, plot_path)
@@ -354,6 +405,7 @@ def _km_table(curves: Any) -> str:
     lines = [
         f"Federated Kaplan–Meier ({len(curves.sites)} sites, counts rounded to multiples of "
         f"each site's minimum group size: {_sizes(curves.min_group_sizes)})",
+        *_secure_lines(curves),
         "",
         f"{'curve':<{width}}{'patients':>10}{'events':>8}{'median':>10}"
         f"{f'{level} CI':>20}{'last time':>11}{'survival':>10}",
@@ -373,6 +425,18 @@ def _km_table(curves: Any) -> str:
             lines.append(f"suppressed at {site} (under its minimum): {', '.join(groups)}")
     lines += ["", "every row: --json; the picture: --plot FILE.png"]
     return "\n".join(lines)
+
+
+def _secure_lines(curves: Any) -> list[str]:
+    """Under --secure: that only sums opened, and which sites the sum left out, and why."""
+    if not curves.secure:
+        return []
+    lines = [
+        f"secure aggregation: only the sums over {', '.join(curves.sites)} opened "
+        f"({curves.rounds} task(s)); no curve per site"
+    ]
+    lines += [f"left out of the sum: {site}: {why}" for site, why in curves.dropped.items()]
+    return lines
 
 
 def _fmt(value: float | None) -> str:

@@ -293,7 +293,8 @@ class DisclosureRecord:
     """The rows of ``HOME/disclosure.db`` and the rules checked against them.
 
     ``data`` maps each data label to its path (the site's ``[policy.data]``); ``k`` is the
-    site's minimum group size; ``max_beta_probes`` its β budget per data source.
+    site's minimum group size; ``max_beta_probes`` its β budget per data source;
+    ``ledger`` its verified ledger copy, for the differencing rule (None: not checked).
     """
 
     def __init__(
@@ -302,6 +303,7 @@ class DisclosureRecord:
         data: Mapping[str, Path],
         k: int,
         max_beta_probes: int = DEFAULT_MAX_BETA_PROBES,
+        ledger: LedgerView | None = None,
     ) -> None:
         self.path = Path(path)
         self.data = dict(data)
@@ -312,8 +314,8 @@ class DisclosureRecord:
         self._tables: dict[tuple[str, float, int], Table | None] = {}
         # the site's verified ledger (``LedgerView``), for the differencing rule: which
         # tasks are secure sums, over which targets, and whether their total can open.
-        # ``catch_up`` attaches it at every start; without it that rule is not checked.
-        self.ledger: LedgerView | None = None
+        # The daemon gives it (``disclosure_gate``); without it that rule is not checked.
+        self.ledger = ledger
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -640,7 +642,6 @@ def catch_up(record: DisclosureRecord, site: Any, journal: Any) -> int:
     from ptm_p2p.ledger.entry import Entry, open_input_v2
     from ptm_p2p.site.journal import DONE, SIGNED
 
-    record.ledger = LedgerView(site)
     me = site.home.public_key
     state = site.log.state
     answered = {

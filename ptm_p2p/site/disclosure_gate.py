@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ptm_p2p.errors import StoreError
-from ptm_p2p.site.disclosure import DISCLOSURE_FILE, DisclosureRecord, catch_up, parse_request
+from ptm_p2p.site.disclosure import (
+    DISCLOSURE_FILE,
+    DisclosureRecord,
+    LedgerView,
+    catch_up,
+    parse_request,
+)
 
 if TYPE_CHECKING:
     from ptm_p2p.executor.policy import SitePolicy
@@ -29,11 +35,25 @@ UNREADABLE = (
 )
 
 
+class _SiteLedger:
+    """What the record reads of a site (``catch_up``, ``LedgerView``): its key, its
+    replayed state as it is *now* (read at each use), its stored entries."""
+
+    def __init__(self, site: WorkerSite) -> None:
+        self.home = site.home
+        self.store = SimpleNamespace(raw=site.stored_entry)
+        self._site = site
+
+    @property
+    def log(self) -> Any:
+        return SimpleNamespace(state=self._site.state)
+
+
 class DisclosureGate:
     """The disclosure record of a site, or nothing when its policy does not keep one."""
 
     def __init__(self, site: WorkerSite, policy: SitePolicy, journal: Journal) -> None:
-        self.site = site
+        self.site = _SiteLedger(site)
         self.journal = journal
         self.record = (
             DisclosureRecord(
@@ -41,6 +61,8 @@ class DisclosureGate:
                 policy.data,
                 policy.min_group_size,
                 policy.max_beta_probes,
+                # the differencing rule reads which tasks are secure sums from the ledger
+                ledger=LedgerView(self.site),
             )
             if policy.time_resolution is not None
             else None
@@ -48,16 +70,8 @@ class DisclosureGate:
 
     def catch_up(self) -> None:
         """Record the ``ok`` answers signed while the record was lost or off."""
-        if self.record is None:
-            return
-        site = self.site
-        # What ``catch_up`` reads of a site: its key, its replayed state, its stored entries.
-        view = SimpleNamespace(
-            home=site.home,
-            log=SimpleNamespace(state=site.state),
-            store=SimpleNamespace(raw=site.stored_entry),
-        )
-        catch_up(self.record, view, self.journal)
+        if self.record is not None:
+            catch_up(self.record, self.site, self.journal)
 
     async def check(
         self, task: LoggedTask, entry: Entry, task_input: bytes, org: str
