@@ -85,7 +85,6 @@ def test_roles_do_not_import_each_other() -> None:
     assert not offenders, "roles must not import each other:\n" + "\n".join(offenders)
 
 
-
 @pytest.mark.parametrize("layer", ["network", "executor", "ledger"])
 def test_shared_layers_import_no_role(layer: str) -> None:
     """network/, executor/ and ledger/ serve every role: they never import a role package
