@@ -16,9 +16,9 @@ from ptm_p2p.site.disclosure import (
     DISCLOSURE_FILE,
     DisclosureRecord,
     LedgerView,
-    catch_up,
     parse_request,
 )
+from ptm_p2p.site.disclosure_catch_up import catch_up
 
 if TYPE_CHECKING:
     from ptm_p2p.executor.policy import SitePolicy
