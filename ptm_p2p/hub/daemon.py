@@ -188,16 +188,7 @@ def _serve_hub(
         await hub.sequencer.run()
 
     try:
-        serve_home(
-            home,
-            host_ip,
-            port,
-            DaemonParts(
-                handler=hub.handle,
-                tasks=[write_invitation, sequencer, hub.serve_blobs, *hub.server.tasks()],
-                status=hub.status,
-                role="hub",
-            ),
-        )
+        tasks = [write_invitation, sequencer, hub.serve_blobs, *hub.server.tasks()]
+        serve_home(home, host_ip, port, DaemonParts(hub.handle, tasks, hub.status, role="hub"))
     finally:
         hub.close()
