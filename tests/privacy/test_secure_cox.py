@@ -11,19 +11,16 @@ can be read from what the researcher receives.
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import pytest
 
 from ptm_p2p.algorithms import coxph
 from ptm_p2p.algorithms import survival_site as site
 from ptm_p2p.algorithms.rounds import LocalRunner, tables_from_frames
 from ptm_p2p.errors import StudyError
-from ptm_p2p.ledger import crypto, secagg
 
-from .attacks import read_as_unmasked
+from .masking import assert_only_the_total_opens, masked
 
 K = 5
 RESOLUTION = 30.0
@@ -103,23 +100,12 @@ def test_the_researcher_reads_no_site_loglik_score_or_information(sites, step) -
             plain = site.compute("coxph-stratified", t, request, K, RESOLUTION)
             assert truth[s]["loglik"] == [plain["points"][0]["loglik"]]
             assert truth[s]["score"] == plain["points"][0]["score"]
-    keys = {s: crypto.Signer.generate() for s in sites}
-    targets = [key.public_key for key in keys.values()]
-    task = b"\x11" * 32
-    received = {
-        s: json.loads(secagg.mask_output(keys[s], targets, task, json.dumps(outputs[s]).encode()))
-        for s in sites
-    }
+    received = masked(outputs, b"\x11" * 32)
     for s in sites:  # the public part says nothing of the data
         assert received[s]["public"] == {"version": site.VERSION, "covariates": COVARIATES,
                                          "ties": "efron"}  # fmt: skip
-    names = list(sites)
-    assert read_as_unmasked(received, truth) == 0
     # only the sum of all three opens, and it is the sum of the sites' values
-    total, _ = secagg.unmask_by_sum(received)
-    for name in truth[names[0]]:
-        exact = np.array([math.fsum(v) for v in zip(*(truth[s][name] for s in names), strict=True)])
-        assert np.allclose(total[name], exact, rtol=1e-15, atol=1e-20), name
+    assert_only_the_total_opens(received, truth)
 
 
 def test_a_refusing_site_is_dropped_before_any_beta_leaves(sites) -> None:
