@@ -29,11 +29,16 @@ def masked(outputs: Mapping[str, Any], task: bytes) -> dict[str, dict]:
 
 
 def assert_only_the_total_opens(
-    received: Mapping[str, Any], truth: Mapping[str, Mapping[str, Any]]
+    received: Mapping[str, Any],
+    truth: Mapping[str, Mapping[str, Any]],
+    public: Mapping[str, Any] | None = None,
 ) -> None:
     """No single answer and no pair reads as a site's values (``read_as_unmasked``); the sum
-    of all of them opens to the sites' values added up exactly (to rounding)."""
+    of all of them opens to the sites' values added up exactly (to rounding). With
+    ``public``: every answer's public part is exactly that, so it says nothing of the data."""
     names = list(truth)
+    if public is not None:
+        assert all(received[s]["public"] == public for s in names)
     assert read_as_unmasked(received, truth) == 0
     total, _ = secagg.unmask_by_sum(received)
     for name in truth[names[0]]:

@@ -17,26 +17,18 @@ import pytest
 
 from ptm_p2p.algorithms import coxph
 from ptm_p2p.algorithms import survival_site as site
-from ptm_p2p.algorithms.rounds import LocalRunner, tables_from_frames
+from ptm_p2p.algorithms.rounds import tables_from_frames
 from ptm_p2p.errors import StudyError
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.ledger import crypto
 from ptm_p2p.site import masking as site_secagg
 
+from . import cox_model
+from .cox_model import COEF_TOL, COVARIATES, FIXED_POINT_REL, RESOLUTION, SE_TOL, K, relative
 from .masking import assert_only_the_total_opens, masked, plain_and_secure_task
 
-K = 5
-RESOLUTION = 30.0
-COVARIATES = ["horTh", "age", "tsize", "pnodes", "progrec", "estrec"]
 LATTICE = [RESOLUTION * i for i in range(1, 101)]  # every 30 days to 3000
 DAYS = [float(t) for t in range(1, 2701)]  # every day: GBSG2's times are whole days
-FIXED_POINT_REL = 1e-9  # the stated bound (docs/privacy.md, "Fixed-point error")
-COEF_TOL = 1e-6
-SE_TOL = 1e-5
-
-
-def _relative(a: dict[str, float], b: dict[str, float]) -> float:
-    return max(abs(a[c] - b[c]) / max(abs(b[c]), 1e-300) for c in COVARIATES)
 
 
 @pytest.mark.parametrize(
@@ -53,8 +45,8 @@ def test_secure_pooled_fit_equals_the_plain_one(sites, k, resolution, grid, ties
     assert secure.secure and secure.converged and not secure.dropped and not secure.stratified
     assert secure.rounds == plain.rounds
     assert (secure.n, secure.n_events) == (plain.n, plain.n_events) == (686, 299)
-    assert _relative(secure.params, plain.params) < FIXED_POINT_REL
-    assert _relative(secure.standard_errors, plain.standard_errors) < FIXED_POINT_REL
+    assert relative(secure.params, plain.params) < FIXED_POINT_REL
+    assert relative(secure.standard_errors, plain.standard_errors) < FIXED_POINT_REL
     assert math.isclose(secure.log_likelihood, plain.log_likelihood, rel_tol=FIXED_POINT_REL)
     assert math.isclose(secure.log_likelihood_initial, plain.log_likelihood_initial,
                         rel_tol=FIXED_POINT_REL)  # fmt: skip
@@ -102,10 +94,8 @@ def test_the_researcher_reads_no_site_sums_or_event_times(sites, step) -> None:
             sums = site.unpack(plain["points"][0]["sums"]).reshape(-1).tolist()
             assert truth[s]["sums"] == sums and truth[s]["at_risk"] == plain["at_risk"]
     received = masked(outputs, b"\x22" * 32)
-    for s in sites:  # the public part says nothing of the data
-        assert received[s]["public"] == {"version": site.VERSION, "covariates": COVARIATES,
-                                         "ties": "efron"}  # fmt: skip
-    assert_only_the_total_opens(received, truth)
+    public = {"version": site.VERSION, "covariates": COVARIATES, "ties": "efron"}
+    assert_only_the_total_opens(received, truth, public)
 
 
 def test_a_grid_missing_event_times_stops_the_fit(sites) -> None:
@@ -116,15 +106,7 @@ def test_a_grid_missing_event_times_stops_the_fit(sites) -> None:
 
 
 def test_a_refusing_site_is_dropped_before_any_beta_leaves(sites) -> None:
-    frames = {**sites, "clinic-e": sites["hospital-c"].iloc[:4]}  # 4 patients < k = 5
-    runner = LocalRunner(tables_from_frames(frames), K, RESOLUTION)
-    secure = coxph.fit(runner, list(frames), "time", "cens", COVARIATES, secure=True,
-                       grid=LATTICE)  # fmt: skip
-    assert set(secure.dropped) == {"clinic-e"} and "fewer than" in secure.dropped["clinic-e"]
-    assert tuple(secure.site_counts) == ("hospital-a", "hospital-b", "hospital-c")
-    alone = coxph.fit_local(sites, "time", "cens", COVARIATES, min_group_size=K,
-                            time_resolution=RESOLUTION)  # fmt: skip
-    assert _relative(secure.params, alone.params) < FIXED_POINT_REL
+    cox_model.assert_a_refusing_site_is_dropped(sites, grid=LATTICE)
 
 
 @pytest.mark.parametrize("image", ["coxph-pooled", "summary"])
