@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
