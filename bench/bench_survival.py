@@ -36,7 +36,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -257,32 +258,67 @@ def bench_size(
     )
 
 
-def bench_secure_km(client: Client, images: dict[str, str], sites: list[str], reps: int) -> str:
-    """KM through the daemons with secure aggregation on and off, alternating: one line."""
-    grid = [float(t) for t in np.arange(30, 3000 + 30, 30)]
-    timings: dict[bool, list[float]] = {False: [], True: []}
-    sizes: dict[bool, list[int]] = {False: [], True: []}
-    rounds: dict[bool, int] = {}
+@dataclass
+class OnOff:
+    """A fit with secure aggregation off and on, alternating (the first pair warms both up):
+    each side's wall times and answer sizes per site per round, its rounds, and every pair
+    of results (the warm-up's too)."""
+
+    timings: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
+    sizes: dict[bool, list[int]] = field(default_factory=lambda: {False: [], True: []})
+    rounds: dict[bool, int] = field(default_factory=dict)
+    pairs: list[dict[bool, Any]] = field(default_factory=list)
+
+    def line(self, reps: int, goal: str = "") -> str:
+        """Rounds, wall time on ÷ off (median of ``reps``) and the bytes per site per round."""
+        off, on = statistics.median(self.timings[False]), statistics.median(self.timings[True])
+        size_on, size_off = statistics.mean(self.sizes[True]), statistics.mean(self.sizes[False])
+        return (
+            f"rounds {self.rounds[True]} on, {self.rounds[False]} off; wall {on:.2f} s on ÷ "
+            f"{off:.2f} s off = {on / off:.2f}x (median of {reps}{goal}); per site per round "
+            f"{_kb(round(size_on))} on vs {_kb(round(size_off))} off "
+            f"(+{_kb(round(size_on - size_off))})"
+        )
+
+
+def on_and_off(
+    client: Client,
+    images: dict[str, str],
+    reps: int,
+    fit: Callable[[NetworkRunner, bool], Any],
+    every_round: bool,
+) -> OnOff:
+    """Run ``fit(runner, secure)`` off and on, ``reps`` measured times after a warm-up pair;
+    the answer sizes of every round (``every_round``) or of the last one."""
+    measured = OnOff()
     for rep in range(reps + 1):  # the first pair warms both up
+        results = {}
         for on in (False, True):
             runner = NetworkRunner(client, images, LABEL, timeout=300)
             started = time.perf_counter()
-            if on:
-                result = km.fit(runner, sites, "time", "cens", data=LABEL, secure=True, grid=grid)
-            else:
-                result = km.fit(runner, sites, "time", "cens", data=LABEL, time_unit=30.0)
+            results[on] = fit(runner, on)
             if rep:
-                timings[on].append(time.perf_counter() - started)
-                sizes[on] = list(runner.rounds[-1].answer_bytes.values())
-                rounds[on] = result.rounds
-    off, on = statistics.median(timings[False]), statistics.median(timings[True])
-    extra = statistics.mean(sizes[True]) - statistics.mean(sizes[False])
+                measured.timings[on].append(time.perf_counter() - started)
+                answered = runner.rounds if every_round else runner.rounds[-1:]
+                measured.sizes[on] = [b for r in answered for b in r.answer_bytes.values()]
+                measured.rounds[on] = results[on].rounds
+        measured.pairs.append(results)
+    return measured
+
+
+def bench_secure_km(client: Client, images: dict[str, str], sites: list[str], reps: int) -> str:
+    """KM through the daemons with secure aggregation on and off, alternating: one line."""
+    grid = [float(t) for t in np.arange(30, 3000 + 30, 30)]
+
+    def fit(runner: NetworkRunner, on: bool) -> Any:
+        if on:
+            return km.fit(runner, sites, "time", "cens", data=LABEL, secure=True, grid=grid)
+        return km.fit(runner, sites, "time", "cens", data=LABEL, time_unit=30.0)
+
+    measured = on_and_off(client, images, reps, fit, every_round=False)
     return (
-        f"secure aggregation {len(sites):>2} sites, Kaplan–Meier (100-point grid): rounds "
-        f"{rounds[True]} on, {rounds[False]} off; wall {on:.2f} s on ÷ {off:.2f} s off = "
-        f"{on / off:.2f}x (median of {reps}; goal <= 1.2); per site per round "
-        f"{_kb(round(statistics.mean(sizes[True])))} on vs "
-        f"{_kb(round(statistics.mean(sizes[False])))} off (+{_kb(round(extra))})"
+        f"secure aggregation {len(sites):>2} sites, Kaplan–Meier (100-point grid): "
+        + measured.line(reps, "; goal <= 1.2")
     )
 
 
@@ -298,38 +334,24 @@ def bench_secure_cox(
     model, or the pooled one (its secure describe round counts events on a grid of every
     day, GBSG2's time unit: the bench's sites run without disclosure control)."""
     grid = [float(t) for t in range(1, 3001)] if not stratified else None
-    timings: dict[bool, list[float]] = {False: [], True: []}
-    sizes: dict[bool, list[int]] = {False: [], True: []}
-    rounds: dict[bool, int] = {}
-    worst = 0.0
-    for rep in range(reps + 1):  # the first pair warms both up
-        fits = {}
-        for on in (False, True):
-            runner = NetworkRunner(client, images, LABEL, timeout=300)
-            started = time.perf_counter()
-            fits[on] = coxph.fit(
-                runner, sites, "time", "cens", covariates, ties="efron",
-                stratify_sites=stratified, data=LABEL, secure=on, grid=grid if on else None,
-            )  # fmt: skip
-            if rep:
-                timings[on].append(time.perf_counter() - started)
-                sizes[on] = [b for r in runner.rounds for b in r.answer_bytes.values()]
-                rounds[on] = fits[on].rounds
-        worst = max(
-            worst,
-            max(abs(fits[True].params[c] - fits[False].params[c]) / abs(fits[False].params[c])
-                for c in covariates),
+
+    def fit(runner: NetworkRunner, on: bool) -> Any:
+        return coxph.fit(
+            runner, sites, "time", "cens", covariates, ties="efron",
+            stratify_sites=stratified, data=LABEL, secure=on, grid=grid if on else None,
         )  # fmt: skip
-    off, on = statistics.median(timings[False]), statistics.median(timings[True])
-    extra = statistics.mean(sizes[True]) - statistics.mean(sizes[False])
+
+    measured = on_and_off(client, images, reps, fit, every_round=True)
+    worst = max(
+        abs(fits[True].params[c] - fits[False].params[c]) / abs(fits[False].params[c])
+        for fits in measured.pairs
+        for c in covariates
+    )
     return (
         f"secure aggregation {len(sites):>2} sites, "
         f"{'stratified' if stratified else 'pooled'} Cox (Efron, {len(covariates)} "
-        f"covariates): rounds {rounds[True]} on, {rounds[False]} off; wall {on:.2f} s on ÷ "
-        f"{off:.2f} s off = {on / off:.2f}x (median of {reps}); per site per round "
-        f"{_kb(round(statistics.mean(sizes[True])))} on vs "
-        f"{_kb(round(statistics.mean(sizes[False])))} off (+{_kb(round(extra))}); largest "
-        f"relative coefficient difference {worst:.1e}"
+        f"covariates): " + measured.line(reps) + f"; largest relative coefficient difference "
+        f"{worst:.1e}"
     )
 
 

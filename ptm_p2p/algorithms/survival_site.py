@@ -654,9 +654,23 @@ def _constants(x: np.ndarray) -> list[float | None]:
     return out
 
 
+@dataclass(frozen=True)
+class _CoxRows:
+    """A Cox request's rows at this site, prepared: the times (coarsened under disclosure
+    control), events and covariate matrix, the ties method, the counts every answer
+    carries, and the head (version, covariates, ties) every answer starts with."""
+
+    time: np.ndarray
+    event: np.ndarray
+    x: np.ndarray
+    ties: str
+    counts: dict[str, int]
+    head: dict[str, Any]
+
+
 def _cox_setup(
     table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, dict[str, int]]:
+) -> _CoxRows:
     duration = _text_param(params, "duration")
     event_col = _text_param(params, "event")
     covariates = _covariates_param(params)
@@ -674,7 +688,8 @@ def _cox_setup(
         # names: no grid, and no set of requests, isolates fewer than k of its patients
         time = coarsened_cox_time(base_time(table, duration, keep, controls), event, x, controls)
     counts = {"n": int(time.size), "events": events, "incomplete": _round_count(dropped, controls)}
-    return time, event, x, covariates, ties, counts
+    head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    return _CoxRows(time, event, x, ties, counts, head)
 
 
 def _controlled_betas(
@@ -705,17 +720,17 @@ def coxph_pooled(
     table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
 ) -> dict[str, Any]:
     """The site's part of one round of the pooled Cox model (see the module docstring)."""
-    time, event, x, covariates, ties, counts = _cox_setup(table, params, controls)
-    step = params.get("step")
-    head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    rows = _cox_setup(table, params, controls)
     if params.get("secure_sum") is not None:
-        return _pooled_secure(step, params, time, event, x, ties, counts, head, controls)
+        return _pooled_secure(rows, params, controls)
+    time, event, x, ties, head = rows.time, rows.event, rows.x, rows.ties, rows.head
+    step = params.get("step")
     if step == "describe":
         times, event_counts = _event_table(time, event)
         start, loglik_zero = _local_fit(time, event, x, ties)
         return {
             **head,
-            **counts,
+            **rows.counts,
             "event_times": times.tolist(),
             "event_counts": event_counts,
             "event_total": _running_total(x[event]).tolist(),
@@ -754,17 +769,7 @@ def _evaluate_times(params: Mapping[str, Any]) -> tuple[np.ndarray, list[int]]:
     return at, tied
 
 
-def _pooled_secure(
-    step: Any,
-    params: Mapping[str, Any],
-    time: np.ndarray,
-    event: np.ndarray,
-    x: np.ndarray,
-    ties: str,
-    counts: Mapping[str, int],
-    head: Mapping[str, Any],
-    controls: Controls,
-) -> dict[str, Any]:
+def _pooled_secure(rows: _CoxRows, params: Mapping[str, Any], controls: Controls) -> dict[str, Any]:
     """The pooled model's round as a secure-sum answer: every number is a sum over the
     sites, of one shape at each, so only the totals open (docs/privacy.md).
 
@@ -780,6 +785,8 @@ def _pooled_secure(
       ``overflow`` 1 when β overflows here (the sums then 0), and with ``at_risk`` the
       numbers at risk (for ℓ(0)).
     """
+    time, event, x, ties, counts = rows.time, rows.event, rows.x, rows.ties, rows.counts
+    step = params.get("step")
     q = n_terms(x.shape[1])
     if step == "describe":
         grid = _secure_grid(params)
@@ -798,7 +805,7 @@ def _pooled_secure(
             "constant": [0.0 if c is None else 1.0 for c in _constants(x)],
             **_start_terms(time, event, x, ties),
         }
-        return {"secure_sum": summed, "public": dict(head)}
+        return {"secure_sum": summed, "public": dict(rows.head)}
     if step != "evaluate":
         raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
     if params.get("secure_sum") is not True:
@@ -821,7 +828,7 @@ def _pooled_secure(
     if params.get("at_risk"):
         ones = np.ones((time.size, 1), dtype=np.float64)
         summed["at_risk"] = risk_set_sums(time, ones, at)[:, 0].tolist()
-    return {"secure_sum": summed, "public": dict(head)}
+    return {"secure_sum": summed, "public": dict(rows.head)}
 
 
 def _start_terms(
@@ -859,19 +866,19 @@ def coxph_stratified(
     table: Mapping[str, np.ndarray], params: Mapping[str, Any], controls: Controls
 ) -> dict[str, Any]:
     """The site's part of one round of the site-stratified Cox model."""
-    time, event, x, covariates, ties, counts = _cox_setup(table, params, controls)
-    step = params.get("step")
-    head = {"version": VERSION, "covariates": covariates, "ties": ties}
+    rows = _cox_setup(table, params, controls)
     secure = params.get("secure_sum")
     if secure is not None and secure is not True:
         raise AlgorithmError("'secure_sum' must be true (a secure-aggregation round) or absent")
     if secure:
-        return _stratified_secure(step, params, time, event, x, ties, counts, head, controls)
+        return _stratified_secure(rows, params, controls)
+    time, event, x, ties, head = rows.time, rows.event, rows.x, rows.ties, rows.head
+    step = params.get("step")
     if step == "describe":
         start, loglik_zero = _local_fit(time, event, x, ties)
         return {
             **head,
-            **counts,
+            **rows.counts,
             "constant": [c is not None for c in _constants(x)],
             "start": start,
             "loglik_at_zero": loglik_zero,
@@ -885,15 +892,7 @@ def coxph_stratified(
 
 
 def _stratified_secure(
-    step: Any,
-    params: Mapping[str, Any],
-    time: np.ndarray,
-    event: np.ndarray,
-    x: np.ndarray,
-    ties: str,
-    counts: Mapping[str, int],
-    head: Mapping[str, Any],
-    controls: Controls,
+    rows: _CoxRows, params: Mapping[str, Any], controls: Controls
 ) -> dict[str, Any]:
     """The stratified model's round as a secure-sum answer: every number the coordinator
     needs is a sum over the sites, of the same shape at each, so the site daemon masks them
@@ -909,6 +908,8 @@ def _stratified_secure(
     * ``evaluate`` (one β) → ℓ, U, I at β, and ``overflow`` 1 when β overflows here (ℓ,
       U, I then 0): a total overflow > 0 makes the coordinator halve its step.
     """
+    time, event, x, ties, counts = rows.time, rows.event, rows.x, rows.ties, rows.counts
+    step = params.get("step")
     p = x.shape[1]
     if step == "describe":
         summed = {
@@ -939,7 +940,7 @@ def _stratified_secure(
             }
     else:
         raise AlgorithmError(f"unknown step {step!r}: 'describe' or 'evaluate'")
-    return {"secure_sum": summed, "public": dict(head)}
+    return {"secure_sum": summed, "public": dict(rows.head)}
 
 
 def _matvec(a: np.ndarray, b: np.ndarray) -> np.ndarray:

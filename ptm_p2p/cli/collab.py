@@ -15,8 +15,11 @@ from typing import Any
 import click
 
 from ptm_p2p.cli.common import (
+    Decorator,
     chosen_invitation,
     emit,
+    file_option,
+    folder_option,
     home_option,
     invitation_option,
     json_option,
@@ -43,10 +46,9 @@ def collab() -> None:
 @home_option()
 @click.option("--origin", required=True, help="The log's name, e.g. example.org/breast-study.")
 @click.option("--org", "admin_org", required=True, help="The admin's organisation name.")
-@click.option(
+@folder_option(
     "--hub-home",
-    type=click.Path(file_okay=False, exists=True),
-    default=None,
+    exists=True,
     help="The hub's home on this machine: its key is read and the genesis entry is written there.",
 )
 @click.option(
@@ -57,12 +59,7 @@ def collab() -> None:
 )
 @click.option("--hub-org", default="hub", show_default=True, help="The hub's organisation.")
 @click.option("--description", default=None, help="A line describing the study.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the genesis entry to this file.",
-)
+@file_option("--out", help="Also write the genesis entry to this file.")
 @json_option()
 def collab_create(
     home: str | None,
@@ -107,9 +104,32 @@ def collab_create(
     )
 
 
+MEMBER_ROLES = ("site", "researcher", "auditor")
+
+
+def _member_options(required: bool, role_help: str, org_help: str) -> Decorator:
+    """``--home``, ``--invitation``, ``--role`` and ``--org`` of `admit` and `revoke` (in
+    this order in their help); admitting needs the role and organisation, revoking checks
+    them against the admission when given."""
+
+    def decorate(f: Any) -> Any:
+        f = click.option("--org", required=required, help=org_help)(f)
+        f = click.option(
+            "--role",
+            required=required,
+            type=click.Choice(MEMBER_ROLES),
+            help=role_help,
+        )(f)
+        f = invitation_option()(f)
+        return home_option()(f)
+
+    return decorate
+
+
 def _membership(
     home: str | None,
-    join: str,
+    invitation: str | None,
+    join_alias: str | None,
     action: str,
     role: str | None,
     org: str | None,
@@ -121,14 +141,16 @@ def _membership(
     from ptm_p2p.admin import members
     from ptm_p2p.network.invitation import Invitation
 
+    join = chosen_invitation(invitation, join_alias, required=True)
+    assert join is not None
     admin = load_home(home)
-    invitation = Invitation.load(Path(join))
+    log_invitation = Invitation.load(Path(join))
     quiet_libp2p()
     if action == "revoke":
-        change = members.revoke(admin, invitation, key, role, org, reason)
+        change = members.revoke(admin, log_invitation, key, role, org, reason)
     else:
         assert role is not None and org is not None
-        change = members.admit(admin, invitation, key, role, org, same_org)
+        change = members.admit(admin, log_invitation, key, role, org, same_org)
     emit(
         change.to_dict(),
         as_json,
@@ -137,15 +159,12 @@ def _membership(
 
 
 @collab.command("admit")
-@home_option()
-@invitation_option()
-@click.option(
-    "--role",
+@_member_options(
     required=True,
-    type=click.Choice(["site", "researcher", "auditor"]),
-    help="What the key may do: a site runs tasks, a researcher publishes them, an auditor reads.",
+    role_help="What the key may do: a site runs tasks, a researcher publishes them, an auditor "
+    "reads.",
+    org_help="The member's organisation name.",
 )
-@click.option("--org", required=True, help="The member's organisation name.")
 @click.option(
     "--same-org",
     is_flag=True,
@@ -175,22 +194,14 @@ def collab_admit(
     Example:
       ptm collab admit --home admin/ --invitation invite.json --role site --org hospital-a 3f2a…
     """
-    join = chosen_invitation(invitation, join_alias, required=True)
-    assert join is not None
-    _membership(home, join, "admit", role, org, pubkey, None, as_json, same_org)
+    _membership(home, invitation, join_alias, "admit", role, org, pubkey, None, as_json, same_org)
 
 
 @collab.command("revoke")
-@home_option()
-@invitation_option()
-@click.option(
-    "--role",
-    default=None,
-    type=click.Choice(["site", "researcher", "auditor"]),
-    help="The member's role (default: as admitted; checked against the admission if given).",
-)
-@click.option(
-    "--org", default=None, help="The member's organisation (default: as admitted; checked)."
+@_member_options(
+    required=False,
+    role_help="The member's role (default: as admitted; checked against the admission if given).",
+    org_help="The member's organisation (default: as admitted; checked).",
 )
 @click.option("--reason", default=None, help="Why (kept in the log).")
 @click.argument("pubkey", callback=pubkey_param)
@@ -213,9 +224,7 @@ def collab_revoke(
     Example:
       ptm collab revoke --home admin/ --invitation invite.json --reason "left the study" 3f2a…
     """
-    join = chosen_invitation(invitation, join_alias, required=True)
-    assert join is not None
-    _membership(home, join, "revoke", role, org, pubkey, reason, as_json)
+    _membership(home, invitation, join_alias, "revoke", role, org, pubkey, reason, as_json)
 
 
 @collab.command("members")

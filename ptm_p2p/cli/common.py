@@ -39,6 +39,43 @@ def json_option(help: str = "Print JSON.") -> Decorator:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def file_option(
+    *names: str,
+    help: str,
+    exists: bool = False,
+    writable: bool = False,
+    as_path: bool = False,
+    required: bool = False,
+    metavar: str | None = None,
+) -> Decorator:
+    """An option naming one file (never a folder): one the command reads (``exists``) or
+    writes (``writable``: checked up front); the command receives a string, a ``Path``
+    with ``as_path``, or None when the option is not given."""
+    kind = click.Path(
+        dir_okay=False, exists=exists, writable=writable, path_type=Path if as_path else None
+    )
+    return click.option(
+        *names, type=kind, default=None, required=required, metavar=metavar, help=help
+    )
+
+
+def folder_option(
+    *names: str, help: str, exists: bool = False, as_path: bool = False, required: bool = False
+) -> Decorator:
+    """An option naming a folder (never a file): one the command reads (``exists``) or
+    writes files into; the command receives a string, a ``Path`` with ``as_path``, or None
+    when the option is not given."""
+    kind = click.Path(file_okay=False, exists=exists, path_type=Path if as_path else None)
+    return click.option(*names, type=kind, default=None, required=required, help=help)
+
+
+def positive_number_option(*names: str, help: str, metavar: str | None = None) -> Decorator:
+    """An optional number above 0 (a time step, unit or resolution); the command receives
+    a float, or None when the option is not given."""
+    kind = click.FloatRange(0, min_open=True)
+    return click.option(*names, type=kind, default=None, metavar=metavar, help=help)
+
+
 def client_invitation_option() -> Decorator:
     """The researcher's ``--invitation FILE`` (alias ``--join``), optional: the client
     falls back to HOME/invitation.json or $PTM_INVITATION."""

@@ -14,6 +14,7 @@ import click
 
 from ptm_p2p.cli.common import (
     check_daemon_home,
+    file_option,
     home_option,
     listen_host_option,
     load_home,
@@ -27,16 +28,11 @@ from ptm_p2p.cli.common import (
 @home_option()
 @listen_host_option
 @click.option("--port", default=4001, show_default=True, type=int, help="TCP port to listen on.")
-@click.option(
-    "--genesis",
-    type=click.Path(dir_okay=False, exists=True),
-    default=None,
-    help="Genesis entry file for a new log (default: HOME/genesis.entry).",
+@file_option(
+    "--genesis", exists=True, help="Genesis entry file for a new log (default: HOME/genesis.entry)."
 )
-@click.option(
+@file_option(
     "--invitation",
-    type=click.Path(dir_okay=False),
-    default=None,
     help="Write the invitation file (hub address, key, origin) here, for sites and the admin "
     "(they read it with --invitation FILE). Give it again after a change of --host/--port.",
 )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.cli.common import json_option
+from ptm_p2p.cli.common import folder_option, json_option
 from ptm_p2p.errors import StoreError
 from ptm_p2p.ledger_copy import ledger_file, open_read_only, read_only_copy
 
@@ -72,11 +72,10 @@ SECTIONS = (
 @click.command("audit")
 @click.argument("ledger", type=click.Path(path_type=Path))
 @json_option("Print the complete report as JSON.")
-@click.option(
+@folder_option(
     "--csv",
     "csv_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
+    as_path=True,
     help="Also write the report as CSV files (tasks, answers, studies, …) into this folder.",
 )
 @click.option(

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ptm_p2p.cli.common import json_option
+from ptm_p2p.cli.common import file_option, folder_option, json_option, positive_number_option
 from ptm_p2p.errors import PolicyError
 
 
@@ -33,18 +33,15 @@ def _parse_data(values: tuple[str, ...]) -> dict[str, Path]:
     metavar="LABEL=PATH",
     help="Mount PATH (file or folder) read-only at /ptm/data/LABEL. Repeatable.",
 )
-@click.option(
+@file_option(
     "--input",
     "input_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    exists=True,
+    as_path=True,
     help="Task input file (JSON), mounted at /ptm/input.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to copy the output files into.",
+@folder_option(
+    "--out", "out_dir", as_path=True, required=True, help="Folder to copy the output files into."
 )
 @click.option(
     "--timeout", type=float, default=600.0, show_default=True, help="Wall-clock limit in seconds."
@@ -57,10 +54,8 @@ def _parse_data(values: tuple[str, ...]) -> dict[str, Path]:
     show_default=True,
     help="PTM_MIN_GROUP_SIZE given to the algorithm.",
 )
-@click.option(
+@positive_number_option(
     "--time-resolution",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
     help="Turn disclosure control on with this time lattice (PTM_TIME_RESOLUTION), as a "
     "site's [policy] disclosure_control = true does; default off (docs/privacy.md).",
 )

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.cli.common import client_options, open_client, targets
+from ptm_p2p.cli.common import (
+    client_options,
+    file_option,
+    open_client,
+    positive_number_option,
+    targets,
+)
 from ptm_p2p.cli.study_grid import SECURE_OPTIONS, secure_grid
 from ptm_p2p.errors import StudyError
 
@@ -333,17 +339,14 @@ def coxph(run: StudyRun, covariates: str, ties: str, stratify_sites: bool) -> No
 @study.command()
 @study_options("1 − confidence level of the band.")
 @click.option("--group", "group", default=None, help="Also a curve per value of this column.")
-@click.option(
+@positive_number_option(
     "--time-unit",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
     help="Sites round every time up to a multiple of this first (coarser reveals less).",
 )
-@click.option(
+@file_option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
+    writable=True,
     help="Draw the curves with their confidence bands to this PNG file.",
 )
 def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str | None) -> None:

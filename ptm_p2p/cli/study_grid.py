@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from ptm_p2p.cli.common import file_option, positive_number_option
+
 # docs/survival.md: a grid point every STEP days of the sites' lattice, e.g.
 EXAMPLE = "--secure --grid-step 30 --horizon 3000"
 
@@ -30,30 +32,26 @@ secure_option = click.option(
     "left out and the round runs again without it. Pooled Cox and Kaplan–Meier need a time "
     f"grid with it ({EXAMPLE}, or --grid FILE); --stratify-sites needs none.",
 )
-grid_step_option = click.option(
+grid_step_option = positive_number_option(
     "--grid-step",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
     metavar="STEP",
     help="With --secure: a grid point every STEP time units of --duration, from 0 to "
     "--horizon. Use the sites' time resolution (their [policy] time_resolution, e.g. 30 "
     "days): every event time then lies on the grid. A coarser step merges Kaplan–Meier "
     "intervals; for Cox, events off the grid are an error.",
 )
-horizon_option = click.option(
+horizon_option = positive_number_option(
     "--horizon",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
     metavar="T",
     help="With --grid-step: the last grid point, at or past the longest follow-up (e.g. "
     "3650 for ten years in days). Kaplan–Meier exits after it count only in the number at "
     "risk; Cox events after it are off the grid, an error.",
 )
-grid_file_option = click.option(
+grid_file_option = file_option(
     "--grid",
     "grid_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
+    exists=True,
+    as_path=True,
     metavar="FILE",
     help="With --secure, instead of --grid-step/--horizon: the grid's time points from FILE, "
     "increasing, separated by commas, spaces or new lines (# starts a comment).",

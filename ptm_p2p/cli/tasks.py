@@ -16,14 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptm_p2p.cli.common import client_options, open_client, targets
-from ptm_p2p.errors import (
-    EXIT_DOMAIN,
-    EXIT_NOT_DONE,
-    EXIT_OK,
-    EXIT_REFUSED,
-    PtmError,
-)
+from ptm_p2p.cli.common import client_options, folder_option, open_client, targets
+from ptm_p2p.errors import EXIT_DOMAIN, EXIT_NOT_DONE, EXIT_OK, EXIT_REFUSED, PtmError
 
 if TYPE_CHECKING:
     from ptm_p2p.client import Client, TaskView
@@ -371,22 +365,16 @@ def _entry_at(client: Client, index: int) -> Any:
 
 @click.command()
 @click.argument("task")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write each site's opened output to DIR/SITE.output.",
-)
+@folder_option("--out", as_path=True, help="Write each site's opened output to DIR/SITE.output.")
 @click.option(
     "--site",
     "only",
     multiple=True,
     help="Show only this site (repeatable); exit 1 if one of them is faulty.",
 )
-@click.option(
+@folder_option(
     "--prove",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
+    as_path=True,
     help="Write a proof of each opened output to DIR (plaintext, nonce, signed entry).",
 )
 @client_options

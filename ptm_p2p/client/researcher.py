@@ -31,12 +31,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ptm_p2p.client.connection import INVITATION_FILE, Connection, find_invitation
 from ptm_p2p.client.opener import MAX_ANSWER_BYTES, ResultOpener
 from ptm_p2p.client.publisher import DEFAULT_LIMITS, Publisher, TaskSpec
-from ptm_p2p.client.round_trips import RoundLimits, Rounds
+from ptm_p2p.client.round_trips import RoundLimits, RoundOptions, Rounds
 from ptm_p2p.client.task_book import TaskBook
 from ptm_p2p.client.views import FAULTY, FINAL, UNAVAILABLE, SiteAnswer, TaskView, why_not_ok
 from ptm_p2p.errors import PtmError
@@ -159,15 +159,7 @@ class Client:
     # --- rounds ----------------------------------------------------------------------------
 
     def run_round(
-        self,
-        image: str,
-        inputs: Mapping[str, Any],
-        data: Sequence[str] = (),
-        timeout: float = 600,
-        algorithm: str | None = None,
-        on_progress: Callable[[TaskView], None] | None = None,
-        memory_mb: int = DEFAULT_LIMITS["memory_mb"],
-        cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
+        self, image: str, inputs: Mapping[str, Any], **options: Unpack[RoundOptions]
     ) -> dict[str, Any]:
         """One round over many sites: publish (one JSON input per site), wait, open.
 
@@ -175,34 +167,29 @@ class Client:
         Raises ``StudyError`` naming every site that failed, refused, timed out, is faulty
         (its output does not open as it signed it) or did not answer within ``timeout``
         seconds, and only those; the error's ``answers`` holds every other site's answer.
+        ``options`` (``RoundOptions``): ``data``, ``timeout`` (600 s), ``algorithm``,
+        ``on_progress``, ``memory_mb``, ``cpu_millis``.
         """
-        limits = RoundLimits(data, timeout, algorithm, memory_mb, cpu_millis, on_progress)
-        return self.rounds.run(image, inputs, limits)
+        return self.rounds.run(image, inputs, RoundLimits(**options))
 
     def sum_round(
         self,
         image: str,
         inputs: Mapping[str, Any],
-        data: Sequence[str] = (),
-        timeout: float = 600,
-        algorithm: str | None = None,
-        on_progress: Callable[[TaskView], None] | None = None,
-        memory_mb: int = DEFAULT_LIMITS["memory_mb"],
-        cpu_millis: int = DEFAULT_LIMITS["cpu_millis"],
         min_sites: int = 2,
+        **options: Unpack[RoundOptions],
     ) -> SecureSum:
         """One secure-aggregation round: only the sum over the sites opens.
 
-        Publishes the task with ``aggregate="secure-sum"`` (one JSON input per site, as
-        ``run_round``), waits, opens every answer and adds the masked vectors
-        (``ledger/secagg.py``). A site that does not answer ``ok`` in time leaves masks in
-        the others' vectors that cannot cancel: the round is published again without it (a
-        new task, so fresh masks) until every remaining target answers, or fewer than
-        ``min_sites`` remain (``StudyError``). Nothing is ever unmasked; ``dropped`` names
-        each site left out and why, ``tasks`` every task published.
+        Publishes the task with ``aggregate="secure-sum"`` (one JSON input per site and the
+        same ``options`` as ``run_round``), waits, opens every answer and adds the masked
+        vectors (``ledger/secagg.py``). A site that does not answer ``ok`` in time leaves
+        masks in the others' vectors that cannot cancel: the round is published again
+        without it (a new task, so fresh masks) until every remaining target answers, or
+        fewer than ``min_sites`` remain (``StudyError``). Nothing is ever unmasked;
+        ``dropped`` names each site left out and why, ``tasks`` every task published.
         """
-        limits = RoundLimits(data, timeout, algorithm, memory_mb, cpu_millis, on_progress)
-        return self.rounds.sum(image, inputs, limits, min_sites)
+        return self.rounds.sum(image, inputs, RoundLimits(**options), min_sites)
 
 
 __all__ = [

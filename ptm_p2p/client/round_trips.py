@@ -14,10 +14,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from ptm_p2p.client.opener import ResultOpener
-from ptm_p2p.client.publisher import Publisher, TaskSpec
+from ptm_p2p.client.publisher import DEFAULT_LIMITS, Publisher, TaskSpec
 from ptm_p2p.client.task_book import TaskBook
 from ptm_p2p.client.views import FINAL, SiteAnswer, TaskView, why_not_ok
 from ptm_p2p.errors import PtmError, StudyError
@@ -28,16 +28,30 @@ WAIT_GRACE_S = 30  # how much longer than the task's own timeout a round waits f
 RERUN_REASON = "secure-sum round published again without it"  # a cancelled round's reason
 
 
-@dataclass(frozen=True)
-class RoundLimits:
-    """What every round of a call shares: its data, timeout, algorithm name and limits."""
+class RoundOptions(TypedDict, total=False):
+    """The keyword options of ``Client.run_round`` and ``Client.sum_round``: the data labels
+    the sites read, the round's timeout in seconds, the algorithm's name in the log, a
+    callback for each new view of the task, and the container's memory and CPU limits
+    (defaults: ``RoundLimits``)."""
 
     data: Sequence[str]
     timeout: float
     algorithm: str | None
+    on_progress: Callable[[TaskView], None] | None
     memory_mb: int
     cpu_millis: int
+
+
+@dataclass(frozen=True)
+class RoundLimits:
+    """What every round of a call shares (``RoundOptions``, with their defaults)."""
+
+    data: Sequence[str] = ()
+    timeout: float = 600
+    algorithm: str | None = None
     on_progress: Callable[[TaskView], None] | None = None
+    memory_mb: int = DEFAULT_LIMITS["memory_mb"]
+    cpu_millis: int = DEFAULT_LIMITS["cpu_millis"]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ptm_p2p.ledger.replay import State
 from ptm_p2p.ledger.store import SqliteStore
 from ptm_p2p.network import protocol
 from ptm_p2p.network.blobs import BlobServer
-from ptm_p2p.network.daemon_runner import home_lock, serve_home
+from ptm_p2p.network.daemon_runner import DaemonParts, home_lock, serve_home
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.network.sync_server import Answer, SyncServer
 from ptm_p2p.network.verified_log import BUSY_TIMEOUT_MS
@@ -188,14 +188,7 @@ def _serve_hub(
         await hub.sequencer.run()
 
     try:
-        serve_home(
-            home,
-            host_ip,
-            port,
-            handler=hub.handle,
-            tasks=[write_invitation, sequencer, hub.serve_blobs, *hub.server.tasks()],
-            status=hub.status,
-            role="hub",
-        )
+        tasks = [write_invitation, sequencer, hub.serve_blobs, *hub.server.tasks()]
+        serve_home(home, host_ip, port, DaemonParts(hub.handle, tasks, hub.status, role="hub"))
     finally:
         hub.close()

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,57 +85,40 @@ def home_lock(home: Path, role: str) -> Iterator[None]:
 Task = Callable[[Any, str], Awaitable[None]]
 
 
-def serve_home(
-    home: Home,
-    host_ip: str,
-    port: int,
-    *,
-    handler: Handler,
-    tasks: list[Task],
-    status: Callable[[Any], dict[str, Any]],
-    role: str,
-) -> None:
+@dataclass(frozen=True)
+class DaemonParts:
+    """What a role brings to the daemon: the handler of its requests, its tasks (each
+    called as ``task(host, my_full_address)``), what its status file says beyond the
+    common fields, and its name in logs and errors ("hub", "node")."""
+
+    handler: Handler
+    tasks: list[Task]
+    status: Callable[[Any], dict[str, Any]]
+    role: str
+
+
+def serve_home(home: Home, host_ip: str, port: int, parts: DaemonParts) -> None:
     """``run_daemon`` for a role's home (its key and folder), in a trio event loop of its
     own: what ``ptm hub`` and ``ptm node`` call once their parts are assembled."""
-    trio.run(
-        lambda: run_daemon(
-            home=home.path,
-            seed=home.signer.seed,
-            host_ip=host_ip,
-            port=port,
-            handler=handler,
-            tasks=tasks,
-            status=status,
-            role=role,
-        )
-    )
+    trio.run(run_daemon, home.path, home.signer.seed, host_ip, port, parts)
 
 
-async def run_daemon(
-    *,
-    home: Path,
-    seed: bytes,
-    host_ip: str,
-    port: int,
-    handler: Handler,
-    tasks: list[Task],
-    status: Callable[[Any], dict[str, Any]],
-    role: str,
-) -> None:
+async def run_daemon(home: Path, seed: bytes, host_ip: str, port: int, parts: DaemonParts) -> None:
     """Run until SIGTERM/SIGINT. Each task is called as ``task(host, my_full_address)``."""
+    role = parts.role
     check_port_free(host_ip, port, role)
     host = make_host(seed)
     addr = listen_addr(host_ip, port)
     try:
         async with host.run([addr]):
-            RpcServer(host, handler).install()
+            RpcServer(host, parts.handler).install()
             me = full_addr(host, addr)
             (home / ADDR_FILE).write_text(me + "\n")
             log.info("%s listening on %s", role, me)
             async with trio.open_nursery() as nursery:
-                for task in tasks:
+                for task in parts.tasks:
                     nursery.start_soon(task, host, me)
-                nursery.start_soon(_status_writer, home, host, me, status, role)
+                nursery.start_soon(_status_writer, home, host, me, parts.status, role)
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for signum in signals:
                         log.info("%s: got %s, stopping", role, signal.Signals(signum).name)

@@ -19,7 +19,7 @@ import logging
 from ptm_p2p.errors import PtmError
 from ptm_p2p.home import Home
 from ptm_p2p.home_files import write_failed_status
-from ptm_p2p.network.daemon_runner import home_lock, serve_home
+from ptm_p2p.network.daemon_runner import DaemonParts, home_lock, serve_home
 from ptm_p2p.network.invitation import Invitation
 from ptm_p2p.site.replicator import Site
 from ptm_p2p.site.worker import TaskWorker, site_settings, sweep_task_folders
@@ -53,18 +53,20 @@ def _serve_node(
             home,
             host_ip,
             port,
-            handler=site.server.answer,
-            tasks=[
-                site.follow_hub,
-                site.anti_entropy,
-                site.push_cosignatures,
-                worker.run,
-                # Durable cosignatures, and a stop on damage to our own file found while
-                # serving a peer (as the hub does).
-                *site.server.tasks(),
-            ],
-            status=lambda host: site.status(host, worker.status()),
-            role="node",
+            DaemonParts(
+                handler=site.server.answer,
+                tasks=[
+                    site.follow_hub,
+                    site.anti_entropy,
+                    site.push_cosignatures,
+                    worker.run,
+                    # Durable cosignatures, and a stop on damage to our own file found while
+                    # serving a peer (as the hub does).
+                    *site.server.tasks(),
+                ],
+                status=lambda host: site.status(host, worker.status()),
+                role="node",
+            ),
         )
     finally:
         site.book.flush()

@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import trio
-
 from ptm_p2p.home import Home
-from ptm_p2p.network.daemon_runner import run_daemon
+from ptm_p2p.network.daemon_runner import DaemonParts, serve_home
 
 
 def serve(
@@ -21,15 +19,4 @@ def serve(
     tasks: Sequence[Callable[..., Any]] = (),
 ) -> None:
     """Run the daemon until the process is stopped; ``status`` feeds its status file."""
-    trio.run(
-        lambda: run_daemon(
-            home=home.path,
-            seed=home.signer.seed,
-            host_ip="127.0.0.1",
-            port=port,
-            handler=handler,
-            tasks=list(tasks),
-            status=status,
-            role=role,
-        )
-    )
+    serve_home(home, "127.0.0.1", port, DaemonParts(handler, list(tasks), status, role))

@@ -18,7 +18,7 @@ import pytest
 from ptm_p2p.algorithms import datasets
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
-from ptm_p2p.dev.stack import Stack, ensure_stack
+from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import StudyError
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
@@ -32,11 +32,6 @@ SMALL = "clinic-e"
 def query(points: int) -> dict:
     grid = [30.0 * i for i in range(1, points + 1)]
     return {"duration": "time", "event": "cens", "data": LABEL, "secure_sum": {"grid": grid}}
-
-
-@pytest.fixture(scope="module")
-def stack() -> Stack:
-    return ensure_stack()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 from ptm_p2p.algorithms import datasets
 from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
-from ptm_p2p.dev.stack import Stack, ensure_stack
+from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import StudyError
 from ptm_p2p.network.home_status import collect, render
 
@@ -49,11 +49,6 @@ class Record:
         reason = caught.value.sites[SITE]
         assert reason.startswith("refused: refused by this site's disclosure record: "), reason
         return reason
-
-
-@pytest.fixture(scope="module")
-def stack() -> Stack:
-    return ensure_stack()
 
 
 @pytest.fixture(scope="module")

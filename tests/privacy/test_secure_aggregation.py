@@ -11,8 +11,6 @@ site's own counts from what it receives.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,8 +21,9 @@ from ptm_p2p.algorithms.rounds import LocalRunner, tables_from_frames
 from ptm_p2p.errors import StudyError
 from ptm_p2p.executor.policy import SitePolicy
 from ptm_p2p.ledger import crypto, secagg
-from ptm_p2p.ledger import entry as E
 from ptm_p2p.site import masking as site_secagg
+
+from .masking import masked, plain_and_secure_task
 
 GRID = [float(t) for t in np.arange(30, 3000 + 30, 30)]  # 100 points past GBSG2's 2659 days
 
@@ -87,17 +86,7 @@ def test_the_researcher_recovers_no_site_counts(sites) -> None:
     tables = tables_from_frames(sites)
     request = {"duration": "time", "event": "cens", "secure_sum": {"grid": GRID}}
     truth = {s: site.compute("km", t, request, 5, 30.0)["secure_sum"] for s, t in tables.items()}
-    keys = {s: crypto.Signer.generate() for s in sites}
-    targets = [k.public_key for k in keys.values()]
-    task = b"\x07" * 32
-    received = {
-        s: json.loads(
-            secagg.mask_output(
-                keys[s], targets, task, json.dumps({"secure_sum": truth[s]}).encode()
-            )
-        )
-        for s in sites
-    }
+    received = masked({s: {"secure_sum": truth[s]} for s in sites}, b"\x07" * 32)
     recovered = 0
     names = list(sites)
     for subset in ([a] for a in names), ([a, b] for a in names for b in names if a < b):
@@ -122,15 +111,9 @@ def test_group_curves_are_refused_under_secure_aggregation(sites) -> None:
 
 def test_a_site_requiring_secure_aggregation_refuses_plain_tasks() -> None:
     policy = SitePolicy.from_table({"require_secure_aggregation": True})
-    researcher, a, b = (crypto.Signer.generate() for _ in range(3))
+    a, b = (crypto.Signer.generate() for _ in range(2))
     image = "127.0.0.1:5000/ptm/km@sha256:" + "b" * 64
-    limits = {"timeout_s": 60, "memory_mb": 64, "cpu_millis": 100}
-    inputs = {a.public_key: b"{}", b.public_key: b"{}"}
-    chain = E.AuthorChain(researcher)
-    plain = chain.append(E.TASK, E.task_payload_v2(researcher, 1, image, inputs, limits), 1)
-    secure = chain.append(
-        E.TASK, E.task_payload_v2(researcher, 2, image, inputs, limits, aggregate="secure-sum"), 2
-    )
+    plain, secure = plain_and_secure_task(image, {a.public_key: b"{}", b.public_key: b"{}"})
     assert site_secagg.refusal(policy, plain) == site_secagg.REQUIRED
     assert site_secagg.refusal(policy, secure) is None
     assert site_secagg.refusal(SitePolicy.from_table({}), plain) is None

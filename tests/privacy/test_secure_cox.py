@@ -11,30 +11,18 @@ can be read from what the researcher receives.
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import pytest
 
 from ptm_p2p.algorithms import coxph
 from ptm_p2p.algorithms import survival_site as site
-from ptm_p2p.algorithms.rounds import LocalRunner, tables_from_frames
+from ptm_p2p.algorithms.rounds import tables_from_frames
 from ptm_p2p.errors import StudyError
-from ptm_p2p.ledger import crypto, secagg
 
-from .attacks import read_as_unmasked
-
-K = 5
-RESOLUTION = 30.0
-COVARIATES = ["horTh", "age", "tsize", "pnodes", "progrec", "estrec"]
-FIXED_POINT_REL = 1e-9  # the stated bound (docs/privacy.md, "Fixed-point error")
-COEF_TOL = 1e-6
-SE_TOL = 1e-5
-
-
-def _relative(a: dict[str, float], b: dict[str, float]) -> float:
-    return max(abs(a[c] - b[c]) / max(abs(b[c]), 1e-300) for c in COVARIATES)
+from . import cox_model
+from .cox_model import COEF_TOL, COVARIATES, FIXED_POINT_REL, RESOLUTION, SE_TOL, K, relative
+from .masking import assert_only_the_total_opens, masked
 
 
 @pytest.mark.parametrize("k, resolution", [(K, RESOLUTION), (1, None)], ids=["control", "exact"])
@@ -46,8 +34,8 @@ def test_secure_stratified_fit_equals_the_plain_one(sites, k, resolution, ties) 
     assert secure.secure and secure.converged and not secure.dropped
     assert secure.rounds == plain.rounds
     assert (secure.n, secure.n_events) == (plain.n, plain.n_events) == (686, 299)
-    assert _relative(secure.params, plain.params) < FIXED_POINT_REL
-    assert _relative(secure.standard_errors, plain.standard_errors) < FIXED_POINT_REL
+    assert relative(secure.params, plain.params) < FIXED_POINT_REL
+    assert relative(secure.standard_errors, plain.standard_errors) < FIXED_POINT_REL
     assert abs(secure.log_likelihood - plain.log_likelihood) < FIXED_POINT_REL * abs(
         plain.log_likelihood
     )
@@ -103,35 +91,14 @@ def test_the_researcher_reads_no_site_loglik_score_or_information(sites, step) -
             plain = site.compute("coxph-stratified", t, request, K, RESOLUTION)
             assert truth[s]["loglik"] == [plain["points"][0]["loglik"]]
             assert truth[s]["score"] == plain["points"][0]["score"]
-    keys = {s: crypto.Signer.generate() for s in sites}
-    targets = [key.public_key for key in keys.values()]
-    task = b"\x11" * 32
-    received = {
-        s: json.loads(secagg.mask_output(keys[s], targets, task, json.dumps(outputs[s]).encode()))
-        for s in sites
-    }
-    for s in sites:  # the public part says nothing of the data
-        assert received[s]["public"] == {"version": site.VERSION, "covariates": COVARIATES,
-                                         "ties": "efron"}  # fmt: skip
-    names = list(sites)
-    assert read_as_unmasked(received, truth) == 0
+    received = masked(outputs, b"\x11" * 32)
     # only the sum of all three opens, and it is the sum of the sites' values
-    total, _ = secagg.unmask_by_sum(received)
-    for name in truth[names[0]]:
-        exact = np.array([math.fsum(v) for v in zip(*(truth[s][name] for s in names), strict=True)])
-        assert np.allclose(total[name], exact, rtol=1e-15, atol=1e-20), name
+    public = {"version": site.VERSION, "covariates": COVARIATES, "ties": "efron"}
+    assert_only_the_total_opens(received, truth, public)
 
 
 def test_a_refusing_site_is_dropped_before_any_beta_leaves(sites) -> None:
-    frames = {**sites, "clinic-e": sites["hospital-c"].iloc[:4]}  # 4 patients < k = 5
-    runner = LocalRunner(tables_from_frames(frames), K, RESOLUTION)
-    secure = coxph.fit(runner, list(frames), "time", "cens", COVARIATES, stratify_sites=True,
-                       secure=True)  # fmt: skip
-    assert set(secure.dropped) == {"clinic-e"} and "fewer than" in secure.dropped["clinic-e"]
-    assert tuple(secure.site_counts) == ("hospital-a", "hospital-b", "hospital-c")
-    alone = coxph.fit_local(sites, "time", "cens", COVARIATES, stratify_sites=True,
-                            min_group_size=K, time_resolution=RESOLUTION)  # fmt: skip
-    assert _relative(secure.params, alone.params) < FIXED_POINT_REL
+    cox_model.assert_a_refusing_site_is_dropped(sites, stratify_sites=True)
 
 
 def test_secure_pooled_model_needs_a_grid(sites) -> None:

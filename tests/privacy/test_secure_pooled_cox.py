@@ -11,35 +11,24 @@ site's sums — nor any pair's — can be read from what the researcher receives
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import pytest
 
 from ptm_p2p.algorithms import coxph
 from ptm_p2p.algorithms import survival_site as site
-from ptm_p2p.algorithms.rounds import LocalRunner, tables_from_frames
+from ptm_p2p.algorithms.rounds import tables_from_frames
 from ptm_p2p.errors import StudyError
 from ptm_p2p.executor.policy import SitePolicy
-from ptm_p2p.ledger import crypto, secagg
-from ptm_p2p.ledger import entry as E
+from ptm_p2p.ledger import crypto
 from ptm_p2p.site import masking as site_secagg
 
-from .attacks import read_as_unmasked
+from . import cox_model
+from .cox_model import COEF_TOL, COVARIATES, FIXED_POINT_REL, RESOLUTION, SE_TOL, K, relative
+from .masking import assert_only_the_total_opens, masked, plain_and_secure_task
 
-K = 5
-RESOLUTION = 30.0
-COVARIATES = ["horTh", "age", "tsize", "pnodes", "progrec", "estrec"]
 LATTICE = [RESOLUTION * i for i in range(1, 101)]  # every 30 days to 3000
 DAYS = [float(t) for t in range(1, 2701)]  # every day: GBSG2's times are whole days
-FIXED_POINT_REL = 1e-9  # the stated bound (docs/privacy.md, "Fixed-point error")
-COEF_TOL = 1e-6
-SE_TOL = 1e-5
-
-
-def _relative(a: dict[str, float], b: dict[str, float]) -> float:
-    return max(abs(a[c] - b[c]) / max(abs(b[c]), 1e-300) for c in COVARIATES)
 
 
 @pytest.mark.parametrize(
@@ -56,8 +45,8 @@ def test_secure_pooled_fit_equals_the_plain_one(sites, k, resolution, grid, ties
     assert secure.secure and secure.converged and not secure.dropped and not secure.stratified
     assert secure.rounds == plain.rounds
     assert (secure.n, secure.n_events) == (plain.n, plain.n_events) == (686, 299)
-    assert _relative(secure.params, plain.params) < FIXED_POINT_REL
-    assert _relative(secure.standard_errors, plain.standard_errors) < FIXED_POINT_REL
+    assert relative(secure.params, plain.params) < FIXED_POINT_REL
+    assert relative(secure.standard_errors, plain.standard_errors) < FIXED_POINT_REL
     assert math.isclose(secure.log_likelihood, plain.log_likelihood, rel_tol=FIXED_POINT_REL)
     assert math.isclose(secure.log_likelihood_initial, plain.log_likelihood_initial,
                         rel_tol=FIXED_POINT_REL)  # fmt: skip
@@ -83,16 +72,6 @@ def test_secure_pooled_fit_equals_lifelines_on_coarsened_data(sites) -> None:
     assert coef < COEF_TOL and se < SE_TOL, (coef, se)
 
 
-def _masked(outputs: dict[str, dict]) -> dict[str, dict]:
-    keys = {s: crypto.Signer.generate() for s in outputs}
-    targets = [key.public_key for key in keys.values()]
-    task = b"\x22" * 32
-    return {
-        s: json.loads(secagg.mask_output(keys[s], targets, task, json.dumps(o).encode()))
-        for s, o in outputs.items()
-    }
-
-
 @pytest.mark.parametrize("step", ["describe", "evaluate"])
 def test_the_researcher_reads_no_site_sums_or_event_times(sites, step) -> None:
     """Three masked answers: every single answer and every pair, read as if unmasked,
@@ -114,16 +93,9 @@ def test_the_researcher_reads_no_site_sums_or_event_times(sites, step) -> None:
             plain = site.compute("coxph-pooled", t, plain_request, K, RESOLUTION)
             sums = site.unpack(plain["points"][0]["sums"]).reshape(-1).tolist()
             assert truth[s]["sums"] == sums and truth[s]["at_risk"] == plain["at_risk"]
-    received = _masked(outputs)
-    for s in sites:  # the public part says nothing of the data
-        assert received[s]["public"] == {"version": site.VERSION, "covariates": COVARIATES,
-                                         "ties": "efron"}  # fmt: skip
-    names = list(sites)
-    assert read_as_unmasked(received, truth) == 0
-    total, _ = secagg.unmask_by_sum(received)
-    for name in truth[names[0]]:
-        exact = np.array([math.fsum(v) for v in zip(*(truth[s][name] for s in names), strict=True)])
-        assert np.allclose(total[name], exact, rtol=1e-15, atol=1e-20), name
+    received = masked(outputs, b"\x22" * 32)
+    public = {"version": site.VERSION, "covariates": COVARIATES, "ties": "efron"}
+    assert_only_the_total_opens(received, truth, public)
 
 
 def test_a_grid_missing_event_times_stops_the_fit(sites) -> None:
@@ -134,28 +106,15 @@ def test_a_grid_missing_event_times_stops_the_fit(sites) -> None:
 
 
 def test_a_refusing_site_is_dropped_before_any_beta_leaves(sites) -> None:
-    frames = {**sites, "clinic-e": sites["hospital-c"].iloc[:4]}  # 4 patients < k = 5
-    runner = LocalRunner(tables_from_frames(frames), K, RESOLUTION)
-    secure = coxph.fit(runner, list(frames), "time", "cens", COVARIATES, secure=True,
-                       grid=LATTICE)  # fmt: skip
-    assert set(secure.dropped) == {"clinic-e"} and "fewer than" in secure.dropped["clinic-e"]
-    assert tuple(secure.site_counts) == ("hospital-a", "hospital-b", "hospital-c")
-    alone = coxph.fit_local(sites, "time", "cens", COVARIATES, min_group_size=K,
-                            time_resolution=RESOLUTION)  # fmt: skip
-    assert _relative(secure.params, alone.params) < FIXED_POINT_REL
+    cox_model.assert_a_refusing_site_is_dropped(sites, grid=LATTICE)
 
 
 @pytest.mark.parametrize("image", ["coxph-pooled", "summary"])
 def test_a_site_requiring_secure_aggregation_refuses_plain_pooled_cox_and_summary(image) -> None:
     policy = SitePolicy.from_table({"require_secure_aggregation": True})
-    researcher, a, b = (crypto.Signer.generate() for _ in range(3))
+    a, b = (crypto.Signer.generate() for _ in range(2))
     ref = f"127.0.0.1:5000/ptm/{image}@sha256:" + "c" * 64
-    limits = {"timeout_s": 60, "memory_mb": 64, "cpu_millis": 100}
     inputs = {a.public_key: b'{"step": "describe"}', b.public_key: b'{"step": "describe"}'}
-    chain = E.AuthorChain(researcher)
-    plain = chain.append(E.TASK, E.task_payload_v2(researcher, 1, ref, inputs, limits), 1)
-    secure = chain.append(
-        E.TASK, E.task_payload_v2(researcher, 2, ref, inputs, limits, aggregate="secure-sum"), 2
-    )
+    plain, secure = plain_and_secure_task(ref, inputs)
     assert site_secagg.refusal(policy, plain) == site_secagg.REQUIRED
     assert site_secagg.refusal(policy, secure) is None

@@ -5,20 +5,18 @@ image's own ``compute`` in process with each site's environment (``PTM_DATA_DIR`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from ptm_p2p.algorithm import AlgorithmError
 from ptm_p2p.algorithms import datasets
-from ptm_p2p.ledger import crypto, secagg
+from ptm_p2p.ledger import secagg
 
 from .attacks import read_as_unmasked
+from .masking import masked
 
-MAIN = Path(__file__).resolve().parents[2] / "algorithms" / "summary" / "main.py"
 NAMES = ("hospital-a", "hospital-b", "hospital-c")
 REQUEST = {
     "secure_sum": {
@@ -29,7 +27,7 @@ REQUEST = {
 
 
 @pytest.fixture
-def sites(tmp_path, monkeypatch):
+def sites(tmp_path, summary_main):
     """The summary module and one data folder per site (hospital-c: 2 missing progrec)."""
     frames = dict(zip(NAMES, datasets.split(datasets.load_gbsg2(), datasets.SIZES), strict=True))
     frames["hospital-c"] = frames["hospital-c"].copy()
@@ -39,13 +37,7 @@ def sites(tmp_path, monkeypatch):
         folders[name] = tmp_path / name
         folders[name].mkdir()
         frame.to_csv(folders[name] / "gbsg2", index=False)
-    monkeypatch.setenv("PTM_DATA_LABELS", "gbsg2")
-    monkeypatch.setenv("PTM_MIN_GROUP_SIZE", "5")
-    spec = importlib.util.spec_from_file_location("summary_main", MAIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, frames, folders
+    return summary_main, frames, folders
 
 
 def _answers(sites, monkeypatch, request, resolution: str) -> dict[str, dict]:
@@ -58,20 +50,11 @@ def _answers(sites, monkeypatch, request, resolution: str) -> dict[str, dict]:
     return out
 
 
-def _mask(outputs: dict[str, dict]) -> dict[str, dict]:
-    keys = {s: crypto.Signer.generate() for s in outputs}
-    targets = [key.public_key for key in keys.values()]
-    return {
-        s: json.loads(secagg.mask_output(keys[s], targets, b"\x33" * 32, json.dumps(o).encode()))
-        for s, o in outputs.items()
-    }
-
-
 def test_secure_summary_sums_equal_the_plain_answers_summed(sites, monkeypatch) -> None:
     """Without control (exact): the secure totals equal the plain per-site answers added."""
     outputs = _answers(sites, monkeypatch, REQUEST, "0")
     plain = _answers(sites, monkeypatch, {"categorical": ["horTh", "menostat"]}, "0")
-    total, public = secagg.unmask_by_sum(_mask(outputs))
+    total, public = secagg.unmask_by_sum(masked(outputs, b"\x33" * 32))
     assert total["rows"] == [686.0]
     for i, column in enumerate(REQUEST["secure_sum"]["numeric"]):
         count, missing, added, squares, withheld = total[f"numeric.{i}"]
@@ -107,7 +90,7 @@ def test_secure_summary_under_control_withholds_and_rounds(sites, monkeypatch) -
 def test_the_researcher_reads_no_site_summary(sites, monkeypatch) -> None:
     outputs = _answers(sites, monkeypatch, REQUEST, "30")
     truth = {s: o["secure_sum"] for s, o in outputs.items()}
-    received = _mask(outputs)
+    received = masked(outputs, b"\x33" * 32)
     assert read_as_unmasked(received, truth) == 0
 
 

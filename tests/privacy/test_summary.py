@@ -4,18 +4,13 @@ gives it (``PTM_DATA_DIR``, ``PTM_MIN_GROUP_SIZE``, ``PTM_TIME_RESOLUTION``)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from ptm_p2p.algorithms import datasets
 
-MAIN = Path(__file__).resolve().parents[2] / "algorithms" / "summary" / "main.py"
-
 
 @pytest.fixture
-def summary(tmp_path, monkeypatch):
+def summary(tmp_path, monkeypatch, summary_main):
     frame = datasets.split(datasets.load_gbsg2(), datasets.SIZES)[2].copy()  # 112 patients
     frame.loc[[3, 8], "progrec"] = None  # two missing values: fewer than k
     frame.loc[list(range(10, 20)), "estrec"] = None  # ten: at least k
@@ -23,13 +18,7 @@ def summary(tmp_path, monkeypatch):
     folder.mkdir()
     frame.to_csv(folder / "gbsg2", index=False)
     monkeypatch.setenv("PTM_DATA_DIR", str(folder))
-    monkeypatch.setenv("PTM_DATA_LABELS", "gbsg2")
-    monkeypatch.setenv("PTM_MIN_GROUP_SIZE", "5")
-    spec = importlib.util.spec_from_file_location("summary_main", MAIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, frame
+    return summary_main, frame
 
 
 def test_summary_without_control_is_exact(summary, monkeypatch):
