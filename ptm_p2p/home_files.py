@@ -251,7 +251,9 @@ def mark_stopped(home: Path) -> None:
     """Say in the status file that the daemon stopped, so ``ptm status`` knows at once."""
     path = home / STATUS_FILE
     try:
-        data = read_json(path, dict[str, Any]) or {}
+        data = read_json(path, dict[str, Any])
+        if data is None:  # no daemon wrote one: nothing to correct
+            return
         data.update(stopped=time.time(), connected=[])
         write_status(home, data)
     except (OSError, HomeFileError):

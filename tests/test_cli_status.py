@@ -128,15 +128,6 @@ def test_collab_members_refuses_a_copy_that_does_not_verify(
     assert "ptm audit" in result.output
 
 
-def test_status_names_the_daemons_status_file() -> None:
-    """``ptm status`` reads the file the daemon writes: one name, in home_files (which
-    imports no libp2p)."""
-    from ptm_p2p import home_files
-    from ptm_p2p.network import daemon_runner, home_status
-
-    assert home_status.STATUS_FILE == daemon_runner.STATUS_FILE == home_files.STATUS_FILE
-
-
 def test_status_shows_the_largest_checkpoint_even_when_an_older_one_was_stored_last(
     tmp_path: Path,
 ) -> None:

@@ -45,6 +45,8 @@ def test_a_grid_file_gives_its_points(tmp_path: Path) -> None:
         ([*KM, "--secure", "--group", "g", "--grid-step", "30", "--horizon", "90"],
          "not available under --secure"),
         ([*KM, "--secure", "--grid-step", "0.01", "--horizon", "3000"], "at most 4096"),
+        ([*KM, "--secure", "--grid-step", "30", "--horizon", "inf"], "not a finite number"),
+        ([*KM, "--secure", "--grid-step", "nan", "--horizon", "90"], "not a finite number"),
     ],
 )  # fmt: skip
 def test_misused_grid_flags_are_usage_errors_naming_them(argv: list[str], says: str) -> None:

@@ -9,6 +9,7 @@ own text, the option's name, type and default stay the same everywhere.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,7 +74,16 @@ def positive_number_option(*names: str, help: str, metavar: str | None = None) -
     """An optional number above 0 (a time step, unit or resolution); the command receives
     a float, or None when the option is not given."""
     kind = click.FloatRange(0, min_open=True)
-    return click.option(*names, type=kind, default=None, metavar=metavar, help=help)
+    return click.option(
+        *names, type=kind, default=None, metavar=metavar, help=help, callback=_finite
+    )
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """FloatRange lets ``inf`` and ``nan`` through: no step, unit or resolution is either."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 def client_invitation_option() -> Decorator:

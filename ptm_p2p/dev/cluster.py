@@ -22,7 +22,7 @@ from typing import Any
 
 from ptm_p2p.errors import NetworkError
 from ptm_p2p.home import Home
-from ptm_p2p.network.daemon_runner import STATUS_FILE
+from ptm_p2p.home_files import STATUS_FILE
 from ptm_p2p.network.home_status import collect
 from ptm_p2p.network.host import free_port
 from ptm_p2p.network.invitation import Invitation

@@ -1,6 +1,6 @@
 """What ``ptm dev up / status / down / clear-cache`` do and print, without click.
 
-Shared by the CLI (``ptm_p2p/cli/executor.py``) and ``python -m ptm_p2p.dev`` (used by
+Shared by the CLI (``ptm_p2p/cli/dev.py``) and ``python -m ptm_p2p.dev`` (used by
 ``scripts/dev-up.sh`` before ``ptm`` is on PATH), so both say exactly the same. Each function
 returns the lines (or the JSON object) to print; the caller prints them.
 """

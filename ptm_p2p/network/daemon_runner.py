@@ -3,7 +3,9 @@
 ``run_daemon`` starts the host on the listen address, installs the sync protocol handler,
 runs the role's tasks, writes ``HOME/status.json`` about once a second (so ``ptm status``
 can show connected peers and lag without talking to the daemon), and on SIGTERM or Ctrl-C
-cancels everything and returns; the store is closed by the caller's ``finally``.
+cancels everything and returns; the store is closed by the caller's ``finally``. Both
+daemons call it through ``serve_home`` with their ``DaemonParts`` (the protocol handler,
+their tasks, their status and their role's name).
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import trio
 
 from ptm_p2p.errors import ConfigError, PtmError
 from ptm_p2p.home import Home
-from ptm_p2p.home_files import STATUS_FILE as STATUS_FILE  # for the dev cluster
-from ptm_p2p.home_files import mark_stopped, write_status
+from ptm_p2p.home_files import STATUS_FILE, mark_stopped, write_status
 from ptm_p2p.network.host import check_port_free, full_addr, listen_addr, make_host
 from ptm_p2p.network.rpc import Handler, RpcServer
 

@@ -23,7 +23,6 @@ from msgspec import UNSET
 
 from ptm_p2p.errors import LedgerError, PtmError
 from ptm_p2p.home import KEY_FILE, LEDGER_FILE
-from ptm_p2p.home_files import STATUS_FILE as STATUS_FILE  # read by `ptm status`
 from ptm_p2p.home_files import DaemonStatus, read_status
 from ptm_p2p.ledger import checkpoint as cp
 from ptm_p2p.ledger.store import SqliteStore

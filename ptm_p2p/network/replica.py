@@ -118,12 +118,14 @@ class ReplicaTracker:
 
     def observe(self, signed: cp.SignedCheckpoint, source: str) -> int:
         """A checkpoint no larger than our log: compare it with our tree (a split view raises
-        ``SplitViewError`` with both notes), then merge its cosignatures; returns how many."""
+        ``SplitViewError`` with both notes), then merge its cosignatures; returns how many
+        cosignatures were merged."""
         self.log.check_against_ours(signed, source)
         return self.book.merge_cosignatures(signed, self.log.witness_verifiers())
 
     async def update(self, peer: Any, signed: cp.SignedCheckpoint, source: str) -> int:
-        """``observe`` or ``catch_up``, as ``signed`` is behind or ahead of our copy.
+        """``observe`` or ``catch_up``, as ``signed`` is behind or ahead of our copy;
+        returns how many entries were added (0 for ``observe``).
 
         A local fault of our store is recorded (``store_failed``) and raised again.
         """
@@ -146,15 +148,17 @@ class ReplicaTracker:
         """
         if self.paused:
             return 0
-        async with self.lock:
-            started, begin = time.perf_counter(), self.log.size
-            try:
+        try:
+            async with self.lock:
+                started, begin = time.perf_counter(), self.log.size
                 while self.log.size < target.checkpoint.size:
                     await self._step(peer, target, source)
-            except RootMismatch:
-                await self.diagnose(peer, target, source)
-                raise
-            added = self.log.size - begin
+                added = self.log.size - begin
+        except RootMismatch:
+            # Outside the lock: rehashing a lying peer's log from the start must not hold
+            # up following the hub meanwhile.
+            await self.diagnose(peer, target, source)
+            raise
         if added:
             self.last_synced = time.time()
             log.info(

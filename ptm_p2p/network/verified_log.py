@@ -20,10 +20,11 @@ a split view).
 
 Our own faults are never evidence against others. Memory is never ahead of the store: a
 commit whose writes fail (a full disk, another process holding the SQLite write lock) leaves
-state and frontier as they were, so the same batch can simply be committed again later; such
-a ``StoreError`` is a *local fault* (``is_local_fault``) for the caller to log and retry,
-never a reason to distrust the peer that sent the batch. The store gives up on a held write
-lock after ``BUSY_TIMEOUT_MS`` instead of freezing the event loop in SQLite's busy wait.
+state and frontier as they were, so the same batch can simply be committed again later;
+such a ``StoreError`` is a *local fault* (``ledger.store.is_local_fault``) for the caller to
+log and retry, never a reason to distrust the peer that sent the batch. The store gives up
+on a held write lock after ``BUSY_TIMEOUT_MS`` instead of freezing the event loop in
+SQLite's busy wait.
 Stored tree nodes are checked against the entries at start (``check_integrity``), and again
 before a mismatch with a hub checkpoint is called a split view: a flipped bit in our own file
 is ``DamagedLedger``, which stops the daemon with the file and the fix, never evidence.
@@ -54,7 +55,6 @@ from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, replay_store
-from ptm_p2p.ledger.store import is_local_fault  # re-exported: its home is the store
 
 if TYPE_CHECKING:
     from ptm_p2p.network.checkpoint_book import CheckpointBook
@@ -423,4 +423,4 @@ class VerifiedLog:
             raise fault
 
 
-__all__ = ["BUSY_TIMEOUT_MS", "VerifiedLog", "decode_entries", "is_local_fault"]
+__all__ = ["BUSY_TIMEOUT_MS", "VerifiedLog", "decode_entries"]

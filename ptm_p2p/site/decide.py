@@ -1,7 +1,8 @@
 """What a site does with a task, decided without Docker, the network or a clock.
 
-The worker (``worker.py``) is split in two: this module *decides* (a pure function of the
-site's replayed state, the task's journal row and the site's policy) and the worker *does*
+The worker (``worker.py``) is split in two: this module *decides* (functions of the site's
+replayed state, the task's journal row and the site's policy, with no effect outside what
+they are given: ``stops`` marks the in-flight records it is handed) and the worker *does*
 (opens the journal, runs the container, seals and signs). Every rule of "what a site does
 with a task" lives here, so each is unit-tested without containers
 (``tests/site/test_decide.py``, against ``FakeSite``).
@@ -268,7 +269,7 @@ class Active:
 @dataclass(frozen=True)
 class Answer:
     """What to sign for a task: ``status`` and public ``reason``; ``drop_output``: sign it
-    with no output and no container log (nothing of the run is kept)."""
+    with no output (the run's answer is not kept; its container log goes as for any run)."""
 
     status: str
     reason: str | None

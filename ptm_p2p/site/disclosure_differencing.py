@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from ptm_p2p.errors import LedgerError
 from ptm_p2p.site.disclosure_request import Request
 from ptm_p2p.site.disclosure_store import DisclosureStore, Reservation
 
@@ -35,7 +36,8 @@ class LedgerView:
             return None
         try:
             entry = Entry.from_bytes(self.site.store.raw(logged.index))
-        except Exception as exc:  # unreadable: not a sum this rule can place
+        except LedgerError as exc:  # an entry that does not decode was never a task to run
+            # (a store that fails to read raises: the gate then refuses, never skips the rule)
             log.warning("disclosure record: task at entry %d unread: %s", logged.index, exc)
             return None
         if aggregate_of(entry) != SECURE_SUM:

@@ -52,6 +52,7 @@ from ptm_p2p.errors import (
     StoreError,
 )
 from ptm_p2p.home import Home
+from ptm_p2p.home_files import DISTRUST_FILE, PEERS_FILE
 from ptm_p2p.ledger.store import SqliteStore, is_local_fault
 from ptm_p2p.network import protocol
 from ptm_p2p.network.host import parse_peer_addr
@@ -72,8 +73,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PEERS_FILE = "peers.json"
-DISTRUST_FILE = "distrusted.json"
 EXCHANGE_INTERVAL = 0.5
 PEERS_REFRESH = 2.0
 # Pauses between tries to reach the hub (down, or not admitting us yet): short, since a
@@ -280,7 +279,9 @@ class Site:
             await self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
             return
         try:
-            if await self.tracker.update(client, signed, source):
+            ahead = signed.checkpoint.size > self.log.size
+            await self.tracker.update(client, signed, source)
+            if ahead:  # even if another catch-up got there first: vouch for what we hold
                 self.cosign()
         except SplitViewError as exc:
             await self.broadcast_evidence(

@@ -47,14 +47,14 @@ Nothing decrypted outlives the daemon: inputs and outputs live in an in-memory t
 A write of ``tasks.db`` that fails is a local fault: the worker pauses with a bounded,
 jittered back-off (one log line per step, ``faults.py``) and ``ptm status`` shows it.
 
-Decide, then do. ``decide.py`` holds every rule above as pure functions; this module is the
-loop that applies them and hands each action to a part with one job: ``task_run.py`` runs a
-task in its container (``containers.py``), ``answers.py`` seals, places (``outputs.py``) and
-signs, ``resubmit.py`` brings signed results to the log, ``journal_guard.py`` keeps the
-journal's failure policy, ``disclosure_gate.py`` asks the disclosure record and
-``task_folders.py`` sweeps the in-memory folders. The worker sees its site only through
-``worker_site.WorkerSite`` (``decide.SiteView`` and what doing needs), so its tests run on a
-fake site without containers (``tests/site/``).
+Decide, then do. ``decide.py`` holds every rule above, decided without Docker or the
+network; this module is the loop that applies them and hands each action to a part with one
+job: ``task_run.py`` runs a task in its container (``containers.py``), ``answers.py`` seals,
+places (``outputs.py``) and signs, ``resubmit.py`` brings signed results to the log,
+``journal_guard.py`` keeps the journal's failure policy, ``disclosure_gate.py`` asks the
+disclosure record and ``task_folders.py`` sweeps the in-memory folders. The worker sees its
+site only through ``worker_site.WorkerSite`` (``decide.SiteView`` and what doing needs), so
+its tests run on a fake site without containers (``tests/site/``).
 """
 
 from __future__ import annotations
@@ -175,9 +175,10 @@ class TaskWorker:
 
     async def _wait_for_work(self) -> None:
         """Until a new checkpoint arrives, a run finishes, or SCAN_INTERVAL passes."""
+        after = self.site.checkpoint_size  # now: one arriving before the waiter starts counts
 
         async def change(scope: trio.CancelScope) -> None:
-            await self.site.wait_for_checkpoint(SCAN_INTERVAL)
+            await self.site.wait_for_checkpoint(after, SCAN_INTERVAL)
             scope.cancel()
 
         async def woken(scope: trio.CancelScope) -> None:

@@ -39,8 +39,13 @@ class WorkerSite(SiteView, Protocol):
         """The bytes of log entry ``index`` as stored now (to check against replay)."""
         ...
 
-    async def wait_for_checkpoint(self, timeout: float) -> None:
-        """Return once a checkpoint newer than the latest held arrives, or after ``timeout``."""
+    @property
+    def checkpoint_size(self) -> int:
+        """The size of the newest hub-signed checkpoint held."""
+        ...
+
+    async def wait_for_checkpoint(self, after: int, timeout: float) -> None:
+        """Return once a checkpoint larger than ``after`` is held, or after ``timeout``."""
         ...
 
     def cosign_pending(self) -> None:
@@ -88,9 +93,12 @@ class SiteAdapter:
         (raw,) = self._site.store.raw_range(index, index + 1)
         return bytes(raw)
 
-    async def wait_for_checkpoint(self, timeout: float) -> None:
-        book = self._site.book
-        await book.wait_newer(book.latest_size, timeout)
+    @property
+    def checkpoint_size(self) -> int:
+        return int(self._site.book.latest_size)
+
+    async def wait_for_checkpoint(self, after: int, timeout: float) -> None:
+        await self._site.book.wait_newer(after, timeout)
 
     def cosign_pending(self) -> None:
         if self._site.witness_size < self._site.log.size:

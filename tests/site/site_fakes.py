@@ -82,7 +82,11 @@ class FakeSite:
     def stored_entry(self, index: int) -> bytes:
         return self.stored[index]
 
-    async def wait_for_checkpoint(self, timeout: float) -> None:
+    @property
+    def checkpoint_size(self) -> int:
+        return len(self.stored)
+
+    async def wait_for_checkpoint(self, after: int, timeout: float) -> None:
         await trio.sleep(timeout)
 
     def cosign_pending(self) -> None:
