@@ -279,10 +279,8 @@ class Site:
             await self._refuse(source, f"sent a checkpoint that does not verify: {exc}")
             return
         try:
-            ahead = signed.checkpoint.size > self.log.size
             await self.tracker.update(client, signed, source)
-            if ahead:  # even if another catch-up got there first: vouch for what we hold
-                self.cosign()
+            self.cosign()  # whoever caught up: vouch for what we hold (else a no-op)
         except SplitViewError as exc:
             await self.broadcast_evidence(
                 "split-view", exc.first.encode(), exc.second.encode(), str(exc)
