@@ -20,7 +20,7 @@ import trio
 
 from ptm_p2p.errors import LedgerError, StoreError
 from ptm_p2p.ledger import checkpoint as cp
-from ptm_p2p.ledger.store import is_local_fault
+from ptm_p2p.ledger.store import LogStore, is_local_fault
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ FLUSH_DELAY = 1.0
 class CheckpointBook:
     """size -> the latest note text we hold for that size (cosignatures merged in)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: LogStore) -> None:
         self.store = store
         self.notes: dict[int, str] = {}
         self.sizes: list[int] = []

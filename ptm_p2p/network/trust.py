@@ -22,13 +22,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from ptm_p2p.errors import LedgerError, SplitViewError, StoreError
 from ptm_p2p.home_files import DistrustedPeer, load_distrusted, save_distrusted
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import Entry
-from ptm_p2p.ledger.store import is_local_fault
+from ptm_p2p.ledger.store import LogStore, is_local_fault
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ HUB = Party("hub")
 class TrustRegistry:
     """The parties this daemon no longer believes (with the reason) and the evidence store."""
 
-    def __init__(self, store: Any, distrust_file: Path | None = None) -> None:
+    def __init__(self, store: LogStore, distrust_file: Path | None = None) -> None:
         self.store = store
         self.distrust_file = distrust_file
         self._reasons: dict[Party, str] = {}

@@ -55,6 +55,7 @@ from ptm_p2p.ledger import merkle
 from ptm_p2p.ledger.crypto import short
 from ptm_p2p.ledger.entry import GENESIS, Entry, claimed_author, split_raw
 from ptm_p2p.ledger.replay import State, replay_store
+from ptm_p2p.ledger.store import LogStore
 
 if TYPE_CHECKING:
     from ptm_p2p.network.checkpoint_book import CheckpointBook
@@ -132,7 +133,7 @@ def extend_to_root(
 class VerifiedLog:
     """A store plus the in-memory state needed to verify and extend it quickly."""
 
-    def __init__(self, store: Any, book: CheckpointBook, trust: TrustRegistry) -> None:
+    def __init__(self, store: LogStore, book: CheckpointBook, trust: TrustRegistry) -> None:
         self.store = store
         self.book = book
         self.trust = trust
