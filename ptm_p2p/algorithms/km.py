@@ -31,6 +31,7 @@ from ptm_p2p import algorithm
 from ptm_p2p.algorithms.rounds import LocalRunner, RoundInfo, RoundRunner, tables_from_frames
 from ptm_p2p.algorithms.survival_site import VERSION
 from ptm_p2p.errors import StudyError
+from ptm_p2p.ledger import secagg
 
 IMAGE = "km"
 COLUMNS = ("time", "at_risk", "events", "censored", "survival", "ci_lower", "ci_upper")
@@ -52,6 +53,7 @@ class KMResult:
     round_log: tuple[RoundInfo, ...] = field(default=(), repr=False)
     secure: bool = False
     dropped: dict[str, str] = field(default_factory=dict)  # secure: sites left out, why
+    level_sites: dict[str, int] = field(default_factory=dict)  # secure: sites per level
 
     @property
     def table(self) -> Any:
@@ -88,6 +90,7 @@ class KMResult:
             "round_log": [r.to_dict() for r in self.round_log],
             "secure": self.secure,
             "dropped": self.dropped,
+            "level_sites": self.level_sites,
         }
 
 
@@ -168,12 +171,15 @@ def fit(
     progress: Callable[[str], None] | None = None,
     secure: bool = False,
     grid: Sequence[float] | None = None,
+    levels: Sequence[str] | None = None,
 ) -> KMResult:
     """Kaplan–Meier curves over the sites' data in one round (see the module docstring).
 
     ``time_unit`` makes every site round its times up to multiples of it before counting
     (coarser times reveal less); ``group_col`` adds a curve per group. ``secure`` sums the
-    counts on ``grid`` under secure aggregation (the pooled curve only).
+    counts on ``grid`` under secure aggregation: the pooled curve, and with ``group_col``
+    a curve per value named in ``levels`` (required then: every site answers the same
+    shape), no curve per site.
     """
     sites = list(sites)
     if not sites or len(set(sites)) != len(sites):
@@ -188,7 +194,11 @@ def fit(
     if time_unit is not None:
         request["time_unit"] = time_unit
     if secure:
-        return _fit_secure(runner, sites, request, group_col, alpha, progress, grid)
+        return _fit_secure(
+            runner, sites, request, alpha, progress, grid, _levels(group_col, levels, grid)
+        )
+    if levels is not None:
+        raise StudyError("levels name a group's values for a secure sum: add secure=True")
     t0 = time.monotonic()
     answers = runner(IMAGE, {s: dict(request) for s in sites})
     seconds = time.monotonic() - t0
@@ -229,29 +239,29 @@ def _fit_secure(
     runner: RoundRunner,
     sites: list[str],
     request: dict[str, Any],
-    group_col: str | None,
     alpha: float,
     progress: Callable[[str], None] | None,
     grid: Sequence[float] | None,
+    levels: list[str] | None,
 ) -> KMResult:
     secure_sum = getattr(runner, "secure_sum", None)
     if secure_sum is None:
         raise StudyError(f"{type(runner).__name__} cannot run secure-aggregation rounds")
-    if group_col is not None:
-        raise StudyError("group curves are not available under secure aggregation (yet)")
     if grid is None or len(grid) == 0:
         raise StudyError(
             "secure aggregation needs a time grid shared by the sites: pass grid=[...] (e.g. "
             "multiples of the sites' time_resolution up to beyond the longest follow-up)"
         )
     points = [float(t) for t in grid]
-    request = {**request, "secure_sum": {"grid": points}}
+    shape: dict[str, Any] = {"grid": points} | ({"levels": levels} if levels else {})
+    request = {**request, "secure_sum": shape}
     t0 = time.monotonic()
     summed = secure_sum(IMAGE, {s: dict(request) for s in sites})
     seconds = time.monotonic() - t0
     for s, public in summed.public.items():
         if not isinstance(public, dict) or public.get("version") != VERSION:
             raise StudyError(f"{IMAGE}: {s} gave no answer in this format", {s: "bad answer"})
+    # counts are whole numbers: the fixed-point sum rounds back to them exactly
     total = {name: np.rint(values) for name, values in summed.total.items()}
     size = len(json.dumps(request, sort_keys=True, separators=(",", ":")))
     info = RoundInfo(
@@ -266,16 +276,11 @@ def _fit_secure(
             f"{seconds:.2f} s"
             + (f"; dropped {', '.join(summed.dropped)}" if summed.dropped else "")
         )
-    part = {
-        "times": points,
-        "events": total["events"].tolist(),
-        "censored": total["censored"].tolist(),
-        "n": float(total["n"][0]),
-    }
+    curves, level_sites = _secure_curves(total, points, levels, alpha)
     return KMResult(
-        curves={"pooled": pooled_curve([part], alpha)},
+        curves=curves,
         sites=summed.sites,
-        group_col=None,
+        group_col=request.get("group"),
         alpha=alpha,
         min_group_sizes={s: int(summed.public[s]["min_group_size"]) for s in summed.sites},
         suppressed_groups={},
@@ -284,7 +289,63 @@ def _fit_secure(
         round_log=(info,),
         secure=True,
         dropped=dict(summed.dropped),
+        level_sites=level_sites,
     )
+
+
+def _secure_curves(
+    total: Mapping[str, np.ndarray], points: list[float], levels: list[str] | None, alpha: float
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
+    """The pooled curve and, per level, the curve over the sites that showed it (a level
+    no site showed has none), from the summed counts; and how many sites showed each."""
+    part = {
+        "times": points,
+        "events": total["events"].tolist(),
+        "censored": total["censored"].tolist(),
+        "n": float(total["n"][0]),
+    }
+    curves = {"pooled": pooled_curve([part], alpha)}
+    level_sites: dict[str, int] = {}
+    g = len(points)
+    for i, level in enumerate(levels or []):
+        level_sites[level] = int(total["group_sites"][i])
+        if level_sites[level] == 0:
+            continue
+        rows = slice(i * g, (i + 1) * g)
+        part = {
+            "times": points,
+            "events": total["group_events"][rows].tolist(),
+            "censored": total["group_censored"][rows].tolist(),
+            "n": float(total["group_n"][i]),
+        }
+        curves[f"group:{level}"] = pooled_curve([part], alpha)
+    return curves, level_sites
+
+
+def _levels(
+    group_col: str | None, levels: Sequence[str] | None, grid: Sequence[float] | None
+) -> list[str] | None:
+    """The levels of a secure grouped round, checked (None: an ungrouped round)."""
+    if group_col is None:
+        if levels is not None:
+            raise StudyError("levels name the values of a group: pass group_col as well")
+        return None
+    if not levels:
+        raise StudyError(
+            f"Kaplan–Meier per group under secure aggregation needs {group_col!r}'s values "
+            "named up front, so every site answers in the same shape: pass levels=[...] "
+            "(a value a site holds outside them enters the pooled curve only)"
+        )
+    names = list(levels)
+    if not all(isinstance(v, str) and v for v in names) or len(set(names)) != len(names):
+        raise StudyError(f"levels must be distinct non-empty strings, not {names!r}")
+    values = 2 * (len(names) + 1) * len(grid or []) + 2 * len(names) + 2
+    if values > secagg.MAX_VALUES:
+        raise StudyError(
+            f"{len(names)} levels on a grid of {len(grid or [])} points make {values} summed "
+            f"values, over the {secagg.MAX_VALUES} a secure sum takes: use a coarser grid"
+        )
+    return names
 
 
 def fit_local(

@@ -41,6 +41,11 @@ after the last point count only in n — and answered as ``{"secure_sum": {"n", 
 "events", "censored"}, "public": {"version", "min_group_size"}}``: the site daemon masks
 the ``secure_sum`` part, so the researcher sees only the sums over the sites. Binning only
 merges the site's own (coarsened) intervals, so no grid shows more than the plain answer.
+With a ``group``, the request names its values up front (``"secure_sum": {"grid": …,
+"levels": […]}``) and every site answers each level's counts on the grid in one fixed shape
+(``_km_secure``): a level the site lacks or hides (the plain answer's suppression rules)
+is zeros, and a value outside the levels is hidden like a small group (in the overall
+counts only), so what the shown levels leave out is still ≥ k patients or none.
 
 Every image refuses (``AlgorithmRefusal``, exit 3) when the site has fewer complete rows,
 or (Cox) fewer events, than its minimum group size ``PTM_MIN_GROUP_SIZE``.
@@ -1019,9 +1024,7 @@ def kaplan_meier(
         raise AlgorithmError("'time_unit' must be a positive number")
     if group is not None and group not in table:
         raise AlgorithmError(f"no column {group!r} (columns: {', '.join(sorted(table))})")
-    grid = _secure_grid(params)
-    if grid is not None and group is not None:
-        raise AlgorithmError("group curves are not available under secure aggregation (yet)")
+    grid, levels = _secure_request(params, group)
     time, event, _, keep, dropped = _prepared(table, duration, event_col, [])
     k = controls.k
     _guard(int(time.size), None, k)
@@ -1052,39 +1055,52 @@ def kaplan_meier(
         "n_incomplete": _round_count(dropped, controls),
         "overall": km_counts(time, event, k),
     }
-    if grid is not None:
-        return _km_secure(out, grid)
     if group is not None:
-        labels = [_group_label(v) for v in table[group][keep].tolist()]
-        sizes: dict[str, int] = {}
-        for label in labels:
-            sizes[label] = sizes.get(label, 0) + 1
-        members = np.array(labels, dtype=object)
-        group_time: dict[str, np.ndarray] = {}
-        unfit: list[str] = []
-        for g in sorted(sizes):
-            inside = members == g
-            if not controls.on:
-                group_time[g] = time[inside]
-                continue
-            # a group's curve merges the site's intervals further until each of its own
-            # holds 0 or ≥ k events and 0 or ≥ k censorings; a group that cannot is hidden
-            cuts = site_cuts(time[inside], event[inside], k)
-            if cuts is None:
-                unfit.append(g)
-            else:
-                group_time[g] = coarsen(time[inside], cuts)
-        hidden = _suppress(sizes, k, unfit)
-        out["groups"] = {
-            g: km_counts(group_time[g], event[members == g], k)
-            for g in sorted(sizes)
-            if g not in hidden
-        }
-        out["suppressed_groups"] = hidden
+        labels = np.array([_group_label(v) for v in table[group][keep].tolist()], dtype=object)
+        out["groups"], out["suppressed_groups"] = _km_groups(labels, time, event, controls, levels)
+    if grid is not None:
+        return _km_secure(out, grid, levels)
     return out
 
 
+def _km_groups(
+    labels: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    controls: Controls,
+    levels: Sequence[str] | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Each group's counts (``km_counts``) and the groups hidden. Under control a group's
+    curve merges the site's intervals further until each of its own holds 0 or ≥ k events
+    and 0 or ≥ k censorings; a group that cannot is hidden, as are (``_suppress``) groups
+    under k and the smallest others while the hidden add up to fewer than k. With
+    ``levels`` (a secure-sum request), a value outside them is hidden the same way: it is
+    in no level's curve, and what the shown levels leave out stays ≥ k patients or none."""
+    k = controls.k
+    sizes: dict[str, int] = {}
+    for label in labels.tolist():
+        sizes[label] = sizes.get(label, 0) + 1
+    group_time: dict[str, np.ndarray] = {}
+    unfit = [g for g in sizes if levels is not None and g not in levels]
+    for g in sorted(sizes):
+        inside = labels == g
+        if not controls.on:
+            group_time[g] = time[inside]
+            continue
+        cuts = site_cuts(time[inside], event[inside], k)
+        if cuts is None:
+            unfit.append(g)
+        else:
+            group_time[g] = coarsen(time[inside], cuts)
+    hidden = _suppress(sizes, k, unfit)
+    groups = {
+        g: km_counts(group_time[g], event[labels == g], k) for g in sorted(sizes) if g not in hidden
+    }
+    return groups, hidden
+
+
 MAX_GRID = 4096
+MAX_LEVELS = 64
 
 
 def _secure_grid(params: Mapping[str, Any]) -> np.ndarray | None:
@@ -1105,25 +1121,78 @@ def _secure_grid(params: Mapping[str, Any]) -> np.ndarray | None:
     return values
 
 
-def _km_secure(out: Mapping[str, Any], grid: np.ndarray) -> dict[str, Any]:
-    """The overall counts binned on ``grid``, split into what is summed and what is public."""
+def _secure_request(
+    params: Mapping[str, Any], group: str | None
+) -> tuple[np.ndarray | None, list[str] | None]:
+    """The grid and group levels of a Kaplan–Meier secure-sum request ((None, None): a
+    plain request). Grouped, the request names the group's ``levels`` up front, so every
+    site answers in the same shape whatever values it holds (a secure sum adds vectors
+    position by position)."""
+    values = _secure_grid(params)
+    if values is None:
+        return None, None
+    secure = params["secure_sum"]
+    levels = secure.get("levels")
+    if group is None:
+        if levels is not None:
+            raise AlgorithmError("'levels' name the values of 'group': give the group column")
+        return values, None
+    if (
+        not isinstance(levels, list)
+        or not 1 <= len(levels) <= MAX_LEVELS
+        or not all(isinstance(v, str) and v for v in levels)
+        or len(set(levels)) != len(levels)
+    ):
+        raise AlgorithmError(
+            "a secure-sum request with a 'group' names its values up front: 'secure_sum' "
+            f'needs "levels": [1..{MAX_LEVELS} distinct labels]'
+        )
+    return values, list(levels)
+
+
+def _km_secure(
+    out: Mapping[str, Any], grid: np.ndarray, levels: Sequence[str] | None
+) -> dict[str, Any]:
+    """The counts binned on ``grid``, split into what is summed and what is public.
+
+    Overall: ``n``, ``n_incomplete``, ``events`` and ``censored`` per grid point. With
+    ``levels``, per level (level-major, a row of the grid per level) the same in
+    ``group_n``, ``group_events``, ``group_censored``, and ``group_sites``: 1 where this
+    site's curve of the level is in the sum, 0 where it lacks or hides the level (its
+    counts are zeros then)."""
     overall = out["overall"]
-    times = np.array(overall["times"], dtype=np.float64)
-    where = np.searchsorted(grid, times, side="left")  # first grid point >= the time
+    events, censored = _binned(overall, grid)
+    summed: dict[str, list[float]] = {
+        "n": [overall["n"]],
+        "n_incomplete": [out["n_incomplete"]],
+        "events": events.tolist(),
+        "censored": censored.tolist(),
+    }
+    if levels is not None:
+        shown = out["groups"]
+        empty = {"times": [], "events": [], "censored": [], "n": 0}
+        binned = [_binned(shown.get(level, empty), grid) for level in levels]
+        summed["group_n"] = [float(shown[v]["n"]) if v in shown else 0.0 for v in levels]
+        summed["group_events"] = np.concatenate([e for e, _ in binned]).tolist()
+        summed["group_censored"] = np.concatenate([c for _, c in binned]).tolist()
+        summed["group_sites"] = [1.0 if v in shown else 0.0 for v in levels]
+    return {
+        "secure_sum": summed,
+        "public": {"version": out["version"], "min_group_size": out["min_group_size"]},
+    }
+
+
+def _binned(counts: Mapping[str, Any], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One curve's events and censorings binned on ``grid``: each published time into the
+    first grid point at or after it; exits after the last point count only in n."""
+    times = np.array(counts["times"], dtype=np.float64)
+    where = np.searchsorted(grid, times, side="left")
     inside = where < grid.size
     events = np.zeros(grid.size)
     censored = np.zeros(grid.size)
-    np.add.at(events, where[inside], np.array(overall["events"], dtype=np.float64)[inside])
-    np.add.at(censored, where[inside], np.array(overall["censored"], dtype=np.float64)[inside])
-    return {
-        "secure_sum": {
-            "n": [overall["n"]],
-            "n_incomplete": [out["n_incomplete"]],
-            "events": events.tolist(),
-            "censored": censored.tolist(),
-        },
-        "public": {"version": out["version"], "min_group_size": out["min_group_size"]},
-    }
+    np.add.at(events, where[inside], np.array(counts["events"], dtype=np.float64)[inside])
+    np.add.at(censored, where[inside], np.array(counts["censored"], dtype=np.float64)[inside])
+    return events, censored
 
 
 # --- entry points ---------------------------------------------------------------------------

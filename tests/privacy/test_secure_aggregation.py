@@ -104,8 +104,9 @@ def test_the_researcher_recovers_no_site_counts(sites) -> None:
     assert total["n"] == [float(sum(truth[s]["n"][0] for s in names))]
 
 
-def test_group_curves_are_refused_under_secure_aggregation(sites) -> None:
-    with pytest.raises(StudyError, match="group curves"):
+def test_group_curves_need_their_levels_under_secure_aggregation(sites) -> None:
+    # the grouped secure round itself: test_secure_km_groups.py
+    with pytest.raises(StudyError, match=r"levels=\[\.\.\.\]"):
         km.fit_local(sites, "time", "cens", "horTh", secure=True, grid=GRID)
 
 
