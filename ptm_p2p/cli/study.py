@@ -27,7 +27,7 @@ from ptm_p2p.cli.common import (
     positive_number_option,
     targets,
 )
-from ptm_p2p.cli.study_grid import SECURE_OPTIONS, secure_grid
+from ptm_p2p.cli.study_grid import SECURE_OPTIONS, group_levels, levels_option, secure_grid
 from ptm_p2p.errors import StudyError
 
 if TYPE_CHECKING:
@@ -339,6 +339,7 @@ def coxph(run: StudyRun, covariates: str, ties: str, stratify_sites: bool) -> No
 @study.command()
 @study_options("1 − confidence level of the band.")
 @click.option("--group", "group", default=None, help="Also a curve per value of this column.")
+@levels_option
 @positive_number_option(
     "--time-unit",
     help="Sites round every time up to a multiple of this first (coarser reveals less).",
@@ -349,7 +350,13 @@ def coxph(run: StudyRun, covariates: str, ties: str, stratify_sites: bool) -> No
     writable=True,
     help="Draw the curves with their confidence bands to this PNG file.",
 )
-def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str | None) -> None:
+def km(
+    run: StudyRun,
+    group: str | None,
+    levels_text: str | None,
+    time_unit: float | None,
+    plot_path: str | None,
+) -> None:
     """Kaplan–Meier survival curves over the sites' patients, in one round.
 
     Each site sends, per published time, its numbers of events and censorings, rounded so
@@ -357,8 +364,9 @@ def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str
     pooled, per site, and per --group value (groups smaller than a site's minimum are
     suppressed there), with Greenwood's log(−log) band. --secure: each site's counts on
     your time grid (--grid-step with --horizon, or --grid FILE) are masked and only their
-    sum opens: the pooled curve alone, no curve per site or group. Prints each curve's
-    patients, events and median survival; --json gives every row, --plot a PNG.
+    sum opens: the pooled curve, a curve per --levels value of --group (named up front:
+    every site answers each), no curve per site. Prints each curve's patients, events and
+    median survival; --json gives every row, --plot a PNG.
 
     \b
     Examples:
@@ -366,16 +374,15 @@ def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str
           --plot km.png --home researcher/
       ptm study km --to-all --data gbsg2 --duration time --event cens \\
           --secure --grid-step 30 --horizon 3000
+      ptm study km --to-all --data gbsg2 --duration time --event cens --group horTh \\
+          --levels 0,1 --secure --grid-step 30 --horizon 3000
     """
     from ptm_p2p.algorithms import km as kaplan_meier
 
-    if run.secure and group is not None:
-        raise click.UsageError(
-            "--group curves are not available under --secure: only the pooled curve's sums "
-            "open (run the groups without --secure)"
-        )
+    levels = group_levels(run.secure, group, levels_text)
     grid = run.grid(True, "Kaplan–Meier")
     own = {"study": "km", "group": group, "time_unit": time_unit} | run.secure_definition(grid)
+    own |= {"levels": levels} if levels else {}  # a plain study's definition is unchanged
     title = "Kaplan–Meier" + (" (secure sums)" if run.secure else "")
     with run.connect(kaplan_meier.IMAGE, title, own) as (runner, sites):
         curves = kaplan_meier.fit(
@@ -389,6 +396,7 @@ def km(run: StudyRun, group: str | None, time_unit: float | None, plot_path: str
             alpha=run.alpha,
             secure=run.secure,
             grid=grid,
+            levels=levels,
         )
     if plot_path is not None:
         kaplan_meier.plot(curves, plot_path)
@@ -438,6 +446,9 @@ def _secure_lines(curves: Any) -> list[str]:
         f"secure aggregation: only the sums over {', '.join(curves.sites)} opened "
         f"({curves.rounds} task(s)); no curve per site"
     ]
+    if curves.level_sites:
+        shown = ", ".join(f"{level} {n}" for level, n in curves.level_sites.items())
+        lines.append(f"sites in each level's curve (the others lack or hide it): {shown}")
     lines += [f"left out of the sum: {site}: {why}" for site, why in curves.dropped.items()]
     return lines
 

@@ -5,8 +5,10 @@ only the sums over the sites. Pooled Cox and Kaplan–Meier then count the sites
 time points the researcher names, the same at every site (a site's own event times never
 open): ``--grid-step STEP --horizon T`` (0, STEP, 2·STEP, … up to the first multiple at or
 past T: the sites' lattice, e.g. 30 days) or ``--grid FILE`` (any increasing points). The
-site-stratified Cox model sends no times at all and needs no grid. What is wrong with the
-flags is a usage error naming them, before anything connects.
+site-stratified Cox model sends no times at all and needs no grid. Kaplan–Meier per
+``--group`` also needs the group's values named up front, ``--levels a,b``: a secure sum adds
+the sites' answers position by position, so each answers every level, in the same shape.
+What is wrong with the flags is a usage error naming them, before anything connects.
 """
 
 from __future__ import annotations
@@ -146,3 +148,35 @@ def _check(grid: list[float], hint: str) -> None:
         b <= a for a, b in zip(grid, grid[1:], strict=False)
     ):
         raise click.BadParameter("the grid's points must be finite and increasing", param_hint=hint)
+
+
+levels_option = click.option(
+    "--levels",
+    "levels_text",
+    metavar="A,B,…",
+    default=None,
+    help="With --secure and --group: the group's values, comma-separated (e.g. no,yes), one "
+    "curve each. Every site answers each of them (zeros for one it lacks or hides); a value "
+    "a site holds outside them enters the pooled curve only.",
+)
+
+
+def group_levels(secure: bool, group: str | None, text: str | None) -> list[str] | None:
+    """The levels ``--levels`` names (None: none), or a usage error naming the flags."""
+    if text is not None and (group is None or not secure):
+        raise click.UsageError(
+            "--levels names the values of --group for a secure sum: give --group COL "
+            "--levels A,B with --secure"
+        )
+    if not secure or group is None:
+        return None
+    if text is None:
+        raise click.UsageError(
+            f"--group under --secure needs the group's values named up front, the same for "
+            f"every site: --group {group} --levels A,B (a value outside them enters the "
+            "pooled curve only)"
+        )
+    levels = [word.strip() for word in text.split(",")]
+    if not all(levels) or len(set(levels)) != len(levels):
+        raise click.BadParameter("give distinct, non-empty values: A,B,…", param_hint="--levels")
+    return levels
