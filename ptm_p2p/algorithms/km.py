@@ -9,8 +9,12 @@ band, the one lifelines' ``KaplanMeierFitter`` draws by default.
 
 With ``secure=True`` (secure aggregation, ``ledger/secagg.py``) the researcher names a time
 ``grid``; every site bins its (coarsened) counts on it and its daemon masks them, so only
-the pooled counts open: the pooled curve, and no curve per site. A site that does not
-answer is dropped and the round runs again without it (``KMResult.dropped``). On a grid
+the pooled counts open: the pooled curve, and no curve per site. Per group, the researcher
+names the group's ``levels`` up front (a sum adds the sites' vectors position by position):
+each site answers every level's counts on the grid, zeros for a level it lacks or hides by
+the plain answer's suppression rules, and the researcher gets a curve per level over the
+sites that showed it (``KMResult.level_sites``: how many). A site that does not answer is
+dropped and the round runs again without it (``KMResult.dropped``). On a grid
 that holds every time the sites publish (their lattice, or multiples of ``time_unit``),
 the pooled curve is the one without secure aggregation, to the fixed-point error
 (docs/privacy.md: counts are whole numbers, so exactly).
