@@ -2,7 +2,8 @@
 
 Two hospitals under disclosure control (k = 5, a 30-day lattice) run the Cox and
 Kaplan–Meier images in Docker; ``ptm study`` runs as its own process, every round a
-secure sum on the grid ``--grid-step 30 --horizon 3000`` builds. Each fit must equal the
+secure sum on the grid ``--grid-step 30 --horizon 3000`` builds (Kaplan–Meier also per
+``--group --levels``). Each fit must equal the
 same site code and coordinator run in process (``fit_local``: the sites' own coarsening,
 masking and summing). Then: a grid that stops before the last event is refused naming the
 flags (exit 1), and a secure study whose process is killed after round 2 goes on with
@@ -125,6 +126,22 @@ def test_secure_km_opens_only_the_sums_and_equals_the_sites_code(live: Live) -> 
     )  # fmt: skip
     assert curves["curves"]["pooled"] == local.curves["pooled"]  # counts: exact sums
     assert "secure sum" in done.stderr
+
+
+def test_secure_km_per_group_equals_the_sites_code(live: Live) -> None:
+    """--group --levels --secure: a curve per named level from the sums alone, the same as
+    the site code and coordinator run in process."""
+    done = run(live.argv("km", "first", "--group", "horTh", "--levels", "0,1", *GRID_FLAGS))
+    assert done.returncode == 0, done.stderr[-3000:]
+    curves = json.loads(done.stdout)
+    assert curves["secure"] is True and curves["group"] == "horTh"
+    assert list(curves["curves"]) == ["pooled", "group:0", "group:1"]
+    assert curves["level_sites"] == {"0": 2, "1": 2}
+    local = km.fit_local(
+        live.frames, "time", "cens", "horTh", min_group_size=K, time_resolution=RESOLUTION,
+        secure=True, grid=GRID, levels=["0", "1"],
+    )  # fmt: skip
+    assert curves["curves"] == local.curves
 
 
 def test_secure_pooled_cox_equals_the_sites_code_run_in_process(live: Live) -> None:
