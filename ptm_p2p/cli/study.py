@@ -447,7 +447,7 @@ def _secure_lines(curves: Any) -> list[str]:
         f"({curves.rounds} task(s)); no curve per site"
     ]
     if curves.level_sites:
-        shown = ", ".join(f"{level} {n}" for level, n in curves.level_sites.items())
+        shown = ", ".join(f"{level}: {n}" for level, n in curves.level_sites.items())
         lines.append(f"sites in each level's curve (the others lack or hide it): {shown}")
     lines += [f"left out of the sum: {site}: {why}" for site, why in curves.dropped.items()]
     return lines
