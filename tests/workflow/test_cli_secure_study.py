@@ -16,7 +16,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,10 @@ from ptm_p2p.client import Client
 from ptm_p2p.dev.cluster import LocalCluster
 from ptm_p2p.dev.stack import Stack
 from ptm_p2p.errors import EXIT_DOMAIN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_sites import start_data_sites  # noqa: E402
+from study_process import run_acting_at_round_2  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -64,24 +67,17 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Live]:
     root: Path = tmp_path_factory.mktemp("cli-secure")
-    repos = [stack.images[name].split("@", 1)[0] for name in ("coxph-pooled", "km")]
+    images = [stack.images[name] for name in ("coxph-pooled", "km")]
     a, b, _ = datasets.split(datasets.load_gbsg2(), datasets.SIZES)
     frames = dict(zip(SITES, (a, b), strict=True))
     with LocalCluster(root / "cluster") as cluster:
         cluster.create(ORIGIN, "consortium")
         cluster.start_hub()
-        for site, frame in frames.items():
-            cluster.home(site)
-            path = cluster.path(site) / "gbsg2.csv"
-            frame.to_csv(path, index=False)
-            cluster.configure_site(
-                site, images=repos, publishers=[ORG], data={LABEL: path},
-                disclosure_control=True,
-                policy={"min_group_size": K, "time_resolution": RESOLUTION},
-            )  # fmt: skip
-            cluster.start_site(site)
-        for site in frames:
-            cluster.admit(site, "site")
+        start_data_sites(
+            cluster, frames, LABEL, ORG, lambda _: images,
+            disclosure_control=lambda _: True,
+            policy=lambda _: {"min_group_size": K, "time_resolution": RESOLUTION},
+        )  # fmt: skip
         for researcher in ("first", "second", "third"):
             cluster.admit(researcher, "researcher", org=ORG, same_org=True)
         yield Live(cluster, frames)
@@ -161,23 +157,8 @@ def test_a_grid_short_of_the_last_event_is_refused_naming_the_flags(live: Live) 
 
 def test_a_killed_secure_study_resumes_without_publishing_its_rounds_again(live: Live) -> None:
     argv = live.argv("coxph", "second", *GRID_FLAGS)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    killed = threading.Event()
-
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("round 2 (") and not killed.is_set():
-                proc.send_signal(signal.SIGKILL)  # the researcher's process dies mid-study
-                killed.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    proc.wait(timeout=600)
-    reader.join(10)
-    assert killed.is_set(), "".join(lines)[-3000:]
+    # the researcher's process dies mid-study
+    run_acting_at_round_2(argv, act=lambda study: study.send_signal(signal.SIGKILL))
     before = live.tasks_of("second")
 
     resumed = run([*argv, "--resume"])

@@ -18,7 +18,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from ptm_p2p.errors import EXIT_UNREACHABLE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_sites import start_data_sites  # noqa: E402
+from study_process import run_acting_at_round_2  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -81,32 +81,18 @@ def run_killing_the_hub(
 ) -> tuple[int, str, str]:
     """Run ``argv``; SIGKILL the hub when it reports round 2, restart it ``restart_after``
     seconds later (None: leave it down). Returns exit code, stdout, stderr."""
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=live.cluster.root
-    )
-    lines: list[str] = []
-    killed = threading.Event()
 
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("round 2 (") and not killed.is_set():
-                live.cluster.stop("hub", signal.SIGKILL)
-                killed.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    assert proc.stdout is not None
-    if restart_after is not None:
-        assert killed.wait(180), "".join(lines)[-3000:]
-        time.sleep(restart_after)
+    def restart() -> None:
+        time.sleep(restart_after or 0)
         live.cluster.start_hub()
-    out = proc.stdout.read()
-    code = proc.wait(timeout=300)
-    reader.join(10)
-    assert killed.is_set(), "".join(lines)[-3000:]
-    return code, out, "".join(lines)
+
+    return run_acting_at_round_2(
+        argv,
+        act=lambda _study: live.cluster.stop("hub", signal.SIGKILL),
+        then=restart if restart_after is not None else None,
+        cwd=live.cluster.root,
+        timeout=300,
+    )
 
 
 def tasks_of(live: Live, researcher: str) -> int:
